@@ -1,0 +1,34 @@
+# Every target sets itself up: a fresh clone needs only Python 3.11+ and the package index.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= cpu,dask,dev
+# Arguments for the main job, e.g. make run ARGS="--limit 2000 --epochs 1"
+ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+run: install
+	$(BIN)/digitflow ingest $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .digitflow .pytest_cache .mypy_cache .ruff_cache

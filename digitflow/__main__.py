@@ -1,0 +1,5 @@
+"""``python -m digitflow`` runs the command line."""
+
+from digitflow.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""Settings read from the environment (prefix ``DIGITFLOW_``), built once per command or flow."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob digitflow reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGITFLOW_", extra="ignore")
+
+    store: str = Field(
+        default=".digitflow/store",
+        description="Object store: a local directory or s3://bucket/prefix.",
+    )
+    mnist_source: str | None = Field(
+        default=None,
+        description="MNIST source: a directory, an http(s) base URL or an s3:// prefix. "
+        "Unset: the public mirrors.",
+    )
+    download_timeout_s: float = Field(default=60.0, gt=0)

@@ -1,0 +1,315 @@
+"""One small object-store interface with a local-directory and an S3 implementation.
+
+Keys are '/'-separated relative paths. Every write is atomic: a reader sees the old
+object or the new one, never a part. Conditional writes (if-absent, if-match on an
+ETag) let several writers update one pointer without losing each other's changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
+
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative object key, else raise StoreError."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StoreError(f"invalid object key {key!r}: use a relative a/b/c path")
+    return key
+
+
+def etag_of(data: bytes) -> str:
+    """The ETag a single PUT of ``data`` gets (its MD5, as S3 computes it)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class ObjectStore(ABC):
+    """Read, write, list and conditionally update objects by key."""
+
+    uri: str
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Return the object's content; NotFoundError if absent."""
+
+    @abstractmethod
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        """Return the object's content and its ETag, for a later ``if_match`` write."""
+
+    @abstractmethod
+    def write_bytes(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        """Write atomically and return the new ETag; PreconditionFailed if a condition fails."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file atomically (multipart for large files on S3)."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Download an object to a local file."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys under ``prefix`` (a key prefix, not only a folder), sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; absent keys are not an error."""
+
+    def uri_of(self, key: str) -> str:
+        """A human-readable URI of an object, for logs and summaries."""
+        return f"{self.uri.rstrip('/')}/{check_key(key)}"
+
+
+class LocalStore(ObjectStore):
+    """Objects as files under a root directory; temp file + rename for atomicity."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _tmp_path(self) -> Path:
+        tmp = self.root / ".tmp"
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.uri} is not writable: {exc.strerror}") from exc
+        return tmp / uuid.uuid4().hex
+
+    @contextmanager
+    def _staged(self, key: str) -> Iterator[Path]:
+        """Yield a temp path to fill; on success it replaces ``key`` atomically."""
+        target = self._path(key)
+        tmp = self._tmp_path()
+        try:
+            yield tmp
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise conditional writes between processes sharing this store."""
+        lock_path = self._tmp_path().with_name("conditional.lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFoundError(f"no object {self.uri_of(key)}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri_of(key)}: {exc}") from exc
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        data = self.read_bytes(key)
+        return data, etag_of(data)
+
+    def write_bytes(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        if if_match is None and not if_absent:
+            with self._staged(key) as tmp:
+                tmp.write_bytes(data)
+            return etag_of(data)
+        with self._locked():
+            current = self._path(key)
+            if if_absent and current.exists():
+                raise PreconditionFailed(f"{self.uri_of(key)} already exists")
+            if if_match is not None and (
+                not current.is_file() or etag_of(current.read_bytes()) != if_match
+            ):
+                raise PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
+            with self._staged(key) as tmp:
+                tmp.write_bytes(data)
+        return etag_of(data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        with self._staged(key) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(8 * 1024 * 1024):
+                dst.write(chunk)
+
+    def get_file(self, key: str, path: Path) -> None:
+        path.write_bytes(self.read_bytes(key))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not (dirpath == str(self.root) and d == ".tmp")]
+            rel = os.path.relpath(dirpath, self.root)
+            for name in filenames:
+                key = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class S3Store(ObjectStore):
+    """Objects in an S3 bucket under a prefix, through boto3's standard configuration."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client if client is not None else boto3.client("s3")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _error(self, exc: Exception, action: str, key: str) -> StoreError:
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return NotFoundError(f"no object {self.uri_of(key)}")
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
+            return StoreError(f"cannot {action} {self.uri_of(key)}: {code} {exc}")
+        if isinstance(exc, ConnectionError | HTTPClientError):
+            return StoreUnavailable(f"cannot {action} {self.uri_of(key)}: {exc}")
+        return StoreError(f"cannot {action} {self.uri_of(key)}: {exc}")
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.read_with_etag(key)[0]
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return response["Body"].read(), response["ETag"].strip('"')
+        except Exception as exc:
+            raise self._error(exc, "read", key) from exc
+
+    def write_bytes(
+        self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False
+    ) -> str:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if if_absent:
+            args["IfNoneMatch"] = "*"
+        if if_match is not None:
+            args["IfMatch"] = f'"{if_match}"'
+        if len(data) > MULTIPART_THRESHOLD and len(args) == 3:
+            import io
+
+            self._upload(key, io.BytesIO(data))
+            return self._head_etag(key)
+        try:
+            return str(self.client.put_object(**args)["ETag"].strip('"'))
+        except Exception as exc:
+            error = self._error(exc, "write", key)
+            if if_absent and isinstance(error, PreconditionFailed):
+                error = PreconditionFailed(f"{self.uri_of(key)} already exists")
+            raise error from exc
+
+    def _upload(self, key: str, fileobj: Any) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
+        try:
+            self.client.upload_fileobj(fileobj, self.bucket, self._key(key), Config=config)
+        except Exception as exc:
+            raise self._error(exc, "write", key) from exc
+
+    def _head_etag(self, key: str) -> str:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, "stat", key) from exc
+        return str(head["ETag"].strip('"'))
+
+    def put_file(self, key: str, path: Path) -> None:
+        with open(path, "rb") as fileobj:
+            self._upload(key, fileobj)
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(path))
+        except Exception as exc:
+            raise self._error(exc, "read", key) from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except Exception as exc:
+            error = self._error(exc, "stat", key)
+            if isinstance(error, NotFoundError):
+                return False
+            raise error from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        except Exception as exc:
+            raise self._error(exc, "list", prefix or ".") from exc
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, "delete", key) from exc
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into bucket and prefix."""
+    rest = uri.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StoreError(f"invalid S3 URI {uri!r}: expected s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def open_store(uri: str) -> ObjectStore:
+    """Open the store a URI names: ``s3://bucket/prefix`` or a local directory."""
+    if uri.startswith("s3://"):
+        return S3Store(*parse_s3_uri(uri))
+    if "://" in uri:
+        raise StoreError(f"unsupported store {uri!r}: use a local directory or s3://bucket/prefix")
+    return LocalStore(uri)

@@ -1,0 +1,140 @@
+"""One contract, two stores: the local directory and a real S3 endpoint over HTTP."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from digitflow.errors import NotFoundError, PreconditionFailed, StoreError
+from digitflow.storage import MULTIPART_THRESHOLD, LocalStore, ObjectStore, S3Store, open_store
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/some/prefix")
+
+
+def test_write_then_read_round_trips(store: ObjectStore) -> None:
+    store.write_bytes("a/b/c.bin", b"\x00\x01payload")
+    assert store.read_bytes("a/b/c.bin") == b"\x00\x01payload"
+    assert store.exists("a/b/c.bin")
+    assert not store.exists("a/b")
+
+
+def test_missing_key_raises_not_found_naming_it(store: ObjectStore) -> None:
+    with pytest.raises(NotFoundError, match="nope.json"):
+        store.read_bytes("nope.json")
+    assert not store.exists("nope.json")
+
+
+def test_list_is_sorted_prefix_match_and_hides_staging(store: ObjectStore) -> None:
+    for key in ["x/2", "x/1", "xy/3", "z"]:
+        store.write_bytes(key, b"1")
+    assert store.list("x/") == ["x/1", "x/2"]
+    assert store.list("x") == ["x/1", "x/2", "xy/3"]
+    assert store.list() == ["x/1", "x/2", "xy/3", "z"]
+
+
+def test_overwrite_replaces_whole_object(store: ObjectStore) -> None:
+    store.write_bytes("k", b"long old content")
+    store.write_bytes("k", b"new")
+    assert store.read_bytes("k") == b"new"
+
+
+def test_if_absent_refuses_existing_object(store: ObjectStore) -> None:
+    store.write_bytes("pointer.json", b"first", if_absent=True)
+    with pytest.raises(PreconditionFailed, match="already exists"):
+        store.write_bytes("pointer.json", b"second", if_absent=True)
+    assert store.read_bytes("pointer.json") == b"first"
+
+
+def test_if_match_detects_a_concurrent_change(store: ObjectStore) -> None:
+    store.write_bytes("pointer.json", b"v1")
+    _, etag = store.read_with_etag("pointer.json")
+    new_etag = store.write_bytes("pointer.json", b"v2", if_match=etag)
+    with pytest.raises(PreconditionFailed):
+        store.write_bytes("pointer.json", b"v3", if_match=etag)  # stale ETag: someone else won
+    assert store.read_bytes("pointer.json") == b"v2"
+    assert store.read_with_etag("pointer.json")[1] == new_etag
+
+
+def test_racing_conditional_writers_exactly_one_wins(store: ObjectStore) -> None:
+    store.write_bytes("pointer.json", b"start")
+    _, etag = store.read_with_etag("pointer.json")
+    outcomes: list[str] = []
+
+    def writer(i: int) -> None:
+        try:
+            store.write_bytes("pointer.json", f"writer {i}".encode(), if_match=etag)
+            outcomes.append(f"won {i}")
+        except PreconditionFailed:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o.startswith("won")]
+    assert len(winners) == 1, outcomes
+    assert store.read_bytes("pointer.json").decode() == winners[0].replace("won", "writer")
+
+
+def test_large_file_round_trips_through_put_and_get(store: ObjectStore, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    payload = bytes(range(256)) * ((MULTIPART_THRESHOLD + 1024 * 1024) // 256)
+    big.write_bytes(payload)
+    store.put_file("models/big.bin", big)
+    out = tmp_path / "out.bin"
+    store.get_file("models/big.bin", out)
+    assert out.read_bytes() == payload
+    store.write_bytes("models/big2.bin", payload)
+    assert store.read_bytes("models/big2.bin") == payload
+
+
+def test_delete_is_idempotent(store: ObjectStore) -> None:
+    store.write_bytes("gone", b"1")
+    store.delete("gone")
+    store.delete("gone")
+    assert not store.exists("gone")
+
+
+@pytest.mark.parametrize("bad", ["", "/abs", "a/../b", "a//b", "./a"])
+def test_unsafe_keys_are_refused(store: ObjectStore, bad: str) -> None:
+    with pytest.raises(StoreError, match="invalid object key"):
+        store.write_bytes(bad, b"1")
+
+
+def test_local_store_not_writable_says_where(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = LocalStore(blocker / "store")
+    with pytest.raises(StoreError, match="not writable"):
+        store.write_bytes("k", b"1")
+
+
+def test_local_write_leaves_no_partial_object_on_failure(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    (tmp_path / "k").mkdir()  # a directory where the object should go: the rename fails
+    with pytest.raises(StoreError, match="cannot write"):
+        store.write_bytes("k", b"payload")
+    assert store.list() == []
+
+
+def test_s3_missing_bucket_is_a_clear_store_error(s3_server: object) -> None:
+    store = open_store("s3://no-such-bucket-here/prefix")
+    with pytest.raises(StoreError, match="no-such-bucket-here"):
+        store.write_bytes("k", b"1")
+
+
+def test_open_store_dispatches_on_uri(tmp_path: Path, s3_server: object) -> None:
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    s3 = open_store("s3://bucket/a/b/")
+    assert isinstance(s3, S3Store) and s3.uri == "s3://bucket/a/b"
+    with pytest.raises(StoreError, match="unsupported store"):
+        open_store("gs://bucket")
