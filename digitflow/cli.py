@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -114,6 +114,51 @@ def ingest(
 
     params = IngestParams(source=source, accept_custom=accept_custom)
     _run("Ingesting MNIST…", lambda: ingest_flow(params), as_json)
+
+
+@app.command()
+def train(
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated model names [default: the seed three]")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    limit: Annotated[int | None, typer.Option(min=10, help="Train on N examples.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 200,
+    learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    seed: int = 1,
+    mode: Annotated[str, typer.Option(help="local | workers (the gpu work pool)")] = "local",
+    dataset_version: Annotated[str | None, typer.Option(help="[default: newest]")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train models in parallel (one process each) into candidates in the store."""
+    _prepare_env(store)
+    from flows.train import TrainParams, train_flow
+
+    fields: dict[str, Any] = {
+        "epochs": epochs,
+        "limit": limit,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "mode": mode,
+        "dataset_version": dataset_version,
+    }
+    if models:
+        fields["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    params = _params(TrainParams, fields)
+    _run("Training…", lambda: train_flow(params), as_json)
+
+
+def _params(model: type[BaseModel], fields: dict[str, Any]) -> Any:
+    """Validate flow parameters up front, reporting a bad option in one line."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        err.print(f"[bold red]error:[/] --{where.replace('_', '-')}: {first['msg']}")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

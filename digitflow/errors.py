@@ -39,3 +39,9 @@ class ImageError(DigitflowError):
 
 class ModelError(DigitflowError):
     """A model cannot be built, loaded or verified."""
+
+
+class TrainingError(DigitflowError):
+    """A model failed to train (bad hyper-parameter, crash of its process, ...)."""
+
+    child_traceback: str = ""

@@ -109,3 +109,22 @@ def mnist_dir() -> Path:
         if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
             return Path(candidate).resolve()
     pytest.skip("MNIST files not found: set DIGITFLOW_MNIST_SOURCE to a directory holding them")
+
+
+@pytest.fixture(scope="session")
+def mnist_store(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A local store holding the real MNIST, ingested once: (store URI, dataset version)."""
+    from digitflow.data.ingest import ingest
+    from digitflow.storage import LocalStore
+
+    root = tmp_path_factory.mktemp("mnist-store")
+    record = ingest(LocalStore(root), str(mnist_dir))
+    return str(root), record.version
+
+
+def clone_store(source_uri: str, target: Path) -> str:
+    """A copy of a local store, so a test can change it without touching the shared one."""
+    import shutil
+
+    shutil.copytree(source_uri, target)
+    return str(target)

@@ -116,6 +116,14 @@ def read_manifest(store: ObjectStore, version: str) -> dict:
     return manifest
 
 
+def latest(store: ObjectStore) -> str:
+    """The most recently ingested complete dataset version."""
+    found = versions(store)
+    if not found:
+        raise NotFoundError(f"no dataset in {store.uri}; run `digitflow ingest` first")
+    return max(found, key=lambda v: (read_manifest(store, v)["created_at"], v))
+
+
 def read_split(store: ObjectStore, version: str, name: str) -> Split:
     """Load one split of a complete dataset version, checking it against its manifest."""
     manifest = read_manifest(store, version)

@@ -1,0 +1,257 @@
+"""Fit one model from a dataset version and write it to the store as a candidate.
+
+A candidate is ``models/candidates/<training_run>/<model>/``: ``model.keras``,
+``history.json`` and ``card.json``. The card is written last, so a candidate whose card
+exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from digitflow import __version__, models, runtime
+from digitflow.data import dataset
+from digitflow.errors import TrainingError
+from digitflow.storage import ObjectStore, open_store
+
+logger = logging.getLogger(__name__)
+
+
+class TrainConfig(BaseModel):
+    """How to train one model; defaults are the brief's seed recipe."""
+
+    model: str
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=200, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
+    seed: int = 1
+    threads: int | None = Field(default=None, ge=1, description="Backend thread-pool size.")
+
+
+class EpochMetrics(BaseModel):
+    """One epoch's numbers, streamed while training."""
+
+    model: str
+    epoch: int
+    epochs: int
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+class CandidateRecord(BaseModel):
+    """A trained candidate: where it is and how good it is."""
+
+    training_run: str
+    model_name: str
+    card_key: str
+    model_key: str
+    sha256: str
+    dataset_version: str
+    val_error: float
+    test_error: float
+    parameter_count: int
+    wall_s: float
+    device: str
+
+
+@dataclass(frozen=True)
+class Data:
+    """Training inputs in the model's format: float32 (n, 28, 28, 1) in [0, 1]."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    val_indices: np.ndarray
+
+
+def to_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) images → float32 (n, 28, 28, 1) in [0, 1]."""
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def load_data(store: ObjectStore, version: str, limit: int | None, seed: int) -> Data:
+    """Train/validation/test arrays; validation is the manifest's stratified slice."""
+    manifest = dataset.read_manifest(store, version)
+    train = dataset.read_split(store, version, "train")
+    test = dataset.read_split(store, version, "test")
+    validation = manifest["validation"]
+    val_idx = dataset.validation_indices(train.labels, validation["size"], validation["seed"])
+    fit_idx = np.setdiff1d(np.arange(len(train)), val_idx, assume_unique=True)
+    if limit is not None and limit < len(fit_idx):
+        fit_idx = np.sort(np.random.default_rng(seed).choice(fit_idx, limit, replace=False))
+    return Data(
+        x_train=to_inputs(train.images[fit_idx]),
+        y_train=train.labels[fit_idx].astype(np.int64),
+        x_val=to_inputs(train.images[val_idx]),
+        y_val=train.labels[val_idx].astype(np.int64),
+        x_test=to_inputs(test.images),
+        y_test=test.labels.astype(np.int64),
+        val_indices=val_idx,
+    )
+
+
+def candidate_prefix(training_run: str, model_name: str) -> str:
+    """Store prefix of one candidate."""
+    return f"models/candidates/{training_run}/{model_name}"
+
+
+def code_version() -> str:
+    """The git commit of the code when run from a checkout, else the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"digitflow {__version__}"
+
+
+def _fit(config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], None]) -> Any:
+    import keras
+
+    model = models.build(config.model)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(
+        data.x_train,
+        keras.utils.to_categorical(data.y_train, 10),
+        validation_data=(data.x_val, keras.utils.to_categorical(data.y_val, 10)),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        verbose=0,
+        callbacks=[_epoch_reporter(config, on_epoch)],
+    )
+    return model
+
+
+def _error(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    probs = model.predict(x, batch_size=2000, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=1) != y))
+
+
+def train_model(
+    store: ObjectStore,
+    dataset_version: str,
+    config: TrainConfig,
+    training_run: str,
+    on_epoch: Callable[[EpochMetrics], None] = lambda m: None,
+) -> CandidateRecord:
+    """Fit ``config.model`` on a dataset version and store it as a candidate."""
+    start = time.perf_counter()
+    device = runtime.configure(config.threads)
+    runtime.set_seeds(config.seed)
+    data = load_data(store, dataset_version, config.limit, config.seed)
+    logger.info("training %s on %d examples (%s)", config.model, len(data.y_train), device)
+    model = _fit(config, data, on_epoch)
+    val_error = _error(model, data.x_val, data.y_val)
+    test_error = _error(model, data.x_test, data.y_test)
+    prefix = candidate_prefix(training_run, config.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        size = path.stat().st_size
+        store.put_file(f"{prefix}/model.keras", path)
+    history = {k: [float(v) for v in vs] for k, vs in model.history.history.items()}
+    store.write_bytes(f"{prefix}/history.json", json.dumps(history).encode())
+    record = CandidateRecord(
+        training_run=training_run,
+        model_name=config.model,
+        card_key=f"{prefix}/card.json",
+        model_key=f"{prefix}/model.keras",
+        sha256=sha256,
+        dataset_version=dataset_version,
+        val_error=val_error,
+        test_error=test_error,
+        parameter_count=int(model.count_params()),
+        wall_s=time.perf_counter() - start,
+        device=device,
+    )
+    card = {
+        **record.model_dump(),
+        "bytes": size,
+        "created_at": datetime.now(UTC).isoformat(),
+        "code_version": code_version(),
+        "params": config.model_dump(),
+        "validation": {"size": len(data.y_val), "error": val_error},
+        "test": {"size": len(data.y_test), "error": test_error},
+        "train_examples": len(data.y_train),
+        "history_key": f"{prefix}/history.json",
+        "input": "float32 (28, 28, 1) in [0, 1], ink bright on black",
+    }
+    store.write_bytes(record.card_key, json.dumps(card, indent=2).encode())
+    return record
+
+
+def train_from_uri(
+    store_uri: str,
+    dataset_version: str,
+    config: TrainConfig,
+    training_run: str,
+    on_event: Callable[[EpochMetrics], None],
+) -> CandidateRecord:
+    """``train_model`` on the store a URI names (picklable arguments, for a child process)."""
+    return train_model(open_store(store_uri), dataset_version, config, training_run, on_event)
+
+
+def _epoch_reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Any:
+    """A Keras callback that turns each epoch's logs into EpochMetrics for ``on_epoch``."""
+    import keras
+
+    class EpochReporter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not np.isfinite(loss):
+                raise TrainingError(
+                    f"{config.model} diverged: loss is {loss} in epoch {self.epoch + 1}, "
+                    f"batch {batch + 1}; lower the learning rate ({config.learning_rate:g})"
+                )
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            on_epoch(
+                EpochMetrics(
+                    model=config.model,
+                    epoch=epoch + 1,
+                    epochs=config.epochs,
+                    loss=float(logs.get("loss", np.nan)),
+                    accuracy=float(logs.get("accuracy", np.nan)),
+                    val_loss=float(logs.get("val_loss", np.nan)),
+                    val_accuracy=float(logs.get("val_accuracy", np.nan)),
+                    seconds=time.perf_counter() - self.started,
+                )
+            )
+
+    return EpochReporter()

@@ -1,0 +1,125 @@
+"""Flows: train several models side by side (``train``) and one model (``train-model``)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.futures import PrefectFuture
+from pydantic import BaseModel, Field
+
+from digitflow import models
+from digitflow.errors import TrainingError
+from digitflow.settings import Settings
+from digitflow.training import CandidateRecord, TrainConfig
+from tasks.train import (
+    latest_dataset,
+    train_candidate,
+    train_on_worker,
+    training_report,
+)
+
+
+class TrainParams(BaseModel):
+    """Parameters of the train flow (rendered as a form in the Prefect UI)."""
+
+    models: list[str] = Field(default=list(models.SEED_MODELS), min_length=1)
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=200, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
+    seed: int = 1
+    mode: Literal["local", "workers"] = Field(
+        default="local",
+        description="local: one process per model here; workers: one "
+        "run of the train-model deployment per model on the gpu work pool.",
+    )
+    overrides: dict[str, dict[str, float | int | None]] = Field(
+        default_factory=dict,
+        description='Per-model hyper-parameters, e.g. {"simple_cnn": {"learning_rate": 0.002}}.',
+    )
+    dataset_version: str | None = Field(default=None, description="Empty: the newest.")
+    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
+    training_run: str | None = Field(default=None, description="Empty: a new timestamped id.")
+
+
+class TrainSummary(BaseModel):
+    """What a training run produced."""
+
+    training_run: str
+    dataset_version: str
+    candidates: list[CandidateRecord]
+    failures: dict[str, str]
+
+
+def new_training_run() -> str:
+    """A sortable, unique training-run id."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _threads_per_model(count: int) -> int:
+    import os
+
+    return max(1, (os.cpu_count() or 1) // count)
+
+
+SHARED_HYPERPARAMETERS = {"epochs", "batch_size", "learning_rate", "limit", "seed"}
+
+
+def _configs(params: TrainParams) -> dict[str, TrainConfig]:
+    unknown = set(params.overrides) - set(params.models)
+    if unknown:
+        raise ValueError(f"overrides name models that are not trained: {sorted(unknown)}")
+    threads = None if params.mode == "workers" else _threads_per_model(len(params.models))
+    configs = {}
+    for name in params.models:
+        models.builder(name)
+        common = params.model_dump(
+            include={"epochs", "batch_size", "learning_rate", "limit", "seed"}
+        )
+        configs[name] = TrainConfig(
+            model=name, threads=threads, **{**common, **params.overrides.get(name, {})}
+        )
+    return configs
+
+
+@flow(name="train")
+def train_flow(params: TrainParams | None = None) -> TrainSummary:
+    """Train the requested models in parallel; one failure does not stop the others."""
+    params = params or TrainParams()
+    configs = _configs(params)  # unknown models and bad hyper-parameters fail here
+    store = params.store or Settings().store
+    version = params.dataset_version or latest_dataset(store)
+    run = params.training_run or new_training_run()
+    futures: dict[str, PrefectFuture[CandidateRecord]] = {}
+    for slot, (name, config) in enumerate(configs.items()):
+        if params.mode == "workers":
+            futures[name] = train_on_worker.submit(store, version, config, run)
+        else:
+            futures[name] = train_candidate.submit(store, version, config, run, gpu_slot=slot)
+    records, failures = [], {}
+    for name, future in futures.items():
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            records.append(future.result())
+        else:
+            failures[name] = str(state.message or "failed")
+    training_report(records, failures)
+    if failures:
+        get_run_logger().error("models that failed: %s", ", ".join(failures))
+    if not records:
+        raise TrainingError("every model failed: " + "; ".join(failures.values()))
+    return TrainSummary(
+        training_run=run, dataset_version=version, candidates=records, failures=failures
+    )
+
+
+@flow(name="train-model")
+def train_model_flow(
+    store: str, dataset_version: str, config: TrainConfig, training_run: str
+) -> CandidateRecord:
+    """Train one model in this flow run's process (the deployment run on a GPU worker)."""
+    return train_candidate(store, dataset_version, config, training_run, isolate=False)

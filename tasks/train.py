@@ -1,0 +1,165 @@
+"""Tasks around training: one model per task, its own process, progress to the UI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from digitflow import runtime
+from digitflow.data import dataset
+from digitflow.errors import TrainingError
+from digitflow.isolation import run_in_process
+from digitflow.storage import open_store
+from digitflow.training import (
+    CandidateRecord,
+    EpochMetrics,
+    TrainConfig,
+    candidate_prefix,
+    train_from_uri,
+)
+from tasks.retry import RETRY_DELAYS, only_transient
+
+TRAIN_MODEL_DEPLOYMENT = "train-model/train-model"
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower())
+
+
+def _epoch_logger(config: TrainConfig) -> Any:
+    """Log each epoch and advance the model's progress artifact."""
+    logger = get_run_logger()
+    artifact_id = create_progress_artifact(
+        progress=0.0,
+        key=f"training-progress-{_slug(config.model)}",
+        description=f"Epochs of {config.model} completed (%)",
+    )
+
+    def on_epoch(m: EpochMetrics) -> None:
+        logger.info(
+            "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
+            m.model,
+            m.epoch,
+            m.epochs,
+            m.loss,
+            m.accuracy,
+            m.val_loss,
+            m.val_accuracy,
+            m.seconds,
+        )
+        update_progress_artifact(artifact_id, progress=100.0 * m.epoch / m.epochs)  # type: ignore[arg-type]
+
+    return on_epoch
+
+
+@task(
+    name="latest-dataset",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=only_transient,
+)
+def latest_dataset(store_uri: str) -> str:
+    """The newest complete dataset version in the store."""
+    return dataset.latest(open_store(store_uri))
+
+
+@task(name="train", task_run_name="train-{config.model}")
+def train_candidate(
+    store_uri: str,
+    dataset_version: str,
+    config: TrainConfig,
+    training_run: str,
+    gpu_slot: int = 0,
+    isolate: bool = True,
+) -> CandidateRecord:
+    """Train one model (in its own process unless ``isolate`` is off) into a candidate."""
+    logger = get_run_logger()
+    on_epoch = _epoch_logger(config)
+    kwargs: dict[str, Any] = {
+        "store_uri": store_uri,
+        "dataset_version": dataset_version,
+        "config": config,
+        "training_run": training_run,
+    }
+    try:
+        if not isolate:
+            record: CandidateRecord = train_from_uri(**kwargs, on_event=on_epoch)
+        else:
+            env = runtime.gpu_env(gpu_slot, runtime.visible_gpu_count())
+            record = run_in_process(
+                train_from_uri, kwargs, name=config.model, env=env, on_event=on_epoch
+            )
+    except TrainingError as exc:
+        if exc.child_traceback:
+            logger.error("%s failed in its process:\n%s", config.model, exc.child_traceback)
+        raise
+    logger.info(
+        "%s: validation error %.2f %%, test error %.2f %% (%s, %.0f s)",
+        config.model,
+        100 * record.val_error,
+        100 * record.test_error,
+        record.device,
+        record.wall_s,
+    )
+    return record
+
+
+@task(name="train-on-worker", task_run_name="train-{config.model}-on-worker")
+def train_on_worker(
+    store_uri: str, dataset_version: str, config: TrainConfig, training_run: str
+) -> CandidateRecord:
+    """Run the ``train-model`` deployment for one model and wait for its candidate."""
+    flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
+        TRAIN_MODEL_DEPLOYMENT,
+        parameters={
+            "store": store_uri,
+            "dataset_version": dataset_version,
+            "config": config.model_dump(),
+            "training_run": training_run,
+        },
+        flow_run_name=f"train-{config.model}-{training_run}",
+        timeout=None,
+        poll_interval=2,
+    )
+    state = flow_run.state
+    if state is None or not state.is_completed():
+        message = state.message if state else "no state"
+        raise TrainingError(f"{config.model}: worker run {flow_run.name} ended {message}")
+    card = open_store(store_uri).read_bytes(
+        f"{candidate_prefix(training_run, config.model)}/card.json"
+    )
+    return CandidateRecord.model_validate(json.loads(card))
+
+
+@task(name="training-report")
+def training_report(records: list[CandidateRecord], failures: dict[str, str]) -> None:
+    """A table artifact comparing the candidates of one training run."""
+    rows: list[dict[str, Any]] = [
+        {
+            "model": r.model_name,
+            "status": "trained",
+            "validation error %": round(100 * r.val_error, 2),
+            "test error %": round(100 * r.test_error, 2),
+            "parameters": r.parameter_count,
+            "seconds": round(r.wall_s, 1),
+            "device": r.device,
+            "candidate": r.model_key,
+        }
+        for r in sorted(records, key=lambda r: r.val_error)
+    ]
+    rows += [{"model": name, "status": f"failed: {reason}"} for name, reason in failures.items()]
+    run = records[0].training_run if records else "?"
+    create_table_artifact(
+        rows,
+        key="training-candidates",
+        description=f"Candidates of training run {run}, best validation first",
+    )

@@ -1,0 +1,89 @@
+"""Training in the library: data slices, candidates in the store, process isolation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.errors import TrainingError
+from digitflow.isolation import run_in_process
+from digitflow.storage import LocalStore
+from digitflow.training import EpochMetrics, TrainConfig, load_data, train_model
+from tests import isolation_targets
+
+
+def test_validation_slice_is_held_out_and_limit_applies(mnist_store: tuple[str, str]) -> None:
+    uri, version = mnist_store
+    data = load_data(LocalStore(uri), version, limit=1000, seed=1)
+    assert len(data.y_train) == 1000 and len(data.y_val) == 5000 and len(data.y_test) == 10_000
+    assert data.x_train.dtype == np.float32 and data.x_train.shape[1:] == (28, 28, 1)
+    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0
+    full = load_data(LocalStore(uri), version, limit=None, seed=1)
+    assert len(full.y_train) == 55_000  # 60,000 minus the validation slice
+    counts = np.bincount(full.y_val, minlength=10)
+    assert counts.min() > 400  # stratified: every class present in proportion
+
+
+@pytest.mark.slow
+def test_train_model_writes_a_complete_verifiable_candidate(
+    mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    uri, version = mnist_store
+    store = LocalStore(tmp_path / "store")
+    for key in LocalStore(uri).list():
+        store.write_bytes(key, LocalStore(uri).read_bytes(key))
+    epochs: list[EpochMetrics] = []
+    record = train_model(
+        store,
+        version,
+        TrainConfig(model="baseline_mlp", epochs=2, limit=2000),
+        "run-a",
+        on_epoch=epochs.append,
+    )
+    assert [m.epoch for m in epochs] == [1, 2] and epochs[1].loss < epochs[0].loss
+    assert record.val_error < 0.2  # 2,000 examples are enough to read most digits
+    model_bytes = store.read_bytes(record.model_key)
+    assert hashlib.sha256(model_bytes).hexdigest() == record.sha256
+    card = json.loads(store.read_bytes(record.card_key))
+    assert card["dataset_version"] == version and card["params"]["epochs"] == 2
+    assert card["validation"]["size"] == 5000 and card["train_examples"] == 2000
+    assert card["code_version"] and card["device"].startswith(("CPU", "GPU"))
+    history = json.loads(store.read_bytes(card["history_key"]))
+    assert len(history["val_accuracy"]) == 2
+
+
+@pytest.mark.slow
+def test_divergence_is_a_clear_training_error(mnist_store: tuple[str, str], tmp_path: Path) -> None:
+    uri, version = mnist_store
+    config = TrainConfig(model="simple_cnn", epochs=1, limit=600, learning_rate=1e30)
+    with pytest.raises(TrainingError, match=r"simple_cnn diverged: loss is nan .* lower the"):
+        train_model(LocalStore(uri), version, config, "run-diverge")
+    assert LocalStore(uri).list("models/candidates/run-diverge") == []
+
+
+def test_child_events_arrive_in_order_with_pinned_environment() -> None:
+    seen: list[int] = []
+    result = run_in_process(
+        isolation_targets.count_to,
+        {"n": 5},
+        name="counter",
+        env={"CUDA_VISIBLE_DEVICES": "1"},
+        on_event=seen.append,
+    )
+    assert seen == [0, 1, 2, 3, 4]
+    assert result == "counted to 5 with CUDA_VISIBLE_DEVICES=1"
+
+
+def test_child_exception_reaches_the_parent_with_its_traceback() -> None:
+    with pytest.raises(TrainingError, match="model-x: ValueError: bad hyper-parameter") as info:
+        run_in_process(isolation_targets.fail, {}, name="model-x")
+    assert "isolation_targets.py" in info.value.child_traceback
+
+
+def test_child_crash_is_reported_not_hung() -> None:
+    with pytest.raises(TrainingError, match="model-y: process exited with code 9"):
+        run_in_process(isolation_targets.crash, {}, name="model-y")
