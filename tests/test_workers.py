@@ -1,0 +1,48 @@
+"""`workers` mode: each training is a run of the train-model deployment on the gpu pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digitflow.storage import LocalStore
+from tests.conftest import REPO, clone_store
+from tests.prefect_server import PrefectServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    home = tmp_path_factory.mktemp("prefect-server")
+    server = PrefectServer(home, home)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_three_trainings_run_on_gpu_pool_workers(
+    server: PrefectServer, mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    from flows.train import TrainParams, train_flow, train_model_flow
+
+    server.cli("work-pool", "create", "gpu", "--type", "process", "--overwrite")
+    with server.client_settings():
+        train_model_flow.from_source(
+            source=str(REPO), entrypoint="flows/train.py:train_model_flow"
+        ).deploy(name="train-model", work_pool_name="gpu", print_next_steps=False)
+        worker = server.start_worker("gpu")
+        uri = clone_store(mnist_store[0], tmp_path / "store")
+        summary = train_flow(TrainParams(mode="workers", limit=600, epochs=1, store=uri))
+    assert worker.poll() is None, "the worker died"
+    assert summary.failures == {}
+    assert sorted(c.model_name for c in summary.candidates) == [
+        "baseline_mlp", "larger_cnn", "simple_cnn"
+    ]
+    store = LocalStore(uri)
+    for candidate in summary.candidates:
+        assert store.exists(candidate.card_key)
+    runs = server.cli("flow-run", "ls", "--flow-name", "train-model", "--state", "COMPLETED")
+    assert runs.count("train-") >= 3
