@@ -1,0 +1,215 @@
+"""The promotion gate: which candidate, if any, replaces the champion, and why.
+
+Pure logic over validation results. Every candidate and the champion must have been
+evaluated on the same validation examples, so that McNemar's paired test is meaningful.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, Field
+
+from digitflow.errors import DigitflowError
+from digitflow.evaluation import CandidateEval, format_p, mcnemar
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CandidateEval",
+    "CandidateRow",
+    "Decision",
+    "GateConfig",
+    "ValidationMismatch",
+    "decide",
+    "decision_markdown",
+]
+
+# Errors are ratios of counts over the same n; this only absorbs float rounding.
+TOLERANCE = 1e-12
+
+
+class ValidationMismatch(DigitflowError):
+    """Models were evaluated on different validation examples and cannot be compared."""
+
+
+class GateConfig(BaseModel):
+    """Thresholds of the promotion gate."""
+
+    max_error: float = Field(default=0.05, ge=0, le=1, description="Absolute error floor.")
+    min_margin: float = Field(
+        default=0.001, ge=0, le=1, description="Minimum error improvement over the champion."
+    )
+    alpha: float = Field(default=0.05, gt=0, le=1, description="McNemar significance level.")
+
+
+class CandidateRow(BaseModel):
+    """One candidate's numbers in a decision."""
+
+    id: str
+    training_run: str
+    model_name: str
+    error: float
+    cleared_floor: bool
+    margin: float | None = None
+    b: int | None = None
+    c: int | None = None
+    p_value: float | None = None
+
+
+class Decision(BaseModel):
+    """The gate's verdict, with the numbers behind it."""
+
+    promoted: bool
+    winner: str | None
+    winner_training_run: str | None = None
+    winner_model_name: str | None = None
+    champion: str | None
+    champion_error: float | None
+    reason: str
+    config: GateConfig
+    rows: list[CandidateRow]
+
+
+def pct(x: float) -> str:
+    """An error rate as a percentage with two decimals."""
+    return f"{100 * x:.2f} %"
+
+
+def check_same_examples(candidates: list[CandidateEval], champion: CandidateEval | None) -> None:
+    """Raise ValidationMismatch unless every model was validated on the same examples."""
+    models = candidates + ([champion] if champion else [])
+    reference = models[0]
+    key = (reference.dataset_version, reference.validation_digest, reference.n)
+    for other in models[1:]:
+        if (other.dataset_version, other.validation_digest, other.n) != key:
+            role = "champion" if other is champion else "candidate"
+            raise ValidationMismatch(
+                f"{role} {other.id} was evaluated on {other.n} examples of dataset "
+                f"{other.dataset_version} (validation {other.validation_digest}), but "
+                f"{reference.id} on {reference.n} of {reference.dataset_version} "
+                f"(validation {reference.validation_digest}); re-evaluate both on the "
+                "same validation split before comparing them"
+            )
+
+
+def _row(cand: CandidateEval, champion: CandidateEval | None, config: GateConfig) -> CandidateRow:
+    row = CandidateRow(
+        id=cand.id,
+        training_run=cand.training_run,
+        model_name=cand.model_name,
+        error=cand.error,
+        cleared_floor=cand.error <= config.max_error + TOLERANCE,
+    )
+    if champion is not None:
+        test = mcnemar(champion.correct, cand.correct)
+        row.margin, row.b, row.c, row.p_value = (
+            champion.error - cand.error,
+            test.b,
+            test.c,
+            test.p_value,
+        )
+    return row
+
+
+def _verdict(best: CandidateRow, champion: CandidateEval, config: GateConfig) -> tuple[bool, str]:
+    """Whether ``best`` beats ``champion`` by the margin, significantly; and why in words."""
+    assert best.margin is not None and best.p_value is not None
+    big_enough = best.margin >= config.min_margin - TOLERANCE
+    significant = best.p_value < config.alpha
+    margin = (
+        f"margin {100 * best.margin:.2f} pp {'≥' if big_enough else '<'} "
+        f"{100 * config.min_margin:.2f} pp"
+    )
+    test = (
+        f"McNemar p = {format_p(best.p_value)} {'<' if significant else '≥'} {config.alpha:g}"
+        f" (b = {best.b}, c = {best.c})"
+    )
+    outcome = "promoted" if big_enough and significant else "refused"
+    reason = (
+        f"{best.id}: validation error {pct(best.error)} vs champion {champion.id} "
+        f"{pct(champion.error)} ({margin}), {test} → {outcome}"
+    )
+    return big_enough and significant, reason
+
+
+def _choose(
+    rows: list[CandidateRow], champion: CandidateEval | None, config: GateConfig
+) -> tuple[CandidateRow | None, str]:
+    """The winning row (None if nobody wins) and the reason in words."""
+    if not rows:
+        return None, "no candidates to evaluate → no promotion"
+    eligible = [r for r in rows if r.cleared_floor]
+    if not eligible:
+        return None, (
+            f"no candidate clears the error floor {pct(config.max_error)} (best: {rows[0].id} "
+            f"at {pct(rows[0].error)}) → no promotion"
+        )
+    best = eligible[0]
+    if champion is None:
+        return best, (
+            f"{best.id}: validation error {pct(best.error)} ≤ floor {pct(config.max_error)}, "
+            "no current champion → promoted"
+        )
+    promoted, reason = _verdict(best, champion, config)
+    return (best if promoted else None), reason
+
+
+def decide(
+    candidates: list[CandidateEval], champion: CandidateEval | None, config: GateConfig
+) -> Decision:
+    """Apply the gate: floor, then margin and McNemar significance against the champion."""
+    if candidates:
+        check_same_examples(candidates, champion)
+    rows = sorted((_row(c, champion, config) for c in candidates), key=lambda r: (r.error, r.id))
+    winner, reason = _choose(rows, champion, config)
+    logger.info("promotion decision: %s", reason)
+    return Decision(
+        promoted=winner is not None,
+        winner=winner.id if winner else None,
+        winner_training_run=winner.training_run if winner else None,
+        winner_model_name=winner.model_name if winner else None,
+        champion=champion.id if champion else None,
+        champion_error=champion.error if champion else None,
+        reason=reason,
+        config=config,
+        rows=rows,
+    )
+
+
+def _cell(value: float | int | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def decision_markdown(decision: Decision) -> str:
+    """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
+    cfg = decision.config
+    title = f"## Promoted: `{decision.winner}`" if decision.winner else "## No promotion"
+    before = (
+        f"Champion before this decision: `{decision.champion}` at "
+        f"{pct(decision.champion_error or 0.0)}."
+        if decision.champion
+        else "There was no champion before this decision."
+    )
+    lines = [
+        title,
+        "",
+        decision.reason,
+        "",
+        before,
+        "",
+        f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
+        f"least {100 * cfg.min_margin:.2f} pp and McNemar p < {cfg.alpha:g} on the same examples. "
+        "b = examples only the champion gets right, c = only the candidate.",
+        "",
+        "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",
+        "|---|---:|:---:|---:|---:|---:|---:|",
+    ]
+    for row in decision.rows:
+        margin = None if row.margin is None else 100 * row.margin
+        p = "-" if row.p_value is None else format_p(row.p_value)
+        lines.append(
+            f"| `{row.id}` | {pct(row.error)} | {'yes' if row.cleared_floor else 'no'} | "
+            f"{_cell(margin, '+.2f')} | {_cell(row.b, 'd')} | {_cell(row.c, 'd')} | {p} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,146 @@
+"""The promotion gate: floor, margin over the champion, McNemar significance, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digitflow.promotion import (
+    CandidateEval,
+    Decision,
+    GateConfig,
+    ValidationMismatch,
+    decide,
+    decision_markdown,
+)
+
+N = 1000
+INDICES = np.arange(0, 2 * N, 2)
+
+
+def model(
+    name: str, wrong: list[int] | range, run: str = "run1", version: str = "v1"
+) -> CandidateEval:
+    """A model that gets exactly the examples in ``wrong`` wrong out of N."""
+    correct = np.ones(N, dtype=bool)
+    correct[list(wrong)] = False
+    return CandidateEval.from_correct(run, name, correct, version, INDICES)
+
+
+CONFIG = GateConfig()
+
+
+def test_defaults_match_the_design() -> None:
+    assert (CONFIG.max_error, CONFIG.min_margin, CONFIG.alpha) == (0.05, 0.001, 0.05)
+
+
+def test_without_champion_the_best_candidate_that_clears_the_floor_wins() -> None:
+    candidates = [model("mlp", range(19)), model("cnn", range(10)), model("big", range(60))]
+    decision = decide(candidates, None, CONFIG)
+    assert decision.promoted
+    assert decision.winner == "run1/cnn"
+    assert (decision.winner_training_run, decision.winner_model_name) == ("run1", "cnn")
+    assert "no current champion" in decision.reason
+    assert [r.model_name for r in decision.rows] == ["cnn", "mlp", "big"]
+    assert [r.cleared_floor for r in decision.rows] == [True, True, False]
+    assert all(r.p_value is None and r.margin is None for r in decision.rows)
+
+
+def test_nobody_clears_the_floor_means_no_promotion_with_a_reason() -> None:
+    decision = decide([model("a", range(80)), model("b", range(60))], None, CONFIG)
+    assert not decision.promoted and decision.winner is None
+    assert "no candidate clears the error floor 5.00 %" in decision.reason
+    assert "run1/b at 6.00 %" in decision.reason
+
+
+def test_empty_candidate_list_is_a_refusal_not_an_exception() -> None:
+    decision = decide([], model("champ", range(10)), CONFIG)
+    assert not decision.promoted
+    assert decision.rows == []
+    assert "no candidates" in decision.reason
+
+
+def test_better_but_not_significant_is_refused() -> None:
+    champion = model("champ", range(20), run="run0")  # 2.0 %
+    candidate = model("cnn", range(3, 20))  # 1.7 %: margin 0.3 pp, but only c = 3, b = 0
+    decision = decide([candidate], champion, CONFIG)
+    assert not decision.promoted
+    row = decision.rows[0]
+    assert (row.b, row.c) == (0, 3)
+    assert row.margin == pytest.approx(0.003)
+    assert row.p_value == pytest.approx(0.25)  # exact: 2 * (1/2)^3
+    assert "McNemar p = 0.250 ≥ 0.05" in decision.reason
+    assert decision.reason.endswith("→ refused")
+
+
+def test_better_by_the_margin_and_significant_is_promoted() -> None:
+    champion = model("champ", range(40), run="run0")  # 4.0 %
+    candidate = model("cnn", range(40, 50))  # 1.0 %, disjoint mistakes: b = 10, c = 40
+    decision = decide([candidate], champion, CONFIG)
+    assert decision.promoted and decision.winner == "run1/cnn"
+    row = decision.rows[0]
+    assert (row.b, row.c) == (10, 40)
+    assert row.p_value is not None and row.p_value < 0.001
+    assert decision.reason.startswith(
+        "run1/cnn: validation error 1.00 % vs champion run0/champ 4.00 %"
+    )
+    assert "(margin 3.00 pp ≥ 0.10 pp)" in decision.reason
+    assert decision.reason.endswith("→ promoted")
+
+
+def test_significant_but_below_the_margin_is_refused() -> None:
+    champion = model("champ", range(40), run="run0")
+    candidate = model("cnn", range(1, 40))  # one fewer mistake: 0.1 pp but p = 1.0
+    strict = GateConfig(min_margin=0.002)
+    decision = decide([candidate], champion, strict)
+    assert not decision.promoted
+    assert "margin 0.10 pp < 0.20 pp" in decision.reason
+
+
+def test_only_the_best_candidate_is_tested_against_the_champion() -> None:
+    champion = model("champ", range(40), run="run0")  # 4.0 %
+    best = model("a", range(200, 229))  # 2.9 %, but b = 29, c = 40: not significant
+    runner_up = model("b", range(30))  # 3.0 %, b = 0, c = 10: would pass on its own
+    assert decide([runner_up], champion, CONFIG).promoted
+    decision = decide([runner_up, best], champion, CONFIG)
+    assert not decision.promoted
+    assert decision.reason.startswith("run1/a:") and decision.reason.endswith("→ refused")
+    assert [r.id for r in decision.rows] == ["run1/a", "run1/b"]
+
+
+def test_margin_exactly_at_the_threshold_passes_despite_float_rounding() -> None:
+    champion = model("champ", range(63), run="run0")  # 6.3 %
+    candidate = model("cnn", range(62))  # 6.2 %: in floats the margin is 0.000999…9
+    assert champion.error - candidate.error < 0.001
+    decision = decide([candidate], champion, GateConfig(max_error=0.1))
+    assert "margin 0.10 pp ≥ 0.10 pp" in decision.reason
+
+
+def test_champion_evaluated_on_other_examples_is_a_clear_error() -> None:
+    champion = model("champ", range(40), run="run0", version="v0")
+    with pytest.raises(ValidationMismatch, match=r"champion run0/champ .* dataset v0"):
+        decide([model("cnn", range(10))], champion, CONFIG)
+    other_slice = CandidateEval.from_correct(
+        "run0", "champ", np.ones(N, dtype=bool), "v1", INDICES + 1
+    )
+    with pytest.raises(ValidationMismatch, match="re-evaluate both"):
+        decide([model("cnn", range(10))], other_slice, CONFIG)
+
+
+def test_ties_are_broken_by_name_whatever_the_input_order() -> None:
+    a, b, c = model("zeta", range(10)), model("alpha", range(10, 20)), model("mid", range(10))
+    winners = {decide(order, None, CONFIG).winner for order in ([a, b, c], [c, b, a], [b, a, c])}
+    assert winners == {"run1/alpha"}
+
+
+def test_decision_round_trips_json_and_renders_markdown() -> None:
+    champion = model("champ", range(40), run="run0")
+    decision = decide([model("cnn", range(40, 50)), model("mlp", range(70))], champion, CONFIG)
+    assert Decision.model_validate_json(decision.model_dump_json()) == decision
+    text = decision_markdown(decision)
+    assert text.startswith("## Promoted: `run1/cnn`")
+    assert "Champion before this decision: `run0/champ` at 4.00 %." in text
+    assert "| `run1/cnn` | 1.00 % | yes | +3.00 | 10 | 40 |" in text
+    assert "| `run1/mlp` | 7.00 % | no | -3.00 |" in text
+    first = decision_markdown(decide([model("cnn", range(10))], None, CONFIG))
+    assert "no champion before" in first and "| - | - | - | - |" in first

@@ -1,0 +1,221 @@
+"""The registry on both stores: checked promotion, racing writers, rollback, safe loading."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from digitflow import registry
+from digitflow.errors import ModelError, NotFoundError, PreconditionFailed
+from digitflow.registry import Card, RegistryError
+from digitflow.storage import LocalStore, ObjectStore, open_store
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/some/prefix")
+
+
+def candidate(store: ObjectStore, tmp_path: Path, name: str, run: str = "run1") -> Card:
+    """Upload a stand-in model file (promotion only checks bytes) and its card."""
+    path = tmp_path / f"{run}-{name}.keras"
+    path.write_bytes(f"model {run}/{name} ".encode() * 100)
+    return registry.save_candidate(
+        store, path, run, name, dataset_version="v1", metrics={"val_error": 0.01}
+    )
+
+
+def info(reason: str) -> dict[str, Any]:
+    return {"promoted": True, "reason": reason}
+
+
+def test_promote_verifies_then_points_and_records(store: ObjectStore, tmp_path: Path) -> None:
+    assert registry.current_champion(store) == (None, None)
+    card = candidate(store, tmp_path, "cnn")
+    champion = registry.promote(store, card, info("first"), expected_etag=None)
+
+    assert (champion.model_key, champion.sha256) == (card.model_key, card.sha256)
+    assert champion.card_key == "models/candidates/run1/cnn/card.json"
+    assert champion.previous is None and champion.dataset_version == "v1"
+    current, etag = registry.current_champion(store)
+    assert current == champion and etag
+    [entry] = registry.history(store)
+    assert entry["action"] == "promote" and entry["decision"]["reason"] == "first"
+    assert entry["champion"]["model_key"] == card.model_key and entry["replaced"] is None
+    assert entry["key"].startswith("models/history/") and entry["key"].endswith("-promote.json")
+
+
+def test_second_promotion_keeps_the_replaced_pointer(store: ObjectStore, tmp_path: Path) -> None:
+    first = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    _, etag = registry.current_champion(store)
+    second = registry.promote(store, candidate(store, tmp_path, "b"), info("2"), etag)
+    assert second.previous == first
+    assert registry.history(store)[-1]["replaced"]["model_name"] == "a"
+
+
+def test_corrupted_upload_is_refused_and_nothing_changes(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    first = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    pointer_before = registry.current_champion(store)
+    bad = candidate(store, tmp_path, "b")
+    store.write_bytes(bad.model_key, b"truncated")
+    with pytest.raises(ModelError, match=r"run1/b/model.keras: sha256 .* does not match"):
+        registry.promote(store, bad, info("2"), pointer_before[1])
+    assert registry.current_champion(store) == pointer_before
+    assert registry.current_champion(store)[0] == first
+    assert [e["action"] for e in registry.history(store)] == ["promote"]
+
+
+def test_missing_model_file_is_refused_naming_the_key(store: ObjectStore, tmp_path: Path) -> None:
+    card = candidate(store, tmp_path, "a")
+    store.delete(card.model_key)
+    with pytest.raises(ModelError, match=r"run1/a/model.keras does not exist"):
+        registry.promote(store, card, info("1"), None)
+    assert registry.current_champion(store) == (None, None)
+
+
+def test_stale_etag_is_refused(store: ObjectStore, tmp_path: Path) -> None:
+    registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    with pytest.raises(PreconditionFailed, match="decide again"):
+        registry.promote(store, candidate(store, tmp_path, "b"), info("2"), None)
+    assert registry.current_champion(store)[0].model_name == "a"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("with_champion", [False, True])
+def test_racing_promotions_exactly_one_wins(
+    store: ObjectStore, tmp_path: Path, with_champion: bool
+) -> None:
+    if with_champion:
+        registry.promote(store, candidate(store, tmp_path, "old"), info("0"), None)
+    _, etag = registry.current_champion(store)
+    cards = [candidate(store, tmp_path, f"m{i}") for i in range(4)]
+    start = threading.Barrier(len(cards))
+    won: list[str] = []
+    lost: list[str] = []
+
+    def race(card: Card) -> None:
+        start.wait()
+        try:
+            won.append(registry.promote(store, card, info(card.model_name), etag).model_name)
+        except PreconditionFailed as exc:
+            lost.append(str(exc))
+
+    threads = [threading.Thread(target=race, args=(card,)) for card in cards]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(won) == 1 and len(lost) == 3
+    assert all("another promotion or rollback" in message for message in lost)
+    assert registry.current_champion(store)[0].model_name == won[0]  # type: ignore[union-attr]
+    promotes = [e for e in registry.history(store) if e["action"] == "promote"]
+    assert len(promotes) == 1 + with_champion
+    assert promotes[-1]["champion"]["model_name"] == won[0]
+
+
+def test_rollback_restores_the_previous_champion_in_one_step(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    first = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    _, etag = registry.current_champion(store)
+    registry.promote(store, candidate(store, tmp_path, "b"), info("2"), etag)
+
+    restored = registry.rollback(store)
+    assert (restored.model_key, restored.sha256) == (first.model_key, first.sha256)
+    assert restored.action == "rollback" and restored.previous is None
+    assert registry.current_champion(store)[0] == restored
+    last = registry.history(store)[-1]
+    assert last["action"] == "rollback"
+    assert (last["champion"]["model_name"], last["replaced"]["model_name"]) == ("a", "b")
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback(store)
+
+
+def test_rollback_with_no_champion_is_a_clear_error(store: ObjectStore) -> None:
+    with pytest.raises(RegistryError, match="no champion in .*nothing to roll back"):
+        registry.rollback(store)
+
+
+def test_rollback_verifies_the_restored_model(store: ObjectStore, tmp_path: Path) -> None:
+    first = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    _, etag = registry.current_champion(store)
+    registry.promote(store, candidate(store, tmp_path, "b"), info("2"), etag)
+    store.write_bytes(first.model_key, b"tampered")
+    with pytest.raises(ModelError, match="does not match"):
+        registry.rollback(store)
+    assert registry.current_champion(store)[0].model_name == "b"  # type: ignore[union-attr]
+
+
+def test_refusals_are_recorded_and_history_is_oldest_first(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    monkeypatch.setattr(registry, "_history_stamp", lambda: "20990101T000000.000000Z")
+    keys = [registry.record_refusal(store, {"reason": f"refusal {i}"}) for i in range(3)]
+    assert keys[1].endswith("-refuse-2.json") and keys[2].endswith("-refuse-3.json")
+    entries = registry.history(store)
+    assert [e["action"] for e in entries] == ["promote", "refuse", "refuse", "refuse"]
+    assert [e["decision"]["reason"] for e in entries[1:]] == [f"refusal {i}" for i in range(3)]
+    assert entries[1]["champion"]["model_name"] == "a"
+
+
+def test_cards_are_listed_and_read_with_extra_fields(store: ObjectStore, tmp_path: Path) -> None:
+    candidate(store, tmp_path, "b")
+    candidate(store, tmp_path, "a", run="run0")
+    written = json.loads(store.read_bytes("models/candidates/run1/b/card.json"))
+    written["test_error"] = 0.012  # cards from training carry more fields than Card names
+    store.write_bytes("models/candidates/run1/b/card.json", json.dumps(written).encode())
+    assert [c.id for c in registry.list_candidates(store)] == ["run0/a", "run1/b"]
+    card = registry.read_card(store, "run1", "b")
+    assert card.model_extra == {"test_error": 0.012}
+    with pytest.raises(NotFoundError, match=r"models/candidates/run1/zz/card.json"):
+        registry.read_card(store, "run1", "zz")
+
+
+def test_load_model_refuses_tampered_files_and_loads_good_ones(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    card = registry.save_candidate(store, path, "run1", "tiny", dataset_version="v1")
+
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    loaded = registry.load_model(store, card.model_key, card.sha256)
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
+
+    good = path.read_bytes()
+    for tampered in (good[: len(good) // 2], good[:-1] + bytes([good[-1] ^ 1])):
+        store.write_bytes(card.model_key, tampered)
+        with pytest.raises(ModelError, match="does not match the card's .* refusing to load"):
+            registry.load_model(store, card.model_key, card.sha256)
+
+
+def test_library_imports_without_tensorflow_or_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, digitflow.registry, digitflow.promotion, digitflow.reports; "
+        "loaded = {'keras', 'tensorflow', 'prefect'} & set(sys.modules); "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
