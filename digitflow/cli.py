@@ -150,6 +150,150 @@ def train(
     _run("Training…", lambda: train_flow(params), as_json)
 
 
+GateOpts = {
+    "max_error": typer.Option(help="Absolute validation-error floor a candidate must clear."),
+    "min_margin": typer.Option(help="Minimum validation-error improvement over the champion."),
+    "alpha": typer.Option(help="McNemar significance level."),
+}
+
+
+@app.command()
+def promote(
+    training_run: Annotated[str | None, typer.Option(help="[default: the newest run]")] = None,
+    max_error: Annotated[float, GateOpts["max_error"]] = 0.05,
+    min_margin: Annotated[float, GateOpts["min_margin"]] = 0.001,
+    alpha: Annotated[float, GateOpts["alpha"]] = 0.05,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a training run's candidates against the champion and promote through the gate."""
+    _prepare_env(store)
+    from flows.promote import PromoteParams, promote_flow
+
+    gate = {"max_error": max_error, "min_margin": min_margin, "alpha": alpha}
+    params = _params(PromoteParams, {"training_run": training_run, "gate": gate})
+    _run("Evaluating and promoting…", lambda: promote_flow(params), as_json)
+
+
+@app.command()
+def retrain(
+    source: Annotated[
+        str | None, typer.Option(help="MNIST source [env: DIGITFLOW_MNIST_SOURCE]")
+    ] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model names")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    limit: Annotated[int | None, typer.Option(min=10, help="Train on N examples.")] = None,
+    mode: Annotated[str, typer.Option(help="local | workers")] = "local",
+    max_error: Annotated[float, GateOpts["max_error"]] = 0.05,
+    min_margin: Annotated[float, GateOpts["min_margin"]] = 0.001,
+    alpha: Annotated[float, GateOpts["alpha"]] = 0.05,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest → train in parallel → evaluate → promote."""
+    _prepare_env(store)
+    from flows.retrain import RetrainParams, retrain_flow
+
+    train: dict[str, Any] = {"epochs": epochs, "limit": limit, "mode": mode}
+    if models:
+        train["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    params = _params(RetrainParams, {
+        "ingest": {"source": source}, "train": train,
+        "promote": {"gate": {"max_error": max_error, "min_margin": min_margin, "alpha": alpha}},
+    })  # fmt: skip
+    _run("Retraining…", lambda: retrain_flow(params), as_json)
+
+
+models_app = typer.Typer(
+    help="The model registry: candidates, champion, history, rollback.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+class _Listing(BaseModel):
+    champion: str | None
+    candidates: list[dict[str, Any]]
+
+
+class _Shown(BaseModel):
+    model: str
+    champion: bool
+    card: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def _store(store: str | None) -> Any:
+    from digitflow.settings import Settings
+    from digitflow.storage import open_store
+
+    return open_store(store or Settings().store)
+
+
+@models_app.command("list")
+def models_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every candidate with its validation and test error; the champion marked."""
+    from digitflow import registry
+
+    def listing() -> _Listing:
+        s = _store(store)
+        champion, _ = registry.current_champion(s)
+        rows = []
+        for card in registry.list_candidates(s):
+            extra = card.model_dump(mode="json")
+            rows.append(
+                {
+                    "model": card.id,
+                    "champion": champion is not None and champion.sha256 == card.sha256,
+                    "dataset": card.dataset_version,
+                    "val_error": extra.get("val_error"),
+                    "test_error": extra.get("test_error"),
+                    "created_at": extra["created_at"],
+                }
+            )
+        return _Listing(champion=champion.id if champion else None, candidates=rows)
+
+    _run("Models", listing, as_json)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[
+        str | None, typer.Argument(help="training_run/model [default: champion]")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One model's card (the champion by default) and its promotion history."""
+    from digitflow import registry
+    from digitflow.errors import NotFoundError
+
+    def shown() -> _Shown:
+        s = _store(store)
+        champion, _ = registry.current_champion(s)
+        model = version or (champion.id if champion else None)
+        if model is None or "/" not in model:
+            raise NotFoundError("no champion yet; name a model as training_run/model_name")
+        run, _, name = model.partition("/")
+        card = registry.read_card(s, run, name)
+        events = [h for h in registry.history(s) if model in str(h)]
+        return _Shown(
+            model=model,
+            champion=champion is not None and champion.id == model,
+            card=card.model_dump(mode="json"),
+            history=events,
+        )
+
+    _run("Model", shown, as_json)
+
+
+@models_app.command("rollback")
+def models_rollback(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Restore the previous champion in one step (recorded in the history)."""
+    from digitflow import registry
+
+    _run("Rolling back…", lambda: registry.rollback(_store(store)), as_json)
+
+
 def _params(model: type[BaseModel], fields: dict[str, Any]) -> Any:
     """Validate flow parameters up front, reporting a bad option in one line."""
     try:

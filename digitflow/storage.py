@@ -76,7 +76,7 @@ class ObjectStore(ABC):
 
     def uri_of(self, key: str) -> str:
         """A human-readable URI of an object, for logs and summaries."""
-        return f"{self.uri.rstrip('/')}/{check_key(key)}"
+        return f"{self.uri.rstrip('/')}/{key}"
 
 
 class LocalStore(ObjectStore):

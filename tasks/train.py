@@ -16,7 +16,7 @@ from prefect.deployments import run_deployment
 
 from digitflow import runtime
 from digitflow.data import dataset
-from digitflow.errors import TrainingError
+from digitflow.errors import NotFoundError, TrainingError
 from digitflow.isolation import run_in_process
 from digitflow.storage import open_store
 from digitflow.training import (
@@ -70,6 +70,26 @@ def _epoch_logger(config: TrainConfig) -> Any:
 def latest_dataset(store_uri: str) -> str:
     """The newest complete dataset version in the store."""
     return dataset.latest(open_store(store_uri))
+
+
+@task(
+    name="latest-training-run",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=only_transient,
+)
+def latest_training_run(store_uri: str) -> str:
+    """The newest training run with at least one complete candidate."""
+    runs = sorted(
+        {
+            k.split("/")[2]
+            for k in open_store(store_uri).list("models/candidates/")
+            if k.endswith("/card.json")
+        }
+    )
+    if not runs:
+        raise NotFoundError(f"no trained candidates in {store_uri}; run `digitflow train` first")
+    return runs[-1]
 
 
 @task(name="train", task_run_name="train-{config.model}")

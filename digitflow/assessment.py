@@ -1,0 +1,134 @@
+"""Candidates and the champion evaluated on the same validation examples, with reports.
+
+Validation decides; the test set is measured and reported, never selected on. A champion
+trained on another dataset version is re-evaluated on this version's validation slice,
+so the comparison is always paired.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pydantic import BaseModel
+
+from digitflow import reports
+from digitflow.candidates import Card, load_model, read_card
+from digitflow.evaluation import CandidateEval, evaluate
+from digitflow.registry import Champion
+from digitflow.storage import ObjectStore
+from digitflow.training import Data, load_data
+
+logger = logging.getLogger(__name__)
+REPORTS = "models/reports"
+
+
+class Assessment(BaseModel):
+    """One model's numbers on validation (selects) and test (reported only)."""
+
+    id: str
+    role: str  # "candidate" or "champion"
+    validation_error: float
+    validation_log_loss: float
+    validation_ece: float
+    test_error: float
+    recall: list[float]
+    evaluation: CandidateEval
+    confusion_key: str
+    gallery_key: str
+
+
+def _probabilities(model: object, x: np.ndarray) -> np.ndarray:
+    import keras
+
+    out = [
+        keras.ops.convert_to_numpy(model(x[i : i + 2000], training=False))  # type: ignore[operator]
+        for i in range(0, len(x), 2000)
+    ]
+    return np.concatenate(out)
+
+
+def _write_reports(
+    store: ObjectStore,
+    report_prefix: str,
+    data: Data,
+    probs: np.ndarray,
+    confusion: list[list[int]],
+) -> tuple[str, str]:
+    wrong = np.flatnonzero(probs.argmax(axis=1) != data.y_val)
+    images = np.rint(data.x_val[wrong, :, :, 0] * 255).astype(np.uint8)
+    confusion_key = f"{report_prefix}/confusion.png"
+    gallery_key = f"{report_prefix}/misclassified.png"
+    store.write_bytes(confusion_key, reports.confusion_matrix_png(np.array(confusion)))
+    store.write_bytes(
+        gallery_key,
+        reports.misclassified_gallery_png(
+            images, data.y_val[wrong], probs[wrong].argmax(axis=1), probs[wrong].max(axis=1)
+        ),
+    )
+    return confusion_key, gallery_key
+
+
+def assess_model(
+    store: ObjectStore,
+    card: Card | Champion,
+    data: Data,
+    dataset_version: str,
+    role: str,
+    report_prefix: str,
+) -> Assessment:
+    """Evaluate one stored model (checksum-verified) on validation and test."""
+    model = load_model(store, card.model_key, card.sha256)
+    val_probs = _probabilities(model, data.x_val)
+    test_probs = _probabilities(model, data.x_test)
+    val = evaluate(val_probs, data.y_val)
+    test = evaluate(test_probs, data.y_test)
+    correct = val_probs.argmax(axis=1) == data.y_val
+    confusion_key, gallery_key = _write_reports(
+        store, report_prefix, data, val_probs, val.confusion
+    )
+    return Assessment(
+        id=f"{card.training_run}/{card.model_name}",
+        role=role,
+        validation_error=val.error_rate,
+        validation_log_loss=val.log_loss,
+        validation_ece=val.ece,
+        test_error=test.error_rate,
+        recall=val.recall,
+        evaluation=CandidateEval.from_correct(
+            card.training_run, card.model_name, correct, dataset_version, data.val_indices
+        ),
+        confusion_key=confusion_key,
+        gallery_key=gallery_key,
+    )
+
+
+def training_run_cards(store: ObjectStore, training_run: str) -> list[Card]:
+    """The complete candidates (those with a card) of one training run."""
+    keys = store.list(f"models/candidates/{training_run}/")
+    names = sorted({k.split("/")[3] for k in keys if k.endswith("/card.json")})
+    return [read_card(store, training_run, name) for name in names]
+
+
+def assess_run(
+    store: ObjectStore,
+    training_run: str,
+    champion: Champion | None,
+) -> tuple[list[Assessment], Assessment | None]:
+    """Evaluate a training run's candidates and the champion on the same examples."""
+    cards = training_run_cards(store, training_run)
+    if not cards:
+        return [], None
+    versions = {c.dataset_version for c in cards}
+    version = sorted(versions)[0]
+    if len(versions) > 1:
+        logger.warning("candidates span dataset versions %s; evaluating on %s", versions, version)
+    data = load_data(store, version, limit=None, seed=1)
+    base = f"{REPORTS}/{training_run}"
+    assessed = [
+        assess_model(store, c, data, version, "candidate", f"{base}/{c.model_name}") for c in cards
+    ]
+    held = None
+    if champion is not None:
+        held = assess_model(store, champion, data, version, "champion", f"{base}/champion")
+    return assessed, held

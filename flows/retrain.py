@@ -1,0 +1,44 @@
+"""Flow: ingest → train in parallel → evaluate → promote. The scheduled retraining job."""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from digitflow.settings import Settings
+from flows.ingest import IngestParams, ingest_flow
+from flows.promote import PromoteParams, promote_flow
+from flows.train import TrainParams, TrainSummary, train_flow
+from tasks.promote import PromotionResult
+
+
+class RetrainParams(BaseModel):
+    """Parameters of the retrain flow: the ingest, train and promote steps' own."""
+
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    promote: PromoteParams = Field(default_factory=PromoteParams)
+    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
+
+
+class RetrainSummary(BaseModel):
+    """What one retraining did."""
+
+    dataset_version: str
+    training: TrainSummary
+    promotion: PromotionResult
+
+
+@flow(name="retrain")
+def retrain_flow(params: RetrainParams | None = None) -> RetrainSummary:
+    """Ingest the data, train the models side by side, then gate and promote."""
+    params = params or RetrainParams()
+    store = params.store or Settings().store
+    dataset = ingest_flow(params.ingest.model_copy(update={"store": store}))
+    training = train_flow(
+        params.train.model_copy(update={"store": store, "dataset_version": dataset.version})
+    )
+    promotion = promote_flow(
+        params.promote.model_copy(update={"store": store, "training_run": training.training_run})
+    )
+    return RetrainSummary(dataset_version=dataset.version, training=training, promotion=promotion)
