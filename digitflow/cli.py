@@ -82,10 +82,44 @@ def _run(title: str, action: Callable[[], BaseModel], as_json: bool) -> None:
 
 
 def _print_summary(title: str, result: dict[str, Any]) -> None:
-    table = Table(title=title.rstrip("…. "), show_header=False)
-    for field, value in result.items():
-        table.add_row(field, value if isinstance(value, str) else json.dumps(value))
-    Console().print(table)
+    """Scalars as one table; each list of records as a table of its own."""
+    console = Console()
+    scalars = Table(title=title.rstrip("…. "), show_header=False, title_justify="left")
+    nested: list[tuple[str, list[dict[str, Any]]]] = []
+    for field, value in _flatten(result):
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            nested.append((field, value))
+        else:
+            scalars.add_row(field, _cell(value))
+    console.print(scalars)
+    for field, rows in nested:
+        table = Table(title=field, title_justify="left")
+        columns = [k for k in rows[0] if not isinstance(rows[0][k], dict | list)]
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        console.print(table)
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in record.items():
+        if (
+            isinstance(value, dict)
+            and value
+            and not all(isinstance(v, int) for v in value.values())
+        ):
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 @app.callback()
