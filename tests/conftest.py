@@ -128,3 +128,10 @@ def clone_store(source_uri: str, target: Path) -> str:
 
     shutil.copytree(source_uri, target)
     return str(target)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Prefect stops its ephemeral server at exit and logs it to a stream pytest has closed."""
+    import logging
+
+    logging.getLogger("prefect").setLevel(logging.WARNING)
