@@ -339,6 +339,46 @@ def _params(model: type[BaseModel], fields: dict[str, Any]) -> Any:
         raise typer.Exit(2) from None
 
 
+@app.command()
+def score(
+    input: Annotated[str, typer.Argument(help="Folder of scans or s3://bucket/prefix.")],
+    batch_id: Annotated[
+        str | None,
+        typer.Option(help="[default: derived from the input and the model; a rerun resumes]"),
+    ] = None,
+    review_threshold: Annotated[
+        float, typer.Option(help="Digits read with less confidence go to the review queue.")
+    ] = 0.9,
+    model: Annotated[
+        str | None, typer.Option(help="training_run/model_name [default: the champion]")
+    ] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Files per task.")] = 8,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            help="Run shards on Dask: local (a worker process per core), local:N, or a "
+            "scheduler address tcp://host:8786 [default: threads in this process]"
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read every digit on every page of a folder of scans; results go to the store."""
+    _prepare_env(store)
+    from flows.score import ScoreParams, score_flow
+
+    fields: dict[str, Any] = {
+        "input": input,
+        "batch_id": batch_id,
+        "review_threshold": review_threshold,
+        "model": model,
+        "shard_size": shard_size,
+        "dask": dask,
+    }
+    params = _params(ScoreParams, fields)
+    _run("Scoring…", lambda: score_flow(params), as_json)
+
+
 def main() -> None:
     """Entry point of the ``digitflow`` console script."""
     app()

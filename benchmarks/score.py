@@ -1,0 +1,205 @@
+"""Scoring speed and accuracy on one generated folder, against naive loops and the floor.
+
+In one run, on the same folder of generated scans (--pages form pages as JPEG, PNG, PDF
+and TIFF, plus four single digits) and the same champion:
+  cli          `digitflow score` end to end (a subprocess: Python, TensorFlow, Prefect start)
+  cli --dask   the same with --dask local (one worker process per core)
+  flow         score_flow in this process, timed once Prefect's ephemeral server is up
+  naive page   open each image, resize the whole page to 28×28, model.predict one at a time
+  naive digit  find and normalise digits as digitflow does, then model.predict per digit
+  floor        decoding the pages alone (PIL, pdfium for PDF) to greyscale
+Prints pages/s, digits/s, ratios, and per-digit and exact-line accuracy against truth.csv.
+
+Usage: python benchmarks/score.py [--pages 40] [--store STORE] [--model NAME] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from champion import REPO, champion_store, mnist_dir
+from PIL import Image, ImageSequence
+
+from digitflow.scoring.truth import Accuracy, compare, read_lines, read_truth
+
+Lines = dict[tuple[str, int], list[str]]
+
+
+def generate(root: Path, pages: int, seed: int) -> tuple[Path, Path]:
+    """A folder of generated scans and its truth.csv (kept outside the folder)."""
+    spec = importlib.util.spec_from_file_location("make_scans", REPO / "scripts/make_scans.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_scans"] = module
+    spec.loader.exec_module(module)
+    folder = module.make_sample_folder(mnist_dir(), root / "scans", pages=pages, seed=seed)
+    shutil.move(folder / "truth.csv", root / "truth.csv")
+    return folder, root / "truth.csv"
+
+
+def run_cli(folder: Path, store: str, batch_id: str, *extra: str) -> tuple[float, dict]:
+    """`digitflow score` in a fresh process: wall seconds and its JSON summary."""
+    cli = str(Path(sys.executable).with_name("digitflow"))
+    args = [cli, "score", str(folder), "--store", store, "--batch-id", batch_id, "--json", *extra]
+    start = time.perf_counter()
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return seconds, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_flow(folder: Path, store: str) -> tuple[float, dict]:
+    """score_flow in this process, after a trivial flow has started the ephemeral server."""
+    from prefect import flow
+
+    from flows.score import ScoreParams, score_flow
+
+    flow(name="warm-up")(lambda: None)()
+    start = time.perf_counter()
+    summary = score_flow(ScoreParams(input=str(folder), store=store, batch_id="bench-flow"))
+    return time.perf_counter() - start, summary.model_dump()
+
+
+def ledger_lines(store: str, batch_id: str) -> Lines:
+    """What a scoring batch read, per page and line."""
+    from digitflow.scoring import results
+    from digitflow.storage import open_store
+
+    return read_lines(results.read_ledger(open_store(store), batch_id).to_pylist())
+
+
+def _predict_one(model: object, digit: np.ndarray) -> int:
+    x = (digit.astype(np.float32) / 255.0)[np.newaxis, ..., np.newaxis]
+    return int(np.argmax(model.predict(x, verbose=0)))  # type: ignore[attr-defined]
+
+
+def naive_page(files: list[Path], model: object) -> tuple[Lines, int]:
+    """Each page resized whole to 28×28 (inverted: MNIST ink is bright), one predict each."""
+    lines: Lines = {}
+    for path in files:
+        try:
+            image = Image.open(path)
+        except OSError:
+            continue  # PIL cannot open PDFs: the naive loop loses them
+        for page, frame in enumerate(ImageSequence.Iterator(image)):
+            small = frame.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+            lines[path.name, page] = [str(_predict_one(model, 255 - np.asarray(small)))]
+    return lines, len(lines)
+
+
+def naive_digit(files: list[Path], model: object) -> tuple[Lines, int]:
+    """digitflow's own digit finding and normalisation, then one predict per digit."""
+    from digitflow.imaging import load_pages, page_to_digits
+
+    lines: Lines = {}
+    digits = 0
+    for path in files:
+        for page in load_pages(path.read_bytes(), path.name):
+            assert page.pixels is not None
+            boxes, crops = page_to_digits(page.pixels)
+            read: dict[int, str] = {}
+            for box, crop in zip(boxes, crops, strict=True):
+                read[box.line] = read.get(box.line, "") + str(_predict_one(model, crop))
+            lines[path.name, page.index] = [read[k] for k in sorted(read)]
+            digits += len(boxes)
+    return lines, digits
+
+
+def floor(files: list[Path]) -> int:
+    """Decode every page to greyscale and nothing else; returns the pages decoded."""
+    from digitflow.imaging import load_pages
+
+    return sum(1 for path in files for _ in load_pages(path.read_bytes(), path.name))
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def row(name: str, seconds: float, pages: int, digits: int, acc: Accuracy | None) -> None:
+    quality = f"{100 * acc.digit_accuracy:10.1f}%{100 * acc.line_accuracy:12.1f}%" if acc else ""
+    print(f"{name:<28}{seconds:8.1f}{pages / seconds:9.2f}{digits / seconds:10.1f}{quality}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", help="a store with a champion [default: train one now]")
+    parser.add_argument("--model", default="simple_cnn")
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["PREFECT_HOME"] = str(Path(tmp) / "prefect")
+        store = champion_store(args.store, Path(tmp), args.model, args.epochs)
+        folder, truth_csv = generate(Path(tmp), args.pages, args.seed)
+        report(folder, read_truth(truth_csv), store)
+
+
+def report(folder: Path, truth: Lines, store: str) -> None:
+    """Run every variant on ``folder`` and print the table."""
+    from digitflow.registry import current_champion, load_model
+    from digitflow.storage import open_store
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    cli_s, summary = run_cli(folder, store, "bench-cli")
+    dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
+    flow_s, _ = run_flow(folder, store)
+    champion, _ = current_champion(open_store(store))
+    assert champion is not None
+    model = load_model(open_store(store), champion.model_key, champion.sha256)
+    page_s, (page_lines, page_count) = timed(lambda: naive_page(files, model))  # type: ignore[misc]
+    digit_s, (digit_lines, digit_count) = timed(lambda: naive_digit(files, model))  # type: ignore[misc]
+    floor_s, floor_pages = timed(lambda: floor(files))
+    pages, digits = summary["pages"], summary["digits"]
+    ours = compare(truth, ledger_lines(store, "bench-cli"))
+    print(f"\n{len(files)} files, {pages} pages, {ours.digits} digits in truth.csv; "
+          f"model {summary['model_version']}; {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'':<28}{'seconds':>8}{'pages/s':>9}{'digits/s':>10}{'digit acc':>11}"
+          f"{'exact lines':>13}")  # fmt: skip
+    row("digitflow score (CLI)", cli_s, pages, digits, ours)
+    row(
+        "digitflow score --dask local",
+        dask_s,
+        pages,
+        digits,
+        compare(truth, ledger_lines(store, "bench-dask")),
+    )
+    row(
+        "score flow (in process)",
+        flow_s,
+        pages,
+        digits,
+        compare(truth, ledger_lines(store, "bench-flow")),
+    )
+    row("naive page: resize+predict", page_s, page_count, page_count, compare(truth, page_lines))
+    row("naive digit: predict each", digit_s, pages, digit_count, compare(truth, digit_lines))
+    row("floor: decode pages only", floor_s, int(floor_pages), 0, None)  # type: ignore[call-overload]
+    print(
+        f"\nspeed-up over the naive per-digit loop: flow {digit_s / flow_s:.1f}x, "
+        f"CLI {digit_s / cli_s:.1f}x, CLI --dask {digit_s / dask_s:.1f}x"
+    )
+    print(
+        f"flow throughput is {100 * floor_s / flow_s:.0f} % of the decode floor's; "
+        f"CLI start-up and Prefect cost {cli_s - flow_s:.1f} s of {cli_s:.1f} s"
+    )
+    print(f"naive page loop reads {page_count} of {pages} pages (no PDF), one digit each")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Decode scanned files (PNG, JPEG, TIFF, BMP, PDF) into greyscale pages."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pypdfium2 as pdfium
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from digitflow.errors import ImageError
+
+RASTER_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+DEFAULT_MAX_PIXELS = 80_000_000
+DEFAULT_MIN_SIDE = 8
+DEFAULT_PDF_DPI = 200
+
+# Everything Pillow's decoders are known to raise on damaged data; anything else is a bug.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError,
+                  struct.error, zlib.error, MemoryError)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a file: pixels (greyscale uint8, 0 = black) or why it could not be read."""
+
+    index: int
+    pixels: np.ndarray | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the page decoded and `pixels` holds it."""
+        return self.pixels is not None
+
+
+def load_pages(
+    data: bytes,
+    name: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+    pdf_dpi: int = DEFAULT_PDF_DPI,
+) -> Iterator[Page]:
+    """Yield every page of a scanned file as greyscale uint8; raise ImageError if none can be.
+
+    The file is recognised by its content, not its name. A file that cannot be opened, or
+    a single-page file whose page is unusable, raises ImageError now. In a multi-page
+    TIFF or PDF a bad page is yielded as `Page(index, None, error)` and the rest follow.
+    """
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes); re-export or re-scan it")
+    if data[:1024].lstrip().startswith(b"%PDF-"):
+        return _pdf_pages(data, name, max_pixels=max_pixels, min_side=min_side, dpi=pdf_dpi)
+    image = _open_raster(data, name, max_pixels)
+    # A phone's JPEG may carry extra frames (MPO previews, depth maps): only the first is the page.
+    count = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
+    if count == 1:
+        # Decode now so that every problem with an ordinary one-page scan raises here.
+        pixels = _decode_frame(image, 0, count, name, max_pixels, min_side)
+        return iter([Page(0, pixels)])
+    return _raster_pages(image, count, name, max_pixels, min_side)
+
+
+def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Open a raster image lazily, refusing unknown formats and oversized headers."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its own limit and twice it; we enforce ours below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{name}: not a readable image (starts with {data[:8]!r}); "
+            f"expected {', '.join(RASTER_FORMATS)} or PDF"
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"{name}: cannot read the image header ({exc})") from exc
+    if image.format not in (*RASTER_FORMATS, "MPO"):
+        raise ImageError(
+            f"{name}: {image.format} images are not supported; "
+            f"convert to {', '.join(RASTER_FORMATS)} or PDF"
+        )
+    _check_size(image.size, f"{name}", max_pixels, min_side=1)
+    return image
+
+
+def _raster_pages(
+    image: Image.Image, count: int, name: str, max_pixels: int, min_side: int
+) -> Iterator[Page]:
+    """Yield each frame of a multi-page raster, reporting bad frames without stopping."""
+    for index in range(count):
+        try:
+            pixels = _decode_frame(image, index, count, name, max_pixels, min_side)
+        except ImageError as exc:
+            yield Page(index, None, str(exc))
+        else:
+            yield Page(index, pixels)
+
+
+def _decode_frame(
+    image: Image.Image, index: int, count: int, name: str, max_pixels: int, min_side: int
+) -> np.ndarray:
+    """Decode one frame to greyscale uint8, upright per its EXIF orientation."""
+    where = _where(name, index, count)
+    try:
+        image.seek(index)
+        _check_size(image.size, where, max_pixels, min_side)
+        image.load()
+        return to_grey(ImageOps.exif_transpose(image))
+    except _DECODE_ERRORS as exc:
+        raise ImageError(
+            f"{where}: cannot decode the image data ({exc}); the file is probably "
+            "truncated or corrupt: copy or scan it again"
+        ) from exc
+
+
+def _pdf_pages(
+    data: bytes, name: str, *, max_pixels: int, min_side: int, dpi: int
+) -> Iterator[Page]:
+    """Open a PDF now (raising if it is unreadable) and render its pages lazily."""
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise ImageError(f"{name}: not a readable PDF ({exc})") from exc
+    count = len(document)
+    if count == 0:
+        raise ImageError(f"{name}: the PDF has no pages")
+
+    def render(index: int) -> np.ndarray:
+        where = _where(name, index, count)
+        try:
+            page = document[index]
+            width, height = page.get_size()
+            scale = dpi / 72.0  # PDF sizes are in points
+            _check_size((round(width * scale), round(height * scale)), where, max_pixels, min_side)
+            pixels = page.render(scale=scale, grayscale=True).to_numpy()
+        except pdfium.PdfiumError as exc:
+            raise ImageError(f"{where}: cannot render the page ({exc})") from exc
+        return np.ascontiguousarray(pixels.reshape(pixels.shape[:2]), dtype=np.uint8)
+
+    if count == 1:
+        return iter([Page(0, render(0))])
+    return _lazy_pages(render, count)
+
+
+def _lazy_pages(render: Callable[[int], np.ndarray], count: int) -> Iterator[Page]:
+    """Yield `count` pages from `render`, turning a failing page into an error record."""
+    for index in range(count):
+        try:
+            yield Page(index, render(index))
+        except ImageError as exc:
+            yield Page(index, None, str(exc))
+
+
+def _where(name: str, index: int, count: int) -> str:
+    return name if count == 1 else f"{name} page {index} (of pages 0..{count - 1})"
+
+
+def _check_size(size: tuple[int, int], where: str, max_pixels: int, min_side: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{where}: {width}x{height} pixels exceeds the limit of {max_pixels:,} pixels; "
+            "refused as a possible decompression bomb (scan at a lower resolution)"
+        )
+    if min(width, height) < min_side:
+        raise ImageError(
+            f"{where}: {width}x{height} pixels is too small to hold a digit "
+            f"(need at least {min_side} pixels a side)"
+        )
+
+
+def to_grey(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow image to greyscale uint8, compositing transparency on white."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _scale_wide(np.asarray(image))
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGBA", "RGBa", "La"):
+        image = image.convert("RGB")  # CMYK, YCbCr, 1, …: Pillow knows each conversion
+    if image.mode in ("LA", "RGBA", "RGBa", "La"):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+
+
+def _scale_wide(values: np.ndarray) -> np.ndarray:
+    """Scale 16/32-bit or float pixels to 0..255 by the bit depth the data actually uses.
+
+    Scanners often store 10-, 12- or 14-bit samples in 16-bit files, so shifting right by
+    8 would leave a 12-bit scan nearly black. Stretching to the min..max of each page
+    would instead blow a blank page's noise up to full contrast, so the white point is
+    the smallest 2**bits - 1 that holds the brightest sample.
+    """
+    is_float = np.issubdtype(values.dtype, np.floating)
+    values = values.astype(np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if is_float and top <= 1.0:
+        white = 1.0
+    else:
+        white = float(2 ** max(8, int(np.ceil(np.log2(top + 1.0)))) - 1)
+    scaled = np.clip(values, 0.0, white) * (255.0 / white)
+    return np.rint(scaled).astype(np.uint8)

@@ -1,0 +1,182 @@
+"""Find the digits on a page: connected components, cleaned, merged, split and put in lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from digitflow.imaging.binarize import binarize
+from digitflow.imaging.blobs import Blob, merge_pieces, split_wide
+from digitflow.imaging.lines import group_lines
+from digitflow.imaging.rules import estimate_skew, remove_rules
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+# Printed rules and box edges are this many digit heights long or more.
+_RULE_LENGTH = 3.0
+# Ink blobs smaller than this fraction of a digit's height (both ways) are dust.
+_SPECK_SIDE = 0.25
+_FEW_BLOBS = 4
+# A blob whose four sides are this much inked is a box drawn round fields.
+_FRAMED = 0.7
+_MIN_FRAME = 24
+_HOLLOW = 0.15
+
+
+@dataclass(frozen=True)
+class DigitBox:
+    """One digit: its line and position (both from 0), box [x0, x1) × [y0, y1), ink mask."""
+
+    line: int
+    position: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    mask: np.ndarray = field(repr=False, compare=False)  # bool, shape (y1 - y0, x1 - x0)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The digits of a page, plus its ink image (bright ink on black) for normalisation."""
+
+    boxes: list[DigitBox]
+    ink: np.ndarray
+    dark_ink: bool
+
+
+def segment_page(page: np.ndarray) -> Segmentation:
+    """Find every digit on a greyscale page (or single-digit image), by line, left to right."""
+    if page.ndim != 2 or page.size == 0:
+        raise ValueError(f"expected a greyscale page (non-empty 2-D array), got {page.shape}")
+    binary = binarize(page)
+    blobs = find_digits(binary.mask)
+    boxes = [
+        DigitBox(line, position, b.x0, b.y0, b.x1, b.y1, b.mask)
+        for line, row in enumerate(group_lines(blobs))
+        for position, b in enumerate(row)
+    ]
+    return Segmentation(boxes=boxes, ink=binary.ink, dark_ink=binary.dark_ink)
+
+
+def find_digits(mask: np.ndarray) -> list[Blob]:
+    """Turn an ink mask into digit-sized blobs, unordered."""
+    blobs = _open_frames(_components(mask))
+    height = digit_height(blobs)
+    if height == 0:
+        return []
+    blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1)
+    height = digit_height(blobs) or height
+    blobs = [b for b in blobs if not _is_dust(b, height) and not _is_furniture(b, height)]
+    blobs = merge_pieces(blobs, height)
+    blobs = [b for b in blobs if max(b.width, b.height) >= _SPECK_SIDE * height]
+    return split_wide(blobs, height)
+
+
+def digit_height(blobs: list[Blob]) -> float:
+    """Typical digit height: the height of the blob holding the median pixel of ink.
+
+    Weighting by ink keeps dust from outvoting the digits. Rules and frames are left out
+    (too wide for their height, or hollow). With three pieces of ink or fewer (a single
+    digit, perhaps broken) there is no telling, so the height of all the ink is used.
+    """
+    solid = [b for b in blobs if b.area >= 4] or blobs
+    if len(solid) < _FEW_BLOBS:
+        return float(max(b.y1 for b in solid) - min(b.y0 for b in solid)) if solid else 0.0
+    shaped = [b for b in solid if b.width <= 5 * b.height and b.area >= 0.08 * b.width * b.height]
+    chosen = sorted(shaped or solid, key=lambda b: b.height)
+    ink = np.cumsum([b.area for b in chosen])
+    return float(chosen[int(np.searchsorted(ink, ink[-1] / 2))].height)
+
+
+def _without_rules(blobs: list[Blob], length: int) -> list[Blob]:
+    """Take printed rules out of the blobs long enough to hold one, keeping what touched them.
+
+    Digits written on a line join it into one long blob; removing the rule's straight run
+    (along the page's skew) frees them. Only long blobs are searched, which keeps it fast.
+    """
+    long = [b for b in blobs if b.width >= length or b.height >= length]
+    if not long:
+        return blobs
+    skew = estimate_skew(_paste(long))
+    kept = [b for b in blobs if b.width < length and b.height < length]
+    for blob in long:
+        kept += _components(remove_rules(blob.mask, length, skew), blob.x0, blob.y0)
+    return kept
+
+
+def _open_frames(blobs: list[Blob]) -> list[Blob]:
+    """Cut the straight edges out of boxes drawn round fields, freeing what touched them.
+
+    Ruled lines that run into a frame, with digits written on them, make one blob that
+    gives no clue to the digits' size; its four inked sides show it is a frame, though.
+    """
+    kept = []
+    for blob in blobs:
+        if min(blob.width, blob.height) >= _MIN_FRAME and _is_framed(blob.mask):
+            length = int(0.5 * min(blob.width, blob.height)) | 1
+            cleaned = remove_rules(blob.mask, length, estimate_skew(blob.mask))
+            kept += _components(cleaned, blob.x0, blob.y0)
+        else:
+            kept.append(blob)
+    return kept
+
+
+def _is_framed(mask: np.ndarray) -> bool:
+    """True when the mask is hollow and ink runs along most of all four sides of its box."""
+    height, width = mask.shape
+    if np.count_nonzero(mask) >= _HOLLOW * height * width:
+        return False  # a bold 0 or 8 touches its four sides too
+    band = 3 + int(0.05 * max(height, width))  # room for a few degrees of skew
+    sides = (
+        mask[:band].any(axis=0),
+        mask[-band:].any(axis=0),
+        mask[:, :band].any(axis=1),
+        mask[:, -band:].any(axis=1),
+    )
+    return all(side.mean() >= _FRAMED for side in sides)
+
+
+def _paste(blobs: list[Blob]) -> np.ndarray:
+    """The blobs' ink drawn into one mask covering their joint box."""
+    x0, y0 = min(b.x0 for b in blobs), min(b.y0 for b in blobs)
+    mask = np.zeros((max(b.y1 for b in blobs) - y0, max(b.x1 for b in blobs) - x0), bool)
+    for b in blobs:
+        mask[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0] |= b.mask
+    return mask
+
+
+def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
+    """The 8-connected pieces of ink in a mask whose corner lies at (x0, y0) on the page."""
+    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    blobs = []
+    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is not None:
+            rows, cols = where
+            left, top = x0 + cols.start, y0 + rows.start
+            piece = labels[where] == index
+            blobs.append(Blob(left, top, x0 + cols.stop, y0 + rows.stop, piece))
+    return blobs
+
+
+def _is_dust(blob: Blob, height: float) -> bool:
+    """Too small to matter even as a piece of a broken digit."""
+    return blob.area < max(2.0, 0.004 * height**2) or max(blob.width, blob.height) < 0.15 * height
+
+
+def _is_furniture(blob: Blob, height: float) -> bool:
+    """True for form furniture: leftover rules, hollow frames, blots too tall for a digit."""
+    w, h = blob.width, blob.height
+    if w >= 1.5 * height and w >= 5 * h:
+        return True  # horizontal rule
+    if h <= 0.08 * height and w >= 4 * h:
+        return True  # a sliver left over from a rule
+    if w <= 0.12 * height and h >= 4 * w and h < 0.6 * height:
+        return True  # a sliver of a frame's side, too short to be a 1
+    if h >= 1.8 * height and h >= 5 * w:
+        return True  # vertical rule
+    if h > 2.5 * height:
+        return True  # nothing on this page's scale of writing is that tall
+    hollow = blob.area < _HOLLOW * w * h
+    return hollow and w >= 1.4 * height and h >= 1.4 * height  # a box drawn round fields

@@ -1,0 +1,1 @@
+"""Batch scoring of scanned folders: every digit on every page found, read and recorded."""

@@ -1,0 +1,98 @@
+"""One input file to its normalised digits, with per-page errors kept, not raised."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitflow.errors import ImageError
+from digitflow.imaging import DigitBox, Page, load_pages, page_to_digits
+
+logger = logging.getLogger(__name__)
+
+# PDFium (behind pypdfium2) must not be called from two threads at once, not even for
+# different documents, and a PDF's pages are rendered while it is being read.
+_PDFIUM = threading.Lock()
+
+
+def _is_pdf(data: bytes) -> bool:
+    return data[:1024].lstrip().startswith(b"%PDF-")
+
+
+@dataclass
+class FileDigits:
+    """What one file yielded: its digits (N, 28, 28) with their boxes, and what failed."""
+
+    name: str
+    pages: int = 0
+    boxes: list[tuple[int, DigitBox]] = field(default_factory=list)  # (page, box)
+    digits: np.ndarray = field(default_factory=lambda: np.zeros((0, 28, 28), np.uint8))
+    page_errors: list[str] = field(default_factory=list)
+    error: str | None = None  # the whole file is unusable
+
+    @property
+    def status(self) -> str:
+        """scored, partial (some pages failed) or quarantined."""
+        if self.error is not None:
+            return "quarantined"
+        return "partial" if self.page_errors else "scored"
+
+
+def quarantined(name: str, reason: str, pages: int = 0) -> FileDigits:
+    """A file that yields nothing, with the reason a person can act on."""
+    return FileDigits(name, pages=pages, error=reason)
+
+
+def _bug(where: str, exc: Exception) -> str:
+    """Record an error the imaging code did not expect, so one odd file cannot stop a batch."""
+    logger.exception("%s: unexpected error while reading digits", where)
+    return (
+        f"{where}: unexpected {type(exc).__name__} while reading digits ({exc}); "
+        "this is a digitflow bug: please report it with the file"
+    )
+
+
+def _read_pages(result: FileDigits, pages: Iterable[Page]) -> list[np.ndarray]:
+    """Segment and normalise each page into ``result``; returns the pages' digit arrays."""
+    arrays = []
+    for page in pages:
+        result.pages += 1
+        if page.pixels is None:
+            result.page_errors.append(page.error or f"{result.name} page {page.index}: unreadable")
+            continue
+        try:
+            boxes, digits = page_to_digits(page.pixels)
+        except Exception as exc:
+            result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
+            continue
+        result.boxes.extend((page.index, box) for box in boxes)
+        arrays.append(digits)
+    return arrays
+
+
+def extract(data: bytes, name: str) -> FileDigits:
+    """Decode every page of a file, find and normalise its digits.
+
+    Never raises for a bad file: an unreadable file comes back quarantined with its
+    reason, a multi-page file with some bad pages comes back partial.
+    """
+    result = FileDigits(name)
+    try:
+        with _PDFIUM if _is_pdf(data) else nullcontext():
+            arrays = _read_pages(result, load_pages(data, name))
+    except ImageError as exc:
+        return quarantined(name, str(exc), result.pages)
+    except Exception as exc:
+        return quarantined(name, _bug(name, exc), result.pages)
+    if result.pages == 0:
+        return quarantined(name, f"{name}: the file holds no pages")
+    if len(result.page_errors) == result.pages:
+        return quarantined(name, "; ".join(result.page_errors), result.pages)
+    if arrays:
+        result.digits = np.concatenate(arrays)
+    return result

@@ -1,0 +1,93 @@
+"""The files of a batch: a local folder or an S3 prefix, recursively, in a stable order."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from digitflow.errors import NotFoundError, SourceError, StoreError, TransientError
+from digitflow.storage import ObjectStore, S3Store, parse_s3_uri
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its name relative to the batch root, and its size (-1: unknown)."""
+
+    name: str
+    size: int
+
+
+def _source(root: str) -> ObjectStore | Path:
+    if root.startswith("s3://"):
+        return S3Store(*parse_s3_uri(root))
+    return Path(root)
+
+
+def canonical_input(root: str) -> str:
+    """The input as one spelling: an absolute folder path, or ``s3://bucket/prefix``."""
+    if root.startswith("s3://"):
+        bucket, key_prefix = parse_s3_uri(root)
+        return f"s3://{bucket}/{key_prefix}".rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+def default_batch_id(root: str, model_version: str) -> str:
+    """A batch id that names the input and is the same for the same input and model.
+
+    A rerun of the same folder with the same model resumes its batch; a new champion
+    starts a new batch instead of mixing two models' readings in one.
+    """
+    where = canonical_input(root)
+    tail = "-".join(where.rstrip("/").split("/")[-2:])
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", tail).strip("-").lower()[-40:] or "input"
+    digest = hashlib.sha256(f"{where}\n{model_version}".encode()).hexdigest()[:10]
+    return f"{slug}-{digest}"
+
+
+def list_inputs(root: str) -> list[InputFile]:
+    """Every file under ``root`` (hidden files included: nothing is skipped silently)."""
+    source = _source(root)
+    if isinstance(source, Path):
+        if not source.is_dir():
+            raise SourceError(
+                f"input folder {root} does not exist or is not a folder: "
+                "give a folder of scans or an s3://bucket/prefix"
+            )
+        files = [
+            InputFile(p.relative_to(source).as_posix(), p.stat().st_size)
+            for p in source.rglob("*")
+            if p.is_file()
+        ]
+    else:
+        # Keys ending in '/' are the folder markers some S3 consoles create, not files.
+        files = [InputFile(key, -1) for key in source.list("") if not key.endswith("/")]
+    if not files:
+        raise SourceError(f"input {root} holds no files: check the path or prefix")
+    return sorted(files, key=lambda f: f.name)
+
+
+def read_input(root: str, name: str) -> bytes:
+    """The bytes of one input file; SourceError naming it when it cannot be read.
+
+    Errors that may pass on a second try (an S3 endpoint that did not answer) are
+    raised as they are, so the caller retries instead of quarantining the file.
+    """
+    source = _source(root)
+    where = f"{root.rstrip('/')}/{name}"
+    try:
+        if isinstance(source, Path):
+            return (source / name).read_bytes()
+        return source.read_bytes(name)
+    except TransientError:
+        raise
+    except NotFoundError as exc:
+        raise SourceError(
+            f"{where}: listed but gone when read (deleted or moved while the batch ran)"
+        ) from exc
+    except StoreError as exc:
+        hint = "; restore it from the archive first" if "InvalidObjectState" in str(exc) else ""
+        raise SourceError(f"{where}: cannot be read ({exc}){hint}") from exc
+    except OSError as exc:
+        raise SourceError(f"{where}: cannot be read ({exc.strerror or exc})") from exc

@@ -1,0 +1,142 @@
+"""Tasks around batch scoring: pick the model, plan the batch, score shards, report."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pyarrow.compute as pc
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+
+from digitflow.scoring import batch, results
+from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
+from digitflow.scoring.infer import ModelRef
+from digitflow.storage import open_store
+from tasks.retry import RETRY_DELAYS, only_transient
+
+REPORT_ROWS = 50
+
+storage_retries: dict[str, Any] = {
+    "retries": len(RETRY_DELAYS),
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": only_transient,
+}
+
+
+@task(name="resolve-model", **storage_retries)
+def resolve_model(store_uri: str, model: str | None) -> ModelRef:
+    """The model that scores: the champion, or the named candidate."""
+    ref = batch.resolve_model(open_store(store_uri), model)
+    get_run_logger().info("scoring with %s", ref.version)
+    return ref
+
+
+@task(name="start-batch", **storage_retries)
+def start_batch(
+    store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int
+) -> BatchPlan:
+    """Pin the batch's model and input, list the input, and shard what is left to do."""
+    plan = batch.start_batch(open_store(store_uri), input_root, batch_id, ref, shard_size)
+    get_run_logger().info(
+        "batch %s: %d files in %s, %d already done, %d shards to score",
+        plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
+    )  # fmt: skip
+    return plan
+
+
+@task(name="score-shard", task_run_name="score-shard-{index}", **storage_retries)
+def score_shard(
+    store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
+    threshold: float, index: int,
+) -> ShardResult:  # fmt: skip
+    """Score one shard of files with one batched inference call, and commit it."""
+    logger = get_run_logger()
+    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold)
+    for name, reason in result.problems.items():
+        logger.warning("%s: %s", name, reason)
+    logger.info(
+        "shard %d: %d files, %d pages, %d digits (%d to review), %d quarantined in %.1f s",
+        index, result.files, result.pages, result.digits, result.needs_review,
+        result.quarantined, result.seconds,
+    )  # fmt: skip
+    return result
+
+
+@task(name="finalize-batch", **storage_retries)
+def finalize_batch(store_uri: str, batch_id: str, already_done: int) -> BatchSummary:
+    """Write the batch's per-file table (one row per input file) and count it."""
+    summary = batch.finalize(open_store(store_uri), batch_id, already_done)
+    get_run_logger().info(
+        "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review",
+        summary.batch_id, summary.files, summary.scored, summary.partial,
+        summary.quarantined, summary.digits, summary.needs_review,
+    )  # fmt: skip
+    return summary
+
+
+def _cell(value: Any) -> str:
+    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def files_markdown(summary: BatchSummary, rows: list[dict[str, Any]]) -> str:
+    """The head of a batch's per-file table as Markdown."""
+    lines = [
+        f"# Scoring batch `{summary.batch_id}`",
+        f"{summary.files} files, {summary.digits} digits, {summary.needs_review} to review; "
+        f"model `{summary.model_version}`. Per-file table: `{summary.files_uri}`.",
+        "",
+        "| file | status | pages | digits | to review | lines read | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows[:REPORT_ROWS]:
+        read = " / ".join(line["digits"] for line in r["lines"] or [])
+        cells = [r["file"], r["status"], r["pages"], r["digits"], r["needs_review"], read,
+                 r["error"]]  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if len(rows) > REPORT_ROWS:
+        lines.append(f"\n… and {len(rows) - REPORT_ROWS} more files.")
+    return "\n".join(lines)
+
+
+@task(name="scoring-report", **storage_retries)
+def publish_report(store_uri: str, summary: BatchSummary) -> None:
+    """A summary table artifact and a Markdown artifact with the per-file table's head."""
+    create_table_artifact(
+        [{"field": k, "value": v} for k, v in summary.model_dump().items()],
+        key="scoring-summary",
+        description=f"Scoring batch {summary.batch_id}",
+    )
+    ledger = results.read_ledger(open_store(store_uri), summary.batch_id)
+    problems = ledger.filter(pc.not_equal(ledger.column("status"), "scored"))
+    # Files that need attention first, then the rest.
+    rows = problems.to_pylist() + ledger.slice(0, REPORT_ROWS).to_pylist()
+    rows = list({r["file"]: r for r in rows}.values())
+    create_markdown_artifact(
+        files_markdown(summary, rows),
+        key="scoring-files",
+        description=f"Per-file results of scoring batch {summary.batch_id}",
+    )
+
+
+class ShardProgress:
+    """A progress artifact that advances as the shards of a batch complete."""
+
+    def __init__(self, batch_id: str, shards: int) -> None:
+        self.total = shards
+        self.done = 0
+        self.artifact_id: UUID = create_progress_artifact(  # type: ignore[assignment]
+            progress=0.0 if shards else 100.0,
+            key="scoring-progress",
+            description=f"Shards of scoring batch {batch_id} completed (%)",
+        )
+
+    def advance(self) -> None:
+        """Count one more shard done."""
+        self.done += 1
+        update_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)

@@ -1,0 +1,223 @@
+"""Decoding scanned files: every supported format, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, TiffImagePlugin
+
+from digitflow.errors import ImageError
+from digitflow.imaging import Page, load_pages
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def ramp(width: int = 64, height: int = 48) -> np.ndarray:
+    """A left-to-right grey ramp: easy to check for orientation and scaling."""
+    return np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+
+
+def only_page(data: bytes, name: str = "scan.png", **options: int) -> np.ndarray:
+    pages = list(load_pages(data, name, **options))
+    assert len(pages) == 1 and pages[0].ok, pages
+    assert pages[0].pixels is not None
+    return pages[0].pixels
+
+
+# --- formats that load --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF"])
+def test_greyscale_formats_load_as_uint8_pages(fmt: str) -> None:
+    pixels = only_page(encode(Image.fromarray(ramp()), fmt), f"scan.{fmt.lower()}")
+    assert pixels.dtype == np.uint8 and pixels.shape == (48, 64)
+    assert abs(int(pixels[10, 0]) - 0) < 8 and abs(int(pixels[10, -1]) - 255) < 8
+
+
+def test_colour_image_becomes_grey() -> None:
+    rgb = np.zeros((40, 40, 3), np.uint8)
+    rgb[:, 20:] = (255, 255, 255)
+    pixels = only_page(encode(Image.fromarray(rgb), "PNG"))
+    assert pixels[0, 0] == 0 and pixels[0, -1] == 255
+
+
+def test_palette_image_becomes_grey() -> None:
+    image = Image.fromarray(ramp()).convert("P")
+    pixels = only_page(encode(image, "PNG"))
+    assert pixels[5, 0] < 10 and pixels[5, -1] > 245
+
+
+def test_png_alpha_is_composited_on_white() -> None:
+    rgba = np.zeros((32, 32, 4), np.uint8)  # black, but fully transparent…
+    rgba[8:24, 8:24] = (0, 0, 0, 255)  # …except an opaque black square
+    pixels = only_page(encode(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert pixels[0, 0] == 255, "transparent background must read as white paper"
+    assert pixels[16, 16] == 0
+
+
+def test_cmyk_jpeg_keeps_dark_ink_dark() -> None:
+    cmyk = np.zeros((40, 40, 4), np.uint8)
+    cmyk[10:30, 10:30, 3] = 255  # full black ink (K) in the middle, bare paper around
+    pixels = only_page(encode(Image.fromarray(cmyk, "CMYK"), "JPEG", quality=95), "s.jpg")
+    assert pixels[20, 20] < 40 and pixels[2, 2] > 215
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.fromarray(ramp(64, 32))  # wide, dark on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    pixels = only_page(encode(image, "JPEG", exif=exif.tobytes(), quality=95), "phone.jpg")
+    assert pixels.shape == (64, 32), "the page should come out upright (tall)"
+    assert pixels[0, 16] < 40 and pixels[-1, 16] > 215, "the dark side is now at the top"
+
+
+def test_phone_jpeg_with_extra_frames_is_one_page() -> None:
+    """Phones save MPO files: a JPEG followed by previews or depth maps, not more pages."""
+    frames = [Image.fromarray(ramp()), Image.fromarray(ramp(32, 24))]
+    data = encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
+    assert only_page(data, "phone.jpg").shape == (48, 64)
+
+
+def test_sixteen_bit_tiff_is_scaled_by_its_range() -> None:
+    full = (ramp().astype(np.uint16) * 257).astype(np.uint16)
+    pixels = only_page(encode(Image.fromarray(full), "TIFF"), "scan.tif")
+    assert pixels[5, 0] == 0 and pixels[5, -1] == 255
+
+
+def test_twelve_bit_data_in_a_sixteen_bit_file_is_not_darkened() -> None:
+    """A 12-bit scanner stores 0..4095: shifting right by 8 would make paper black."""
+    twelve = (ramp().astype(np.uint16) * 16).astype(np.uint16)  # white is 4080
+    pixels = only_page(encode(Image.fromarray(twelve), "TIFF"), "scan.tif")
+    assert pixels[5, -1] >= 250 and pixels[5, 0] == 0
+
+
+def test_sixteen_bit_png_loads() -> None:
+    image = Image.fromarray((ramp().astype(np.uint16) * 257).astype(np.uint16))
+    pixels = only_page(encode(image, "PNG"))
+    assert pixels[5, -1] == 255
+
+
+def test_multipage_tiff_yields_every_page_in_order() -> None:
+    frames = [Image.fromarray(np.full((30, 40), level, np.uint8)) for level in (10, 120, 240)]
+    data = encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    pages = list(load_pages(data, "batch.tif"))
+    assert [p.index for p in pages] == [0, 1, 2]
+    assert [int(p.pixels[0, 0]) for p in pages if p.pixels is not None] == [10, 120, 240]
+
+
+def test_pdf_pages_are_rendered_at_200_dpi() -> None:
+    frames = [Image.fromarray(ramp(144, 72)), Image.fromarray(ramp(72, 144))]
+    data = encode(frames[0], "PDF", save_all=True, append_images=frames[1:], resolution=72.0)
+    pages = list(load_pages(data, "batch.pdf"))
+    assert [p.index for p in pages] == [0, 1]
+    shapes = [p.pixels.shape for p in pages if p.pixels is not None]
+    assert shapes == [(200, 400), (400, 200)], "1 inch x 2 inches at 200 dpi"
+    assert pages[0].pixels is not None and pages[0].pixels[100, 380] > 230
+
+
+def test_format_is_recognised_by_content_not_name() -> None:
+    png = encode(Image.fromarray(ramp()), "PNG")
+    assert only_page(png, "misnamed.jpg").shape == (48, 64)
+    pdf = encode(Image.fromarray(ramp()), "PDF", resolution=200.0)
+    height, width = only_page(pdf, "misnamed.png").shape
+    assert abs(height - 48) <= 1 and abs(width - 64) <= 1
+
+
+# --- inputs that must be refused with a reason ---------------------------------------
+
+
+def refused(data: bytes, name: str, **options: int) -> str:
+    with pytest.raises(ImageError) as caught:
+        list(load_pages(data, name, **options))
+    message = str(caught.value)
+    assert name in message, "the message must say which file"
+    return message
+
+
+def test_empty_file_is_refused() -> None:
+    assert "empty" in refused(b"", "blank.png")
+
+
+def test_text_file_named_png_is_refused() -> None:
+    message = refused(b"hello, this is not an image\n", "notes.png")
+    assert "not a readable image" in message and "PNG" in message
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file_is_refused(fmt: str) -> None:
+    noisy = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    data = encode(Image.fromarray(noisy), fmt)
+    assert "truncated or corrupt" in refused(data[: len(data) // 2], "cut." + fmt.lower())
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares the given size, with almost no pixel data behind it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [12_000, 100_000])  # above our limit; above Pillow's own
+def test_decompression_bomb_is_refused_before_decoding(side: int) -> None:
+    message = refused(png_declaring(side, side), "bomb.png")
+    assert "decompression bomb" in message
+
+
+def test_pixel_limit_is_configurable() -> None:
+    data = encode(Image.fromarray(ramp(100, 100)), "PNG")
+    assert "exceeds the limit of 5,000 pixels" in refused(data, "big.png", max_pixels=5_000)
+    assert only_page(data, max_pixels=10_000).shape == (100, 100)
+
+
+def test_tiny_image_is_refused() -> None:
+    message = refused(encode(Image.new("L", (1, 1), 0), "PNG"), "dot.png")
+    assert "too small to hold a digit" in message
+
+
+def test_unsupported_format_is_refused() -> None:
+    assert "GIF images are not supported" in refused(
+        encode(Image.fromarray(ramp()), "GIF"), "anim.gif"
+    )
+
+
+def test_damaged_pdf_is_refused() -> None:
+    assert "not a readable PDF" in refused(b"%PDF-1.4\nthis is not really a pdf\n", "x.pdf")
+
+
+def tiff_with_corrupt_second_page() -> bytes:
+    frames = [Image.fromarray(ramp(64, 64)) for _ in range(3)]
+    data = bytearray(
+        encode(
+            frames[0], "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate"
+        )
+    )
+    with Image.open(io.BytesIO(bytes(data))) as image:
+        assert isinstance(image, TiffImagePlugin.TiffImageFile)
+        image.seek(1)
+        start, length = image.tag_v2[273][0], image.tag_v2[279][0]  # strip offset and size
+    data[start : start + length] = b"\xff" * length  # not a deflate stream any more
+    return bytes(data)
+
+
+def test_corrupt_page_in_multipage_tiff_is_reported_and_others_still_load() -> None:
+    pages = list(load_pages(tiff_with_corrupt_second_page(), "batch.tif"))
+    assert [p.index for p in pages] == [0, 1, 2]
+    assert [p.ok for p in pages] == [True, False, True]
+    bad = pages[1]
+    assert bad == Page(1, None, bad.error) and bad.error is not None
+    assert "batch.tif page 1" in bad.error and "corrupt" in bad.error

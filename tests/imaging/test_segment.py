@@ -1,0 +1,175 @@
+"""Finding digits on pages: polarity, lighting, lines, touching and broken digits, forms."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from digitflow.imaging import segment_page
+from digitflow.imaging.binarize import binarize, otsu_threshold
+from tests.imaging.synthetic import (
+    PAPER,
+    glyph,
+    ink_lines,
+    line_counts,
+    lit_unevenly,
+    on_paper,
+    rotated,
+)
+
+LINES = ["0123456789", "3141", "27182818"]
+
+
+def boxes_of(page: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+    return [(b.line, b.position, b.x0, b.y0, b.x1, b.y1) for b in segment_page(page).boxes]
+
+
+def test_otsu_splits_two_levels_between_them() -> None:
+    values = np.array([20] * 50 + [200] * 50, np.uint8)
+    assert 20 < otsu_threshold(values) < 200
+
+
+def test_digits_are_grouped_into_lines_and_read_left_to_right() -> None:
+    segmentation = segment_page(on_paper(ink_lines(LINES)))
+    assert line_counts(segmentation.boxes) == [10, 4, 8]
+    for line in range(3):
+        row = [b for b in segmentation.boxes if b.line == line]
+        assert [b.position for b in row] == list(range(len(row)))
+        assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(row)), "left to right"
+    tops = [min(b.y0 for b in segmentation.boxes if b.line == k) for k in range(3)]
+    assert tops == sorted(tops), "lines top to bottom"
+
+
+def test_boxes_hold_their_masks() -> None:
+    for box in segment_page(on_paper(ink_lines(["42"]))).boxes:
+        assert box.mask.shape == (box.y1 - box.y0, box.x1 - box.x0)
+        assert box.mask.dtype == bool and box.mask.any()
+        assert box.mask[0].any() and box.mask[:, 0].any(), "the box is tight round the ink"
+
+
+def test_blank_page_has_no_digits() -> None:
+    blank = on_paper(np.zeros((600, 500), np.float32), noise=6.0)
+    assert segment_page(blank).boxes == []
+    assert segment_page(lit_unevenly(blank)).boxes == []
+    assert segment_page(np.full((300, 300), 255, np.uint8)).boxes == []
+
+
+def test_light_ink_on_dark_paper_segments_like_dark_on_light() -> None:
+    page = on_paper(ink_lines(LINES))
+    assert segment_page(page).dark_ink and not segment_page(255 - page).dark_ink
+    assert boxes_of(255 - page) == boxes_of(page)
+
+
+def test_uneven_lighting_does_not_change_what_is_found() -> None:
+    page = on_paper(ink_lines(LINES))
+    dim = lit_unevenly(page, darkest=0.4)  # paper at the far corner is darker than 100
+    assert dim[-5, -5] < 100 < PAPER
+    assert line_counts(segment_page(dim).boxes) == [10, 4, 8]
+
+
+def test_binarize_removes_the_lighting_gradient() -> None:
+    page = lit_unevenly(on_paper(ink_lines(LINES)), darkest=0.4)
+    mask = binarize(page).mask
+    assert mask.mean() < 0.1, "paper in the dark corner must not become ink"
+
+
+def test_slightly_rotated_page_keeps_its_lines() -> None:
+    lines = ["0123456789", "9876543210", "1357913579"]
+    for degrees in (-2.0, 2.0):
+        page = rotated(on_paper(ink_lines(lines, pitch=2.2)), degrees)
+        assert line_counts(segment_page(page).boxes) == [10, 10, 10]
+
+
+def test_touching_digits_are_split() -> None:
+    page = on_paper(ink_lines(["3 4 0+0 7 8", "12 5+8+6 90"]))
+    assert line_counts(segment_page(page).boxes) == [6, 7]
+
+
+def test_broken_stroke_is_merged() -> None:
+    ink = ink_lines(["1 5 7 3"])
+    five = segment_page(on_paper(ink)).boxes[1]
+    cut = five.y0 + (five.y1 - five.y0) // 3
+    ink[cut : cut + 3, five.x0 : five.x1] = 0  # break the 5's bar from its body
+    _, pieces = ndimage.label(ink[:, five.x0 : five.x1] > 0.3, np.ones((3, 3)))
+    assert pieces >= 2, "the test must really break the digit"
+    assert line_counts(segment_page(on_paper(ink)).boxes) == [4]
+
+
+def test_specks_are_not_digits() -> None:
+    ink = ink_lines(["2468"])
+    rng = np.random.default_rng(1)
+    for y, x in zip(
+        rng.integers(0, ink.shape[0], 40), rng.integers(0, ink.shape[1], 40), strict=True
+    ):
+        ink[y : y + 2, x : x + 2] = 1.0  # dust
+    assert line_counts(segment_page(on_paper(ink)).boxes) == [4]
+
+
+def test_a_full_stop_is_not_a_digit() -> None:
+    assert line_counts(segment_page(on_paper(ink_lines(["12.5", "3.14"]))).boxes) == [3, 3]
+
+
+def form(lines: list[str], ruled: bool = True, framed: bool = False) -> np.ndarray:
+    """Digits written on printed rules (touching them), under a title bar, maybe in a frame."""
+    ink = ink_lines(lines, margin=60)
+    ink[10:30, 20:-20] = 0.6  # title bar
+    if ruled:
+        for row in np.flatnonzero(ink[40:].max(axis=1) > 0.5):
+            if row + 40 + 1 < ink.shape[0] and ink[row + 41].max() < 0.5:
+                ink[row + 40 : row + 42, 20:-20] = 1.0  # a rule right under each line
+    if framed:
+        ink[40:43, 20:-20] = ink[-8:-5, 20:-20] = 1.0
+        ink[40:-5, 20:23] = ink[40:-5, -23:-20] = 1.0
+    return on_paper(ink)
+
+
+@pytest.mark.parametrize(("ruled", "framed"), [(True, False), (False, True), (True, True)])
+def test_form_rules_frames_and_title_bars_are_ignored(ruled: bool, framed: bool) -> None:
+    page = form(["123456", "7890", "55555"], ruled, framed)
+    assert line_counts(segment_page(page).boxes) == [6, 4, 5]
+
+
+def test_empty_form_has_no_digits() -> None:
+    assert segment_page(form([" ", " "], ruled=True, framed=True)).boxes == []
+
+
+def test_rotated_form_still_loses_its_rules() -> None:
+    page = rotated(form(["123456", "7890", "55555"], framed=True), 1.5)
+    assert line_counts(segment_page(page).boxes) == [6, 4, 5]
+
+
+def single(char: str, size: int, dark_on_light: bool = True, border: float = 0.2) -> np.ndarray:
+    """A crop holding one digit, `size` pixels square."""
+    alpha = glyph(char, 4 * size)
+    side = int(max(alpha.shape) * (1 + 2 * border))
+    canvas = np.zeros((side, side), np.float32)
+    y, x = (side - alpha.shape[0]) // 2, (side - alpha.shape[1]) // 2
+    canvas[y : y + alpha.shape[0], x : x + alpha.shape[1]] = alpha
+    small = ndimage.zoom(canvas, size / side, order=1)
+    page = on_paper(small, noise=1.0)
+    return page if dark_on_light else 255 - page
+
+
+@pytest.mark.parametrize("char", list("0123456789"))
+@pytest.mark.parametrize(("size", "dark"), [(16, True), (28, False), (28, True), (300, True)])
+def test_a_single_digit_image_yields_one_digit(char: str, size: int, dark: bool) -> None:
+    boxes = segment_page(single(char, size, dark)).boxes
+    assert len(boxes) == 1 and (boxes[0].line, boxes[0].position) == (0, 0)
+
+
+def test_single_digit_filling_its_image_yields_one_digit() -> None:
+    for char in "0147":
+        assert len(segment_page(single(char, 16, border=0.0)).boxes) == 1
+
+
+def test_a_large_photo_of_one_digit_under_uneven_light() -> None:
+    page = lit_unevenly(single("8", 400), darkest=0.5)
+    assert len(segment_page(page).boxes) == 1
+
+
+def test_rejects_colour_arrays() -> None:
+    with pytest.raises(ValueError, match="greyscale"):
+        segment_page(np.zeros((10, 10, 3), np.uint8))

@@ -1,0 +1,92 @@
+"""Listing and reading a batch's input: a local folder or an S3 prefix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import boto3
+import pytest
+
+from digitflow.errors import SourceError, StoreUnavailable
+from digitflow.scoring.inputs import default_batch_id, list_inputs, read_input
+from tests.conftest import free_port
+
+
+def _folder(root: Path, names: list[str]) -> Path:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(name.encode())
+    return root
+
+
+def test_local_folder_is_listed_recursively_sorted_hidden_files_included(tmp_path: Path) -> None:
+    _folder(tmp_path, ["b.png", "a dir/ünï 数字.jpg", ".DS_Store", "a dir/deeper/c.tif"])
+    files = list_inputs(str(tmp_path))
+    assert [f.name for f in files] == [
+        ".DS_Store", "a dir/deeper/c.tif", "a dir/ünï 数字.jpg", "b.png"
+    ]  # fmt: skip
+    assert files[-1].size == len(b"b.png")
+    assert read_input(str(tmp_path), "a dir/ünï 数字.jpg") == "a dir/ünï 数字.jpg".encode()
+
+
+def test_missing_or_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="does not exist or is not a folder"):
+        list_inputs(str(tmp_path / "nope"))
+    with pytest.raises(SourceError, match="holds no files"):
+        list_inputs(str(tmp_path))
+
+
+def test_a_file_gone_before_it_is_read_is_a_source_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=re.escape(f"{tmp_path}/gone.png: cannot be read")):
+        read_input(str(tmp_path), "gone.png")
+
+
+def test_default_batch_id_names_the_input_and_changes_with_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "Scans 2026"
+    folder.mkdir()
+    batch = default_batch_id(str(folder), "run/simple_cnn@abc")
+    assert re.fullmatch(r"[a-z0-9-]+-[0-9a-f]{10}", batch) and "scans-2026" in batch
+    monkeypatch.chdir(tmp_path)
+    assert default_batch_id("Scans 2026/", "run/simple_cnn@abc") == batch
+    assert default_batch_id(str(folder), "run/larger_cnn@def") != batch
+    assert default_batch_id("s3://b/scans/", "m") == default_batch_id("s3://b/scans", "m")
+
+
+def _s3(bucket: str, objects: dict[str, bytes], **extra: str) -> None:
+    client = boto3.client("s3")
+    for key, data in objects.items():
+        client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+
+def test_s3_prefix_is_listed_without_folder_markers(s3_bucket: str) -> None:
+    _s3(s3_bucket, {"in/a.png": b"a", "in/sub/": b"", "in/sub/b.jpg": b"b", "other/c.png": b"c"})
+    names = [f.name for f in list_inputs(f"s3://{s3_bucket}/in")]
+    assert names == ["a.png", "sub/b.jpg"]
+    assert read_input(f"s3://{s3_bucket}/in/", "sub/b.jpg") == b"b"
+
+
+def test_s3_object_deleted_after_listing_is_a_source_error(s3_bucket: str) -> None:
+    _s3(s3_bucket, {"in/a.png": b"a"})
+    [listed] = list_inputs(f"s3://{s3_bucket}/in")
+    boto3.client("s3").delete_object(Bucket=s3_bucket, Key="in/a.png")
+    with pytest.raises(SourceError, match="a.png: listed but gone when read"):
+        read_input(f"s3://{s3_bucket}/in", listed.name)
+
+
+def test_s3_object_archived_to_glacier_cannot_be_read(s3_bucket: str) -> None:
+    _s3(s3_bucket, {"in/cold.png": b"x"}, StorageClass="GLACIER")
+    assert [f.name for f in list_inputs(f"s3://{s3_bucket}/in")] == ["cold.png"]
+    with pytest.raises(SourceError, match="InvalidObjectState.*restore it from the archive"):
+        read_input(f"s3://{s3_bucket}/in", "cold.png")
+
+
+def test_unreachable_s3_endpoint_is_transient_not_a_bad_file(
+    s3_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreUnavailable):
+        read_input("s3://bucket/in", "a.png")

@@ -1,0 +1,158 @@
+"""Result tables, the ledger as commit marker, and resuming a killed batch (no model needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.errors import ModelError, SourceError
+from digitflow.imaging import DigitBox
+from digitflow.scoring import batch, results
+from digitflow.scoring.extract import FileDigits, quarantined
+from digitflow.scoring.infer import ModelRef, top_two
+from digitflow.storage import LocalStore
+
+VERSION = "run/simple_cnn@0123456789ab"
+
+
+def _box(line: int, position: int) -> DigitBox:
+    x0, y0 = 30 * position, 40 * line
+    return DigitBox(line, position, x0, y0, x0 + 20, y0 + 30, np.ones((30, 20), bool))
+
+
+def _file(name: str, lines: list[int]) -> FileDigits:
+    """A scored file with ``lines[k]`` digits on line k of page 0."""
+    boxes = [(0, _box(line, pos)) for line, count in enumerate(lines) for pos in range(count)]
+    digits = np.full((len(boxes), 28, 28), 7, np.uint8)
+    return FileDigits(name, pages=1, boxes=boxes, digits=digits)
+
+
+def _probs(reads: list[int], confidence: float = 0.99) -> np.ndarray:
+    probs = np.full((len(reads), 10), (1 - confidence) / 9, np.float32)
+    probs[np.arange(len(reads)), reads] = confidence
+    return probs
+
+
+def test_top_two_gives_digit_confidence_and_runner_up() -> None:
+    probs = np.array([[0.1, 0.6, 0.3] + [0.0] * 7, [0.0] * 9 + [1.0]], np.float32)
+    digit, conf, runner, runner_conf = top_two(probs)
+    assert digit.tolist() == [1, 9] and runner.tolist() == [2, 0]
+    assert conf.tolist() == pytest.approx([0.6, 1.0]) and runner_conf[0] == pytest.approx(0.3)
+
+
+def test_digit_and_ledger_tables() -> None:
+    files = [_file("a.png", [2, 1]), quarantined("b.png", "b.png: empty"), _file("c.png", [1])]
+    probs = _probs([1, 2, 3, 4])
+    probs[2] = _probs([3], confidence=0.5)[0]
+    digits = results.digit_table(files, probs, VERSION, threshold=0.9)
+    assert digits.schema == results.DIGITS_SCHEMA
+    assert digits.column("file").to_pylist() == ["a.png"] * 3 + ["c.png"]
+    assert digits.column("digit").to_pylist() == [1, 2, 3, 4]
+    assert digits.column("needs_review").to_pylist() == [False, False, True, False]
+    assert digits.slice(1, 1).to_pylist()[0] | {"confidence": 0} == {
+        "file": "a.png", "page": 0, "line": 0, "position": 1, "x0": 30, "y0": 0, "x1": 50,
+        "y1": 30, "digit": 2, "confidence": 0, "runner_up": 0,
+        "runner_up_confidence": pytest.approx(0.01 / 9), "needs_review": False,
+        "model_version": VERSION,
+    }  # fmt: skip
+    ledger = results.ledger_table(files, digits, VERSION).to_pylist()
+    assert [(r["file"], r["status"], r["digits"], r["needs_review"]) for r in ledger] == [
+        ("a.png", "scored", 3, 1), ("b.png", "quarantined", 0, 0), ("c.png", "scored", 1, 0)
+    ]  # fmt: skip
+    assert [line["digits"] for line in ledger[0]["lines"]] == ["12", "3"]
+    assert ledger[1]["error"] == "b.png: empty" and ledger[0]["error"] is None
+
+
+def test_probabilities_must_match_the_digits() -> None:
+    with pytest.raises(ValueError, match="3 digits but 2 rows"):
+        results.digit_table([_file("a.png", [3])], _probs([1, 2]), VERSION, 0.9)
+
+
+def test_write_shard_writes_review_crops_digits_and_ledger(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    files = [_file("a b.png", [2]), _file("a_b.png", [1])]  # one slug, two files
+    probs = _probs([5, 6, 7], confidence=0.4)
+    probs[1] = _probs([6])[0]
+    results.write_shard(store, "b1", files, probs, VERSION, threshold=0.9)
+    shard = results.shard_id(["a b.png", "a_b.png"])
+    assert store.exists(f"scoring/b1/digits/part-{shard}.parquet")
+    assert store.exists(f"scoring/b1/ledger/part-{shard}.parquet")
+    crops = store.list("scoring/b1/review/")
+    assert len(crops) == 2 and all(
+        c.endswith("-p0-l0-d0-read5.png") or c.endswith("-p0-l0-d0-read7.png") for c in crops
+    )
+    assert all("/a_b.png-" in c for c in crops)
+    assert results.done_files(store, "b1") == {"a b.png", "a_b.png"}
+
+
+def _inputs(root: Path, count: int) -> list[str]:
+    names = [f"scan_{k:02d}.png" for k in range(count)]
+    for name in names:
+        (root / name).write_bytes(b"not read in these tests")
+    return names
+
+
+def _score(store: LocalStore, batch_id: str, names: list[str]) -> None:
+    """What a shard task does, with a digit per file read as the file's number % 10."""
+    files = [_file(n, [1]) for n in names]
+    reads = [int(n[5:7]) % 10 for n in names]
+    results.write_shard(store, batch_id, files, _probs(reads), VERSION, 0.9)
+
+
+def test_resume_after_a_kill_counts_every_file_and_digit_once(tmp_path: Path) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 10)
+    plan = batch.plan_batch(store, "b", str(folder), shard_size=4)
+    assert [len(s) for s in plan.shards] == [4, 4, 2]
+    _score(store, "b", plan.shards[0])
+    # Killed in shard 1: its digits part is written, its ledger part (the commit) is not.
+    _score(store, "b", plan.shards[1])
+    store.delete(f"scoring/b/ledger/part-{results.shard_id(plan.shards[1])}.parquet")
+    assert results.done_files(store, "b") == set(plan.shards[0])
+    assert len(results.read_digits(store, "b")) == 4  # the uncommitted part is not read
+
+    rerun = batch.plan_batch(store, "b", str(folder), shard_size=4)
+    assert rerun.already_done == 4 and rerun.shards == plan.shards[1:]
+    for shard in rerun.shards:
+        _score(store, "b", shard)
+    summary = batch.finalize(store, "b", rerun.already_done)
+    assert (summary.files, summary.digits, summary.already_done) == (10, 10, 4)
+    digits = results.read_digits(store, "b")
+    assert digits.column("file").to_pylist() == names  # one row per digit, none twice
+    files = results.read_parquet(store, "scoring/b/files.parquet")
+    assert files.column("file").to_pylist() == names
+
+
+def test_a_killed_shard_cut_differently_on_rerun_leaves_no_stale_rows(tmp_path: Path) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 6)
+    _score(store, "b", names[:3])
+    store.delete(f"scoring/b/ledger/part-{results.shard_id(names[:3])}.parquet")
+    for shard in batch.plan_batch(store, "b", str(folder), shard_size=2).shards:
+        _score(store, "b", shard)
+    batch.finalize(store, "b")
+    assert len(store.list("scoring/b/digits/")) == 3  # the killed shard's part was dropped
+    assert results.read_digits(store, "b").column("file").to_pylist() == names
+
+
+def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "other").mkdir()
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref)
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref)  # a rerun: fine
+    with pytest.raises(SourceError, match="give another --batch-id"):
+        batch.open_batch(store, "b", str(tmp_path / "other"), ref)
+    other = ref.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
+    with pytest.raises(ModelError, match="would mix two models.*--model run/simple_cnn"):
+        batch.open_batch(store, "b", str(tmp_path / "in"), other)
+
+
+def test_finalize_without_results_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="no committed results"):
+        batch.finalize(LocalStore(tmp_path), "nothing")
