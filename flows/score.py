@@ -50,6 +50,12 @@ class ScoreParams(BaseModel):
         pattern=r"^[^/\s]+/[^/\s]+$",
         description="training_run/model_name of a candidate. Empty: the champion.",
     )
+    rescore: bool = Field(
+        default=True,
+        description="Read every file with this model. Off: files that an earlier batch of "
+        "the same input already read (with an earlier champion) are left as they are, and "
+        "only new scans are read - what a scheduled inbox run wants.",
+    )
     dask: str | None = Field(
         default=None,
         pattern=SPEC_PATTERN,
@@ -98,7 +104,7 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     """Read every digit of every file under the input; rerunning a batch resumes it."""
     store = params.store or Settings().store
     ref = resolve_model(store, params.model)
-    plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size)
+    plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
         on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))

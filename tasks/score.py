@@ -39,10 +39,11 @@ def resolve_model(store_uri: str, model: str | None) -> ModelRef:
 
 @task(name="start-batch", **storage_retries)
 def start_batch(
-    store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int
-) -> BatchPlan:
+    store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
+    rescore: bool = True,
+) -> BatchPlan:  # fmt: skip
     """Pin the batch's model and input, list the input, and shard what is left to do."""
-    plan = batch.start_batch(open_store(store_uri), input_root, batch_id, ref, shard_size)
+    plan = batch.start_batch(open_store(store_uri), input_root, batch_id, ref, shard_size, rescore)
     get_run_logger().info(
         "batch %s: %d files in %s, %d already done, %d shards to score",
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),

@@ -101,10 +101,31 @@ def open_batch(store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef
         )
 
 
-def plan_batch(store: ObjectStore, batch_id: str, input_root: str, shard_size: int) -> BatchPlan:
-    """List the input, leave out files already committed, and cut the rest into shards."""
+def scored_elsewhere(store: ObjectStore, batch_id: str, input_root: str) -> set[str]:
+    """Files of this input already committed by other batches (earlier models)."""
+    where = canonical_input(input_root)
+    done: set[str] = set()
+    for key in store.list("scoring/"):
+        other = key.split("/")[1]
+        if key.endswith("/batch.json") and key.count("/") == 2 and other != batch_id:
+            record = BatchRecord.model_validate_json(store.read_bytes(key))
+            if record.input == where:
+                done |= results.done_files(store, other)
+    return done
+
+
+def plan_batch(
+    store: ObjectStore, batch_id: str, input_root: str, shard_size: int, rescore: bool = True
+) -> BatchPlan:
+    """List the input, leave out files already committed, and cut the rest into shards.
+
+    Without ``rescore``, files that another batch of the same input already read (with an
+    earlier champion) count as done too: only new scans are read.
+    """
     names = [f.name for f in list_inputs(input_root)]
     done = results.done_files(store, batch_id)
+    if not rescore:
+        done |= scored_elsewhere(store, batch_id, input_root)
     todo = [n for n in names if n not in done]
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
@@ -113,12 +134,13 @@ def plan_batch(store: ObjectStore, batch_id: str, input_root: str, shard_size: i
 
 
 def start_batch(
-    store: ObjectStore, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int
-) -> BatchPlan:
+    store: ObjectStore, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
+    rescore: bool = True,
+) -> BatchPlan:  # fmt: skip
     """Open (or resume) a batch: its id defaults to one derived from the input and model."""
     batch_id = batch_id or default_batch_id(input_root, ref.version)
     open_batch(store, batch_id, input_root, ref)
-    return plan_batch(store, batch_id, input_root, shard_size)
+    return plan_batch(store, batch_id, input_root, shard_size, rescore)
 
 
 def _read_and_extract(input_root: str, name: str) -> FileDigits:

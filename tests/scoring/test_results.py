@@ -156,3 +156,18 @@ def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
 def test_finalize_without_results_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no committed results"):
         batch.finalize(LocalStore(tmp_path), "nothing")
+
+
+def test_without_rescore_a_new_model_reads_only_new_scans(tmp_path: Path) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 4)
+    first = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    batch.open_batch(store, "old", str(folder), first)
+    _score(store, "old", names[:3])  # three scans read by the first champion
+    second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
+    batch.open_batch(store, "new", str(folder), second)
+    inbox = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=False)
+    assert inbox.already_done == 3 and inbox.shards == [names[3:]]
+    everything = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=True)
+    assert everything.already_done == 0 and everything.shards == [names]
