@@ -11,8 +11,13 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.table import Table
 
+from digitflow.console import (
+    KnownErrorsWithoutTraceback,
+    flow_progress,
+    print_retrain,
+    print_summary,
+)
 from digitflow.errors import DigitflowError
 
 app = typer.Typer(
@@ -44,82 +49,38 @@ def _prepare_env(store: str | None) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-class _KnownErrorsWithoutTraceback(logging.Filter):
-    """Errors digitflow raised on purpose already say what and where: drop their traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], DigitflowError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 def _configure_logging() -> None:
     """Keep flow and task logs, drop Prefect's own chatter (server start/stop) and
     tracebacks of known errors, so that the reason of a failure is the last line."""
     logging.getLogger("prefect").setLevel(logging.WARNING)
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).setLevel(logging.INFO)
-    quiet = _KnownErrorsWithoutTraceback()
+    quiet = KnownErrorsWithoutTraceback()
     for logger in (logging.getLogger(), logging.getLogger("prefect")):
         for handler in logger.handlers:
             handler.addFilter(quiet)
 
 
-def _run(title: str, action: Callable[[], BaseModel], as_json: bool) -> None:
-    """Run ``action`` under a progress spinner; print its summary; exit 1 on a known error."""
+def _run(
+    title: str,
+    action: Callable[[], BaseModel],
+    as_json: bool,
+    render: Callable[[Console, dict[str, Any]], None] | None = None,
+) -> None:
+    """Run ``action`` with progress bars; print its summary; exit 1 on a known error."""
     _configure_logging()
     try:
-        with err.status(title, spinner="dots"):
+        with flow_progress(err, title):
             result = action().model_dump(mode="json")
     except DigitflowError as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(result))
+    elif render is not None:
+        render(Console(), result)
     else:
-        _print_summary(title, result)
-
-
-def _print_summary(title: str, result: dict[str, Any]) -> None:
-    """Scalars as one table; each list of records as a table of its own."""
-    console = Console()
-    scalars = Table(title=title.rstrip("…. "), show_header=False, title_justify="left")
-    nested: list[tuple[str, list[dict[str, Any]]]] = []
-    for field, value in _flatten(result):
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            nested.append((field, value))
-        else:
-            scalars.add_row(field, _cell(value))
-    console.print(scalars)
-    for field, rows in nested:
-        table = Table(title=field, title_justify="left")
-        columns = [k for k in rows[0] if not isinstance(rows[0][k], dict | list)]
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-        console.print(table)
-
-
-def _flatten(record: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items: list[tuple[str, Any]] = []
-    for key, value in record.items():
-        if (
-            isinstance(value, dict)
-            and value
-            and not all(isinstance(v, int) for v in value.values())
-        ):
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return value if isinstance(value, str) else json.dumps(value)
+        print_summary(Console(), title.rstrip("…. "), result)
 
 
 @app.callback()
@@ -235,7 +196,7 @@ def retrain(
         "ingest": {"source": source}, "train": train,
         "promote": {"gate": {"max_error": max_error, "min_margin": min_margin, "alpha": alpha}},
     })  # fmt: skip
-    _run("Retraining…", lambda: retrain_flow(params), as_json)
+    _run("Retraining…", lambda: retrain_flow(params), as_json, print_retrain)
 
 
 models_app = typer.Typer(

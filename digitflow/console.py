@@ -1,0 +1,158 @@
+"""What the command line shows a person: progress bars while flows run, summaries after.
+
+Progress is read from the flows' own log records (epochs, shards), so the bars need no
+second channel and show exactly what the Prefect UI shows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from digitflow.errors import DigitflowError
+
+EPOCH = re.compile(r"^(?P<model>\S+) epoch (?P<done>\d+)/(?P<total>\d+):")
+SHARDS = re.compile(r"^batch (?P<batch>\S+): .* (?P<total>\d+) shards to score$")
+SHARD = re.compile(r"^shard \d+: ")
+STAGES = {"ingest-mnist": "ingest", "assess-candidates": "evaluate", "apply-gate": "promote"}
+
+
+class KnownErrorsWithoutTraceback(logging.Filter):
+    """Errors digitflow raised on purpose already say what and where: drop their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DigitflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class ProgressHandler(logging.Handler):
+    """Turns epoch and shard log lines into progress bars."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.bars: dict[str, Any] = {}
+
+    def _bar(self, name: str, total: int) -> Any:
+        if name not in self.bars:
+            self.bars[name] = self.progress.add_task(name, total=total)
+        return self.bars[name]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if match := EPOCH.match(message):
+            bar = self._bar(f"train {match['model']}", int(match["total"]))
+            self.progress.update(bar, completed=int(match["done"]))
+        elif match := SHARDS.match(message):
+            self._bar("score shards", int(match["total"]))
+        elif SHARD.match(message) and "score shards" in self.bars:
+            self.progress.advance(self.bars["score shards"])
+        else:
+            task = str(getattr(record, "task_run_name", "")).rsplit("-", 1)[0]
+            if task in STAGES and "Finished in state Completed" in message:
+                self.progress.update(self._bar(STAGES[task], 1), completed=1)
+
+
+@contextmanager
+def flow_progress(console: Console, title: str) -> Iterator[None]:
+    """Progress bars fed by the flows' logs for the duration of a command."""
+    progress = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+    )  # fmt: skip
+    handler = ProgressHandler(progress)
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    console.print(f"[bold]{title}[/]")
+    try:
+        with progress:
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def print_summary(console: Console, title: str, result: dict[str, Any]) -> None:
+    """Scalars as one table; each list of records as a table of its own."""
+    scalars = Table(title=title, show_header=False, title_justify="left")
+    nested: list[tuple[str, list[dict[str, Any]]]] = []
+    for field, value in flatten(result):
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            nested.append((field, value))
+        else:
+            scalars.add_row(field, cell(value))
+    console.print(scalars)
+    for field, rows in nested:
+        table = Table(title=field, title_justify="left")
+        columns = [k for k in rows[0] if not isinstance(rows[0][k], dict | list)]
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(cell(row.get(c)) for c in columns))
+        console.print(table)
+
+
+def flatten(record: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested records as dotted field names (count dictionaries stay whole)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in record.items():
+        if (
+            isinstance(value, dict)
+            and value
+            and not all(isinstance(v, int) for v in value.values())
+        ):
+            items += flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def cell(value: Any) -> str:
+    """A table cell: floats to 4 significant digits, everything else as JSON."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# The brief's published test errors of the seed models, shown beside ours.
+PUBLISHED_ERROR = {"baseline_mlp": 0.0191, "simple_cnn": 0.0103, "larger_cnn": 0.0082}
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f} %"
+
+
+def print_retrain(console: Console, result: dict[str, Any]) -> None:
+    """Candidates beside the brief's errors, and what the gate decided."""
+    training, promotion = result["training"], result["promotion"]
+    table = Table(
+        title=f"Training run {training['training_run']} (dataset {training['dataset_version']})",
+        title_justify="left",
+    )
+    for column in ("model", "validation error", "test error", "brief's test error", "seconds"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for c in sorted(training["candidates"], key=lambda c: c["val_error"]):
+        table.add_row(
+            c["model_name"],
+            _pct(c["val_error"]),
+            _pct(c["test_error"]),
+            _pct(PUBLISHED_ERROR.get(c["model_name"])),
+            f"{c['wall_s']:.0f}",
+        )
+    for name, reason in training["failures"].items():
+        table.add_row(name, "failed", reason[:60], "", "")
+    console.print(table)
+    verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
+    console.print(f"Champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})")
+    console.print(f"Why: {promotion['reason']}", highlight=False)
