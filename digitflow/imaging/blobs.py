@@ -150,7 +150,10 @@ def split_wide(blobs: list[Blob], height: float) -> list[Blob]:
     this page's digits is cut in two only where a clear waist separates two digit-sized
     halves, since some single digits (a flat 2, a wide 0) are that wide too.
     """
-    singles = [b.width for b in blobs if b.height >= 0.5 * height and b.width <= 1.2 * height]
+    # The width of a usual digit: not a 1 (too narrow) nor anything wider than tall.
+    singles = [
+        b.width for b in blobs if b.height >= 0.5 * height and 0.4 * height <= b.width <= height
+    ]
     # Without other digits to compare with, only a blob over twice as wide as tall is split.
     typical = float(np.median(singles)) if len(singles) >= _MIN_PEERS else _LONE_WIDTH * height
     result: list[Blob] = []
@@ -159,15 +162,27 @@ def split_wide(blobs: list[Blob], height: float) -> list[Blob]:
             result.append(blob)
         elif blob.width > _SPLIT_WIDTH * max(0.85 * blob.height, height):
             most = max(2, int(blob.width / (_MIN_PIECE_WIDTH * height)))
-            count = int(np.clip(int(blob.width / typical + 0.5), 2, most))
-            result.extend(_cut(blob, count))
+            result.extend(_pieces(blob, _cuts(blob, _count(blob, typical, most))))
         else:
             result.extend(_cut_at_waist(blob, height))
     return result
 
 
-def _cut(blob: Blob, count: int) -> list[Blob]:
-    """Split a blob into `count` pieces at ink-projection minima near even spacing."""
+def _count(blob: Blob, typical: float, most: int) -> int:
+    """How many digits a wide blob holds.
+
+    Width alone cannot tell two wide digits (0, 2) from three narrow ones, so when it is
+    in between, the smaller count wins if each of its cuts crosses just one stroke (a join).
+    """
+    estimate = blob.width / typical
+    fewer, nearest = (int(np.clip(int(estimate + f), 2, most)) for f in (0.25, 0.5))
+    if fewer < nearest and all(_strokes(blob, c) == 1 for c in _cuts(blob, fewer)):
+        return fewer
+    return nearest
+
+
+def _cuts(blob: Blob, count: int) -> list[int]:
+    """Columns that split a blob into `count` pieces: ink-projection minima near even spacing."""
     profile = _profile(blob)
     step = blob.width / count
     cuts = [0]
@@ -177,8 +192,11 @@ def _cut(blob: Blob, count: int) -> list[Blob]:
         hi = min(blob.width - 1, int(centre + 0.35 * step) + 1)
         if hi > lo:
             cuts.append(_thinnest(profile, lo, hi, centre, step))
-    cuts.append(blob.width)
-    pieces = (blob.crop(a, b) for a, b in itertools.pairwise(cuts))
+    return cuts[1:]
+
+
+def _pieces(blob: Blob, cuts: list[int]) -> list[Blob]:
+    pieces = (blob.crop(a, b) for a, b in itertools.pairwise([0, *cuts, blob.width]))
     return [p for p in pieces if p is not None]
 
 
@@ -186,15 +204,21 @@ def _cut_at_waist(blob: Blob, height: float) -> list[Blob]:
     """Cut in two at a thin column between two digit-sized halves, else keep whole."""
     profile = _profile(blob)
     half = blob.width / 2
-    lo, hi = int(0.3 * blob.width), int(0.7 * blob.width) + 1
-    column = _thinnest(profile, lo, hi, half, half)
-    inked = profile[profile > 0]
-    if profile[column] > _WAIST * float(np.median(inked)):
+    column = _thinnest(profile, int(0.3 * blob.width), int(0.7 * blob.width) + 1, half, half)
+    if profile[column] > _WAIST * float(np.median(profile[profile > 0])):
         return [blob]
-    pieces = [blob.crop(0, column), blob.crop(column, blob.width)]
-    if any(p is None or p.height < 0.5 * height for p in pieces):
+    if _strokes(blob, column) > 1:
+        return [blob]  # two strokes crossing the cut: the middle of a 0, not a join
+    pieces = _pieces(blob, [column])
+    if len(pieces) != 2 or any(p.height < 0.5 * height for p in pieces):
         return [blob]
-    return [p for p in pieces if p is not None]
+    return pieces
+
+
+def _strokes(blob: Blob, column: int) -> int:
+    """How many separate runs of ink cross a column of the blob."""
+    ink = blob.mask[:, column].astype(np.int8)
+    return int(np.count_nonzero(np.diff(ink) == 1)) + int(ink[0])
 
 
 def _profile(blob: Blob) -> np.ndarray:

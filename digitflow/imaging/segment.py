@@ -69,9 +69,21 @@ def find_digits(mask: np.ndarray) -> list[Blob]:
     blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1)
     height = digit_height(blobs) or height
     blobs = [b for b in blobs if not _is_dust(b, height) and not _is_furniture(b, height)]
+    blobs = _inside_margins(blobs, mask.shape)
     blobs = merge_pieces(blobs, height)
     blobs = [b for b in blobs if max(b.width, b.height) >= _SPECK_SIDE * height]
     return split_wide(blobs, height)
+
+
+def _inside_margins(blobs: list[Blob], shape: tuple[int, ...]) -> list[Blob]:
+    """Drop ink touching the page's edge when the page has digits clear of it.
+
+    On a page that is a scanner's margin, a shadow or a digit cut off by the scan; in a
+    crop of a single digit it is the digit, which often fills its crop.
+    """
+    height, width = shape
+    clear = [b for b in blobs if b.x0 > 0 and b.y0 > 0 and b.x1 < width and b.y1 < height]
+    return clear if len(clear) >= _FEW_BLOBS else blobs
 
 
 def digit_height(blobs: list[Blob]) -> float:

@@ -54,5 +54,5 @@ def make_scans() -> ModuleType:
 def sample_folder(
     make_scans: ModuleType, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """Twenty generated form pages (JPEG, PNG, a TIFF and a PDF) and four single digits."""
-    return make_scans.make_sample_folder(mnist_dir, tmp_path_factory.mktemp("scans"), 20, 0)
+    """Forty generated form pages (JPEG, PNG, a TIFF and a PDF) and four single digits."""
+    return make_scans.make_sample_folder(mnist_dir, tmp_path_factory.mktemp("scans"), 40, 0)

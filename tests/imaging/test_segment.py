@@ -108,6 +108,13 @@ def test_specks_are_not_digits() -> None:
     assert line_counts(segment_page(on_paper(ink)).boxes) == [4]
 
 
+def test_dark_scanner_margin_at_the_page_edge_is_not_a_digit() -> None:
+    page = on_paper(ink_lines(LINES)).copy()
+    page[:40, -40:] = np.minimum(page[:40, -40:], np.tri(40, 40, dtype=np.uint8)[:, ::-1] * 255)
+    page[-25:, :] = 60  # the scanner lid's shadow along the bottom
+    assert line_counts(segment_page(page).boxes) == [10, 4, 8]
+
+
 def test_a_full_stop_is_not_a_digit() -> None:
     assert line_counts(segment_page(on_paper(ink_lines(["12.5", "3.14"]))).boxes) == [3, 3]
 
