@@ -15,6 +15,7 @@ from rich.console import Console
 from digitflow.console import (
     KnownErrorsWithoutTraceback,
     flow_progress,
+    print_pipeline,
     print_retrain,
     print_summary,
 )
@@ -287,6 +288,39 @@ def models_rollback(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     from digitflow import registry
 
     _run("Rolling back…", lambda: registry.rollback(_store(store)), as_json)
+
+
+@app.command()
+def pipeline(
+    source: Annotated[
+        str | None, typer.Option(help="MNIST source [env: DIGITFLOW_MNIST_SOURCE]")
+    ] = None,
+    scans: Annotated[
+        str | None,
+        typer.Option(help="Folder or s3:// prefix of scans [default: generated samples]"),
+    ] = None,
+    pages: Annotated[int, typer.Option(min=1, help="Pages of generated sample scans.")] = 12,
+    models: Annotated[str | None, typer.Option(help="Comma-separated model names")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    limit: Annotated[int | None, typer.Option(min=10, help="Train on N examples.")] = None,
+    max_error: Annotated[float, GateOpts["max_error"]] = 0.05,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The main job: ingest, train the models in parallel, promote, then score scans."""
+    _prepare_env(store)
+    from flows.pipeline import PipelineParams, pipeline_flow
+
+    train: dict[str, Any] = {"epochs": epochs, "limit": limit}
+    if models:
+        train["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    retrain = {
+        "ingest": {"source": source},
+        "train": train,
+        "promote": {"gate": {"max_error": max_error}},
+    }
+    params = _params(PipelineParams, {"retrain": retrain, "scans": scans, "sample_pages": pages})
+    _run("digitflow pipeline…", lambda: pipeline_flow(params), as_json, print_pipeline)
 
 
 def _params(model: type[BaseModel], fields: dict[str, Any]) -> Any:

@@ -156,3 +156,25 @@ def print_retrain(console: Console, result: dict[str, Any]) -> None:
     verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
     console.print(f"Champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})")
     console.print(f"Why: {promotion['reason']}", highlight=False)
+
+
+def print_pipeline(console: Console, result: dict[str, Any]) -> None:
+    """The main job's summary: models and champion, then what scoring read and where."""
+    print_retrain(console, result["retrain"])
+    scoring, accuracy = result["scoring"], result["sample_accuracy"]
+    console.print(
+        f"Scored [bold]{scoring['files']}[/] files ({scoring['pages']} pages) from "
+        f"{result['scans']}: {scoring['digits']} digits, {scoring['needs_review']} need "
+        f"review, {scoring['quarantined']} files quarantined, {scoring['partial']} partial",
+        highlight=False,
+    )
+    if accuracy:
+        console.print(
+            f"Against the samples' ground truth: {100 * accuracy['digit_accuracy']:.1f} % of "
+            f"{accuracy['digits']} digits and {100 * accuracy['line_accuracy']:.1f} % of "
+            f"{accuracy['lines']} lines read exactly",
+            highlight=False,
+        )
+    console.print(f"Per-file table: {scoring['files_uri']}", highlight=False, soft_wrap=True)
+    console.print(f"Digits:         {scoring['digits_uri']}", highlight=False, soft_wrap=True)
+    console.print(f"Review folder:  {scoring['review_uri']}", highlight=False, soft_wrap=True)

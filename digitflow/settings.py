@@ -21,3 +21,7 @@ class Settings(BaseSettings):
         "Unset: the public mirrors.",
     )
     download_timeout_s: float = Field(default=60.0, gt=0)
+    work_dir: str = Field(
+        default=".digitflow/work",
+        description="Local scratch space: generated sample scans for the main job.",
+    )
