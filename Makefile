@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/digitflow retrain $(ARGS)
+	$(BIN)/digitflow pipeline $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
