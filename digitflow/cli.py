@@ -348,6 +348,13 @@ def score(
         str | None, typer.Option(help="training_run/model_name [default: the champion]")
     ] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Files per task.")] = 8,
+    rescore: Annotated[
+        bool,
+        typer.Option(
+            help="Read every file with this model. --no-rescore: leave files that an earlier "
+            "batch of the same input read, and read only new scans."
+        ),
+    ] = True,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -368,6 +375,7 @@ def score(
         "review_threshold": review_threshold,
         "model": model,
         "shard_size": shard_size,
+        "rescore": rescore,
         "dask": dask,
     }
     params = _params(ScoreParams, fields)
