@@ -37,9 +37,14 @@ def bare(store_uri: str, version: str, epochs: int, limit: int | None) -> None:
         keras.utils.set_random_seed(1)
         model = models.build(name)
         model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-        model.fit(data.x_train, keras.utils.to_categorical(data.y_train, 10),
-                  validation_data=(data.x_val, keras.utils.to_categorical(data.y_val, 10)),
-                  epochs=epochs, batch_size=200, verbose=0)
+        model.fit(
+            data.x_train,
+            keras.utils.to_categorical(data.y_train, 10),
+            validation_data=(data.x_val, keras.utils.to_categorical(data.y_val, 10)),
+            epochs=epochs,
+            batch_size=200,
+            verbose=0,
+        )
         probs = model.predict(data.x_test, batch_size=2000, verbose=0)
         errors[name] = float(np.mean(probs.argmax(axis=1) != data.y_test))
     print(json.dumps(errors))
@@ -72,22 +77,38 @@ def main() -> None:
         env["PREFECT_HOME"] = str(Path(tmp) / "prefect")
         version = ingest(LocalStore(store), os.environ["DIGITFLOW_MNIST_SOURCE"]).version
         limit = ["--limit", str(args.limit)] if args.limit else []
-        bare_s, bare_out = timed([sys.executable, __file__, "--bare", store, version,
-                                  "--epochs", str(args.epochs), *limit], env)
+        bare_s, bare_out = timed(
+            [
+                sys.executable,
+                __file__,
+                "--bare",
+                store,
+                version,
+                "--epochs",
+                str(args.epochs),
+                *limit,
+            ],
+            env,
+        )
         cli = str(Path(sys.executable).with_name("digitflow"))
-        flow_s, flow_out = timed([cli, "train", "--store", store, "--epochs", str(args.epochs),
-                                  *limit, "--json"], env)
+        flow_s, flow_out = timed(
+            [cli, "train", "--store", store, "--epochs", str(args.epochs), *limit, "--json"], env
+        )
     bare_errors = json.loads(bare_out)
     summary = json.loads(flow_out)
     flow_errors = {c["model_name"]: c["test_error"] for c in summary["candidates"]}
     walls = {c["model_name"]: c["wall_s"] for c in summary["candidates"]}
     print(f"{'model':<14}{'published':>10}{'digitflow':>11}{'bare keras':>12}{'train s':>9}")
     for name, published in PUBLISHED.items():
-        print(f"{name:<14}{published:>9.2f}%{100 * flow_errors[name]:>10.2f}%"
-              f"{100 * bare_errors[name]:>11.2f}%{walls[name]:>9.1f}")
+        print(
+            f"{name:<14}{published:>9.2f}%{100 * flow_errors[name]:>10.2f}%"
+            f"{100 * bare_errors[name]:>11.2f}%{walls[name]:>9.1f}"
+        )
     print(f"bare keras, one after another     {bare_s:7.1f} s")
-    print(f"digitflow train, parallel (flow)  {flow_s:7.1f} s   ratio {flow_s / bare_s:.2f}x "
-          "(includes Prefect's ephemeral server start)")
+    print(
+        f"digitflow train, parallel (flow)  {flow_s:7.1f} s   ratio {flow_s / bare_s:.2f}x "
+        "(includes Prefect's ephemeral server start)"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ class PrefectServer:
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> None:
-        self._spawn("server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
-                               str(self.port)])
+        self._spawn(
+            "server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -53,23 +54,30 @@ class PrefectServer:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "w")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.Popen(
+            args,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         self.procs.append(proc)
         return proc
 
     def cli(self, *args: str) -> str:
         """Run a `prefect` CLI command against this server."""
-        out = subprocess.run([PREFECT, *args], env=self.env, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [PREFECT, *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
         if out.returncode != 0:
             raise RuntimeError(f"prefect {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout
 
     def start_worker(self, pool: str) -> subprocess.Popen:
         """A process worker polling ``pool``."""
-        return self._spawn(f"worker-{pool}", [PREFECT, "worker", "start", "--pool", pool,
-                                              "--type", "process"])
+        return self._spawn(
+            f"worker-{pool}", [PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+        )
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -39,7 +39,9 @@ def test_three_trainings_run_on_gpu_pool_workers(
     assert worker.poll() is None, "the worker died"
     assert summary.failures == {}
     assert sorted(c.model_name for c in summary.candidates) == [
-        "baseline_mlp", "larger_cnn", "simple_cnn"
+        "baseline_mlp",
+        "larger_cnn",
+        "simple_cnn",
     ]
     store = LocalStore(uri)
     for candidate in summary.candidates:
