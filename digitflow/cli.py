@@ -117,11 +117,25 @@ def train(
     models: Annotated[
         str | None, typer.Option(help="Comma-separated model names [default: the seed three]")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="quick (seed models, 2 epochs, 5,000 examples) | seed (the brief's recipe) | "
+            "best (challengers + ensemble); the options you give win over the profile's"
+        ),
+    ] = "seed",
+    epochs: Annotated[int | None, typer.Option(min=1, help="[default: the profile's]")] = None,
     limit: Annotated[int | None, typer.Option(min=10, help="Train on N examples.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 200,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-3,
-    seed: int = 1,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option(min=0.0)] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Augment while fitting.")
+    ] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="constant | cosine")] = None,
+    ensemble: Annotated[
+        str | None, typer.Option(help="Comma-separated models to average into `ensemble`.")
+    ] = None,
+    seed: int | None = None,
     mode: Annotated[str, typer.Option(help="local | workers (the gpu work pool)")] = "local",
     dataset_version: Annotated[str | None, typer.Option(help="[default: newest]")] = None,
     store: StoreOpt = None,
@@ -131,17 +145,22 @@ def train(
     _prepare_env(store)
     from flows.train import TrainParams, train_flow
 
-    fields: dict[str, Any] = {
+    given: dict[str, Any] = {
+        "profile": profile,
         "epochs": epochs,
         "limit": limit,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "augment": augment,
+        "lr_schedule": lr_schedule,
         "seed": seed,
         "mode": mode,
         "dataset_version": dataset_version,
+        "models": models and [m.strip() for m in models.split(",") if m.strip()],
+        "ensemble": ensemble and [m.strip() for m in ensemble.split(",") if m.strip()],
     }
-    if models:
-        fields["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    # Only what was given: the profile fills the rest.
+    fields = {k: v for k, v in given.items() if v is not None}
     params = _params(TrainParams, fields)
     _run("Training…", lambda: train_flow(params), as_json)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -40,6 +40,10 @@ class TrainConfig(BaseModel):
     limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
     seed: int = 1
     threads: int | None = Field(default=None, ge=1, description="Backend thread-pool size.")
+    augment: bool = Field(default=False, description="Warp and re-stroke digits while fitting.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant", description="cosine: one warm-up epoch, then decay to 1 %."
+    )
 
 
 class EpochMetrics(BaseModel):
@@ -131,16 +135,24 @@ def code_version() -> str:
         return f"digitflow {__version__}"
 
 
-def _fit(config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], None]) -> Any:
+def _fit(
+    config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], None]
+) -> tuple[Any, dict[str, list[float]]]:
+    """The fitted model (without the augmentation wrapper, if any) and its history."""
     import keras
 
+    from digitflow import augment, recipes
+
     model = models.build(config.model)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+    trainee = augment.with_augmentation(model, config.seed) if config.augment else model
+    trainee.compile(
+        optimizer=keras.optimizers.Adam(
+            learning_rate=recipes.learning_rate(config, len(data.y_train))
+        ),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(
+    history = trainee.fit(
         data.x_train,
         keras.utils.to_categorical(data.y_train, 10),
         validation_data=(data.x_val, keras.utils.to_categorical(data.y_val, 10)),
@@ -149,7 +161,7 @@ def _fit(config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], Non
         verbose=0,
         callbacks=[_epoch_reporter(config, on_epoch)],
     )
-    return model
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
 def _error(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -170,7 +182,7 @@ def train_model(
     runtime.set_seeds(config.seed)
     data = load_data(store, dataset_version, config.limit, config.seed)
     logger.info("training %s on %d examples (%s)", config.model, len(data.y_train), device)
-    model = _fit(config, data, on_epoch)
+    model, history = _fit(config, data, on_epoch)
     val_error = _error(model, data.x_val, data.y_val)
     test_error = _error(model, data.x_test, data.y_test)
     prefix = candidate_prefix(training_run, config.model)
@@ -180,7 +192,6 @@ def train_model(
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         size = path.stat().st_size
         store.put_file(f"{prefix}/model.keras", path)
-    history = {k: [float(v) for v in vs] for k, vs in model.history.history.items()}
     store.write_bytes(f"{prefix}/history.json", json.dumps(history).encode())
     record = CandidateRecord(
         training_run=training_run,

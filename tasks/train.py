@@ -16,6 +16,7 @@ from prefect.deployments import run_deployment
 
 from digitflow import runtime
 from digitflow.data import dataset
+from digitflow.ensemble import ensemble_from_uri
 from digitflow.errors import NotFoundError, TrainingError
 from digitflow.isolation import run_in_process
 from digitflow.storage import open_store
@@ -129,6 +130,21 @@ def train_candidate(
         100 * record.test_error,
         record.device,
         record.wall_s,
+    )
+    return record
+
+
+@task(name="ensemble", task_run_name="ensemble-{training_run}")
+def ensemble_candidate(store_uri: str, training_run: str, members: list[str]) -> CandidateRecord:
+    """Average trained candidates into the run's ``ensemble`` candidate, in its own process."""
+    kwargs = {"store_uri": store_uri, "training_run": training_run, "members": members}
+    env = runtime.gpu_env(0, runtime.visible_gpu_count())
+    record: CandidateRecord = run_in_process(ensemble_from_uri, kwargs, name="ensemble", env=env)
+    get_run_logger().info(
+        "ensemble of %s: validation error %.2f %%, test error %.2f %%",
+        ", ".join(members),
+        100 * record.val_error,
+        100 * record.test_error,
     )
     return record
 

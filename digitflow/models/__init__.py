@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from digitflow.errors import ModelError
-from digitflow.models import baseline_mlp, larger_cnn, simple_cnn
+from digitflow.models import (
+    baseline_mlp,
+    challenger_cnn,
+    challenger_dense,
+    challenger_small,
+    larger_cnn,
+    simple_cnn,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -22,8 +29,13 @@ REGISTRY: dict[str, Builder] = {
     "baseline_mlp": baseline_mlp.build,
     "simple_cnn": simple_cnn.build,
     "larger_cnn": larger_cnn.build,
+    # Challengers: trained only when named (``--models`` or the ``best`` profile).
+    "challenger_cnn": challenger_cnn.build,
+    "challenger_dense": challenger_dense.build,
+    "challenger_small": challenger_small.build,
 }
 SEED_MODELS: tuple[str, ...] = ("baseline_mlp", "simple_cnn", "larger_cnn")
+CHALLENGERS: tuple[str, ...] = ("challenger_cnn", "challenger_dense", "challenger_small")
 INPUT_SHAPE = (28, 28, 1)
 
 

@@ -1,0 +1,147 @@
+"""An ensemble candidate: one Keras model that averages its members' probabilities.
+
+Built from trained candidates of one training run (each checksum-verified as it is
+loaded), evaluated on validation and test as training evaluates a model, and written as
+``models/candidates/<training_run>/ensemble/`` with ``model.keras`` and ``card.json``
+(last). It is stored, loaded, gated and scored like any single model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitflow import runtime
+from digitflow.candidates import Card, load_model, read_card
+from digitflow.errors import ModelError
+from digitflow.storage import ObjectStore, open_store
+from digitflow.training import CandidateRecord, candidate_prefix, code_version, load_data
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE = "ensemble"
+
+
+def combine(members: list[Any], name: str = ENSEMBLE) -> Any:
+    """A functional model whose output is the mean of ``members``' softmax outputs."""
+    import keras
+
+    names = [m.name for m in members]
+    if len(members) < 2 or len(set(names)) != len(names):
+        raise ModelError(f"an ensemble needs two or more differently named members, got {names}")
+    inputs = keras.Input(shape=(28, 28, 1), name="digits")
+    mean = keras.layers.Average(name="mean_probabilities")([m(inputs) for m in members])
+    return keras.Model(inputs, mean, name=name)
+
+
+def member_cards(store: ObjectStore, training_run: str, members: list[str]) -> list[Card]:
+    """The members' cards; ModelError unless they are distinct and share a dataset version."""
+    if len(set(members)) != len(members) or len(members) < 2:
+        raise ModelError(f"an ensemble needs two or more distinct members, got {members}")
+    if ENSEMBLE in members:
+        raise ModelError(f"{ENSEMBLE!r} cannot be a member of itself")
+    cards = [read_card(store, training_run, name) for name in members]
+    versions = {c.dataset_version for c in cards}
+    if len(versions) > 1:
+        raise ModelError(
+            f"members of {training_run} were trained on different dataset versions "
+            f"{sorted(versions)}: retrain them on one version before combining them"
+        )
+    return cards
+
+
+def error_rate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of examples whose most probable class is not the label (as training measures)."""
+    probs = model.predict(x, batch_size=2000, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=1) != y))
+
+
+def build_ensemble(
+    store: ObjectStore,
+    training_run: str,
+    members: list[str],
+    name: str = ENSEMBLE,
+    threads: int | None = None,
+) -> CandidateRecord:
+    """Average trained candidates of ``training_run`` into a new candidate ``name``."""
+    start = time.perf_counter()
+    device = runtime.configure(threads)
+    cards = member_cards(store, training_run, members)
+    model = combine([load_model(store, c.model_key, c.sha256) for c in cards], name)
+    version = cards[0].dataset_version
+    data = load_data(store, version, limit=None, seed=1)
+    val_error = error_rate(model, data.x_val, data.y_val)
+    test_error = error_rate(model, data.x_test, data.y_test)
+    logger.info("%s of %s: validation error %.4f", name, ", ".join(members), val_error)
+    prefix = candidate_prefix(training_run, name)
+    sha256, size = _upload(store, model, f"{prefix}/model.keras")
+    record = CandidateRecord(
+        training_run=training_run,
+        model_name=name,
+        card_key=f"{prefix}/card.json",
+        model_key=f"{prefix}/model.keras",
+        sha256=sha256,
+        dataset_version=version,
+        val_error=val_error,
+        test_error=test_error,
+        parameter_count=int(model.count_params()),
+        wall_s=time.perf_counter() - start,
+        device=device,
+    )
+    card = _card(record, cards, size, len(data.y_val), len(data.y_test))
+    store.write_bytes(record.card_key, json.dumps(card, indent=2).encode())
+    return record
+
+
+def _upload(store: ObjectStore, model: Any, key: str) -> tuple[str, int]:
+    """Save ``model`` as a .keras file and upload it to ``key``: its sha256 and size."""
+    with tempfile.TemporaryDirectory(prefix="digitflow-ensemble-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        store.put_file(key, path)
+        return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
+
+
+def _card(
+    record: CandidateRecord, members: list[Card], size: int, n_val: int, n_test: int
+) -> dict[str, Any]:
+    """The ensemble's card: the training card's fields, plus its members and their checksums."""
+    listed = [
+        {"model_name": c.model_name, "model_key": c.model_key, "sha256": c.sha256}
+        | {k: v for k, v in (c.model_extra or {}).items() if k in ("val_error", "test_error")}
+        for c in members
+    ]
+    return {
+        **record.model_dump(),
+        "bytes": size,
+        "created_at": datetime.now(UTC).isoformat(),
+        "code_version": code_version(),
+        "params": {
+            "combine": "mean of member probabilities",
+            "members": [c.model_name for c in members],
+        },
+        "members": listed,
+        "validation": {"size": n_val, "error": record.val_error},
+        "test": {"size": n_test, "error": record.test_error},
+        "input": "float32 (28, 28, 1) in [0, 1], ink bright on black",
+    }
+
+
+def ensemble_from_uri(
+    store_uri: str,
+    training_run: str,
+    members: list[str],
+    on_event: Callable[[Any], None] = lambda event: None,
+    threads: int | None = None,
+) -> CandidateRecord:
+    """``build_ensemble`` on the store a URI names (picklable, for ``run_in_process``)."""
+    return build_ensemble(open_store(store_uri), training_run, members, threads=threads)

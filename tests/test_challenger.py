@@ -1,0 +1,177 @@
+"""Challenger models, training-time augmentation, recipes and the ensemble candidate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow import models, recipes
+from digitflow.errors import ModelError
+from digitflow.training import TrainConfig
+
+PARAMETERS = {"challenger_cnn": 141_098, "challenger_dense": 871_210, "challenger_small": 132_266}
+
+
+def digits(n: int = 16, seed: int = 0) -> np.ndarray:
+    """Synthetic float32 (n, 28, 28, 1) 'digits': a bright bar and a ring, jittered."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    images = np.zeros((n, 28, 28, 1), np.float32)
+    for k in range(n):
+        cy, cx = 14 + rng.integers(-3, 4, 2)
+        ring = np.abs(np.hypot(yy - cy, xx - cx) - 6) < 1.5
+        images[k, ..., 0] = np.where(ring | ((xx == cx) & (abs(yy - cy) < 9)), 1.0, 0.0)
+    return images
+
+
+def test_challengers_are_registered_but_not_trained_by_default() -> None:
+    assert set(models.CHALLENGERS) <= set(models.REGISTRY)
+    assert not set(models.CHALLENGERS) & set(models.SEED_MODELS)
+
+
+@pytest.mark.parametrize("name", models.CHALLENGERS)
+def test_challenger_shape_parameters_and_batch_norm(name: str) -> None:
+    model = models.build(name)
+    print(f"{name}: {model.count_params():,} parameters")
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    assert model.count_params() == PARAMETERS[name]
+    assert any(type(layer).__name__ == "BatchNormalization" for layer in model.layers)
+
+
+def test_challenger_trains_with_augmentation_and_round_trips_in_safe_mode(tmp_path: Path) -> None:
+    import keras
+
+    from digitflow.augment import with_augmentation
+
+    keras.utils.set_random_seed(0)
+    model = models.build("challenger_cnn")
+    x = digits(32)
+    y = keras.utils.to_categorical(np.arange(32) % 2, 10)
+    trainee = with_augmentation(model, seed=0)
+    trainee.compile(optimizer=keras.optimizers.Adam(3e-3), loss="categorical_crossentropy")
+    losses = [float(trainee.train_on_batch(x, y)) for _ in range(4)]
+    assert losses[-1] < losses[0]
+    path = tmp_path / "model.keras"
+    model.save(path)  # the plain classifier: the augmentation stays behind
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert not any("augment" in layer.name for layer in loaded.layers)
+    np.testing.assert_array_equal(
+        np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False))
+    )
+
+
+def test_augmentation_is_identity_at_inference_and_changes_images_in_training() -> None:
+    from digitflow.augment import augmentation
+
+    x = digits(64)
+    pipeline = augmentation(seed=3)
+    np.testing.assert_array_equal(np.asarray(pipeline(x, training=False)), x)
+    first = np.asarray(pipeline(x, training=True))
+    second = np.asarray(pipeline(x, training=True))
+    assert first.shape == x.shape and first.dtype == np.float32
+    assert first.min() >= 0.0 and first.max() <= 1.0 + 1e-6
+    changed = np.abs(first - x).reshape(64, -1).mean(axis=1)
+    assert (changed > 0.01).mean() > 0.9  # nearly every image moved
+    assert np.abs(first - second).mean() > 0.01  # fresh randomness each batch
+    ink = first.reshape(64, -1).sum(axis=1) / x.reshape(64, -1).sum(axis=1)
+    assert ink.min() > 0.5 and ink.max() < 2.0  # still a digit, not a blur or a blot
+
+
+def test_bilinear_sampling_shifts_exactly_and_fills_with_background() -> None:
+    from digitflow.augment import bilinear_sample
+
+    x = digits(2)
+    rows = np.arange(28, dtype=np.float32)[None, :, None] + np.zeros((2, 28, 28), np.float32)
+    cols = np.arange(28, dtype=np.float32)[None, None, :] + np.zeros((2, 28, 28), np.float32)
+    np.testing.assert_allclose(np.asarray(bilinear_sample(x, rows, cols)), x, atol=1e-6)
+    shifted = np.asarray(bilinear_sample(x, rows, cols - 1.0))  # read one pixel to the left
+    np.testing.assert_allclose(shifted[:, :, 1:], x[:, :, :-1], atol=1e-6)
+    assert np.all(shifted[:, :, 0] == 0.0)
+    half = np.asarray(bilinear_sample(x, rows, cols + 0.5))
+    np.testing.assert_allclose(half[:, :, :-1], (x[:, :, :-1] + x[:, :, 1:]) / 2, atol=1e-6)
+
+
+def test_custom_layers_are_registered_and_load_in_safe_mode(tmp_path: Path) -> None:
+    import keras
+
+    from digitflow.augment import RandomWarp, StrokeWidth
+
+    inputs = keras.Input((28, 28, 1))
+    x = StrokeWidth(thicken=0.5, seed=2)(RandomWarp(degrees=7.0, seed=1)(inputs))
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    model.save(tmp_path / "aug.keras")
+    loaded = keras.saving.load_model(tmp_path / "aug.keras", safe_mode=True)
+    assert isinstance(loaded.layers[1], RandomWarp) and loaded.layers[1].degrees == 7.0
+    assert isinstance(loaded.layers[2], StrokeWidth) and loaded.layers[2].thicken == 0.5
+
+
+def test_cosine_schedule_warms_up_then_decays() -> None:
+    config = TrainConfig(model="challenger_cnn", epochs=10, batch_size=100, lr_schedule="cosine")
+    schedule = recipes.learning_rate(config, examples=1000)  # 10 steps an epoch
+    lrs = [float(schedule(step)) for step in (0, 5, 10, 50, 100)]
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(5e-4) and lrs[2] == pytest.approx(1e-3)
+    assert lrs[2] > lrs[3] > lrs[4] and lrs[4] == pytest.approx(1e-5)
+    assert recipes.learning_rate(TrainConfig(model="larger_cnn"), 1000) == 1e-3  # seed recipe
+
+
+def test_profiles_fill_what_is_not_given() -> None:
+    best = recipes.apply_profile({"profile": "best", "epochs": 1})
+    assert best["epochs"] == 1 and best["augment"] is True and best["lr_schedule"] == "cosine"
+    assert best["models"] == list(models.CHALLENGERS) == best["ensemble"]
+    quick = recipes.apply_profile({"profile": "quick"})
+    assert quick["models"] == list(models.SEED_MODELS) and quick["limit"] == 5000
+    assert recipes.apply_profile({})["profile"] == "seed"
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        recipes.apply_profile({"profile": "fast"})
+
+
+@pytest.mark.slow
+def test_ensemble_averages_members_and_loads_like_any_candidate(
+    mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    from digitflow.candidates import load_model, read_card
+    from digitflow.ensemble import build_ensemble
+    from digitflow.storage import LocalStore
+    from digitflow.training import load_data, train_model
+    from tests.conftest import clone_store
+
+    uri, version = mnist_store
+    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    members = ["baseline_mlp", "simple_cnn"]
+    for name in members:
+        train_model(store, version, TrainConfig(model=name, epochs=1, limit=1000), "run-e")
+    record = build_ensemble(store, "run-e", members)
+    card = json.loads(store.read_bytes(record.card_key))
+    assert record.model_key == "models/candidates/run-e/ensemble/model.keras"
+    assert [m["model_name"] for m in card["members"]] == members
+    cards = [read_card(store, "run-e", name) for name in members]
+    assert [m["sha256"] for m in card["members"]] == [c.sha256 for c in cards]
+    ensemble = load_model(store, record.model_key, record.sha256)
+    x = load_data(store, version, limit=100, seed=1).x_val[:200]
+    loaded = [load_model(store, c.model_key, c.sha256) for c in cards]
+    mean = np.mean([np.asarray(m(x, training=False)) for m in loaded], axis=0)
+    np.testing.assert_allclose(np.asarray(ensemble(x, training=False)), mean, atol=1e-6)
+    assert record.val_error == pytest.approx(card["validation"]["error"])
+
+
+@pytest.mark.slow
+def test_ensemble_refuses_a_tampered_member(mnist_store: tuple[str, str], tmp_path: Path) -> None:
+    from digitflow.ensemble import build_ensemble
+    from digitflow.storage import LocalStore
+    from digitflow.training import train_model
+    from tests.conftest import clone_store
+
+    uri, version = mnist_store
+    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    for name in ("baseline_mlp", "larger_cnn"):
+        train_model(store, version, TrainConfig(model=name, epochs=1, limit=200), "run-t")
+    key = "models/candidates/run-t/larger_cnn/model.keras"
+    store.write_bytes(key, store.read_bytes(key)[:-10] + b"0123456789")
+    with pytest.raises(ModelError, match="does not match the card"):
+        build_ensemble(store, "run-t", ["baseline_mlp", "larger_cnn"])
+    assert not store.exists("models/candidates/run-t/ensemble/card.json")
+    with pytest.raises(ModelError, match="two or more distinct"):
+        build_ensemble(store, "run-t", ["baseline_mlp", "baseline_mlp"])
