@@ -18,13 +18,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from digitflow import runtime
 from digitflow.candidates import Card, load_model, read_card
 from digitflow.errors import ModelError
 from digitflow.storage import ObjectStore, open_store
-from digitflow.training import CandidateRecord, candidate_prefix, code_version, load_data
+from digitflow.training import (
+    CandidateRecord,
+    candidate_prefix,
+    code_version,
+    error_rate,
+    load_data,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +61,6 @@ def member_cards(store: ObjectStore, training_run: str, members: list[str]) -> l
             f"{sorted(versions)}: retrain them on one version before combining them"
         )
     return cards
-
-
-def error_rate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    """Share of examples whose most probable class is not the label (as training measures)."""
-    probs = model.predict(x, batch_size=2000, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=1) != y))
 
 
 def build_ensemble(

@@ -164,7 +164,8 @@ def _fit(
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def _error(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+def error_rate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of examples whose most probable class is not the label."""
     probs = model.predict(x, batch_size=2000, verbose=0)
     return float(np.mean(np.argmax(probs, axis=1) != y))
 
@@ -183,8 +184,8 @@ def train_model(
     data = load_data(store, dataset_version, config.limit, config.seed)
     logger.info("training %s on %d examples (%s)", config.model, len(data.y_train), device)
     model, history = _fit(config, data, on_epoch)
-    val_error = _error(model, data.x_val, data.y_val)
-    test_error = _error(model, data.x_test, data.y_test)
+    val_error = error_rate(model, data.x_val, data.y_val)
+    test_error = error_rate(model, data.x_test, data.y_test)
     prefix = candidate_prefix(training_run, config.model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
