@@ -6,7 +6,7 @@ EXTRAS ?= cpu,dask,dev
 # Arguments for the main job, e.g. make run ARGS="--limit 2000 --epochs 1"
 ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench up down clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+
+# The whole system locally: prefect server + UI, work pools, deployments, workers.
+up: install
+	VENV="$(abspath $(VENV))" bash infra/up.sh
+
+down:
+	bash infra/down.sh
 
 clean:
 	rm -rf $(VENV) .digitflow .pytest_cache .mypy_cache .ruff_cache
