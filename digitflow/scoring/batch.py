@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import BaseModel
 
-from digitflow.errors import ModelError, NotFoundError, PreconditionFailed, SourceError
+from digitflow.errors import ModelError, PreconditionFailed, SourceError
 from digitflow.scoring import results
 from digitflow.scoring.extract import FileDigits, extract, quarantined
 from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
@@ -179,11 +179,8 @@ def finalize(store: ObjectStore, batch_id: str, already_done: int = 0) -> BatchS
     base = results.prefix(batch_id)
     for key in results.drop_uncommitted(store, batch_id):
         logger.info("dropped %s: its shard never committed and was scored again", key)
+    # No rows is a result too: an empty inbox, or every scan read by an earlier batch.
     ledger = results.read_ledger(store, batch_id)
-    if not len(ledger):
-        raise NotFoundError(
-            f"scoring batch {batch_id!r} has no committed results in {store.uri}: score it first"
-        )
     store.write_bytes(f"{base}/files.parquet", results.parquet_bytes(ledger))
     status = ledger.column("status").to_pylist()
     versions = sorted(set(ledger.column("model_version").to_pylist()))

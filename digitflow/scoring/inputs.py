@@ -63,8 +63,9 @@ def list_inputs(root: str) -> list[InputFile]:
     else:
         # Keys ending in '/' are the folder markers some S3 consoles create, not files.
         files = [InputFile(key, -1) for key in source.list("") if not key.endswith("/")]
-    if not files:
-        raise SourceError(f"input {root} holds no files: check the path or prefix")
+        if not files:  # on S3 an empty prefix and a mistyped one look the same
+            raise SourceError(f"input {root} holds no files: check the bucket and prefix")
+    # An existing empty folder (an inbox with nothing new) is a batch of zero files.
     return sorted(files, key=lambda f: f.name)
 
 

@@ -153,9 +153,12 @@ def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
         batch.open_batch(store, "b", str(tmp_path / "in"), other)
 
 
-def test_finalize_without_results_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="no committed results"):
-        batch.finalize(LocalStore(tmp_path), "nothing")
+def test_a_batch_with_nothing_to_read_finalizes_empty(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    summary = batch.finalize(store, "nothing", already_done=3)
+    assert (summary.files, summary.digits, summary.already_done) == (0, 0, 3)
+    files = results.read_parquet(store, "scoring/nothing/files.parquet")
+    assert len(files) == 0 and files.schema == results.LEDGER_SCHEMA
 
 
 def test_without_rescore_a_new_model_reads_only_new_scans(tmp_path: Path) -> None:

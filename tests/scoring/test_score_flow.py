@@ -223,3 +223,17 @@ def test_cli_without_a_champion_says_what_to_do(
 def test_cli_rejects_a_bad_option_before_running(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--review-threshold", "2"])
     assert result.exit_code == 2 and "--review-threshold" in result.output
+
+
+def test_an_inbox_run_with_nothing_new_succeeds_doing_nothing(
+    scored: BatchSummary, champion_store: str, sample_scans: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Another batch id stands for a run with the next champion: without rescore, the scans
+    # the first batch read are left alone, and an empty inbox is no error either.
+    params = ScoreParams(input=str(sample_scans[0]), store=champion_store, rescore=False,
+                         batch_id="next-champion")  # fmt: skip
+    nothing_new = score_flow(params)
+    assert (nothing_new.files, nothing_new.already_done) == (0, scored.files)
+    (tmp_path / "inbox").mkdir()
+    empty = score_flow(ScoreParams(input=str(tmp_path / "inbox"), store=champion_store))
+    assert (empty.files, empty.digits) == (0, 0)
