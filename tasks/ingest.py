@@ -7,14 +7,12 @@ from prefect.artifacts import create_table_artifact
 
 from digitflow.data.ingest import DatasetRecord, ingest
 from digitflow.storage import open_store
-from tasks.retry import RETRY_DELAYS, only_transient
+from tasks.retry import STORAGE_RETRIES
 
 
 @task(
     name="ingest-mnist",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=only_transient,
+    **STORAGE_RETRIES,
 )
 def ingest_dataset(
     source: str | None, store_uri: str, accept_custom: bool = False, timeout_s: float = 60.0

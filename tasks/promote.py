@@ -14,7 +14,7 @@ from digitflow import registry
 from digitflow.assessment import Assessment, assess_run
 from digitflow.promotion import Decision, GateConfig, decide, decision_markdown
 from digitflow.storage import open_store
-from tasks.retry import RETRY_DELAYS, only_transient
+from tasks.retry import STORAGE_RETRIES
 
 PROMOTED_EVENT = "digitflow.model.promoted"
 
@@ -40,9 +40,7 @@ class PromotionResult(BaseModel):
 
 @task(
     name="assess-candidates",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=only_transient,
+    **STORAGE_RETRIES,
 )
 def assess_candidates(store_uri: str, training_run: str) -> AssessmentReport:
     """Evaluate a training run's candidates and the current champion."""
@@ -65,9 +63,7 @@ def assess_candidates(store_uri: str, training_run: str) -> AssessmentReport:
 
 @task(
     name="apply-gate",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=only_transient,
+    **STORAGE_RETRIES,
 )
 def apply_gate(store_uri: str, report: AssessmentReport, gate: GateConfig) -> PromotionResult:
     """Decide, then promote (verified, conditional) or record the refusal, with reports."""

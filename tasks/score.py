@@ -18,18 +18,12 @@ from digitflow.scoring import batch, results
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
 from digitflow.scoring.infer import ModelRef
 from digitflow.storage import open_store
-from tasks.retry import RETRY_DELAYS, only_transient
+from tasks.retry import STORAGE_RETRIES
 
 REPORT_ROWS = 50
 
-storage_retries: dict[str, Any] = {
-    "retries": len(RETRY_DELAYS),
-    "retry_delay_seconds": RETRY_DELAYS,
-    "retry_condition_fn": only_transient,
-}
 
-
-@task(name="resolve-model", **storage_retries)
+@task(name="resolve-model", **STORAGE_RETRIES)
 def resolve_model(store_uri: str, model: str | None) -> ModelRef:
     """The model that scores: the champion, or the named candidate."""
     ref = batch.resolve_model(open_store(store_uri), model)
@@ -37,7 +31,7 @@ def resolve_model(store_uri: str, model: str | None) -> ModelRef:
     return ref
 
 
-@task(name="start-batch", **storage_retries)
+@task(name="start-batch", **STORAGE_RETRIES)
 def start_batch(
     store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
     rescore: bool = True,
@@ -51,7 +45,7 @@ def start_batch(
     return plan
 
 
-@task(name="score-shard", task_run_name="score-shard-{index}", **storage_retries)
+@task(name="score-shard", task_run_name="score-shard-{index}", **STORAGE_RETRIES)
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, index: int,
@@ -69,7 +63,7 @@ def score_shard(
     return result
 
 
-@task(name="finalize-batch", **storage_retries)
+@task(name="finalize-batch", **STORAGE_RETRIES)
 def finalize_batch(store_uri: str, batch_id: str, already_done: int) -> BatchSummary:
     """Write the batch's per-file table (one row per input file) and count it."""
     summary = batch.finalize(open_store(store_uri), batch_id, already_done)
@@ -105,7 +99,7 @@ def files_markdown(summary: BatchSummary, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@task(name="scoring-report", **storage_retries)
+@task(name="scoring-report", **STORAGE_RETRIES)
 def publish_report(store_uri: str, summary: BatchSummary) -> None:
     """A summary table artifact and a Markdown artifact with the per-file table's head."""
     create_table_artifact(

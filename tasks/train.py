@@ -27,7 +27,7 @@ from digitflow.training import (
     candidate_prefix,
     train_from_uri,
 )
-from tasks.retry import RETRY_DELAYS, only_transient
+from tasks.retry import STORAGE_RETRIES
 
 TRAIN_MODEL_DEPLOYMENT = "train-model/train-model"
 
@@ -64,9 +64,7 @@ def _epoch_logger(config: TrainConfig) -> Any:
 
 @task(
     name="latest-dataset",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=only_transient,
+    **STORAGE_RETRIES,
 )
 def latest_dataset(store_uri: str) -> str:
     """The newest complete dataset version in the store."""
@@ -75,9 +73,7 @@ def latest_dataset(store_uri: str) -> str:
 
 @task(
     name="latest-training-run",
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=only_transient,
+    **STORAGE_RETRIES,
 )
 def latest_training_run(store_uri: str) -> str:
     """The newest training run with at least one complete candidate."""
