@@ -8,14 +8,9 @@ loaded), evaluated on validation and test as training evaluates a model, and wri
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from digitflow import runtime
@@ -24,10 +19,8 @@ from digitflow.errors import ModelError
 from digitflow.storage import ObjectStore, open_store
 from digitflow.training import (
     CandidateRecord,
-    candidate_prefix,
-    code_version,
-    error_rate,
     load_data,
+    store_candidate,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,60 +70,26 @@ def build_ensemble(
     model = combine([load_model(store, c.model_key, c.sha256) for c in cards], name)
     version = cards[0].dataset_version
     data = load_data(store, version, limit=None, seed=1)
-    val_error = error_rate(model, data.x_val, data.y_val)
-    test_error = error_rate(model, data.x_test, data.y_test)
-    logger.info("%s of %s: validation error %.4f", name, ", ".join(members), val_error)
-    prefix = candidate_prefix(training_run, name)
-    sha256, size = _upload(store, model, f"{prefix}/model.keras")
-    record = CandidateRecord(
-        training_run=training_run,
-        model_name=name,
-        card_key=f"{prefix}/card.json",
-        model_key=f"{prefix}/model.keras",
-        sha256=sha256,
-        dataset_version=version,
-        val_error=val_error,
-        test_error=test_error,
-        parameter_count=int(model.count_params()),
-        wall_s=time.perf_counter() - start,
-        device=device,
+    record = store_candidate(
+        store, training_run, name, model, data, version, start, device, _card_extra(cards)
     )
-    card = _card(record, cards, size, len(data.y_val), len(data.y_test))
-    store.write_bytes(record.card_key, json.dumps(card, indent=2).encode())
+    logger.info("%s of %s: validation error %.4f", name, ", ".join(members), record.val_error)
     return record
 
 
-def _upload(store: ObjectStore, model: Any, key: str) -> tuple[str, int]:
-    """Save ``model`` as a .keras file and upload it to ``key``: its sha256 and size."""
-    with tempfile.TemporaryDirectory(prefix="digitflow-ensemble-") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        store.put_file(key, path)
-        return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size
-
-
-def _card(
-    record: CandidateRecord, members: list[Card], size: int, n_val: int, n_test: int
-) -> dict[str, Any]:
-    """The ensemble's card: the training card's fields, plus its members and their checksums."""
+def _card_extra(members: list[Card]) -> dict[str, Any]:
+    """What an ensemble's card adds: its members and their checksums."""
     listed = [
         {"model_name": c.model_name, "model_key": c.model_key, "sha256": c.sha256}
         | {k: v for k, v in (c.model_extra or {}).items() if k in ("val_error", "test_error")}
         for c in members
     ]
     return {
-        **record.model_dump(),
-        "bytes": size,
-        "created_at": datetime.now(UTC).isoformat(),
-        "code_version": code_version(),
         "params": {
             "combine": "mean of member probabilities",
             "members": [c.model_name for c in members],
         },
         "members": listed,
-        "validation": {"size": n_val, "error": record.val_error},
-        "test": {"size": n_test, "error": record.test_error},
-        "input": "float32 (28, 28, 1) in [0, 1], ink bright on black",
     }
 
 

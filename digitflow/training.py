@@ -184,19 +184,42 @@ def train_model(
     data = load_data(store, dataset_version, config.limit, config.seed)
     logger.info("training %s on %d examples (%s)", config.model, len(data.y_train), device)
     model, history = _fit(config, data, on_epoch)
+    prefix = candidate_prefix(training_run, config.model)
+    store.write_bytes(f"{prefix}/history.json", json.dumps(history).encode())
+    extra = {
+        "params": config.model_dump(),
+        "train_examples": len(data.y_train),
+        "history_key": f"{prefix}/history.json",
+    }
+    return store_candidate(
+        store, training_run, config.model, model, data, dataset_version, start, device, extra
+    )
+
+
+def store_candidate(
+    store: ObjectStore,
+    training_run: str,
+    model_name: str,
+    model: Any,
+    data: Data,
+    dataset_version: str,
+    started: float,
+    device: str,
+    extra: dict[str, Any],
+) -> CandidateRecord:
+    """Measure a fitted model, upload ``model.keras``, then write ``card.json`` (last)."""
     val_error = error_rate(model, data.x_val, data.y_val)
     test_error = error_rate(model, data.x_test, data.y_test)
-    prefix = candidate_prefix(training_run, config.model)
-    with tempfile.TemporaryDirectory() as tmp:
+    prefix = candidate_prefix(training_run, model_name)
+    with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         size = path.stat().st_size
         store.put_file(f"{prefix}/model.keras", path)
-    store.write_bytes(f"{prefix}/history.json", json.dumps(history).encode())
     record = CandidateRecord(
         training_run=training_run,
-        model_name=config.model,
+        model_name=model_name,
         card_key=f"{prefix}/card.json",
         model_key=f"{prefix}/model.keras",
         sha256=sha256,
@@ -204,7 +227,7 @@ def train_model(
         val_error=val_error,
         test_error=test_error,
         parameter_count=int(model.count_params()),
-        wall_s=time.perf_counter() - start,
+        wall_s=time.perf_counter() - started,
         device=device,
     )
     card = {
@@ -212,12 +235,10 @@ def train_model(
         "bytes": size,
         "created_at": datetime.now(UTC).isoformat(),
         "code_version": code_version(),
-        "params": config.model_dump(),
         "validation": {"size": len(data.y_val), "error": val_error},
         "test": {"size": len(data.y_test), "error": test_error},
-        "train_examples": len(data.y_train),
-        "history_key": f"{prefix}/history.json",
         "input": "float32 (28, 28, 1) in [0, 1], ink bright on black",
+        **extra,
     }
     store.write_bytes(record.card_key, json.dumps(card, indent=2).encode())
     return record
