@@ -101,6 +101,14 @@ def s3_bucket(s3_server: S3Server) -> str:
     return name
 
 
+@pytest.fixture(params=["local", "s3"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of each kind: a local directory, then a prefix on the S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return f"s3://{request.getfixturevalue('s3_bucket')}/some/prefix"
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The four canonical MNIST files (DIGITFLOW_MNIST_SOURCE or ../shared/data/mnist)."""
@@ -135,3 +143,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import logging
 
     logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import Keras before output capture starts: its logging set-up (absl) binds a handler
+    to the stderr of whatever test first imports it, which pytest closes after that test."""
+    import keras  # noqa: F401

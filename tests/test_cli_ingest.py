@@ -22,14 +22,8 @@ def _ingest(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
-def test_ingest_twice_same_version_nothing_rewritten(
-    kind: str, mnist_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if kind == "s3":
-        store = f"s3://{request.getfixturevalue('s3_bucket')}/digitflow"
-    else:
-        store = str(tmp_path / "store")
+def test_ingest_twice_same_version_nothing_rewritten(mnist_dir: Path, store_uri: str) -> None:
+    store = store_uri
     first = _ingest("--source", str(mnist_dir), "--store", store)
     assert first["counts"] == {"train": 60_000, "test": 10_000}
     assert first["written"] is True

@@ -48,14 +48,8 @@ def _actions(store: ObjectStore) -> list[str]:
     return [h["key"].rsplit("-", 1)[-1].removesuffix(".json") for h in registry.history(store)]
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
-def test_retrain_promotes_refuses_identical_and_rolls_back(
-    kind: str, mnist_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if kind == "s3":
-        uri = f"s3://{request.getfixturevalue('s3_bucket')}/digitflow"
-    else:
-        uri = str(tmp_path / "store")
+def test_retrain_promotes_refuses_identical_and_rolls_back(mnist_dir: Path, store_uri: str) -> None:
+    uri = store_uri
     store = open_store(uri)
 
     def retrain(**train: object) -> object:

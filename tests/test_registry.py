@@ -13,15 +13,12 @@ import pytest
 from digitflow import registry
 from digitflow.errors import ModelError, NotFoundError, PreconditionFailed
 from digitflow.registry import Card, RegistryError
-from digitflow.storage import LocalStore, ObjectStore, open_store
+from digitflow.storage import ObjectStore, open_store
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "store")
-    bucket = request.getfixturevalue("s3_bucket")
-    return open_store(f"s3://{bucket}/some/prefix")
+@pytest.fixture
+def store(store_uri: str) -> ObjectStore:
+    return open_store(store_uri)
 
 
 def candidate(store: ObjectStore, tmp_path: Path, name: str, run: str = "run1") -> Card:

@@ -11,12 +11,9 @@ from digitflow.errors import NotFoundError, PreconditionFailed, StoreError
 from digitflow.storage import MULTIPART_THRESHOLD, LocalStore, ObjectStore, S3Store, open_store
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    if request.param == "local":
-        return LocalStore(tmp_path / "store")
-    bucket = request.getfixturevalue("s3_bucket")
-    return open_store(f"s3://{bucket}/some/prefix")
+@pytest.fixture
+def store(store_uri: str) -> ObjectStore:
+    return open_store(store_uri)
 
 
 def test_write_then_read_round_trips(store: ObjectStore) -> None:
