@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -59,7 +60,8 @@ def binarize(page: np.ndarray) -> Binarized:
     signal = background - grey if dark_ink else grey - background
     if min(signal.shape) >= 200:
         # Scanner noise at page resolution would otherwise make specks and ragged edges.
-        signal = ndimage.gaussian_filter(signal, 1.0, truncate=2.5)
+        # A Gaussian of σ 1 over 7 taps, edges reflected (scipy's gaussian_filter, faster).
+        signal = cv2.GaussianBlur(signal, (7, 7), 1.0, borderType=cv2.BORDER_REFLECT)
     return _threshold_signal(signal, dark_ink)
 
 
@@ -95,7 +97,7 @@ def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> np.ndarray:
     Faint thin strokes and thin printed rules dip below Otsu's cut here and there; keeping
     what joins confident ink keeps them whole without letting paper noise in.
     """
-    labels, count = ndimage.label(signal > weak, structure=np.ones((3, 3), bool))
+    count, labels = cv2.connectedComponents((signal > weak).view(np.uint8), connectivity=8)
     keep = np.zeros(count + 1, bool)
     keep[labels[signal > strong]] = True
     keep[0] = False
@@ -131,19 +133,8 @@ def _block_background(grey: np.ndarray, paper: np.ndarray | None) -> np.ndarray 
         return float(grid[0, 0])
     if min(grid.shape) >= 3:
         grid = ndimage.median_filter(grid, size=3, mode="nearest")  # outvote ink-filled blocks
-    return _spread(grid.shape[0], height) @ grid @ _spread(grid.shape[1], width).T
-
-
-def _spread(cells: int, pixels: int) -> np.ndarray:
-    """Linear interpolation from `cells` block centres to `pixels` pixel centres, as a matrix."""
-    centres = (np.arange(pixels, dtype=np.float32) + 0.5) * (cells / pixels) - 0.5
-    position = np.clip(centres, 0, cells - 1)
-    low = np.minimum(position.astype(np.intp), cells - 2)
-    weight = position - low
-    matrix = np.zeros((pixels, cells), np.float32)
-    matrix[np.arange(pixels), low] = 1 - weight
-    matrix[np.arange(pixels), low + 1] = weight
-    return matrix
+    # Linear interpolation between block centres, held flat beyond the outer ones.
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _grid_median(sample: np.ndarray, side: int, fallback: float) -> np.ndarray:
@@ -153,10 +144,12 @@ def _grid_median(sample: np.ndarray, side: int, fallback: float) -> np.ndarray:
     padded = np.full((rows * side, cols * side), np.nan, np.float32)
     padded[: sample.shape[0], : sample.shape[1]] = sample
     blocks = padded.reshape(rows, side, cols, side).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    known = ~np.isnan(blocks)
-    grid = np.full((rows, cols), np.nan, np.float32)
-    for r, c in zip(*np.nonzero(known.any(axis=2)), strict=True):
-        grid[r, c] = np.median(blocks[r, c][known[r, c]])
+    # One sort for all blocks (NaN sorts last), then each block's middle known values.
+    ordered = np.sort(blocks, axis=2)
+    known = np.count_nonzero(~np.isnan(blocks), axis=2)
+    low = np.take_along_axis(ordered, np.maximum(known - 1, 0)[..., None] // 2, axis=2)[..., 0]
+    high = np.take_along_axis(ordered, (known // 2)[..., None], axis=2)[..., 0]
+    grid = np.where(known > 0, (low + high) / 2, np.nan).astype(np.float32)
     if np.isnan(grid).all():
         return np.full((rows, cols), fallback, np.float32)
     return np.where(np.isnan(grid), np.nanmedian(grid), grid)

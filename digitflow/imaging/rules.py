@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
+import cv2
 import numpy as np
-from scipy import ndimage
 
 # Skew search: ±5° coarsely, then finely round the best (values are tangents).
 _COARSE = np.linspace(-0.0875, 0.0875, 21)
 _FINE = np.linspace(-0.0045, 0.0045, 7)
 _MAX_POINTS = 100_000
+_COARSE_POINTS = 20_000
 # Rules broken by noise or faint printing are bridged across gaps this long first.
 _BRIDGE = 9
 _EDGE = 2
@@ -21,7 +24,9 @@ def estimate_skew(mask: np.ndarray) -> float:
         return 0.0
     step = max(1, ys.size // _MAX_POINTS)
     ys, xs = ys[::step].astype(np.float64), (xs[::step] - mask.shape[1] // 2).astype(np.float64)
-    best = _best_shear(ys, xs, _COARSE)
+    # The coarse steps (half a degree) need far fewer points than the fine ones.
+    sparse = max(1, ys.size // _COARSE_POINTS)
+    best = _best_shear(ys[::sparse], xs[::sparse], _COARSE)
     return _best_shear(ys, xs, best + _FINE)
 
 
@@ -52,31 +57,43 @@ def _runs_along_rows(mask: np.ndarray, length: int, skew: float) -> np.ndarray:
 
     A morphological opening with a line, done on the mask sheared so the rows are level.
     """
+    if mask.shape[1] < length:
+        return np.zeros_like(mask)  # no room for a run that long
     columns = np.arange(mask.shape[1]) - mask.shape[1] // 2
     shifts = np.floor(columns * skew + 0.5).astype(np.intp)
-    straight = _shear(mask, shifts)
+    straight = np.ascontiguousarray(_shear(mask, shifts))
     ink = straight.view(np.uint8)
     bridged = _erode(_dilate(ink, _BRIDGE), _BRIDGE) | ink
     runs = _dilate(_erode(bridged, length), length)
     # A rotated rule's edges are ragged steps too short to be runs: take a band round it.
-    band = ndimage.maximum_filter1d(runs, 2 * _EDGE + 1, axis=0).astype(bool)
+    band = cv2.dilate(runs, np.ones((2 * _EDGE + 1, 1), np.uint8)).astype(bool)
     return _shear(band & straight, -shifts)
 
 
+# Grey erosion and dilation along rows with a centred line `size` (odd) long.
 def _erode(ink: np.ndarray, size: int) -> np.ndarray:
     # Beyond the edge there is no ink, so a run cut by the border of a crop stays short.
-    return ndimage.minimum_filter1d(ink, size, axis=1, mode="constant", cval=0)
+    line = np.ones((1, size), np.uint8)
+    return cv2.erode(ink, line, borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _dilate(ink: np.ndarray, size: int) -> np.ndarray:
-    return ndimage.maximum_filter1d(ink, size, axis=1, mode="constant", cval=0)
+    line = np.ones((1, size), np.uint8)
+    return cv2.dilate(ink, line, borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _shear(mask: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Move column x of the mask up by shifts[x] rows (what falls off is dropped)."""
-    if not shifts.any():
-        return mask.copy()
-    pad = int(np.abs(shifts).max())
-    padded = np.pad(mask, ((pad, pad), (0, 0)))
-    rows = np.arange(mask.shape[0], dtype=np.intp)[:, None] + pad + shifts[None, :]
-    return np.take_along_axis(padded, rows, axis=0)
+    height = mask.shape[0]
+    out = np.zeros_like(mask, order="C")
+    # A small skew gives few distinct shifts, each over a run of columns: copy run by run.
+    starts = np.flatnonzero(np.diff(shifts)) + 1
+    for start, stop in itertools.pairwise([0, *starts.tolist(), len(shifts)]):
+        shift = int(shifts[start])
+        if shift >= height or -shift >= height:
+            continue
+        if shift >= 0:
+            out[: height - shift, start:stop] = mask[shift:, start:stop]
+        else:
+            out[-shift:, start:stop] = mask[: height + shift, start:stop]
+    return out
