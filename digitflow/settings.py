@@ -21,6 +21,12 @@ class Settings(BaseSettings):
         "Unset: the public mirrors.",
     )
     download_timeout_s: float = Field(default=60.0, gt=0)
+    readers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Processes that find digits in scans while scoring. Unset: one per "
+        "core; 1: in the scoring threads themselves.",
+    )
     work_dir: str = Field(
         default=".digitflow/work",
         description="Local scratch space: generated sample scans for the main job.",

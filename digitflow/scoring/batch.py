@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from digitflow.errors import ModelError, PreconditionFailed, SourceError
 from digitflow.scoring import results
-from digitflow.scoring.extract import FileDigits, extract, quarantined
 from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
-from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs, read_input
+from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
+from digitflow.scoring.readers import read_files
 from digitflow.storage import ObjectStore, open_store
 
 __all__ = ["BatchPlan", "BatchSummary", "ShardResult", "finalize", "open_batch", "plan_batch",
@@ -143,21 +143,13 @@ def start_batch(
     return plan_batch(store, batch_id, input_root, shard_size, rescore)
 
 
-def _read_and_extract(input_root: str, name: str) -> FileDigits:
-    try:
-        data = read_input(input_root, name)
-    except SourceError as exc:  # transient errors pass through: the shard is retried
-        return quarantined(name, str(exc))
-    return extract(data, name)
-
-
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float,
 ) -> ShardResult:  # fmt: skip
     """Read, extract and score a shard's files in one inference call; commit its results."""
     start = time.perf_counter()
-    files = [_read_and_extract(input_root, name) for name in names]
+    files = read_files(input_root, names)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer_for(ref).probabilities(digits) if len(digits) else np.zeros((0, 10))
     ledger = results.write_shard(

@@ -1,0 +1,133 @@
+"""Reader processes: the same digits as in-thread reading, and nothing lost when one dies."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.scoring import readers
+from digitflow.scoring.extract import FileDigits
+from tests.scoring.files import bad_and_good
+
+
+def _write_folder(folder: Path, scans: Path) -> list[str]:
+    """The bad-and-good cases plus the generated form pages, as files in one folder."""
+    for name, (data, _, _) in bad_and_good().items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    for path in sorted(scans.iterdir()):
+        (folder / path.name).write_bytes(path.read_bytes())
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def folder(sample_scans: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("readers")
+    _write_folder(root, sample_scans[0])
+    return root
+
+
+@pytest.fixture
+def two_readers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DIGITFLOW_READERS", "2")
+    readers.shutdown()
+    yield
+    readers.shutdown()
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _in_thread(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[FileDigits]:
+    with monkeypatch.context() as m:
+        m.setenv("DIGITFLOW_READERS", "1")
+        return readers.read_files(str(folder), _names(folder))
+
+
+def _assert_same(got: list[FileDigits], want: list[FileDigits]) -> None:
+    assert [f.name for f in got] == [f.name for f in want]
+    for a, b in zip(got, want, strict=True):
+        assert (a.status, a.pages, a.error, a.page_errors) == (
+            b.status,
+            b.pages,
+            b.error,
+            b.page_errors,
+        )
+        assert a.boxes == b.boxes
+        np.testing.assert_array_equal(a.digits, b.digits)
+
+
+def _readers() -> list[BaseProcess]:
+    return [p for p in mp.active_children() if p.is_alive()]
+
+
+def test_reader_processes_read_what_one_thread_reads(
+    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = _in_thread(folder, monkeypatch)
+    got = readers.read_files(str(folder), _names(folder))
+    assert len(_readers()) == 2  # the work really went to two reader processes
+    _assert_same(got, want)
+    assert {f.status for f in got} == {"scored", "partial", "quarantined"}
+
+
+def test_a_reader_killed_mid_batch_loses_nothing(
+    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = _in_thread(folder, monkeypatch)
+    readers.read_files(str(folder), _names(folder)[:2])  # start the readers
+    victims = _readers()
+    names = _names(folder) * 3  # enough work that the kill lands while files are queued
+    result: list[list[FileDigits]] = []
+    worker = threading.Thread(target=lambda: result.append(readers.read_files(str(folder), names)))
+    worker.start()
+    time.sleep(0.2)
+    os.kill(victims[0].pid or 0, signal.SIGKILL)
+    worker.join(timeout=300)
+    _assert_same(result[0], want * 3)
+    # The broken pool was replaced: the next batch runs on new readers.
+    readers.read_files(str(folder), _names(folder)[:2])
+    assert {p.pid for p in _readers()}.isdisjoint(p.pid for p in victims)
+
+
+def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
+    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = {f.name: f for f in _in_thread(folder, monkeypatch)}
+    names = _names(folder)
+    stop = threading.Event()
+    kills = 0
+
+    def kill_every_reader() -> None:  # what a decoder that crashes on every file looks like
+        nonlocal kills
+        while not stop.is_set():
+            for process in _readers():
+                os.kill(process.pid or 0, signal.SIGKILL)
+                kills += 1
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_every_reader)
+    killer.start()
+    try:
+        got = readers.read_files(str(folder), names)
+    finally:
+        stop.set()
+        killer.join()
+    assert kills > 0
+    assert [f.name for f in got] == names  # every file accounted for, in order
+    assert any(f.error and "reader process died each time" in f.error for f in got)
+    for f in got:
+        if f.error and "reader process died each time" in f.error:
+            assert f.status == "quarantined" and f.name in f.error
+        else:  # read before its reader was killed, or on a retry that survived
+            _assert_same([f], [want[f.name]])
