@@ -10,7 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from digitflow.errors import DigitflowError
-from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
+from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef
 from digitflow.settings import Settings
 from flows.runners import SPEC_PATTERN, dask_runner
@@ -23,9 +23,8 @@ from tasks.score import (
     start_batch,
 )
 
-# Shards overlap their reads and writes with each other's decoding, which releases the
-# GIL only in part: more threads than this add memory, not speed (measured on 2 cores:
-# 2 threads 1.08x, 4 threads 1.24x the speed of one).
+# Shard threads overlap reading files, inference and writing results; the digits are
+# found in reader processes (digitflow.scoring.readers), so more threads add no speed.
 SHARD_THREADS = max(4, os.cpu_count() or 1)
 
 
@@ -104,6 +103,8 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     """Read every digit of every file under the input; rerunning a batch resumes it."""
     store = params.store or Settings().store
     ref = resolve_model(store, params.model)
+    if not params.dask:
+        warm_up(ref)  # the model loads and the readers start while the input is listed
     plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)

@@ -14,14 +14,13 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow.errors import ModelError, PreconditionFailed, SourceError
-from digitflow.scoring import results
-from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
+from digitflow.scoring import readers, results
+from digitflow.scoring.infer import ModelRef, prefetch, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
-from digitflow.scoring.readers import read_files
 from digitflow.storage import ObjectStore, open_store
 
 __all__ = ["BatchPlan", "BatchSummary", "ShardResult", "finalize", "open_batch", "plan_batch",
-           "resolve_model", "score_shard", "start_batch"]  # fmt: skip
+           "resolve_model", "score_shard", "start_batch", "warm_up"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +113,12 @@ def scored_elsewhere(store: ObjectStore, batch_id: str, input_root: str) -> set[
     return done
 
 
+def warm_up(ref: ModelRef) -> None:
+    """Load the model and start the reader processes while the batch is being planned."""
+    readers.start()
+    prefetch(ref)
+
+
 def plan_batch(
     store: ObjectStore, batch_id: str, input_root: str, shard_size: int, rescore: bool = True
 ) -> BatchPlan:
@@ -149,7 +154,7 @@ def score_shard(
 ) -> ShardResult:  # fmt: skip
     """Read, extract and score a shard's files in one inference call; commit its results."""
     start = time.perf_counter()
-    files = read_files(input_root, names)
+    files = readers.read_files(input_root, names)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer_for(ref).probabilities(digits) if len(digits) else np.zeros((0, 10))
     ledger = results.write_shard(

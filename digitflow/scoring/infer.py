@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from typing import Any
@@ -80,6 +81,16 @@ def scorer_for(ref: ModelRef) -> Scorer:
     """The scorer of a model, loaded and checksum-verified once per process."""
     with _LOADING:  # shards running in threads must not each load the model
         return _cached_scorer(ref.store_uri, ref.model_key, ref.sha256, ref.version)
+
+
+def prefetch(ref: ModelRef) -> None:
+    """Start loading the scorer of a model in the background, so shards find it ready."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the shard that needs the model raises it
+            scorer_for(ref)
+
+    threading.Thread(target=load, name="load-model", daemon=True).start()
 
 
 def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

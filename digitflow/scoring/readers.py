@@ -56,6 +56,13 @@ def _pool() -> ProcessPoolExecutor | None:
         return _POOL
 
 
+def start() -> None:
+    """Start the reader processes now (in the background) rather than on the first file."""
+    pool = _pool()
+    for _ in range(reader_count() if pool is not None else 0):
+        pool.submit(os.getpid)  # type: ignore[union-attr]
+
+
 def _replace(broken: ProcessPoolExecutor) -> None:
     """Drop a broken pool, once, however many threads saw it break."""
     global _POOL
