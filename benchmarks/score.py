@@ -4,7 +4,8 @@ In one run, on the same folder of generated scans (--pages form pages as JPEG, P
 and TIFF, plus four single digits) and the same champion:
   cli          `digitflow score` end to end (a subprocess: Python, TensorFlow, Prefect start)
   cli --dask   the same with --dask local (one worker process per core)
-  flow         score_flow in this process, timed once Prefect's ephemeral server is up
+  flow         score_flow in this process, timed once Prefect's ephemeral server is up and
+               the model is loaded; again with DIGITFLOW_READERS=1 (no reader processes)
   naive page   open each image, resize the whole page to 28×28, model.predict one at a time
   naive digit  find and normalise digits as digitflow does, then model.predict per digit
   floor        decoding the pages alone (PIL, pdfium for PDF) to greyscale
@@ -60,16 +61,26 @@ def run_cli(folder: Path, store: str, batch_id: str, *extra: str) -> tuple[float
     return seconds, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_flow(folder: Path, store: str) -> tuple[float, dict]:
-    """score_flow in this process, after a trivial flow has started the ephemeral server."""
+def run_flow(folder: Path, store: str, batch_id: str, readers: int | None = None) -> float:
+    """score_flow in this process, after a trivial flow has started the ephemeral server
+    and loaded the model: wall seconds. ``readers``: DIGITFLOW_READERS for this run."""
     from prefect import flow
 
+    from digitflow.scoring import batch
+    from digitflow.scoring.infer import scorer_for
+    from digitflow.storage import open_store
     from flows.score import ScoreParams, score_flow
 
     flow(name="warm-up")(lambda: None)()
+    scorer_for(batch.resolve_model(open_store(store)))
+    os.environ.pop("DIGITFLOW_READERS", None)
+    if readers:
+        os.environ["DIGITFLOW_READERS"] = str(readers)
     start = time.perf_counter()
-    summary = score_flow(ScoreParams(input=str(folder), store=store, batch_id="bench-flow"))
-    return time.perf_counter() - start, summary.model_dump()
+    score_flow(ScoreParams(input=str(folder), store=store, batch_id=batch_id))
+    seconds = time.perf_counter() - start
+    os.environ.pop("DIGITFLOW_READERS", None)
+    return seconds
 
 
 def ledger_lines(store: str, batch_id: str) -> Lines:
@@ -159,7 +170,8 @@ def report(folder: Path, truth: Lines, store: str) -> None:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     cli_s, summary = run_cli(folder, store, "bench-cli")
     dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
-    flow_s, _ = run_flow(folder, store)
+    flow_s = run_flow(folder, store, "bench-flow")
+    thread_s = run_flow(folder, store, "bench-thread", readers=1)
     champion, _ = current_champion(open_store(store))
     assert champion is not None
     model = load_model(open_store(store), champion.model_key, champion.sha256)
@@ -187,6 +199,13 @@ def report(folder: Path, truth: Lines, store: str) -> None:
         digits,
         compare(truth, ledger_lines(store, "bench-flow")),
     )
+    row(
+        "score flow, no reader procs",
+        thread_s,
+        pages,
+        digits,
+        compare(truth, ledger_lines(store, "bench-thread")),
+    )
     row("naive page: resize+predict", page_s, page_count, page_count, compare(truth, page_lines))
     row("naive digit: predict each", digit_s, pages, digit_count, compare(truth, digit_lines))
     row("floor: decode pages only", floor_s, int(floor_pages), 0, None)  # type: ignore[call-overload]
@@ -194,6 +213,8 @@ def report(folder: Path, truth: Lines, store: str) -> None:
         f"\nspeed-up over the naive per-digit loop: flow {digit_s / flow_s:.1f}x, "
         f"CLI {digit_s / cli_s:.1f}x, CLI --dask {digit_s / dask_s:.1f}x"
     )
+    print(f"reader processes ({os.cpu_count()}) against finding digits in the shard threads: "
+          f"{thread_s / flow_s:.2f}x")  # fmt: skip
     print(
         f"flow throughput is {100 * floor_s / flow_s:.0f} % of the decode floor's; "
         f"CLI start-up and Prefect cost {cli_s - flow_s:.1f} s of {cli_s:.1f} s"

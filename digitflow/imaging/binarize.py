@@ -18,7 +18,7 @@ _LIGHT_INK_SCORE = 0.6
 _BLOCK_PIXELS = 128
 _MAX_BLOCKS = 8
 _STATS_SIDE = 512  # background statistics are taken on a subsample this long
-_SAMPLE_PIXELS = 250_000
+_SAMPLE_PIXELS = 100_000
 _WEAK = 0.5  # hysteresis: the weak threshold, as a fraction of the way from paper to the cut
 
 
