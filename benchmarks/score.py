@@ -2,7 +2,8 @@
 
 In one run, on the same folder of generated scans (--pages form pages as JPEG, PNG, PDF
 and TIFF, plus four single digits) and the same champion:
-  cli          `digitflow score` end to end (a subprocess: Python, TensorFlow, Prefect start)
+  cli          `digitflow score` end to end (a subprocess: Python, TensorFlow, Prefect's
+               ephemeral server start); again against a running `prefect server` (`make up`)
   cli --dask   the same with --dask local (one worker process per core)
   flow         score_flow in this process, timed once Prefect's ephemeral server is up and
                the model is loaded; again with DIGITFLOW_READERS=1 (no reader processes)
@@ -21,11 +22,14 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +53,42 @@ def generate(root: Path, pages: int, seed: int) -> tuple[Path, Path]:
     return folder, root / "truth.csv"
 
 
-def run_cli(folder: Path, store: str, batch_id: str, *extra: str) -> tuple[float, dict]:
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """A `prefect server` on 127.0.0.1, as `make up` runs it: its API URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url}
+    args = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.exit("prefect server did not start")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run_cli(
+    folder: Path, store: str, batch_id: str, *extra: str, api_url: str | None = None
+) -> tuple[float, dict]:
     """`digitflow score` in a fresh process: wall seconds and its JSON summary."""
     cli = str(Path(sys.executable).with_name("digitflow"))
     args = [cli, "score", str(folder), "--store", store, "--batch-id", batch_id, "--json", *extra]
+    env = {**os.environ, "PREFECT_API_URL": api_url} if api_url else None
     start = time.perf_counter()
-    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    out = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
@@ -76,6 +110,8 @@ def run_flow(folder: Path, store: str, batch_id: str, readers: int | None = None
     os.environ.pop("DIGITFLOW_READERS", None)
     if readers:
         os.environ["DIGITFLOW_READERS"] = str(readers)
+    else:  # a batch once through, so the reader processes are up
+        score_flow(ScoreParams(input=str(folder), store=store, batch_id=f"{batch_id}-warm-up"))
     start = time.perf_counter()
     score_flow(ScoreParams(input=str(folder), store=store, batch_id=batch_id))
     seconds = time.perf_counter() - start
@@ -169,6 +205,8 @@ def report(folder: Path, truth: Lines, store: str) -> None:
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     cli_s, summary = run_cli(folder, store, "bench-cli")
+    with tempfile.TemporaryDirectory() as home, prefect_server(Path(home)) as url:
+        served_s, _ = run_cli(folder, store, "bench-served", api_url=url)
     dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
     flow_s = run_flow(folder, store, "bench-flow")
     thread_s = run_flow(folder, store, "bench-thread", readers=1)
@@ -185,6 +223,13 @@ def report(folder: Path, truth: Lines, store: str) -> None:
     print(f"{'':<28}{'seconds':>8}{'pages/s':>9}{'digits/s':>10}{'digit acc':>11}"
           f"{'exact lines':>13}")  # fmt: skip
     row("digitflow score (CLI)", cli_s, pages, digits, ours)
+    row(
+        "CLI, prefect server up",
+        served_s,
+        pages,
+        digits,
+        compare(truth, ledger_lines(store, "bench-served")),
+    )
     row(
         "digitflow score --dask local",
         dask_s,
@@ -211,7 +256,8 @@ def report(folder: Path, truth: Lines, store: str) -> None:
     row("floor: decode pages only", floor_s, int(floor_pages), 0, None)  # type: ignore[call-overload]
     print(
         f"\nspeed-up over the naive per-digit loop: flow {digit_s / flow_s:.1f}x, "
-        f"CLI {digit_s / cli_s:.1f}x, CLI --dask {digit_s / dask_s:.1f}x"
+        f"CLI {digit_s / cli_s:.1f}x, CLI with a server {digit_s / served_s:.1f}x, "
+        f"CLI --dask {digit_s / dask_s:.1f}x"
     )
     print(f"reader processes ({os.cpu_count()}) against finding digits in the shard threads: "
           f"{thread_s / flow_s:.2f}x")  # fmt: skip

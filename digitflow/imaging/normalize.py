@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from digitflow.imaging.segment import DigitBox, Segmentation, segment_page
 
@@ -12,7 +12,7 @@ SIDE = 28
 BOX = 20
 # MNIST's centres of mass average (14.0, 14.0) in pixel-index coordinates.
 CENTRE = 14.0
-_CROSS = ndimage.generate_binary_structure(2, 1)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def normalize_digit(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -25,16 +25,25 @@ def normalize_digit(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
     if mask is None:
         mask = weights > 0.5 * float(weights.max(initial=0.0))
     # One pixel round the thresholded stroke keeps its anti-aliased edge.
-    weights = weights * ndimage.binary_dilation(mask, _CROSS)
+    weights = weights * cv2.dilate(mask.astype(np.uint8), _CROSS)
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return np.zeros((SIDE, SIDE), np.uint8)
     tight = weights[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    core = float(np.median(tight[mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]]))
+    core = _median(tight[mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]])
     # NIST strokes were solid: saturate the typical stroke pixel, keep the edges grey.
     tight = np.clip(tight * (255.0 / max(core, 1.0)), 0.0, 255.0)
     return _centre(_fit(tight))
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a non-empty 1-D array, without its per-call overhead."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return (float(low) + float(high)) / 2.0
 
 
 def _fit(tight: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -12,7 +13,6 @@ from digitflow.imaging.blobs import Blob, merge_pieces, split_wide
 from digitflow.imaging.lines import group_lines
 from digitflow.imaging.rules import estimate_skew, remove_rules
 
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # Printed rules and box edges are this many digit heights long or more.
 _RULE_LENGTH = 3.0
 # Ink blobs smaller than this fraction of a digit's height (both ways) are dust.
@@ -161,7 +161,7 @@ def _paste(blobs: list[Blob]) -> np.ndarray:
 
 def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
     """The 8-connected pieces of ink in a mask whose corner lies at (x0, y0) on the page."""
-    labels, _ = ndimage.label(mask, structure=_EIGHT_CONNECTED)
+    _, labels = cv2.connectedComponents(np.ascontiguousarray(mask, np.uint8), connectivity=8)
     blobs = []
     for index, where in enumerate(ndimage.find_objects(labels), start=1):
         if where is not None:
@@ -169,6 +169,8 @@ def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
             left, top = x0 + cols.start, y0 + rows.start
             piece = labels[where] == index
             blobs.append(Blob(left, top, x0 + cols.stop, y0 + rows.stop, piece))
+    # In raster order of each blob's first pixel (as scipy numbers them), not OpenCV's.
+    blobs.sort(key=lambda b: (b.y0, b.x0 + int(np.argmax(b.mask[0]))))
     return blobs
 
 
