@@ -20,6 +20,7 @@ from digitflow.console import (
     print_summary,
 )
 from digitflow.errors import DigitflowError
+from digitflow.scoring import SHARD_SIZE
 
 app = typer.Typer(
     name="digitflow",
@@ -366,7 +367,7 @@ def score(
     model: Annotated[
         str | None, typer.Option(help="training_run/model_name [default: the champion]")
     ] = None,
-    shard_size: Annotated[int, typer.Option(min=1, help="Files per task.")] = 8,
+    shard_size: Annotated[int, typer.Option(min=1, help="Files per task.")] = SHARD_SIZE,
     rescore: Annotated[
         bool,
         typer.Option(

@@ -10,6 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from digitflow.errors import DigitflowError
+from digitflow.scoring import SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef
 from digitflow.settings import Settings
@@ -39,7 +40,7 @@ class ScoreParams(BaseModel):
     )
     store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
     shard_size: int = Field(
-        default=8, ge=1, le=10_000, description="Files per task (one inference call each)."
+        default=SHARD_SIZE, ge=1, le=10_000, description="Files per task (one inference call each)."
     )
     review_threshold: float = Field(
         default=0.9, ge=0.0, le=1.0, description="Digits read with less confidence need review."
