@@ -61,8 +61,9 @@ def _pool() -> ProcessPoolExecutor | None:
 def start() -> None:
     """Start the reader processes now (in the background) rather than on the first file."""
     pool = _pool()
-    for _ in range(reader_count() if pool is not None else 0):
-        pool.submit(os.getpid)  # type: ignore[union-attr]
+    if pool is not None:
+        for _ in range(reader_count()):
+            pool.submit(os.getpid)
 
 
 def _replace(broken: ProcessPoolExecutor) -> None:
@@ -124,24 +125,27 @@ def _submit(name: str, data: bytes) -> Queued:
     return name, data, None, None
 
 
+def _outcome(pool: ProcessPoolExecutor, future: Future[FileDigits]) -> FileDigits | None:
+    """The file's digits, or None when its reader died (the broken pool is replaced)."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        _replace(pool)
+        return None
+
+
 def _collect(queued: Queued | FileDigits) -> FileDigits:
     if isinstance(queued, FileDigits):
         return queued
     name, data, pool, future = queued
     if pool is None or future is None:
-        return extract(data, name)
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        _replace(pool)
-    # Most files of a broken pool were only queued behind the one that broke it.
-    name, data, pool, future = _submit(name, data)
-    try:
-        return future.result() if future is not None else extract(data, name)
-    except BrokenProcessPool:
-        if pool is not None:
-            _replace(pool)
-        return _alone(data, name)
+        return extract(data, name)  # no reader processes here
+    result = _outcome(pool, future)
+    if result is None:  # most files of a broken pool were only queued behind the culprit
+        _, _, pool, future = _submit(name, data)
+        if pool is not None and future is not None:
+            result = _outcome(pool, future)
+    return result if result is not None else _alone(data, name)
 
 
 def read_files(input_root: str, names: list[str]) -> list[FileDigits]:

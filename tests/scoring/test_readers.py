@@ -93,6 +93,7 @@ def test_a_reader_killed_mid_batch_loses_nothing(
     worker.start()
     time.sleep(0.2)
     os.kill(victims[0].pid or 0, signal.SIGKILL)
+    assert worker.is_alive()  # the kill landed while the batch was being read
     worker.join(timeout=300)
     _assert_same(result[0], want * 3)
     # The broken pool was replaced: the next batch runs on new readers.
