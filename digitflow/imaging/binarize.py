@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from digitflow.imaging.blobs import Blob, blobs_of
 
 # Below this contrast (grey levels, ink against paper) a page is treated as blank.
 MIN_CONTRAST = 24.0
@@ -24,11 +27,39 @@ _WEAK = 0.5  # hysteresis: the weak threshold, as a fraction of the way from pap
 
 @dataclass(frozen=True)
 class Binarized:
-    """A page split into ink and paper; `ink` is 0 on paper and 255 at a typical stroke core."""
+    """A page split into ink and paper: its pieces of ink, and how strong the ink is.
 
-    mask: np.ndarray  # bool, True where ink
-    ink: np.ndarray  # uint8, ink bright on black, lighting removed
+    `blobs` are the 8-connected pieces of ink, in raster order of their first pixel.
+    Ink strength is kept as measured (`signal`), and turned into an ink image (0 on paper,
+    255 at a typical stroke core) only where asked, since only the digits need it.
+    """
+
+    blobs: list[Blob]
+    shape: tuple[int, int]
     dark_ink: bool  # True for dark ink on light paper (the usual scan)
+    signal: np.ndarray | None = None  # float32 ink strength (paper level `paper`); None: blank
+    paper: float = 0.0
+    strength: float = 1.0
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """The page's ink as a bool mask."""
+        mask = np.zeros(self.shape, bool)
+        for b in self.blobs:
+            mask[b.y0 : b.y1, b.x0 : b.x1] |= b.mask
+        return mask
+
+    def ink_at(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The ink image (uint8, bright ink on black, lighting removed) of [y0, y1) × [x0, x1)."""
+        if self.signal is None:
+            return np.zeros((y1 - y0, x1 - x0), np.uint8)
+        crop = self.signal[y0:y1, x0:x1]
+        return np.clip((crop - self.paper) * (255.0 / self.strength), 0.0, 255.0).astype(np.uint8)
+
+    @cached_property
+    def ink(self) -> np.ndarray:
+        """The whole page's ink image (see `ink_at`)."""
+        return self.ink_at(0, self.shape[0], 0, self.shape[1])
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -51,12 +82,16 @@ def otsu_threshold(values: np.ndarray) -> float:
 def binarize(page: np.ndarray) -> Binarized:
     """Find the ink on a greyscale page, whatever its polarity and lighting."""
     grey = page.astype(np.float32)
-    flat = grey - _block_background(grey, None)  # polarity-free: medians ignore which is ink
+    # Polarity and paper are judged on a regular subsample, where the background is taken.
+    step = max(1, max(grey.shape) // _STATS_SIDE)
+    blocks = int(np.clip(max(grey.shape) // _BLOCK_PIXELS, 1, _MAX_BLOCKS))
+    coarse = grey[::step, ::step]
+    flat = coarse - _block_background(coarse, blocks)  # polarity-free: medians ignore which is ink
     low = float(flat.min())
-    cut = otsu_threshold(_sample(flat) - low) + low
+    cut = otsu_threshold(flat - low) + low
     dark_ink = _ink_is_dark(flat <= cut)
     paper = flat > cut if dark_ink else flat <= cut
-    background = _block_background(grey, paper)
+    background = _block_background(coarse, blocks, paper, grey.shape)
     signal = background - grey if dark_ink else grey - background
     if min(signal.shape) >= 200:
         # Scanner noise at page resolution would otherwise make specks and ragged edges.
@@ -87,21 +122,21 @@ def _threshold_signal(signal: np.ndarray, dark_ink: bool) -> Binarized:
         return _blank(signal.shape, dark_ink)
     cut = max(cut, paper + 3.0 * sigma)
     weak = max(paper + _WEAK * (cut - paper), paper + 4.0 * sigma)
-    ink = np.clip((signal - paper) * (255.0 / strength), 0.0, 255.0).astype(np.uint8)
-    return Binarized(mask=_hysteresis(signal, weak, cut), ink=ink, dark_ink=dark_ink)
+    blobs = _hysteresis(signal, weak, cut)
+    return Binarized(blobs, signal.shape, dark_ink, signal, paper, strength)
 
 
-def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> np.ndarray:
-    """Pixels above `weak` that are connected to a pixel above `strong`.
+def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> list[Blob]:
+    """The pieces of ink above `weak` that hold a pixel above `strong`, as blobs.
 
     Faint thin strokes and thin printed rules dip below Otsu's cut here and there; keeping
     what joins confident ink keeps them whole without letting paper noise in.
     """
     count, labels = cv2.connectedComponents((signal > weak).view(np.uint8), connectivity=8)
-    keep = np.zeros(count + 1, bool)
+    keep = np.zeros(count, bool)
     keep[labels[signal > strong]] = True
     keep[0] = False
-    return keep[labels]
+    return blobs_of(labels, keep)
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
@@ -110,34 +145,39 @@ def _sample(values: np.ndarray) -> np.ndarray:
     return values[::step, ::step]
 
 
-def _blank(shape: tuple[int, ...], dark_ink: bool) -> Binarized:
-    return Binarized(np.zeros(shape, bool), np.zeros(shape, np.uint8), dark_ink)
+def _blank(shape: tuple[int, int], dark_ink: bool) -> Binarized:
+    return Binarized([], shape, dark_ink)
 
 
-def _block_background(grey: np.ndarray, paper: np.ndarray | None) -> np.ndarray | float:
+def _block_background(
+    sample: np.ndarray,
+    blocks: int,
+    paper: np.ndarray | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray | float:
     """Estimate the slowly varying paper level: a median per block, smoothed and upsampled.
 
-    With `paper` given only those pixels count, so dense ink cannot darken the estimate.
-    A small image is one block, so it gets a single level.
+    `sample` is the page, or a regular subsample of it, cut into about `blocks` blocks
+    along its long side; the level comes back at `shape` (the sample's by default). With
+    `paper` (a mask over the sample) only those pixels count, so dense ink cannot darken
+    the estimate. One block gives a single level.
     """
-    height, width = grey.shape
-    step = max(1, max(height, width) // _STATS_SIDE)
-    sample = grey[::step, ::step].copy()
-    overall = float(np.median(sample))
+    every = sample  # its median stands in if no block has a paper pixel
     if paper is not None:
-        sample[~paper[::step, ::step]] = np.nan
-    blocks = int(np.clip(max(height, width) // _BLOCK_PIXELS, 1, _MAX_BLOCKS))
+        sample = sample.copy()
+        sample[~paper] = np.nan
     side = -(-max(sample.shape) // blocks)
-    grid = _grid_median(sample, side, fallback=overall)
+    grid = _grid_median(sample, side, fallback=every)
     if grid.size == 1:
         return float(grid[0, 0])
     if min(grid.shape) >= 3:
         grid = ndimage.median_filter(grid, size=3, mode="nearest")  # outvote ink-filled blocks
     # Linear interpolation between block centres, held flat beyond the outer ones.
+    height, width = shape or sample.shape
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _grid_median(sample: np.ndarray, side: int, fallback: float) -> np.ndarray:
+def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndarray:
     """Median of each side×side block (NaN ignored); empty blocks take the blocks' median."""
     rows = -(-sample.shape[0] // side)
     cols = -(-sample.shape[1] // side)
@@ -151,5 +191,5 @@ def _grid_median(sample: np.ndarray, side: int, fallback: float) -> np.ndarray:
     high = np.take_along_axis(ordered, (known // 2)[..., None], axis=2)[..., 0]
     grid = np.where(known > 0, (low + high) / 2, np.nan).astype(np.float32)
     if np.isnan(grid).all():
-        return np.full((rows, cols), fallback, np.float32)
+        return np.full((rows, cols), float(np.median(fallback)), np.float32)
     return np.where(np.isnan(grid), np.nanmedian(grid), grid)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from scipy import ndimage
 
 # Broken pieces merge only while the result still has a digit's proportions.
 _MAX_MERGED_HEIGHT = 1.35
@@ -71,6 +72,26 @@ class Blob:
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         x0, y0 = self.x0 + left + c0, self.y0 + r0
         return Blob(int(x0), int(y0), int(x0 + c1 - c0), int(y0 + r1 - r0), part[r0:r1, c0:c1])
+
+
+def blobs_of(
+    labels: np.ndarray, keep: np.ndarray | None = None, x0: int = 0, y0: int = 0
+) -> list[Blob]:
+    """The labelled pieces (those marked in `keep`, or all) as blobs on the page.
+
+    (x0, y0) is where the labelling's corner lies on the page. The blobs come in raster
+    order of their first pixel, the order scipy numbers components in.
+    """
+    blobs = []
+    # find_objects is far cheaper than OpenCV's statistics, which are mostly unused here.
+    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is not None and (keep is None or keep[index]):
+            rows, cols = where
+            left, top = x0 + cols.start, y0 + rows.start
+            piece = labels[where] == index
+            blobs.append(Blob(left, top, x0 + cols.stop, y0 + rows.stop, piece))
+    blobs.sort(key=lambda b: (b.y0, b.x0 + int(np.argmax(b.mask[0]))))
+    return blobs
 
 
 def merge_pieces(blobs: list[Blob], height: float) -> list[Blob]:

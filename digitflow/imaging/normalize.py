@@ -77,8 +77,7 @@ def normalize_boxes(segmentation: Segmentation) -> np.ndarray:
     """All digits of a segmented page as an (N, 28, 28) uint8 array, in box order."""
     digits = np.zeros((len(segmentation.boxes), SIDE, SIDE), np.uint8)
     for k, box in enumerate(segmentation.boxes):
-        crop = segmentation.ink[box.y0 : box.y1, box.x0 : box.x1]
-        digits[k] = normalize_digit(crop, box.mask)
+        digits[k] = normalize_digit(segmentation.ink(box), box.mask)
     return digits
 
 

@@ -64,10 +64,26 @@ def _runs_along_rows(mask: np.ndarray, length: int, skew: float) -> np.ndarray:
     straight = np.ascontiguousarray(_shear(mask, shifts))
     ink = straight.view(np.uint8)
     bridged = _erode(_dilate(ink, _BRIDGE), _BRIDGE) | ink
-    runs = _dilate(_erode(bridged, length), length)
+    runs = _long_runs(bridged, length)
     # A rotated rule's edges are ragged steps too short to be runs: take a band round it.
     band = cv2.dilate(runs, np.ones((2 * _EDGE + 1, 1), np.uint8)).astype(bool)
     return _shear(band & straight, -shifts)
+
+
+def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
+    """The runs of ink (0/1) at least `length` (odd) long along rows: an opening by a line.
+
+    Two running sums cost the same whatever the length, where an erosion and a dilation
+    by a line that long cost in proportion to it. Beyond the edge there is no ink.
+    """
+
+    def window_sums(values: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(
+            values, cv2.CV_32F, (length, 1), normalize=False, borderType=cv2.BORDER_CONSTANT
+        )
+
+    whole = (window_sums(ink) >= length - 0.5).view(np.uint8)  # the window centred here is ink
+    return (window_sums(whole) > 0.5).view(np.uint8)
 
 
 # Grey erosion and dilation along rows with a centred line `size` (odd) long.

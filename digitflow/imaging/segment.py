@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
-from digitflow.imaging.binarize import binarize
-from digitflow.imaging.blobs import Blob, merge_pieces, split_wide
+from digitflow.imaging.binarize import Binarized, binarize
+from digitflow.imaging.blobs import Blob, blobs_of, merge_pieces, split_wide
 from digitflow.imaging.lines import group_lines
 from digitflow.imaging.rules import estimate_skew, remove_rules
 
@@ -39,11 +38,19 @@ class DigitBox:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """The digits of a page, plus its ink image (bright ink on black) for normalisation."""
+    """The digits of a page, plus its ink (bright on black) for normalising them."""
 
     boxes: list[DigitBox]
-    ink: np.ndarray
-    dark_ink: bool
+    binary: Binarized
+
+    @property
+    def dark_ink(self) -> bool:
+        """True for dark ink on light paper (the usual scan)."""
+        return self.binary.dark_ink
+
+    def ink(self, box: DigitBox) -> np.ndarray:
+        """The ink image (uint8, bright on black, lighting removed) inside a box."""
+        return self.binary.ink_at(box.y0, box.y1, box.x0, box.x1)
 
 
 def segment_page(page: np.ndarray) -> Segmentation:
@@ -51,25 +58,25 @@ def segment_page(page: np.ndarray) -> Segmentation:
     if page.ndim != 2 or page.size == 0:
         raise ValueError(f"expected a greyscale page (non-empty 2-D array), got {page.shape}")
     binary = binarize(page)
-    blobs = find_digits(binary.mask)
+    blobs = find_digits(binary.blobs, binary.shape)
     boxes = [
         DigitBox(line, position, b.x0, b.y0, b.x1, b.y1, b.mask)
         for line, row in enumerate(group_lines(blobs))
         for position, b in enumerate(row)
     ]
-    return Segmentation(boxes=boxes, ink=binary.ink, dark_ink=binary.dark_ink)
+    return Segmentation(boxes=boxes, binary=binary)
 
 
-def find_digits(mask: np.ndarray) -> list[Blob]:
-    """Turn an ink mask into digit-sized blobs, unordered."""
-    blobs = _open_frames(_components(mask))
+def find_digits(blobs: list[Blob], shape: tuple[int, int]) -> list[Blob]:
+    """Turn the pieces of ink of a page of this shape into digit-sized blobs, unordered."""
+    blobs = _open_frames(blobs)
     height = digit_height(blobs)
     if height == 0:
         return []
     blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1)
     height = digit_height(blobs) or height
     blobs = [b for b in blobs if not _is_dust(b, height) and not _is_furniture(b, height)]
-    blobs = _inside_margins(blobs, mask.shape)
+    blobs = _inside_margins(blobs, shape)
     blobs = merge_pieces(blobs, height)
     blobs = [b for b in blobs if max(b.width, b.height) >= _SPECK_SIDE * height]
     return split_wide(blobs, height)
@@ -162,16 +169,7 @@ def _paste(blobs: list[Blob]) -> np.ndarray:
 def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
     """The 8-connected pieces of ink in a mask whose corner lies at (x0, y0) on the page."""
     _, labels = cv2.connectedComponents(np.ascontiguousarray(mask, np.uint8), connectivity=8)
-    blobs = []
-    for index, where in enumerate(ndimage.find_objects(labels), start=1):
-        if where is not None:
-            rows, cols = where
-            left, top = x0 + cols.start, y0 + rows.start
-            piece = labels[where] == index
-            blobs.append(Blob(left, top, x0 + cols.stop, y0 + rows.stop, piece))
-    # In raster order of each blob's first pixel (as scipy numbers them), not OpenCV's.
-    blobs.sort(key=lambda b: (b.y0, b.x0 + int(np.argmax(b.mask[0]))))
-    return blobs
+    return blobs_of(labels, x0=x0, y0=y0)
 
 
 def _is_dust(blob: Blob, height: float) -> bool:
