@@ -10,8 +10,8 @@ import numpy as np
 # Skew search: ±5° coarsely, then finely round the best (values are tangents).
 _COARSE = np.linspace(-0.0875, 0.0875, 21)
 _FINE = np.linspace(-0.0045, 0.0045, 7)
-_MAX_POINTS = 100_000
-_COARSE_POINTS = 20_000
+_MAX_POINTS = 40_000
+_COARSE_POINTS = 10_000
 # Rules broken by noise or faint printing are bridged across gaps this long first.
 _BRIDGE = 9
 _EDGE = 2
@@ -20,10 +20,15 @@ _EDGE = 2
 def estimate_skew(mask: np.ndarray) -> float:
     """Tangent of the page's skew: the shear that makes rows of ink most sharply aligned."""
     ys, xs = np.nonzero(mask)
+    return skew_of_points(ys, xs - mask.shape[1] // 2)
+
+
+def skew_of_points(ys: np.ndarray, xs: np.ndarray) -> float:
+    """`estimate_skew` for ink at rows `ys` and columns `xs` (measured from the centre)."""
     if ys.size < 2:
         return 0.0
     step = max(1, ys.size // _MAX_POINTS)
-    ys, xs = ys[::step].astype(np.float64), (xs[::step] - mask.shape[1] // 2).astype(np.float64)
+    ys, xs = ys[::step].astype(np.float64), xs[::step].astype(np.float64)
     # The coarse steps (half a degree) need far fewer points than the fine ones.
     sparse = max(1, ys.size // _COARSE_POINTS)
     best = _best_shear(ys[::sparse], xs[::sparse], _COARSE)

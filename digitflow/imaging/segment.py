@@ -10,7 +10,7 @@ import numpy as np
 from digitflow.imaging.binarize import Binarized, binarize
 from digitflow.imaging.blobs import Blob, blobs_of, merge_pieces, split_wide
 from digitflow.imaging.lines import group_lines
-from digitflow.imaging.rules import estimate_skew, remove_rules
+from digitflow.imaging.rules import estimate_skew, remove_rules, skew_of_points
 
 # Printed rules and box edges are this many digit heights long or more.
 _RULE_LENGTH = 3.0
@@ -118,7 +118,7 @@ def _without_rules(blobs: list[Blob], length: int) -> list[Blob]:
     long = [b for b in blobs if b.width >= length or b.height >= length]
     if not long:
         return blobs
-    skew = estimate_skew(_paste(long))
+    skew = _skew(long)
     kept = [b for b in blobs if b.width < length and b.height < length]
     for blob in long:
         kept += _components(remove_rules(blob.mask, length, skew), blob.x0, blob.y0)
@@ -157,13 +157,13 @@ def _is_framed(mask: np.ndarray) -> bool:
     return all(side.mean() >= _FRAMED for side in sides)
 
 
-def _paste(blobs: list[Blob]) -> np.ndarray:
-    """The blobs' ink drawn into one mask covering their joint box."""
-    x0, y0 = min(b.x0 for b in blobs), min(b.y0 for b in blobs)
-    mask = np.zeros((max(b.y1 for b in blobs) - y0, max(b.x1 for b in blobs) - x0), bool)
-    for b in blobs:
-        mask[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0] |= b.mask
-    return mask
+def _skew(blobs: list[Blob]) -> float:
+    """The skew of the blobs' ink together (`estimate_skew` of their joint mask)."""
+    x0, x1 = min(b.x0 for b in blobs), max(b.x1 for b in blobs)
+    points = [np.nonzero(b.mask) for b in blobs]
+    ys = np.concatenate([rows + b.y0 for b, (rows, _) in zip(blobs, points, strict=True)])
+    xs = np.concatenate([cols + b.x0 for b, (_, cols) in zip(blobs, points, strict=True)])
+    return skew_of_points(ys, xs - (x0 + (x1 - x0) // 2))
 
 
 def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
