@@ -148,15 +148,20 @@ def test_rotated_form_still_loses_its_rules() -> None:
     assert line_counts(segment_page(page).boxes) == [6, 4, 5]
 
 
-def single(char: str, size: int, dark_on_light: bool = True, border: float = 0.2) -> np.ndarray:
-    """A crop holding one digit, `size` pixels square."""
+def single(
+    char: str, size: int, dark_on_light: bool = True, border: float = 0.2, noise: float = 1.0,
+    blur: float = 0.0,
+) -> np.ndarray:  # fmt: skip
+    """A crop holding one digit, `size` pixels square (strokes blurred by `blur` σ)."""
     alpha = glyph(char, 4 * size)
     side = int(max(alpha.shape) * (1 + 2 * border))
     canvas = np.zeros((side, side), np.float32)
     y, x = (side - alpha.shape[0]) // 2, (side - alpha.shape[1]) // 2
     canvas[y : y + alpha.shape[0], x : x + alpha.shape[1]] = alpha
     small = ndimage.zoom(canvas, size / side, order=1)
-    page = on_paper(small, noise=1.0)
+    if blur:
+        small = ndimage.gaussian_filter(small, blur)
+    page = on_paper(small, noise=noise)
     return page if dark_on_light else 255 - page
 
 
@@ -175,6 +180,24 @@ def test_single_digit_filling_its_image_yields_one_digit() -> None:
 def test_a_large_photo_of_one_digit_under_uneven_light() -> None:
     page = lit_unevenly(single("8", 400), darkest=0.5)
     assert len(segment_page(page).boxes) == 1
+
+
+@pytest.mark.parametrize("char", ["1", "8"])
+@pytest.mark.parametrize("size", [100, 160, 240])
+@pytest.mark.parametrize("blur", [0.0, 3.0])
+def test_a_small_blurred_photo_of_one_digit_lit_from_one_side(
+    char: str, size: int, blur: float
+) -> None:
+    # Too small for background blocks: the light's ramp is fitted as a surface instead.
+    page = lit_unevenly(single(char, size, noise=6.0, blur=blur), darkest=0.3)
+    assert len(segment_page(page).boxes) == 1
+
+
+@pytest.mark.parametrize("size", [64, 100, 160, 240])
+@pytest.mark.parametrize("noise", [3.0, 12.0])
+def test_a_small_blank_photo_lit_from_one_side_has_no_digits(size: int, noise: float) -> None:
+    blank = on_paper(np.zeros((size, size), np.float32), noise=noise)
+    assert segment_page(lit_unevenly(blank, darkest=0.3)).boxes == []
 
 
 def test_rejects_colour_arrays() -> None:
