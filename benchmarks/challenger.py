@@ -61,8 +61,10 @@ def train_all(store: str, version: str, args: argparse.Namespace) -> list[tuple[
     seed = TrainConfig(model="larger_cnn", epochs=args.seed_epochs, limit=args.limit)
     results = [train(store, version, seed)]
     recipe = {**recipes.CHALLENGER, "epochs": args.epochs, "limit": args.limit}
+    seeds = recipes.member_seeds(1, args.members)  # as the train flow seeds an ensemble's members
     for name in args.members:
-        results.append(train(store, version, TrainConfig(model=name, **recipe)))
+        config = TrainConfig(model=name, seed=seeds[name], **recipe)
+        results.append(train(store, version, config))
         print(f"  trained {name}: {results[-1][0].wall_s:.0f} s", flush=True)
     if len(args.members) > 1 and not args.no_ensemble:
         kwargs = {"store_uri": store, "training_run": RUN, "members": args.members}

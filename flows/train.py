@@ -110,9 +110,11 @@ def _configs(params: TrainParams) -> dict[str, TrainConfig]:
         raise ValueError(f"ensemble needs two or more of the trained models: {params.ensemble}")
     threads = None if params.mode == "workers" else _threads_per_model(len(params.models))
     configs = {}
+    seeds = recipes.member_seeds(params.seed, params.ensemble or [])
     for name in params.models:
         models.builder(name)
         common = params.model_dump(include=SHARED_HYPERPARAMETERS)
+        common["seed"] = seeds.get(name, params.seed)
         configs[name] = TrainConfig(
             model=name, threads=threads, **{**common, **params.overrides.get(name, {})}
         )

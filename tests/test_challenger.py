@@ -128,6 +128,21 @@ def test_profiles_fill_what_is_not_given() -> None:
         recipes.apply_profile({"profile": "fast"})
 
 
+def test_ensemble_members_train_with_seeds_of_their_own() -> None:
+    from flows.train import TrainParams, _configs
+
+    params = TrainParams(
+        models=["baseline_mlp", "simple_cnn", "larger_cnn"], ensemble=["simple_cnn", "larger_cnn"],
+        seed=5, overrides={"larger_cnn": {"seed": 40}},
+    )  # fmt: skip
+    seeds = {name: config.seed for name, config in _configs(params).items()}
+    assert seeds == {"baseline_mlp": 5, "simple_cnn": 5, "larger_cnn": 40}
+    del params.overrides["larger_cnn"]
+    assert _configs(params)["larger_cnn"].seed == 6
+    alone = TrainParams(models=["simple_cnn", "larger_cnn"], seed=5)
+    assert {config.seed for config in _configs(alone).values()} == {5}
+
+
 @pytest.mark.slow
 def test_ensemble_averages_members_and_loads_like_any_candidate(
     mnist_store: tuple[str, str], tmp_path: Path
