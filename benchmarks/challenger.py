@@ -13,8 +13,9 @@ Usage: python benchmarks/challenger.py [--epochs N] [--limit N] [--members a,b,c
            [--no-ensemble] [--seed-epochs N] [--data DIR]    (MNIST: $DIGITFLOW_MNIST_SOURCE)
 Smoke run: --epochs 1 --seed-epochs 1 --limit 5000.
 
-Measured with its defaults on the 2-core CPU machine, 2026-11 (other work shared the
-machine for part of challenger_cnn's run): training 3,922 s in all; challenger_cnn
+Measured with its defaults on the 2-core CPU machine, 2026-11, before ensemble members
+had seeds of their own (all three on seed 1; other work shared the machine for part of
+challenger_cnn's run): training 3,922 s in all; challenger_cnn
 1,580 s (52 s per epoch), challenger_dense 1,181 s, challenger_small 1,095 s. Test error
 0.43 / 0.42 / 0.41 %, ensemble 0.37 %; validation picked challenger_cnn (0.30 %).
 Augmenting in a tf.data map instead of inside the model was ~20 % slower. Profiles
