@@ -59,11 +59,6 @@ class Binarized:
         crop = self.signal[y0:y1, x0:x1]
         return np.clip((crop - self.paper) * (255.0 / self.strength), 0.0, 255.0).astype(np.uint8)
 
-    @cached_property
-    def ink(self) -> np.ndarray:
-        """The whole page's ink image (see `ink_at`)."""
-        return self.ink_at(0, self.shape[0], 0, self.shape[1])
-
 
 def otsu_threshold(values: np.ndarray) -> float:
     """Otsu's threshold of values in 0..255: pixels above it form the brighter class."""
@@ -214,6 +209,7 @@ def _surface(grey: np.ndarray, paper: np.ndarray, level: float) -> np.ndarray | 
 
 
 def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Columns 1, x, y, x², xy, y² for points at (y, x)."""
     return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
 
 
