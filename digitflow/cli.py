@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say "[default: …]", which is not markup
 )
 err = Console(stderr=True)
 
@@ -136,7 +137,9 @@ def train(
     ensemble: Annotated[
         str | None, typer.Option(help="Comma-separated models to average into `ensemble`.")
     ] = None,
-    seed: int | None = None,
+    seed: Annotated[
+        int | None, typer.Option(help="[default: 1] Ensemble members get seed, seed + 1, ...")
+    ] = None,
     mode: Annotated[str, typer.Option(help="local | workers (the gpu work pool)")] = "local",
     dataset_version: Annotated[str | None, typer.Option(help="[default: newest]")] = None,
     store: StoreOpt = None,

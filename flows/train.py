@@ -38,7 +38,10 @@ class TrainParams(BaseModel):
     batch_size: int = Field(default=200, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0)
     limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
-    seed: int = 1
+    seed: int = Field(
+        default=1, description="Seeds shuffling and augmentation; an ensemble's members get "
+        "seed, seed + 1, ... in the order listed."
+    )  # fmt: skip
     mode: Literal["local", "workers"] = Field(
         default="local",
         description="local: one process per model here; workers: one "
