@@ -165,16 +165,23 @@ class LocalStore(ObjectStore):
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
-        if not self.root.is_dir():
+        # Walk only the folder the prefix ends in, not the whole store: a store keeps every
+        # batch's results, and listing one batch must not cost more as the others pile up.
+        folder, _, start = prefix.rpartition("/")
+        parts = folder.split("/")
+        if folder and (any(p in ("", ".", "..") for p in parts) or parts[0] == ".tmp"):
+            return []  # no key lies there: check_key refuses such keys; .tmp is staging
+        top = self.root / folder if folder else self.root
+        if not top.is_dir():
             return []
-        keys = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not (dirpath == str(self.root) and d == ".tmp")]
-            rel = os.path.relpath(dirpath, self.root)
-            for name in filenames:
-                key = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-                if key.startswith(prefix):
-                    keys.append(key)
+        keys: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            if dirpath == str(top):  # below the top folder every name is under the prefix
+                skip = ".tmp" if top == self.root else None
+                dirnames[:] = [d for d in dirnames if d.startswith(start) and d != skip]
+                filenames = [name for name in filenames if name.startswith(start)]
+            keys += (name if rel == "." else f"{rel}/{name}" for name in filenames)
         return sorted(keys)
 
     def delete(self, key: str) -> None:

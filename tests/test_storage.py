@@ -37,6 +37,25 @@ def test_list_is_sorted_prefix_match_and_hides_staging(store: ObjectStore) -> No
     assert store.list() == ["x/1", "x/2", "xy/3", "z"]
 
 
+def test_list_under_nested_prefixes_matches_key_prefixes(store: ObjectStore) -> None:
+    for key in ["a/b/c1", "a/b/c2/d", "a/bc/e", "a/b2", "f"]:
+        store.write_bytes(key, b"1")
+    assert store.list("a/b/") == store.list("a/b/c") == ["a/b/c1", "a/b/c2/d"]
+    assert store.list("a/b") == ["a/b/c1", "a/b/c2/d", "a/b2", "a/bc/e"]
+    assert store.list("a/b/c2/") == ["a/b/c2/d"]
+    assert store.list("a/b/c1") == ["a/b/c1"]
+    assert store.list("a/zz/") == store.list("q") == store.list("f/") == []
+    assert store.list("../") == store.list("a/../a/") == []
+
+
+def test_local_list_hides_staging_under_any_prefix(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write_bytes("k", b"1")
+    (tmp_path / ".tmp" / "half-written").write_bytes(b"0")
+    assert store.list() == store.list("k") == ["k"]
+    assert store.list(".tmp/") == store.list(".") == []
+
+
 def test_overwrite_replaces_whole_object(store: ObjectStore) -> None:
     store.write_bytes("k", b"long old content")
     store.write_bytes("k", b"new")
