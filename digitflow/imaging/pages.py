@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from digitflow.errors import ImageError
 
@@ -113,6 +114,10 @@ def _decode_frame(
     try:
         image.seek(index)
         _check_size(image.size, where, max_pixels, min_side)
+        if isinstance(image, JpegImageFile) and image.mode in ("RGB", "YCbCr"):
+            # libjpeg decodes the luma alone, skipping the colour planes and the RGB step:
+            # twice as fast on colour scans, and the same greys to within a level or so.
+            image.draft("L", image.size)
         image.load()
         return to_grey(ImageOps.exif_transpose(image))
     except _DECODE_ERRORS as exc:

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, TiffImagePlugin
+from PIL import Image, ImageOps, TiffImagePlugin
 
 from digitflow.errors import ImageError
 from digitflow.imaging import Page, load_pages
@@ -47,6 +47,26 @@ def test_colour_image_becomes_grey() -> None:
     rgb[:, 20:] = (255, 255, 255)
     pixels = only_page(encode(Image.fromarray(rgb), "PNG"))
     assert pixels[0, 0] == 0 and pixels[0, -1] == 255
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO"])
+def test_colour_jpeg_decodes_to_the_grey_of_its_colours(fmt: str) -> None:
+    """Colour JPEGs are decoded to their luma directly: the grey Pillow would make of them."""
+    rng = np.random.default_rng(0)
+    rgb = np.repeat(np.repeat(rng.integers(0, 256, (12, 16, 3), np.uint8), 8, 0), 8, 1)
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated on the phone: still applied
+    data = encode(image, fmt, quality=95, exif=exif.tobytes())
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == "RGB"
+    expected = np.asarray(ImageOps.exif_transpose(decoded).convert("L"), dtype=int)
+    pixels = only_page(data, "photo.jpg")
+    assert pixels.shape == expected.shape == (128, 96)
+    difference = np.abs(pixels.astype(int) - expected)
+    print(f"{fmt}: greys off by {difference.mean():.3f} on average, {difference.max()} at most")
+    assert difference.max() <= 12  # only where saturated colours meet (clipped in RGB)
+    assert difference.mean() < 0.5
 
 
 def test_palette_image_becomes_grey() -> None:
