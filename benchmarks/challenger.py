@@ -10,18 +10,22 @@ the train flow does; averages them into the ensemble candidate; then prints
   - the promotion gate's decision for the challenger against larger_cnn as champion.
 
 Usage: python benchmarks/challenger.py [--epochs N] [--limit N] [--members a,b,c]
-           [--no-ensemble] [--seed-epochs N] [--data DIR]    (MNIST: $DIGITFLOW_MNIST_SOURCE)
+           [--no-ensemble] [--seed-epochs N] [--data DIR] [--keep DIR]
+       (MNIST: $DIGITFLOW_MNIST_SOURCE; --keep: keep the store, models and all, in DIR)
 Smoke run: --epochs 1 --seed-epochs 1 --limit 5000.
 
-Measured with its defaults on the quiet 2-core CPU machine, 2026-11 (each member on a seed
-of its own): training 3,152 s in all; challenger_cnn 1,157 s (38 s per epoch),
-challenger_dense 1,090 s, challenger_small 852 s. Validation error 0.30 / 0.34 / 0.38 %,
-test error 0.43 / 0.35 / 0.41 %; the ensemble 0.26 % / 0.35 %. Validation picks
-challenger_cnn as the best single challenger. With all three members on seed 1 (an
-earlier run), challenger_dense and the ensemble reached 0.42 % and 0.37 %.
+Measured with its defaults on the 2-core CPU machine, 2026-11 (each member on a seed of its
+own): challenger_cnn 1,695 s (it shared the machine with other work; 1,157 s, 38 s per
+epoch, on a quiet one), challenger_dense 1,169 s, challenger_small 1,077 s,
+challenger_strided 1,179 s. Validation error 0.30 / 0.34 / 0.38 / 0.32 %, test error
+0.43 / 0.35 / 0.41 / 0.43 %; the ensemble of all four 0.22 % / 0.34 % (of the first three,
+0.26 % / 0.35 %). Training is deterministic on CPU: the first three got the same errors in
+a run without challenger_strided. Validation picks challenger_cnn as the best single
+challenger. With all members on seed 1 (an earlier run), challenger_dense and the
+three-member ensemble reached 0.42 % and 0.37 %.
 Augmenting in a tf.data map instead of inside the model was ~20 % slower. Profiles
 measured through `digitflow train`: quick 24 s, seed 117 s. The smoke run takes about
-1.5 min.
+2 min.
 """
 
 from __future__ import annotations
@@ -143,6 +147,7 @@ def main() -> None:
     parser.add_argument("--members", default=",".join(models.CHALLENGERS))
     parser.add_argument("--no-ensemble", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA, help="realscans folder")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the store in this folder")
     args = parser.parse_args()
     args.members = [m.strip() for m in args.members.split(",") if m.strip()]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -150,7 +155,7 @@ def main() -> None:
     from digitflow.storage import LocalStore
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = LocalStore(Path(tmp) / "store")
+        store = LocalStore(args.keep or Path(tmp) / "store")
         version = ingest(store, str(mnist_dir())).version
         start = time.perf_counter()
         results = train_all(store.uri, version, args)

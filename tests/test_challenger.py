@@ -12,7 +12,12 @@ from digitflow import models, recipes
 from digitflow.errors import ModelError
 from digitflow.training import TrainConfig
 
-PARAMETERS = {"challenger_cnn": 141_098, "challenger_dense": 871_210, "challenger_small": 132_266}
+PARAMETERS = {
+    "challenger_cnn": 141_098,
+    "challenger_dense": 871_210,
+    "challenger_small": 132_266,
+    "challenger_strided": 515_242,
+}
 
 
 def digits(n: int = 16, seed: int = 0) -> np.ndarray:

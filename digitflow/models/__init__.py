@@ -16,6 +16,7 @@ from digitflow.models import (
     challenger_cnn,
     challenger_dense,
     challenger_small,
+    challenger_strided,
     larger_cnn,
     simple_cnn,
 )
@@ -33,9 +34,15 @@ REGISTRY: dict[str, Builder] = {
     "challenger_cnn": challenger_cnn.build,
     "challenger_dense": challenger_dense.build,
     "challenger_small": challenger_small.build,
+    "challenger_strided": challenger_strided.build,
 }
 SEED_MODELS: tuple[str, ...] = ("baseline_mlp", "simple_cnn", "larger_cnn")
-CHALLENGERS: tuple[str, ...] = ("challenger_cnn", "challenger_dense", "challenger_small")
+CHALLENGERS: tuple[str, ...] = (
+    "challenger_cnn",
+    "challenger_dense",
+    "challenger_small",
+    "challenger_strided",
+)
 INPUT_SHAPE = (28, 28, 1)
 
 

@@ -10,12 +10,19 @@ from typing import Any
 BN_MOMENTUM = 0.9
 
 
-def conv_bn(x: Any, filters: int, kernel: int = 3, name: str | None = None) -> Any:
+def conv_bn(
+    x: Any, filters: int, kernel: int = 3, strides: int = 1, name: str | None = None
+) -> Any:
     """Conv (no bias: batch norm has one) → BatchNorm → ReLU, same padding."""
     import keras
 
     x = keras.layers.Conv2D(
-        filters, kernel, padding="same", use_bias=False, name=name and f"{name}_conv"
+        filters,
+        kernel,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        name=name and f"{name}_conv",
     )(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name and f"{name}_bn")(x)
     return keras.layers.ReLU(name=name and f"{name}_relu")(x)
