@@ -92,7 +92,7 @@ def binarize(page: np.ndarray) -> Binarized:
     if min(page.shape) >= 200:
         # Scanner noise at page resolution would otherwise make specks and ragged edges.
         # A Gaussian of σ 1 over 7 taps, edges reflected. It smooths the page itself, in its
-        # own 8 bits (several times faster than in float): the background is smooth already,
+        # own 8 bits (a quarter faster than in float): the background is smooth already,
         # so this is the blurred ink strength to within half a grey level.
         page = cv2.GaussianBlur(page, (7, 7), 1.0, borderType=cv2.BORDER_REFLECT)
     # The ink's strength over the paper, as float32 in one pass (no float copy of the page).

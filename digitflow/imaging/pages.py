@@ -116,7 +116,7 @@ def _decode_frame(
         _check_size(image.size, where, max_pixels, min_side)
         if isinstance(image, JpegImageFile) and image.mode in ("RGB", "YCbCr"):
             # libjpeg decodes the luma alone, skipping the colour planes and the RGB step:
-            # twice as fast on colour scans, and the same greys to within a level or so.
+            # twice as fast on colour scans, and the same greys to within a few levels.
             image.draft("L", image.size)
         image.load()
         return to_grey(ImageOps.exif_transpose(image))

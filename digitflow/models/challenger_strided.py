@@ -26,7 +26,7 @@ def build() -> keras.Model:
     for stage, filters in enumerate((32, 64), start=1):
         x = conv_bn(x, filters, name=f"s{stage}c1")
         x = conv_bn(x, filters, name=f"s{stage}c2")
-        x = conv_bn(x, filters, kernel=3, strides=2, name=f"s{stage}down")
+        x = conv_bn(x, filters, strides=2, name=f"s{stage}down")
         x = keras.layers.Dropout(0.4)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, use_bias=False)(x)
