@@ -168,9 +168,11 @@ class LocalStore(ObjectStore):
         # Walk only the folder the prefix ends in, not the whole store: a store keeps every
         # batch's results, and listing one batch must not cost more as the others pile up.
         folder, _, start = prefix.rpartition("/")
-        parts = folder.split("/")
-        if folder and (any(p in ("", ".", "..") for p in parts) or parts[0] == ".tmp"):
-            return []  # no key lies there: check_key refuses such keys; .tmp is staging
+        try:
+            if folder and check_key(folder).split("/")[0] == ".tmp":
+                return []  # staging, not objects
+        except StoreError:
+            return []  # no key lies under a folder that is not a valid key itself
         top = self.root / folder if folder else self.root
         if not top.is_dir():
             return []
