@@ -3,23 +3,27 @@
 Decoders run on untrusted files: in a reader process, a crash or an out-of-memory kill
 ends the reader, not the scoring run. Processes are faster too: on 2 cores the score flow
 ran 1.33x faster with readers than with the digits found in its shard threads
-(benchmarks/score.py). The pool starts on first use and lives as long as the scoring
-process, so a run pays its start-up (about a second, while the model loads) once.
+(benchmarks/score.py). The readers start on first use and live as long as the scoring
+process, so a run pays their start-up (about a second, while the model loads) once.
 
-A reader that dies (killed for memory, or a decoder crash on a hostile file) breaks the
-pool and fails every file queued on it. The pool is replaced and those files are queued
-again; a file that fails a second time is read in a process of its own, so a file that
-kills its reader every time is quarantined with that reason and every other file is read.
+Each reader has a pipe of its own and reads one file at a time, so a reader that dies
+(killed for memory, or a decoder crash on a hostile file) takes only the file it was
+reading with it. That file is read again on a new reader; a file that kills its reader
+twice is quarantined with that reason and every other file is read. (A shared task queue,
+as in ``ProcessPoolExecutor``, fails every queued file when one worker dies, and on
+Python 3.11 its recovery can deadlock.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
+import queue
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection, wait
 
 from digitflow.errors import SourceError
 from digitflow.scoring.extract import FileDigits, extract, quarantined
@@ -28,23 +32,111 @@ from digitflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_LOCK = threading.Lock()
-_POOL: ProcessPoolExecutor | None = None
-
 
 def reader_count() -> int:
     """Reader processes to use: DIGITFLOW_READERS, else one per core; 1 means none."""
     return Settings().readers or os.cpu_count() or 1
 
 
-def _start_reader() -> None:
+def _serve(conn: Connection) -> None:
+    """A reader process: extract each file sent until told to stop or the parent is gone."""
     import cv2
 
     cv2.setNumThreads(1)  # one page per process already keeps every core busy
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the scoring process is gone
+            return
+        if message is None:
+            return
+        data, name = message
+        try:
+            conn.send((True, extract(data, name)))
+        except Exception as exc:  # extract never raises: this is a result that cannot be sent
+            conn.send((False, f"{name}: {type(exc).__name__} in the reader process: {exc}"))
 
 
-def _pool() -> ProcessPoolExecutor | None:
-    """The shared pool, started on first use; None where files are read in-thread."""
+class _Reader:
+    """One reader process and its pipe."""
+
+    def __init__(self) -> None:
+        context = mp.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child,), name="digitflow-reader", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def read(self, data: bytes, name: str) -> FileDigits | None:
+        """The file's digits, or None when the process died reading it."""
+        try:
+            self._conn.send((data, name))
+            wait([self._conn, self.process.sentinel])
+            if not self._conn.poll():  # the process ended without an answer
+                return None
+            ok, value = self._conn.recv()
+        except (EOFError, OSError):  # it died before reading the file, or mid-answer
+            return None
+        if not ok:
+            raise RuntimeError(value)
+        result: FileDigits = value
+        return result
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # already dead
+            self._conn.send(None)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._conn.close()
+
+
+class _Readers:
+    """``count`` readers, each driven by one thread that waits on its answers."""
+
+    def __init__(self, count: int) -> None:
+        self._idle: queue.SimpleQueue[_Reader] = queue.SimpleQueue()
+        for _ in range(count):
+            self._idle.put(_Reader())
+        self._count = count
+        self._threads = ThreadPoolExecutor(count, thread_name_prefix="digitflow-reader")
+
+    def submit(self, data: bytes, name: str) -> Future[FileDigits]:
+        return self._threads.submit(self._read, data, name)
+
+    def _read(self, data: bytes, name: str) -> FileDigits:
+        reader = self._idle.get()  # never waits: there are as many readers as threads
+        try:
+            for attempt in ("reading it", "reading it again"):
+                result = reader.read(data, name)
+                if result is not None:
+                    return result
+                logger.warning("a reader process died %s: %s; starting a new one", attempt, name)
+                reader.close()
+                reader = _Reader()
+            return quarantined(
+                name,
+                f"{name}: the reader process died each time it read this file (out of memory, "
+                "or a decoder crash): check the file, or read it on a larger machine",
+            )
+        finally:
+            self._idle.put(reader)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        for _ in range(self._count):
+            self._idle.get().close()
+
+
+_LOCK = threading.Lock()
+_POOL: _Readers | None = None
+
+
+def _pool() -> _Readers | None:
+    """The shared readers, started on first use; None where files are read in-thread."""
     global _POOL
     count = reader_count()
     # A daemonic process (a Dask worker) may not have children; it is one reader itself.
@@ -52,28 +144,13 @@ def _pool() -> ProcessPoolExecutor | None:
         return None
     with _LOCK:
         if _POOL is None:
-            _POOL = ProcessPoolExecutor(
-                count, mp_context=mp.get_context("spawn"), initializer=_start_reader
-            )
+            _POOL = _Readers(count)
         return _POOL
 
 
 def start() -> None:
-    """Start the reader processes now (in the background) rather than on the first file."""
-    pool = _pool()
-    if pool is not None:
-        for _ in range(reader_count()):
-            pool.submit(os.getpid)
-
-
-def _replace(broken: ProcessPoolExecutor) -> None:
-    """Drop a broken pool, once, however many threads saw it break."""
-    global _POOL
-    with _LOCK:
-        if _POOL is broken:
-            _POOL = None
-            broken.shutdown(wait=False, cancel_futures=True)
-            logger.warning("a reader process died; starting new ones")
+    """Start the reader processes now (they load in the background) rather than on first use."""
+    _pool()
 
 
 def shutdown() -> None:
@@ -82,7 +159,7 @@ def shutdown() -> None:
     with _LOCK:
         pool, _POOL = _POOL, None
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
 
 
 def _read(input_root: str, name: str) -> bytes | FileDigits:
@@ -92,60 +169,17 @@ def _read(input_root: str, name: str) -> bytes | FileDigits:
         return quarantined(name, str(exc))
 
 
-def _alone(data: bytes, name: str) -> FileDigits:
-    """Read one file in a process of its own: the retry of a file whose reader died."""
-    with ProcessPoolExecutor(
-        1, mp_context=mp.get_context("spawn"), initializer=_start_reader
-    ) as single:
-        try:
-            return single.submit(extract, data, name).result()
-        except BrokenProcessPool:
-            return quarantined(
-                name,
-                f"{name}: the reader process died each time it read this file (out of memory, "
-                "or a decoder crash): check the file, or read it on a larger machine",
-            )
-
-
-Queued = tuple[str, bytes, ProcessPoolExecutor | None, "Future[FileDigits] | None"]
-
-
-def _submit(name: str, data: bytes) -> Queued:
-    """Queue a file on the shared pool (replacing a pool found broken); no pool: in-thread."""
+def _submit(name: str, data: bytes) -> FileDigits | Future[FileDigits]:
+    """Queue a file on the readers; with none, extract it here and now."""
     for _ in range(2):
         pool = _pool()
         if pool is None:
             break
         try:
-            return name, data, pool, pool.submit(extract, data, name)
-        except BrokenProcessPool:
-            _replace(pool)
+            return pool.submit(data, name)
         except RuntimeError:  # shut down between _pool() and submit: take a fresh one
             continue
-    return name, data, None, None
-
-
-def _outcome(pool: ProcessPoolExecutor, future: Future[FileDigits]) -> FileDigits | None:
-    """The file's digits, or None when its reader died (the broken pool is replaced)."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        _replace(pool)
-        return None
-
-
-def _collect(queued: Queued | FileDigits) -> FileDigits:
-    if isinstance(queued, FileDigits):
-        return queued
-    name, data, pool, future = queued
-    if pool is None or future is None:
-        return extract(data, name)  # no reader processes here
-    result = _outcome(pool, future)
-    if result is None:  # most files of a broken pool were only queued behind the culprit
-        _, _, pool, future = _submit(name, data)
-        if pool is not None and future is not None:
-            result = _outcome(pool, future)
-    return result if result is not None else _alone(data, name)
+    return extract(data, name)
 
 
 def read_files(input_root: str, names: list[str]) -> list[FileDigits]:
@@ -153,8 +187,8 @@ def read_files(input_root: str, names: list[str]) -> list[FileDigits]:
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
     """
-    queued: list[Queued | FileDigits] = []
+    pending: list[FileDigits | Future[FileDigits]] = []
     for name in names:
         data = _read(input_root, name)
-        queued.append(data if isinstance(data, FileDigits) else _submit(name, data))
-    return [_collect(item) for item in queued]
+        pending.append(data if isinstance(data, FileDigits) else _submit(name, data))
+    return [item if isinstance(item, FileDigits) else item.result() for item in pending]

@@ -82,23 +82,40 @@ def test_reader_processes_read_what_one_thread_reads(
 
 
 def test_a_reader_killed_mid_batch_loses_nothing(
-    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
+    folder: Path,
+    two_readers: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     want = _in_thread(folder, monkeypatch)
     readers.read_files(str(folder), _names(folder)[:2])  # start the readers
-    victims = _readers()
+    victim, survivor = _readers()
     names = _names(folder) * 3  # enough work that the kill lands while files are queued
     result: list[list[FileDigits]] = []
     worker = threading.Thread(target=lambda: result.append(readers.read_files(str(folder), names)))
     worker.start()
     time.sleep(0.2)
-    os.kill(victims[0].pid or 0, signal.SIGKILL)
+    os.kill(victim.pid or 0, signal.SIGKILL)
     assert worker.is_alive()  # the kill landed while the batch was being read
     worker.join(timeout=300)
     _assert_same(result[0], want * 3)
-    # The broken pool was replaced: the next batch runs on new readers.
+    assert "a reader process died reading it" in caplog.text
+    # Only the dead reader was replaced: the next batch runs on the survivor and a new one.
     readers.read_files(str(folder), _names(folder)[:2])
-    assert {p.pid for p in _readers()}.isdisjoint(p.pid for p in victims)
+    now = {p.pid for p in _readers()}
+    assert len(now) == 2 and survivor.pid in now and victim.pid not in now
+
+
+def test_shutdown_stops_the_readers_and_the_next_batch_starts_new_ones(
+    folder: Path, two_readers: None
+) -> None:
+    readers.read_files(str(folder), _names(folder)[:2])
+    before = _readers()
+    assert len(before) == 2
+    readers.shutdown()
+    assert not any(p.is_alive() for p in before)
+    readers.read_files(str(folder), _names(folder)[:2])
+    assert {p.pid for p in _readers()}.isdisjoint(p.pid for p in before)
 
 
 def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
