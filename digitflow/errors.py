@@ -37,6 +37,10 @@ class ImageError(DigitflowError):
     """A scanned image cannot be decoded or is unusable."""
 
 
+class ReaderStartError(DigitflowError):
+    """The processes that find digits in scans cannot start."""
+
+
 class ModelError(DigitflowError):
     """A model cannot be built, loaded or verified."""
 

@@ -53,14 +53,38 @@ class Pages:
         self.base_url = base_url
         self.out = out
         self.shots: list[Path] = []
+        # What the browser said, printed if the test fails.
+        self.log: list[str] = []
+        self.page.on("console", lambda m: self.log.append(f"console {m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.log.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.log.append(f"failed: {r.url}"))
+        self.page.on("response", self._log_error_response)
 
-    def open(self, path: str) -> Any:
-        self.page.goto(self.base_url + path, wait_until="load")
-        return self.page
+    def _log_error_response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.log.append(f"HTTP {response.status}: {response.request.method} {response.url}")
 
-    def see(self, text: str) -> None:
-        """Wait until ``text`` is visible somewhere on the page."""
-        self.page.get_by_text(text, exact=False).first.wait_for(state="visible")
+    def show(self, path: str, *texts: str, tab: str | None = None) -> None:
+        """Open ``path`` (and its ``tab``) and wait until each of ``texts`` is visible.
+
+        On a loaded 2-core machine the UI now and then leaves a view blank (its software-
+        rendered run graph competes with the server and the workers for the CPU): a view
+        that stays blank for WAIT_MS is loaded once more before the test fails.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for attempt in (1, 2):
+            self.page.goto(self.base_url + path, wait_until="load")
+            try:
+                if tab is not None:
+                    self.page.locator("li.p-tab", has_text=tab).click()
+                for text in texts:
+                    self.page.get_by_text(text, exact=False).first.wait_for(state="visible")
+                return
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+                self.log.append(f"{path} ({tab}): nothing after {WAIT_MS} ms; loading it again")
 
     def shot(self, name: str) -> None:
         path = self.out / f"{name}.png"
@@ -95,42 +119,37 @@ def test_ui_shows_the_runs_and_their_reports(
     base_url = pipeline_run.system.server.api_url.removesuffix("/api")
     ui = Pages(browser, base_url, tmp_path)
     try:
-        ui.open(f"/runs/flow-run/{pipeline_run.retrain.id}")
-        ui.see(pipeline_run.retrain.name)
-        ui.see("Completed")
-        ui.page.locator("li.p-tab", has_text="Subflow Runs").click()
-        for subflow in ("ingest", "train", "promote"):  # the retraining's steps
-            ui.see(_only_run_of(pipeline_run, subflow).name)
+        retrain = f"/runs/flow-run/{pipeline_run.retrain.id}"
+        ui.show(retrain, pipeline_run.retrain.name, "Completed")
+        # The retraining's steps, as its subflow runs.
+        steps = [_only_run_of(pipeline_run, f).name for f in ("ingest", "train", "promote")]
+        ui.show(retrain, *steps, tab="Subflow Runs")
         ui.shot("retrain-run")
 
-        ui.open(f"/runs/flow-run/{_only_run_of(pipeline_run, 'promote').id}")
-        ui.page.locator("li.p-tab", has_text="Artifacts").click()
-        ui.see("promotion-decision")
+        promote = f"/runs/flow-run/{_only_run_of(pipeline_run, 'promote').id}"
+        ui.show(promote, "promotion-decision", tab="Artifacts")
         ui.shot("promote-run-artifacts")
 
-        ui.open(f"/runs/flow-run/{pipeline_run.score.id}")
-        ui.see(pipeline_run.score.name)
-        ui.see("score-folder on digitflow.model.promoted")  # the automation that started it
-        ui.page.locator("li.p-tab", has_text="Artifacts").click()
-        ui.see("scoring-summary")
+        score = f"/runs/flow-run/{pipeline_run.score.id}"
+        # The automation that started it.
+        ui.show(score, pipeline_run.score.name, "score-folder on digitflow.model.promoted")
+        ui.show(score, "scoring-summary", tab="Artifacts")
         ui.shot("score-run-artifacts")
 
-        ui.open("/artifacts")
-        ui.see("promotion-decision")
-        ui.see("scoring-summary")
+        ui.show("/artifacts", "promotion-decision", "scoring-summary")
         ui.shot("artifacts")
 
-        ui.open(f"/artifacts/artifact/{_artifact_id(pipeline_run, 'promotion-decision')}")
-        ui.see("Promoted:")
-        ui.see("Confusion matrix")
+        decision = _artifact_id(pipeline_run, "promotion-decision")
+        ui.show(f"/artifacts/artifact/{decision}", "Promoted:", "Confusion matrix")
         ui.shot("artifact-promotion-decision")
 
-        ui.open(f"/artifacts/artifact/{_artifact_id(pipeline_run, 'scoring-summary')}")
-        ui.see("batch_id")
-        ui.see(pipeline_run.score.parameters["params"]["model"])  # the champion read them
+        summary = _artifact_id(pipeline_run, "scoring-summary")
+        model = pipeline_run.score.parameters["params"]["model"]  # the champion read them
+        ui.show(f"/artifacts/artifact/{summary}", "batch_id", model)
         ui.shot("artifact-scoring-summary")
     except Exception:
         ui.shot("failure")
+        print("\n".join(ui.log))
         raise
     finally:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)

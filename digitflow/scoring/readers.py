@@ -25,7 +25,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 
-from digitflow.errors import SourceError
+from digitflow.errors import ReaderStartError, SourceError
 from digitflow.scoring.extract import FileDigits, extract, quarantined
 from digitflow.scoring.inputs import read_input
 from digitflow.settings import Settings
@@ -43,6 +43,7 @@ def _serve(conn: Connection) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one page per process already keeps every core busy
+    conn.send(True)  # started: from now on, a death is the file's doing (or memory's)
     while True:
         try:
             message = conn.recv()
@@ -68,9 +69,37 @@ class _Reader:
         )
         self.process.start()
         child.close()
+        self._started = False
+
+    def _wait_started(self) -> bool:
+        """Wait for the process to say it started; False if a signal killed it before.
+
+        A process that exits by itself before then cannot start at all (an import error,
+        or a script without the ``__main__`` guard that spawn needs): no file is to blame.
+        """
+        wait([self._conn, self.process.sentinel])
+        try:
+            self._started = self._conn.poll() and self._conn.recv() is True
+        except (EOFError, OSError):
+            self._started = False
+        if self._started:
+            return True
+        self.process.join()
+        code = self.process.exitcode
+        # Killed (out of memory?), or reaped by another thread first: a death, not a start.
+        if code is None or code < 0:
+            return False
+        raise ReaderStartError(
+            f"a reader process exited with code {code} before reading any file. A script "
+            'that runs the score flow needs an `if __name__ == "__main__":` guard (readers '
+            "start with spawn); the reader's own error is printed above. DIGITFLOW_READERS=1 "
+            "finds digits in the scoring threads instead"
+        )
 
     def read(self, data: bytes, name: str) -> FileDigits | None:
         """The file's digits, or None when the process died reading it."""
+        if not self._started and not self._wait_started():
+            return None
         try:
             self._conn.send((data, name))
             wait([self._conn, self.process.sentinel])

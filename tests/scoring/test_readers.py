@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -149,3 +151,22 @@ def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
             assert f.status == "quarantined" and f.name in f.error
         else:  # read before its reader was killed, or on a retry that survived
             _assert_same([f], [want[f.name]])
+
+
+def test_readers_that_cannot_start_fail_the_run_with_the_reason_and_blame_no_file(
+    folder: Path, tmp_path: Path
+) -> None:
+    # A script without the `if __name__ == "__main__":` guard: each spawned reader runs
+    # the script again and stops with an error before it can read a file.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from digitflow.scoring import readers\n"
+        f"print(readers.read_files({str(folder)!r}, {_names(folder)[:3]!r}))\n"
+    )
+    env = {**os.environ, "DIGITFLOW_READERS": "2"}
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode != 0
+    assert "ReaderStartError" in run.stderr and '`if __name__ == "__main__":` guard' in run.stderr
+    assert "died each time" not in run.stderr + run.stdout  # no file was blamed
