@@ -176,6 +176,10 @@ def train(
         bool | None, typer.Option("--augment/--no-augment", help="Augment while fitting.")
     ] = None,
     lr_schedule: Annotated[str | None, typer.Option(help="constant | cosine")] = None,
+    clean_epochs: Annotated[
+        int | None,
+        typer.Option(min=0, help="Epochs on the plain digits at the final rate, after the rest."),
+    ] = None,
     ensemble: Annotated[
         str | None, typer.Option(help="Comma-separated models to average into `ensemble`.")
     ] = None,
@@ -199,6 +203,7 @@ def train(
         "learning_rate": learning_rate,
         "augment": augment,
         "lr_schedule": lr_schedule,
+        "clean_epochs": clean_epochs,
         "seed": seed,
         "mode": mode,
         "dataset_version": dataset_version,

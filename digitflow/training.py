@@ -44,6 +44,16 @@ class TrainConfig(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = Field(
         default="constant", description="cosine: one warm-up epoch, then decay to 1 %."
     )
+    clean_epochs: int = Field(
+        default=0,
+        ge=0,
+        description="Epochs on the plain digits at the schedule's final rate, after the others.",
+    )
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch of the run, the clean ones included."""
+        return self.epochs + self.clean_epochs
 
 
 class EpochMetrics(BaseModel):
@@ -138,30 +148,53 @@ def code_version() -> str:
 def _fit(
     config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], None]
 ) -> tuple[Any, dict[str, list[float]]]:
-    """The fitted model (without the augmentation wrapper, if any) and its history."""
-    import keras
+    """The fitted model (without the augmentation wrapper, if any) and its history.
 
+    The clean epochs, if any, follow on the model alone at the schedule's final rate. An
+    augmented run leaves the weights, and the batch-norm statistics above all, tuned to
+    warped digits; a few epochs on the digits as they are settle both for the real ones.
+    """
     from digitflow import augment, recipes
 
     model = models.build(config.model)
     trainee = augment.with_augmentation(model, config.seed) if config.augment else model
-    trainee.compile(
-        optimizer=keras.optimizers.Adam(
-            learning_rate=recipes.learning_rate(config, len(data.y_train))
-        ),
+    rate = recipes.learning_rate(config, len(data.y_train))
+    history = _fit_epochs(trainee, rate, config, data, on_epoch, 0, config.epochs)
+    if config.clean_epochs:
+        rate = recipes.final_rate(config)
+        clean = _fit_epochs(model, rate, config, data, on_epoch, config.epochs, config.total_epochs)
+        history = {k: v + clean[k] for k, v in history.items()}
+    return model, history
+
+
+def _fit_epochs(
+    model: Any,
+    rate: Any,
+    config: TrainConfig,
+    data: Data,
+    on_epoch: Callable[[EpochMetrics], None],
+    first: int,
+    last: int,
+) -> dict[str, list[float]]:
+    """Fit epochs [first, last) of the run with a fresh Adam at ``rate``; their history."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=rate),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
-    history = trainee.fit(
+    history = model.fit(
         data.x_train,
         keras.utils.to_categorical(data.y_train, 10),
         validation_data=(data.x_val, keras.utils.to_categorical(data.y_val, 10)),
-        epochs=config.epochs,
+        initial_epoch=first,
+        epochs=last,
         batch_size=config.batch_size,
         verbose=0,
         callbacks=[_epoch_reporter(config, on_epoch)],
     )
-    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
 def error_rate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -278,7 +311,7 @@ def _epoch_reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None
                 EpochMetrics(
                     model=config.model,
                     epoch=epoch + 1,
-                    epochs=config.epochs,
+                    epochs=config.total_epochs,
                     loss=float(logs.get("loss", np.nan)),
                     accuracy=float(logs.get("accuracy", np.nan)),
                     val_loss=float(logs.get("val_loss", np.nan)),

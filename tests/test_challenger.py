@@ -122,9 +122,40 @@ def test_cosine_schedule_warms_up_then_decays() -> None:
     assert recipes.learning_rate(TrainConfig(model="larger_cnn"), 1000) == 1e-3  # seed recipe
 
 
+def test_clean_epochs_run_at_the_rate_the_schedule_ends_at() -> None:
+    cosine = TrainConfig(model="challenger_cnn", learning_rate=3e-3, lr_schedule="cosine")
+    assert recipes.final_rate(cosine) == pytest.approx(3e-5)
+    schedule = recipes.learning_rate(cosine, examples=1000)
+    assert float(schedule(cosine.epochs * 5)) == pytest.approx(3e-5)  # 5 steps an epoch
+    assert recipes.final_rate(TrainConfig(model="larger_cnn", learning_rate=2e-3)) == 2e-3
+
+
+@pytest.mark.slow
+def test_clean_epochs_follow_the_augmented_ones(
+    mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    from digitflow.storage import LocalStore
+    from digitflow.training import EpochMetrics, train_model
+    from tests.conftest import clone_store
+
+    uri, version = mnist_store
+    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    config = TrainConfig(
+        model="simple_cnn", epochs=2, clean_epochs=1, limit=600, augment=True, lr_schedule="cosine"
+    )
+    epochs: list[EpochMetrics] = []
+    record = train_model(store, version, config, "run-c", on_epoch=epochs.append)
+    assert [(m.epoch, m.epochs) for m in epochs] == [(1, 3), (2, 3), (3, 3)]
+    card = json.loads(store.read_bytes(record.card_key))
+    assert card["params"]["clean_epochs"] == 1
+    history = json.loads(store.read_bytes(card["history_key"]))
+    assert {len(values) for values in history.values()} == {3}
+
+
 def test_profiles_fill_what_is_not_given() -> None:
     best = recipes.apply_profile({"profile": "best", "epochs": 1})
     assert best["epochs"] == 1 and best["augment"] is True and best["lr_schedule"] == "cosine"
+    assert best["clean_epochs"] == 2
     assert best["models"] == list(models.CHALLENGERS) == best["ensemble"]
     quick = recipes.apply_profile({"profile": "quick"})
     assert quick["models"] == list(models.SEED_MODELS) and quick["limit"] == 5000
