@@ -30,7 +30,7 @@ class TrainParams(BaseModel):
         default="seed",
         description="quick: the seed models, 2 epochs on 5,000 examples (~25 s on 2 CPU "
         "cores); seed: the brief's recipe (~1-2 min); best: the challengers with augmentation "
-        "and a cosine schedule for 30 epochs, 2 more without, then their ensemble (~75 min). "
+        "and a cosine schedule for 30 epochs, 2 more without, then their ensemble (~80 min). "
         "Fields you set win over the profile's.",
     )
     models: list[str] = Field(default=list(models.SEED_MODELS), min_length=1)

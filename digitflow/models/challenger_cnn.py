@@ -2,7 +2,8 @@
 
 Conv 32 ×2 → MaxPool → Conv 64 ×2 → MaxPool → Conv 128 → GlobalAveragePool → Dropout 0.3
 → Dense 10; every conv is 3×3 with BatchNorm and ReLU. Meant to be trained with the
-challenger recipe (augmentation, cosine learning-rate schedule: ``profiles.CHALLENGER``).
+challenger recipe (augmentation, cosine learning-rate schedule, clean epochs:
+``recipes.CHALLENGER``).
 """
 
 from __future__ import annotations
