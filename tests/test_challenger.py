@@ -164,6 +164,16 @@ def test_profiles_fill_what_is_not_given() -> None:
         recipes.apply_profile({"profile": "fast"})
 
 
+def test_the_train_flow_hands_the_profile_recipe_to_every_model() -> None:
+    from flows.train import TrainParams, _configs
+
+    configs = _configs(TrainParams(profile="best", overrides={"challenger_small": {"epochs": 5}}))
+    assert set(configs) == set(models.CHALLENGERS)
+    for name, config in configs.items():
+        assert config.augment and config.lr_schedule == "cosine" and config.clean_epochs == 2
+        assert config.total_epochs == (7 if name == "challenger_small" else 32)
+
+
 def test_ensemble_members_train_with_seeds_of_their_own() -> None:
     from flows.train import TrainParams, _configs
 
