@@ -10,7 +10,9 @@ import pytest
 
 from digitflow import models, recipes
 from digitflow.errors import ModelError
+from digitflow.storage import LocalStore
 from digitflow.training import TrainConfig
+from tests.conftest import clone_store
 
 PARAMETERS = {
     "challenger_cnn": 141_098,
@@ -30,6 +32,13 @@ def digits(n: int = 16, seed: int = 0) -> np.ndarray:
         ring = np.abs(np.hypot(yy - cy, xx - cx) - 6) < 1.5
         images[k, ..., 0] = np.where(ring | ((xx == cx) & (abs(yy - cy) < 9)), 1.0, 0.0)
     return images
+
+
+@pytest.fixture
+def store_copy(mnist_store: tuple[str, str], tmp_path: Path) -> tuple[LocalStore, str]:
+    """A copy of the MNIST store this test may write to, and its dataset version."""
+    uri, version = mnist_store
+    return LocalStore(clone_store(uri, tmp_path / "store")), version
 
 
 def test_challengers_are_registered_but_not_trained_by_default() -> None:
@@ -131,15 +140,10 @@ def test_clean_epochs_run_at_the_rate_the_schedule_ends_at() -> None:
 
 
 @pytest.mark.slow
-def test_clean_epochs_follow_the_augmented_ones(
-    mnist_store: tuple[str, str], tmp_path: Path
-) -> None:
-    from digitflow.storage import LocalStore
+def test_clean_epochs_follow_the_augmented_ones(store_copy: tuple[LocalStore, str]) -> None:
     from digitflow.training import EpochMetrics, train_model
-    from tests.conftest import clone_store
 
-    uri, version = mnist_store
-    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    store, version = store_copy
     config = TrainConfig(
         model="simple_cnn", epochs=2, clean_epochs=1, limit=600, augment=True, lr_schedule="cosine"
     )
@@ -191,16 +195,13 @@ def test_ensemble_members_train_with_seeds_of_their_own() -> None:
 
 @pytest.mark.slow
 def test_ensemble_averages_members_and_loads_like_any_candidate(
-    mnist_store: tuple[str, str], tmp_path: Path
+    store_copy: tuple[LocalStore, str],
 ) -> None:
     from digitflow.candidates import load_model, read_card
     from digitflow.ensemble import build_ensemble
-    from digitflow.storage import LocalStore
     from digitflow.training import load_data, train_model
-    from tests.conftest import clone_store
 
-    uri, version = mnist_store
-    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    store, version = store_copy
     members = ["baseline_mlp", "simple_cnn"]
     for name in members:
         train_model(store, version, TrainConfig(model=name, epochs=1, limit=1000), "run-e")
@@ -219,14 +220,11 @@ def test_ensemble_averages_members_and_loads_like_any_candidate(
 
 
 @pytest.mark.slow
-def test_ensemble_refuses_a_tampered_member(mnist_store: tuple[str, str], tmp_path: Path) -> None:
+def test_ensemble_refuses_a_tampered_member(store_copy: tuple[LocalStore, str]) -> None:
     from digitflow.ensemble import build_ensemble
-    from digitflow.storage import LocalStore
     from digitflow.training import train_model
-    from tests.conftest import clone_store
 
-    uri, version = mnist_store
-    store = LocalStore(clone_store(uri, tmp_path / "store"))
+    store, version = store_copy
     for name in ("baseline_mlp", "larger_cnn"):
         train_model(store, version, TrainConfig(model=name, epochs=1, limit=200), "run-t")
     key = "models/candidates/run-t/larger_cnn/model.keras"
