@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -56,7 +57,6 @@ def _prepare_env(store: str | None) -> None:
 
 
 _server_start: threading.Thread | None = None
-_logging_configured = False
 
 
 def _load_beside_server(*modules: str) -> None:
@@ -88,13 +88,10 @@ def _load_beside_server(*modules: str) -> None:
         importlib.import_module(module)
 
 
+@functools.cache  # once per process: the server's early start calls it too
 def _configure_logging() -> None:
     """Keep flow and task logs, drop Prefect's own chatter (server start/stop) and
     tracebacks of known errors, so that the reason of a failure is the last line."""
-    global _logging_configured
-    if _logging_configured:
-        return
-    _logging_configured = True
     logging.getLogger("prefect").setLevel(logging.WARNING)
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).setLevel(logging.INFO)
