@@ -40,12 +40,13 @@ def _best_shear(ys: np.ndarray, xs: np.ndarray, candidates: np.ndarray) -> float
     offset = int(np.abs(xs).max() * np.abs(candidates).max()) + 1
     # Try the smallest shears first so that a tie (an unrotated page) keeps the page level.
     candidates = candidates[np.argsort(np.abs(candidates), kind="stable")]
+    # floor(v + 0.5), not rint: rint's round-half-to-even would pair up rows at tangent 0
+    # and fake a sharp peak there. The offset keeps v + 0.5 positive, where truncating to
+    # an integer is the floor.
+    shifted = ys + (offset + 0.5)
     energy = []
     for tangent in candidates:
-        # floor(v + 0.5), not rint: rint's round-half-to-even would pair up rows at
-        # tangent 0 and fake a sharp peak there.
-        rows = np.floor(ys - xs * tangent + (offset + 0.5)).astype(np.int64)
-        counts = np.bincount(rows).astype(np.float64)
+        counts = np.bincount((shifted - xs * tangent).astype(np.int64))
         energy.append(float(counts @ counts))
     return float(candidates[int(np.argmax(energy))])
 
