@@ -17,6 +17,7 @@ Python 3.11 its recovery can deadlock.)
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -32,10 +33,26 @@ from digitflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
 
 def reader_count() -> int:
     """Reader processes to use: DIGITFLOW_READERS, else one per core; 1 means none."""
     return Settings().readers or os.cpu_count() or 1
+
+
+def _reuse_freed_memory() -> None:
+    """Keep the memory of freed page-sized arrays in this process for the next page.
+
+    A page allocates several arrays of 2-9 MB. By default glibc returns each to the system
+    when it is freed, and the next page's arrays fault in freshly zeroed memory again: about
+    1,200 page faults a page, and two readers read 10 % more pages a second without them
+    (2-megapixel scans). Without glibc (``mallopt`` missing) nothing changes.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the largest glibc allows
+        mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
 def _serve(conn: Connection) -> None:
@@ -43,6 +60,7 @@ def _serve(conn: Connection) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one page per process already keeps every core busy
+    _reuse_freed_memory()
     conn.send(True)  # started: from now on, a death is the file's doing (or memory's)
     while True:
         try:
@@ -164,10 +182,10 @@ _LOCK = threading.Lock()
 _POOL: _Readers | None = None
 
 
-def _pool() -> _Readers | None:
-    """The shared readers, started on first use; None where files are read in-thread."""
+def _pool(count: int) -> _Readers | None:
+    """The shared readers (``count`` of them), started on first use; None where files are
+    read in-thread."""
     global _POOL
-    count = reader_count()
     # A daemonic process (a Dask worker) may not have children; it is one reader itself.
     if count <= 1 or mp.current_process().daemon:
         return None
@@ -179,7 +197,7 @@ def _pool() -> _Readers | None:
 
 def start() -> None:
     """Start the reader processes now (they load in the background) rather than on first use."""
-    _pool()
+    _pool(reader_count())
 
 
 def shutdown() -> None:
@@ -198,10 +216,10 @@ def _read(input_root: str, name: str) -> bytes | FileDigits:
         return quarantined(name, str(exc))
 
 
-def _submit(name: str, data: bytes) -> FileDigits | Future[FileDigits]:
-    """Queue a file on the readers; with none, extract it here and now."""
+def _submit(name: str, data: bytes, readers: int) -> FileDigits | Future[FileDigits]:
+    """Queue a file on the ``readers`` reader processes; with none, extract it here and now."""
     for _ in range(2):
-        pool = _pool()
+        pool = _pool(readers)
         if pool is None:
             break
         try:
@@ -216,8 +234,9 @@ def read_files(input_root: str, names: list[str]) -> list[FileDigits]:
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
     """
+    readers = reader_count()  # the settings are parsed once per call, not once per file
     pending: list[FileDigits | Future[FileDigits]] = []
     for name in names:
         data = _read(input_root, name)
-        pending.append(data if isinstance(data, FileDigits) else _submit(name, data))
+        pending.append(data if isinstance(data, FileDigits) else _submit(name, data, readers))
     return [item if isinstance(item, FileDigits) else item.result() for item in pending]
