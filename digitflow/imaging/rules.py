@@ -19,8 +19,17 @@ _EDGE = 2
 
 def estimate_skew(mask: np.ndarray) -> float:
     """Tangent of the page's skew: the shear that makes rows of ink most sharply aligned."""
-    ys, xs = np.nonzero(mask)
+    ys, xs = ink_points(mask)
     return skew_of_points(ys, xs - mask.shape[1] // 2)
+
+
+def ink_points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a bool mask's ink, in raster order: ``np.nonzero``, 4x faster."""
+    points = cv2.findNonZero(np.ascontiguousarray(mask).view(np.uint8))
+    if points is None:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    points = points.reshape(-1, 2)
+    return points[:, 1], points[:, 0]
 
 
 def skew_of_points(ys: np.ndarray, xs: np.ndarray) -> float:
@@ -80,7 +89,9 @@ def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
     """The runs of ink (0/1) at least `length` (odd) long along rows: an opening by a line.
 
     Two running sums cost the same whatever the length, where an erosion and a dilation
-    by a line that long cost in proportion to it. Beyond the edge there is no ink.
+    by a line that long cost in proportion to it. Beyond the edge there is no ink. Only
+    rows holding `length` ink pixels or more can hold such a run; they are summed alone
+    (a frame's box or a rule's is mostly rows that cannot).
     """
 
     def window_sums(values: np.ndarray) -> np.ndarray:
@@ -88,8 +99,13 @@ def _long_runs(ink: np.ndarray, length: int) -> np.ndarray:
             values, cv2.CV_32F, (length, 1), normalize=False, borderType=cv2.BORDER_CONSTANT
         )
 
-    whole = (window_sums(ink) >= length - 0.5).view(np.uint8)  # the window centred here is ink
-    return (window_sums(whole) > 0.5).view(np.uint8)
+    runs = np.zeros_like(ink)
+    rows = np.flatnonzero(cv2.reduce(ink, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S) >= length)
+    if rows.size:
+        some = np.ascontiguousarray(ink[rows])
+        whole = (window_sums(some) >= length - 0.5).view(np.uint8)  # the window here is ink
+        runs[rows] = (window_sums(whole) > 0.5).view(np.uint8)
+    return runs
 
 
 # Grey erosion and dilation along rows with a centred line `size` (odd) long.

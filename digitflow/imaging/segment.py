@@ -10,7 +10,7 @@ import numpy as np
 from digitflow.imaging.binarize import Binarized, binarize
 from digitflow.imaging.blobs import Blob, blobs_of, merge_pieces, split_wide
 from digitflow.imaging.lines import group_lines
-from digitflow.imaging.rules import estimate_skew, remove_rules, skew_of_points
+from digitflow.imaging.rules import estimate_skew, ink_points, remove_rules, skew_of_points
 
 # Printed rules and box edges are this many digit heights long or more.
 _RULE_LENGTH = 3.0
@@ -160,7 +160,7 @@ def _is_framed(mask: np.ndarray) -> bool:
 def _skew(blobs: list[Blob]) -> float:
     """The skew of the blobs' ink together (`estimate_skew` of their joint mask)."""
     x0, x1 = min(b.x0 for b in blobs), max(b.x1 for b in blobs)
-    points = [np.nonzero(b.mask) for b in blobs]
+    points = [ink_points(b.mask) for b in blobs]
     ys = np.concatenate([rows + b.y0 for b, (rows, _) in zip(blobs, points, strict=True)])
     xs = np.concatenate([cols + b.x0 for b, (_, cols) in zip(blobs, points, strict=True)])
     return skew_of_points(ys, xs - (x0 + (x1 - x0) // 2))
