@@ -134,11 +134,19 @@ def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> list[Blob]:
     Faint thin strokes and thin printed rules dip below Otsu's cut here and there; keeping
     what joins confident ink keeps them whole without letting paper noise in.
     """
-    count, labels = cv2.connectedComponents((signal > weak).view(np.uint8), connectivity=8)
+    ink = (signal > weak).view(np.uint8)
+    # Labelled only inside the rows and columns that hold ink (a page's margins hold none):
+    # the same components, numbered in the same order.
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return []
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    count, labels = cv2.connectedComponents(ink[y0:y1, x0:x1], connectivity=8)
     keep = np.zeros(count, bool)
-    keep[labels[signal > strong]] = True
+    keep[labels[signal[y0:y1, x0:x1] > strong]] = True
     keep[0] = False
-    return blobs_of(labels, keep)
+    return blobs_of(labels, keep, x0=x0, y0=y0)
 
 
 def _sample(values: np.ndarray) -> np.ndarray:
