@@ -19,7 +19,7 @@ enough: every Prefect flow run ends by waiting for its heartbeat thread, which s
 whole seconds, so a run's time is rounded up to a whole second past its start.
 Prints pages/s, digits/s, ratios, and per-digit and exact-line accuracy against truth.csv.
 
-Usage: python benchmarks/score.py [--pages 120] [--naive-files 40] [--copies 5]
+Usage: python benchmarks/score.py [--pages 120] [--naive-files 40] [--copies 9]
            [--store STORE] [--model NAME] [--epochs N]
 """
 
@@ -194,7 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=120)
     parser.add_argument("--naive-files", type=int, default=40)
-    parser.add_argument("--copies", type=int, default=5, help="copies for the steady rate (>= 2)")
+    parser.add_argument("--copies", type=int, default=9, help="copies for the steady rate (>= 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--store", help="a store with a champion [default: train one now]")
     parser.add_argument("--model", default="simple_cnn")
