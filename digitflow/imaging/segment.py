@@ -167,9 +167,19 @@ def _skew(blobs: list[Blob]) -> float:
 
 
 def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
-    """The 8-connected pieces of ink in a mask whose corner lies at (x0, y0) on the page."""
-    _, labels = cv2.connectedComponents(np.ascontiguousarray(mask, np.uint8), connectivity=8)
-    return blobs_of(labels, x0=x0, y0=y0)
+    """The 8-connected pieces of ink in a mask whose corner lies at (x0, y0) on the page.
+
+    Only the rows and columns holding ink are labelled: what is left of a frame or a rule
+    once its straight runs are cut out is often a small part of its box.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return []
+    top, left = int(rows[0]), int(cols[0])
+    ink = np.ascontiguousarray(mask[top : rows[-1] + 1, left : cols[-1] + 1], np.uint8)
+    _, labels = cv2.connectedComponents(ink, connectivity=8)
+    return blobs_of(labels, x0=x0 + left, y0=y0 + top)
 
 
 def _is_dust(blob: Blob, height: float) -> bool:
