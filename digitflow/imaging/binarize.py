@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from digitflow.imaging.blobs import Blob, blobs_of
+from digitflow.imaging.blobs import Blob, blobs_of, ink_box
 
 # Below this contrast (grey levels, ink against paper) a page is treated as blank.
 MIN_CONTRAST = 24.0
@@ -137,11 +137,10 @@ def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> list[Blob]:
     ink = (signal > weak).view(np.uint8)
     # Labelled only inside the rows and columns that hold ink (a page's margins hold none):
     # the same components, numbered in the same order.
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    if rows.size == 0:
+    box = ink_box(ink)
+    if box is None:
         return []
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y0, y1, x0, x1 = box
     count, labels = cv2.connectedComponents(ink[y0:y1, x0:x1], connectivity=8)
     keep = np.zeros(count, bool)
     keep[labels[signal[y0:y1, x0:x1] > strong]] = True

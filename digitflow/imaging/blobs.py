@@ -74,6 +74,15 @@ class Blob:
         return Blob(int(x0), int(y0), int(x0 + c1 - c0), int(y0 + r1 - r0), part[r0:r1, c0:c1])
 
 
+def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The tight box (y0, y1, x0, x1) round a mask's ink; None for a mask without any."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def blobs_of(
     labels: np.ndarray, keep: np.ndarray | None = None, x0: int = 0, y0: int = 0
 ) -> list[Blob]:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from digitflow.imaging.binarize import Binarized, binarize
-from digitflow.imaging.blobs import Blob, blobs_of, merge_pieces, split_wide
+from digitflow.imaging.blobs import Blob, blobs_of, ink_box, merge_pieces, split_wide
 from digitflow.imaging.lines import group_lines
 from digitflow.imaging.rules import estimate_skew, ink_points, remove_rules, skew_of_points
 
@@ -172,12 +172,11 @@ def _components(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[Blob]:
     Only the rows and columns holding ink are labelled: what is left of a frame or a rule
     once its straight runs are cut out is often a small part of its box.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = ink_box(mask)
+    if box is None:
         return []
-    top, left = int(rows[0]), int(cols[0])
-    ink = np.ascontiguousarray(mask[top : rows[-1] + 1, left : cols[-1] + 1], np.uint8)
+    top, bottom, left, right = box
+    ink = np.ascontiguousarray(mask[top:bottom, left:right], np.uint8)
     _, labels = cv2.connectedComponents(ink, connectivity=8)
     return blobs_of(labels, x0=x0 + left, y0=y0 + top)
 

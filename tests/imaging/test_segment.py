@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from digitflow.imaging import segment_page
 from digitflow.imaging.binarize import binarize, otsu_threshold
+from digitflow.imaging.blobs import ink_box
 from tests.imaging.synthetic import (
     PAPER,
     glyph,
@@ -25,6 +26,14 @@ LINES = ["0123456789", "3141", "27182818"]
 
 def boxes_of(page: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
     return [(b.line, b.position, b.x0, b.y0, b.x1, b.y1) for b in segment_page(page).boxes]
+
+
+def test_ink_box_is_tight_round_the_ink() -> None:
+    mask = np.zeros((40, 50), bool)
+    assert ink_box(mask) is None
+    mask[7, 30] = mask[19, 12] = True
+    assert ink_box(mask) == (7, 20, 12, 31)
+    assert ink_box(mask.view(np.uint8)) == (7, 20, 12, 31)
 
 
 def test_otsu_splits_two_levels_between_them() -> None:
