@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -69,7 +69,9 @@ def _load_beside_server(*modules: str) -> None:
     A failure here is left to the flow's own start, which reports it.
     """
     global _server_start
-    if not _on_temporary_server():
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return  # a server is up (or none may be started): the flow imports what it needs
     _configure_logging()  # before the server's start says it starts
     # The import takes seconds of this process's time: here, not in the thread, where it
@@ -84,32 +86,6 @@ def _load_beside_server(*modules: str) -> None:
     _server_start.start()
     for module in modules:
         importlib.import_module(module)
-
-
-def _on_temporary_server() -> bool:
-    """True when flows run on a Prefect server that this process starts (no API set)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    return not PREFECT_API_URL.value() and bool(PREFECT_SERVER_EPHEMERAL_ENABLED.value())
-
-
-@contextlib.contextmanager
-def _no_heartbeats_on_temporary_server() -> Iterator[None]:
-    """Flow runs send no heartbeats to a temporary server; to a real one they do.
-
-    A heartbeat lets a server mark a run crashed when its process dies without saying so,
-    but a temporary server ends with this process. And each flow run ends by joining its
-    heartbeat thread, which sleeps in whole seconds, so the run waits for the next one: an
-    empty flow took 1.07 s with heartbeats and 0.07 s without; the score flow of
-    `digitflow score` on 4 pages, 1.28 s and 1.18 s.
-    """
-    if not _on_temporary_server():
-        yield
-        return
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
 
 
 @functools.cache  # once per process: the server's early start calls it too
@@ -136,7 +112,7 @@ def _run(
     if _server_start is not None:
         _server_start.join()  # the flow must not find it half-started
     try:
-        with flow_progress(err, title), _no_heartbeats_on_temporary_server():
+        with flow_progress(err, title):
             result = action().model_dump(mode="json")
     except DigitflowError as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
