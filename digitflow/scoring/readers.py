@@ -2,7 +2,7 @@
 
 Decoders run on untrusted files: in a reader process, a crash or an out-of-memory kill
 ends the reader, not the scoring run. Processes are faster too: on 2 cores the score flow
-ran 1.33x faster with readers than with the digits found in its shard threads
+ran 1.43x faster with readers than with the digits found in its shard threads
 (benchmarks/score.py). The readers start on first use and live as long as the scoring
 process, so a run pays their start-up (about a second, while the model loads) once.
 
