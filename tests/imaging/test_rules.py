@@ -34,6 +34,8 @@ def test_long_runs_keep_exactly_the_runs_that_long(length: int, density: float) 
     mask[5, :] = 1  # one run from edge to edge
     mask[7, 10 : 10 + length] = 1  # one exactly `length` long
     mask[7, 9] = mask[7, 10 + length] = 0
+    mask[9] = 0  # a row with no ink but one run exactly `length` long
+    mask[9, 50 : 50 + length] = 1
     found = _long_runs(mask, length).astype(bool)
     np.testing.assert_array_equal(found, runs_at_least(mask, length))
 
