@@ -65,13 +65,12 @@ class Blob:
     def crop(self, left: int, right: int) -> Blob | None:
         """The ink between columns [left, right) of the box, trimmed tight; None if empty."""
         part = self.mask[:, left:right]
-        rows = np.flatnonzero(part.any(axis=1))
-        cols = np.flatnonzero(part.any(axis=0))
-        if rows.size == 0:
+        box = ink_box(part)
+        if box is None:
             return None
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        r0, r1, c0, c1 = box
         x0, y0 = self.x0 + left + c0, self.y0 + r0
-        return Blob(int(x0), int(y0), int(x0 + c1 - c0), int(y0 + r1 - r0), part[r0:r1, c0:c1])
+        return Blob(x0, y0, x0 + c1 - c0, y0 + r1 - r0, part[r0:r1, c0:c1])
 
 
 def ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from digitflow.imaging.blobs import ink_box
 from digitflow.imaging.segment import DigitBox, Segmentation, segment_page
 
 SIDE = 28
@@ -26,12 +27,12 @@ def normalize_digit(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarr
         mask = weights > 0.5 * float(weights.max(initial=0.0))
     # One pixel round the thresholded stroke keeps its anti-aliased edge.
     weights = weights * cv2.dilate(mask.astype(np.uint8), _CROSS)
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    box = ink_box(mask)
+    if box is None:
         return np.zeros((SIDE, SIDE), np.uint8)
-    tight = weights[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    core = _median(tight[mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]])
+    y0, y1, x0, x1 = box
+    tight = weights[y0:y1, x0:x1]
+    core = _median(tight[mask[y0:y1, x0:x1]])
     # NIST strokes were solid: saturate the typical stroke pixel, keep the edges grey.
     tight = np.clip(tight * (255.0 / max(core, 1.0)), 0.0, 255.0)
     return _centre(_fit(tight))
