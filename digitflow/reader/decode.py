@@ -1,0 +1,104 @@
+"""Reader outputs to digit strings: greedy CTC decoding with each digit's place and doubt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitflow.reader.field import STRIDE
+
+BLANK = 0
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    """One digit of a line: its value and runner-up with their probabilities, and its
+    columns [x0, x1) in the reader's input."""
+
+    digit: int
+    confidence: float
+    runner_up: int
+    runner_up_confidence: float
+    x0: float
+    x1: float
+
+
+@dataclass(frozen=True)
+class ReadLine:
+    """A line read whole: its digits left to right and how sure the reader is of it all.
+
+    ``confidence`` is the least certain step of the line: a step where a digit nearly
+    appeared (or nearly did not) makes the whole string doubtful, not only its digits.
+    """
+
+    digits: list[ReadDigit]
+    confidence: float
+
+    @property
+    def text(self) -> str:
+        """The digits as a string."""
+        return "".join(str(d.digit) for d in self.digits)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float32."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted, dtype=np.float32)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _runs(best: np.ndarray) -> list[tuple[int, int, int]]:
+    """(class, first step, last step + 1) of each run of one non-blank class."""
+    runs = []
+    start = 0
+    for t in range(1, len(best) + 1):
+        if t == len(best) or best[t] != best[start]:
+            if best[start] != BLANK:
+                runs.append((int(best[start]), start, t))
+            start = t
+    return runs
+
+
+def decode_line(probs: np.ndarray, width: int) -> ReadLine:
+    """Decode one line's step probabilities (T, 11) for an input ``width`` columns wide.
+
+    Steps past the input's width (the batch's padding) are ignored. A digit's columns run
+    from halfway after the previous digit's steps to halfway before the next one's, so the
+    digits tile the line like the cells of a form.
+    """
+    steps = max(1, min(len(probs), -(-width // STRIDE)))
+    probs = probs[:steps]
+    best = probs.argmax(axis=1)
+    runs = _runs(best)
+    centres = [(a + b) / 2 * STRIDE for _, a, b in runs]
+    digits = []
+    for k, (cls, a, b) in enumerate(runs):
+        peak = a + int(np.argmax(probs[a:b, cls]))
+        others = probs[peak, 1:].copy()
+        others[cls - 1] = -1.0
+        second = int(np.argmax(others))
+        left = (centres[k - 1] + centres[k]) / 2 if k else max(0.0, centres[k] - 2 * STRIDE)
+        right = (
+            (centres[k] + centres[k + 1]) / 2
+            if k + 1 < len(runs)
+            else min(float(width), centres[k] + 2 * STRIDE)
+        )
+        digits.append(
+            ReadDigit(
+                digit=cls - 1,
+                confidence=float(probs[peak, cls]),
+                runner_up=second,
+                runner_up_confidence=float(others[second]),
+                x0=left,
+                x1=right,
+            )
+        )
+    confidence = float(probs[np.arange(steps), best].min())
+    return ReadLine(digits, confidence)
+
+
+def decode_batch(logits: np.ndarray, widths: np.ndarray) -> list[ReadLine]:
+    """Decode a batch of reader outputs (n, T, 11 logits), one input width per line."""
+    probs = softmax(np.asarray(logits, np.float32))
+    return [decode_line(p, int(w)) for p, w in zip(probs, widths, strict=True)]

@@ -1,0 +1,188 @@
+"""A field or line image to the reader's input: ink bright on black, 32 pixels high.
+
+The same function prepares the generated training strings and the real scans, so the
+reader sees one kind of input whatever the paper, the lighting or the polarity was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+HEIGHT = 32
+# The reader pools the width by this much: one output step per 4 input columns.
+STRIDE = 4
+# Paper is estimated by a grey closing this wide (a share of the field's height): wider
+# than the boldest stroke of a digit that fills its crop.
+_CLOSING_SHARE = 0.4
+_NOISE_LEVELS = 8.0  # grey levels of paper noise round the median
+# Ink level: the brightest ink pixels, by percentile, saturate to 1.
+_INK_PERCENTILE = 99.0
+_MIN_LEVEL = 12.0  # grey levels: weaker "ink" than this is paper noise, not a stroke
+# The band of writing: rows and columns holding ink this strong (a share of a stroke's).
+_STRONG = 0.4
+# Rows with at least this share of the busiest row's strong ink belong to the writing.
+_BAND_ROWS = 0.06
+# The run of rows round the busiest one must hold this share of the strong ink.
+_BAND_SHARE = 0.5
+# An input wider than this many times its height is squeezed to it: the longest string of
+# digits is far narrower, and a batch must fit in memory whatever an image holds.
+MAX_ASPECT = 48
+# Horizontal runs of ink this long (a share of the field's height) are printed rules.
+_RULE_SHARE = 1.5
+# Room kept round the writing, in band heights: commas, flags and descenders live there.
+_MARGIN = 0.2
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field ready for the reader, and where its columns lie in the source image.
+
+    Input column ``c`` covers source columns from ``x0 + c * x_scale``, row ``r`` source
+    rows from ``y0 + r * y_scale``.
+    """
+
+    pixels: np.ndarray  # float32 (HEIGHT, w), ink bright on black in [0, 1]
+    x0: float
+    y0: float
+    x_scale: float
+    y_scale: float
+
+    def source_x(self, column: float) -> float:
+        """The source image's x of an input column."""
+        return self.x0 + column * self.x_scale
+
+    def source_y(self, row: float) -> float:
+        """The source image's y of an input row."""
+        return self.y0 + row * self.y_scale
+
+
+def dark_ink(grey: np.ndarray) -> bool:
+    """True when the ink is darker than the paper (the usual scan).
+
+    Paper is most of a field, so the median is a paper pixel; ink is what lies far from
+    it, and there is more of it (counted by how far) on its own side than noise puts on
+    the other.
+    """
+    values = np.asarray(grey, np.float32)
+    median = float(np.median(values))
+    spread = float(np.median(np.abs(values - median)))
+    far = values - median
+    margin = max(_NOISE_LEVELS, 3.0 * spread)
+    darker = float(np.maximum(-far - margin, 0.0).sum())
+    lighter = float(np.maximum(far - margin, 0.0).sum())
+    return darker >= lighter
+
+
+def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
+    """Ink strength (float32, 0 on paper, 1 at a typical stroke) of a greyscale field."""
+    if grey.ndim != 2 or min(grey.shape) < 2:
+        raise ValueError(f"expected a greyscale field image (2-D, 2x2 or larger), got {grey.shape}")
+    image = grey.astype(np.float32)
+    if dark is None:
+        dark = dark_ink(image)
+    if not dark:
+        image = 255.0 - image
+    # A closing keeps smooth lighting as it is and fills in everything narrower than its
+    # window: pen strokes, and the thin lines of a security pattern.
+    side = max(3, round(_CLOSING_SHARE * image.shape[0])) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    paper = cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    ink = np.maximum(paper - image, 0.0)
+    flat = ink.ravel()
+    k = min(flat.size - 1, int(flat.size * _INK_PERCENTILE / 100.0))
+    level = max(float(np.partition(flat, k)[k]), _MIN_LEVEL)
+    return np.minimum(ink * (1.0 / level), 1.0)
+
+
+def to_height(ink: np.ndarray, height: int = HEIGHT) -> np.ndarray:
+    """Resize ink to ``height`` rows, keeping the aspect ratio (area-averaged when shrinking)."""
+    rows, cols = ink.shape
+    width = max(1, round(cols * height / rows))
+    method = cv2.INTER_AREA if rows > height else cv2.INTER_LINEAR
+    resized = cv2.resize(ink, (width, height), interpolation=method)
+    return np.clip(resized, 0.0, 1.0, out=resized)  # resampling rounds a hair past 1
+
+
+def writing_box(ink: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the band of writing, with margins; may pass the edges.
+
+    The band is the run of rows round the busiest one whose strong ink stays above a
+    small share of its, or, where that run holds too little of the ink (a rule's stub,
+    a row of dots), the rows between the 5th and 95th percentile of it; columns are
+    those with strong ink in the band. Stray ink of a neighbouring line, printed text or
+    a pattern far from the writing is left out.
+    """
+    inked = (ink >= _STRONG).astype(np.uint8)
+    # A printed rule is no writing, though its row is the busiest of all: leave it out
+    # (its breaks, where a pattern or noise interrupts it, closed first).
+    rule = max(8, int(_RULE_SHARE * ink.shape[0]))
+    joined = cv2.morphologyEx(inked, cv2.MORPH_CLOSE, np.ones((1, 7), np.uint8))
+    rules = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, rule), np.uint8))
+    strong = inked > rules
+    rows = strong.sum(axis=1).astype(np.float32)
+    if rows.max(initial=0.0) == 0:
+        return 0, ink.shape[0], 0, ink.shape[1]
+    top, bottom = _band(rows)
+    cols = np.flatnonzero(strong[top:bottom].any(axis=0))
+    margin = round(_MARGIN * (bottom - top)) + 1
+    return top - margin, bottom + margin, int(cols[0]) - margin, int(cols[-1]) + 1 + margin
+
+
+def _band(rows: np.ndarray) -> tuple[int, int]:
+    """[top, bottom) of the band of writing, from the strong ink per row."""
+    smooth = np.convolve(rows, np.ones(3, np.float32) / 3, mode="same")
+    busy = smooth >= _BAND_ROWS * smooth.max()
+    peak = int(np.argmax(smooth))
+    top, bottom = peak, peak + 1
+    while top > 0 and busy[top - 1]:
+        top -= 1
+    while bottom < len(busy) and busy[bottom]:
+        bottom += 1
+    if rows[top:bottom].sum() >= _BAND_SHARE * rows.sum():
+        return top, bottom
+    mass = np.cumsum(rows) / rows.sum()
+    return int(np.searchsorted(mass, 0.05)), int(np.searchsorted(mass, 0.95)) + 1
+
+
+def _crop(ink: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """ink[top:bottom, left:right], with paper (0) where the box passes the edges."""
+    h, w = ink.shape
+    out = np.zeros((bottom - top, right - left), np.float32)
+    t, b, lft, r = max(top, 0), min(bottom, h), max(left, 0), min(right, w)
+    out[t - top : b - top, lft - left : r - left] = ink[t:b, lft:r]
+    return out
+
+
+def prepare(grey: np.ndarray, dark: bool | None = None) -> Field:
+    """A greyscale field or line (dark ink or light), cut to its writing, for the reader."""
+    ink = ink_image(grey, dark)
+    top, bottom, left, right = writing_box(ink)
+    cut = _crop(ink, top, bottom, left, right)
+    pixels = to_height(cut)
+    x_scale = y_scale = cut.shape[0] / HEIGHT
+    if pixels.shape[1] > MAX_ASPECT * HEIGHT:
+        pixels = cv2.resize(pixels, (MAX_ASPECT * HEIGHT, HEIGHT), interpolation=cv2.INTER_AREA)
+        x_scale = cut.shape[1] / pixels.shape[1]
+    return Field(pixels, float(left), float(top), x_scale, y_scale)
+
+
+def field_input(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
+    """A greyscale field (dark ink or light) as the reader's (32, w) float32 input."""
+    return prepare(grey, dark).pixels
+
+
+def pad_batch(inputs: list[np.ndarray], multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (32, w) inputs into (n, 32, W, 1), right-padded with paper; also each w.
+
+    W is the widest input rounded up to ``multiple`` (at least one reader stride).
+    """
+    widths = np.array([x.shape[1] for x in inputs], np.int32)
+    width = max(int(widths.max(initial=STRIDE)), STRIDE)
+    width = -(-width // multiple) * multiple
+    batch = np.zeros((len(inputs), HEIGHT, width, 1), np.float32)
+    for k, x in enumerate(inputs):
+        batch[k, :, : x.shape[1], 0] = x
+    return batch, widths

@@ -1,0 +1,55 @@
+"""Greedy CTC decoding: repeats, blanks, each digit's columns and doubt."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from digitflow.reader.decode import decode_batch, decode_line
+from digitflow.reader.field import STRIDE
+
+
+def _steps(classes: list[int], sure: float = 0.9) -> np.ndarray:
+    """Step probabilities putting ``sure`` on each listed class (0 is the blank)."""
+    probs = np.full((len(classes), 11), (1 - sure) / 10, np.float32)
+    probs[np.arange(len(classes)), classes] = sure
+    return probs
+
+
+def test_repeats_collapse_and_blanks_separate_equal_digits() -> None:
+    # digit d is class d + 1: "1 1 _ 3 _ 3 3 _" reads 0, 2, 2
+    line = decode_line(_steps([1, 1, 0, 3, 0, 3, 3, 0]), width=8 * STRIDE)
+    assert line.text == "022"
+
+
+def test_digits_tile_the_line_in_order_with_their_doubt() -> None:
+    probs = _steps([0, 2, 0, 0, 5, 0, 0, 8, 0])
+    probs[4, 5], probs[4, 7] = 0.55, 0.4  # the middle digit: 4, or perhaps 6
+    line = decode_line(probs, width=9 * STRIDE)
+    assert line.text == "147"
+    middle = line.digits[1]
+    assert (middle.digit, middle.runner_up) == (4, 6)
+    assert middle.confidence == pytest.approx(0.55)
+    assert middle.runner_up_confidence == pytest.approx(0.4)
+    edges = [(d.x0, d.x1) for d in line.digits]
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(edges))  # cells touch
+    assert all(x0 < x1 for x0, x1 in edges)
+    assert line.confidence == pytest.approx(0.55)  # the least certain step
+
+
+def test_padding_past_the_input_width_is_ignored() -> None:
+    probs = _steps([2, 0, 3, 0])
+    assert decode_line(probs, width=2 * STRIDE).text == "1"
+
+
+def test_an_empty_line_reads_nothing() -> None:
+    line = decode_line(_steps([0, 0, 0]), width=3 * STRIDE)
+    assert line.text == "" and line.digits == []
+
+
+def test_batch_decoding_takes_logits() -> None:
+    logits = np.log(np.stack([_steps([4, 0, 4]), _steps([0, 10, 0])]))
+    lines = decode_batch(logits, np.array([3 * STRIDE, 3 * STRIDE]))
+    assert [line.text for line in lines] == ["33", "9"]
