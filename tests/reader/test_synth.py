@@ -1,0 +1,49 @@
+"""Generated strings: labels, determinism, variety, and what a training batch holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digitflow.reader import field, synth
+from digitflow.reader.strings import StringBatches, fixed_set
+from digitflow.reader.synth import Digits
+
+
+def test_a_field_is_a_dark_on_light_scan_of_its_digits(digits: Digits) -> None:
+    rng = np.random.default_rng(0)
+    grey, text = synth.make_field(digits, digits.by_label(), rng, "90210")
+    assert text == "90210"
+    assert grey.dtype == np.uint8 and grey.ndim == 2
+    assert field.dark_ink(grey)
+    assert 20 <= grey.shape[0] <= 110 and grey.shape[1] > grey.shape[0]
+
+
+def test_random_texts_are_digits_of_every_length(digits: Digits) -> None:
+    rng = np.random.default_rng(1)
+    texts = [synth.random_text(rng) for _ in range(2000)]
+    assert all(t.isdigit() for t in texts)
+    assert {len(t) for t in texts} == set(range(1, synth.MAX_DIGITS + 1))
+    assert synth.random_text(rng, 7).__len__() == 7
+
+
+def test_the_same_seed_makes_the_same_set(digits: Digits) -> None:
+    a, b = fixed_set(digits, 5, seed=3), fixed_set(digits, 5, seed=3)
+    assert a.texts == b.texts
+    for x, y in zip(a.fields, b.fields, strict=True):
+        np.testing.assert_array_equal(x.pixels, y.pixels)
+    assert fixed_set(digits, 5, seed=4).texts != a.texts
+
+
+def test_a_batch_holds_inputs_and_ctc_labels(digits: Digits) -> None:
+    source = StringBatches(digits, batch_size=8, seed=0)
+    x, y = source.batch(epoch=0, index=0)
+    assert x.shape[0] == 8 and x.shape[1:2] == (field.HEIGHT,) and x.shape[3] == 1
+    assert x.shape[2] <= source.max_width and x.min() >= 0.0 and x.max() <= 1.0
+    assert y.shape == (8, synth.MAX_DIGITS)
+    for row in y:  # digits as 1..10, then the blank (0) as padding
+        used = row[row > 0]
+        assert used.size >= 1 and np.all(row[used.size :] == 0) and used.max() <= 10
+    again, _ = source.batch(epoch=0, index=0)
+    np.testing.assert_array_equal(x, again)
+    other, _ = source.batch(epoch=1, index=0)
+    assert other.shape != x.shape or not np.array_equal(other, x)
