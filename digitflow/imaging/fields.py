@@ -1,0 +1,95 @@
+"""Lines of writing for the line reader: a whole image read as one field, or each line
+that the page segmentation finds, cut out of the page.
+
+Which one an image is (its layout) is decided from its size unless the user says: a
+crop of one field (a check amount, a ZIP-code box, a form cell, a single digit) is small
+and is read whole, since binarising and segmenting a small textured crop finds little;
+a page is segmented into lines first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from digitflow.imaging.segment import DigitBox, segment_page
+from digitflow.reader import field
+
+Layout = Literal["auto", "page", "field"]
+# An image no taller than this is one field: the tallest of them, with room for a large
+# hand, at 300 dpi; a page of any use is far taller.
+FIELD_MAX_HEIGHT = 200
+# An image no larger than this either way is a small crop (a digit, a box) at any height.
+FIELD_MAX_SIDE = 400
+# Room round a line's digits when it is cut out of a page, in digit heights.
+_LINE_MARGIN_Y = 0.35
+_LINE_MARGIN_X = 0.6
+
+
+@dataclass(frozen=True)
+class LineImage:
+    """One line for the reader: its input and where it lies on its page.
+
+    Input column ``c`` lies at page x ``x0 + c * x_scale``, row ``r`` at ``y0 + r * y_scale``.
+    """
+
+    line: int
+    pixels: np.ndarray  # uint8 (field.HEIGHT, w), ink bright on black
+    x0: float
+    y0: float
+    x_scale: float
+    y_scale: float
+
+    def inputs(self) -> np.ndarray:
+        """The reader's float input, in [0, 1]."""
+        return self.pixels.astype(np.float32) * (1.0 / 255.0)
+
+
+def layout_of(shape: tuple[int, int], layout: Layout = "auto") -> Literal["page", "field"]:
+    """The layout to read an image of this shape with: the one asked for, or by its size."""
+    if layout != "auto":
+        return layout
+    height, width = shape
+    small = height <= FIELD_MAX_HEIGHT or max(height, width) <= FIELD_MAX_SIDE
+    return "field" if small else "page"
+
+
+def _line_image(line: int, grey: np.ndarray, top: int, left: int, dark: bool | None) -> LineImage:
+    prepared = field.prepare(grey, dark)
+    pixels = np.rint(prepared.pixels * 255.0).astype(np.uint8)
+    return LineImage(
+        line, pixels, left + prepared.x0, top + prepared.y0, prepared.x_scale, prepared.y_scale
+    )
+
+
+def field_lines(grey: np.ndarray) -> list[LineImage]:
+    """The whole image as one line (a field)."""
+    return [_line_image(0, grey, 0, 0, None)]
+
+
+def page_lines(grey: np.ndarray) -> list[LineImage]:
+    """Each line of digits the page segmentation finds, cut out of the page, top to bottom."""
+    segmentation = segment_page(grey)
+    by_line: dict[int, list[DigitBox]] = {}
+    for box in segmentation.boxes:
+        by_line.setdefault(box.line, []).append(box)
+    lines = []
+    height, width = grey.shape
+    for number, boxes in sorted(by_line.items()):
+        size = float(np.median([b.y1 - b.y0 for b in boxes]))
+        top = max(0, int(min(b.y0 for b in boxes) - _LINE_MARGIN_Y * size))
+        bottom = min(height, int(max(b.y1 for b in boxes) + _LINE_MARGIN_Y * size) + 1)
+        left = max(0, int(min(b.x0 for b in boxes) - _LINE_MARGIN_X * size))
+        right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
+        crop = grey[top:bottom, left:right]
+        lines.append(_line_image(number, crop, top, left, segmentation.dark_ink))
+    return lines
+
+
+def find_lines(grey: np.ndarray, layout: Layout = "auto") -> list[LineImage]:
+    """The lines of a greyscale image for the reader, by its layout."""
+    if layout_of(grey.shape, layout) == "field":
+        return field_lines(grey)
+    return page_lines(grey)

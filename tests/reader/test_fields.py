@@ -1,0 +1,42 @@
+"""Lines for the reader: layouts, a field read whole, and a page's lines cut out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.imaging.fields import FIELD_MAX_HEIGHT, find_lines, layout_of
+from digitflow.reader import field
+from digitflow.samples import load_mnist, make_page
+from tests.reader.conftest import paper_with_bars
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [((50, 200), "field"), ((16, 16), "field"), ((240, 240), "field"),
+     ((FIELD_MAX_HEIGHT + 1, 2000), "page"), ((1600, 1200), "page")],
+)  # fmt: skip
+def test_layout_by_size(shape: tuple[int, int], layout: str) -> None:
+    assert layout_of(shape) == layout
+    assert layout_of(shape, "page") == "page" and layout_of(shape, "field") == "field"
+
+
+def test_a_field_is_one_line_mapped_onto_the_image() -> None:
+    lines = find_lines(paper_with_bars(bars=(40, 120)))
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.pixels.dtype == np.uint8 and line.pixels.shape[0] == field.HEIGHT
+    inked = np.flatnonzero(line.pixels.max(axis=0) > 128)
+    assert line.x0 + inked.min() * line.x_scale == pytest.approx(40, abs=3)
+
+
+def test_a_page_is_cut_into_its_lines_top_to_bottom(mnist_dir: Path) -> None:
+    scan = make_page(load_mnist(mnist_dir), np.random.default_rng(5))
+    lines = find_lines(scan.pixels)
+    assert len(lines) == len(scan.lines)
+    tops = [line.y0 for line in lines]
+    assert tops == sorted(tops)
+    for line in lines:  # each a strip of writing, many times wider than high
+        assert line.pixels.shape[1] > 3 * field.HEIGHT
