@@ -33,6 +33,19 @@ class Mnist:
 
 
 @dataclass(frozen=True)
+class PageStyle:
+    """How the forms of a folder are written: the digits' height in pixels (from the
+    scanner's resolution and the hand) and the share of digits that touch the next."""
+
+    digit_height: tuple[float, float] = (36.0, 60.0)  # about 5-8 mm at 200 dpi
+    touching: float = 0.03
+
+
+# Forms as they often come: 150 dpi scans of small hands, a third of the digits touching.
+HARD = PageStyle(digit_height=(24.0, 48.0), touching=0.35)
+
+
+@dataclass(frozen=True)
 class Scan:
     """One generated page: pixels (dark ink on light paper) and its lines' digit strings."""
 
@@ -69,11 +82,12 @@ def render_digit(image: np.ndarray, scale: float, stroke: int) -> np.ndarray:
     return np.clip(alpha / 255.0, 0.0, 1.0)
 
 
-def make_page(mnist: Mnist, rng: np.random.Generator) -> Scan:
+def make_page(mnist: Mnist, rng: np.random.Generator, style: PageStyle | None = None) -> Scan:
     """One scanned form: a title bar, then 3-8 lines of 4-10 digits on rules or in a frame."""
+    style = style or PageStyle()
     width = int(rng.integers(1100, 1400))
     height = int(width * 1.3)
-    digit = float(rng.uniform(36, 60))  # digit height in pixels, about 5-8 mm at 200 dpi
+    digit = float(rng.uniform(*style.digit_height))
     ink = np.zeros((height, width), np.float32)
     margin = int(0.08 * width)
     bar_top, bar = int(0.04 * height), int(0.05 * height)
@@ -85,7 +99,7 @@ def make_page(mnist: Mnist, rng: np.random.Generator) -> Scan:
     lines = []
     for k in range(count):
         baseline = int(top + (k + 1) * pitch - 0.6 * digit)
-        lines.append(_write_line(ink, mnist, rng, margin, baseline, digit))
+        lines.append(_write_line(ink, mnist, rng, margin, baseline, digit, style.touching))
         if ruled:  # people write on the line, so digits often touch it
             thick = int(rng.integers(1, 4))
             ink[baseline + 2 : baseline + 2 + thick, margin // 2 : width - margin // 2] = 0.8
@@ -95,8 +109,9 @@ def make_page(mnist: Mnist, rng: np.random.Generator) -> Scan:
 
 
 def _write_line(
-    ink: np.ndarray, mnist: Mnist, rng: np.random.Generator, x: int, baseline: int, digit: float
-) -> str:
+    ink: np.ndarray, mnist: Mnist, rng: np.random.Generator, x: int, baseline: int, digit: float,
+    touching: float,
+) -> str:  # fmt: skip
     """Paste 4-10 random digits along a baseline; return their labels as a string."""
     scale = digit / 20.0  # MNIST fits each digit in a 20-pixel box
     strength = float(rng.uniform(0.75, 1.0))
@@ -113,7 +128,7 @@ def _write_line(
         np.maximum(region, alpha * strength * rng.uniform(0.85, 1.0), out=region)
         text += str(int(mnist.labels[index]))
         # Mostly clear gaps, now and then digits that touch.
-        gap = rng.uniform(-0.05, 0.0) if rng.random() < 0.03 else rng.uniform(0.12, 0.6)
+        gap = rng.uniform(-0.05, 0.0) if rng.random() < touching else rng.uniform(0.12, 0.6)
         x += w + int(gap * digit)
     return text
 
@@ -191,19 +206,20 @@ def make_sample_folder(
     pages: int,
     seed: int,
     truth_csv: Path | str | None = None,
+    style: PageStyle | None = None,
 ) -> Path:
     """Write `pages` scanned form pages plus four single-digit crops and truth.csv; return out_dir.
 
     ``mnist`` is the digits to draw from, or a directory of the canonical MNIST files.
     ``truth_csv`` defaults to ``out_dir/truth.csv``; put it elsewhere to keep the folder
     to scans only. With six pages or more, the last two pages share a TIFF and the two
-    before them a PDF.
+    before them a PDF. ``style`` is how the forms are written (default ``PageStyle()``).
     """
     mnist = mnist if isinstance(mnist, Mnist) else load_mnist(Path(mnist))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    scans = [make_page(mnist, rng) for _ in range(pages)]
+    scans = [make_page(mnist, rng, style) for _ in range(pages)]
     grouped = 4 if pages >= 6 else 0
     rows: list[tuple[str, int, int, str]] = []
     for k, scan in enumerate(scans[: pages - grouped]):

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from digitflow.samples import IMAGES, LABELS, make_sample_folder
+from digitflow.samples import HARD, IMAGES, LABELS, make_sample_folder
 
 __all__ = ["main", "make_sample_folder"]
 
@@ -23,11 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to write the scans to")
     parser.add_argument("--pages", type=int, default=20, help="number of form pages")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument(
+        "--hard", action="store_true",
+        help="forms as they often come: 150 dpi, small hands, a third of the digits touching",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     for name in (IMAGES, LABELS):
         if not (args.mnist / name).is_file():
             parser.error(f"{args.mnist / name} not found: --mnist must hold the MNIST test files")
-    out = make_sample_folder(args.mnist, args.out, args.pages, args.seed)
+    style = HARD if args.hard else None
+    out = make_sample_folder(args.mnist, args.out, args.pages, args.seed, style=style)
     print(f"wrote {args.pages} pages and 4 single digits to {out}")
     return 0
 
