@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from digitflow import registry
 from digitflow.assessment import Assessment, assess_run
+from digitflow.progress import step
 from digitflow.promotion import Decision, GateConfig, decide, decision_markdown
 from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
@@ -56,6 +57,7 @@ def assess_candidates(store_uri: str, training_run: str) -> AssessmentReport:
             100 * a.validation_error,
             100 * a.test_error,
         )
+    logger.info("assessed %d candidates", len(candidates), extra=step("evaluate", 1, 1))
     return AssessmentReport(
         training_run=training_run, candidates=candidates, champion=held, champion_etag=etag
     )
@@ -84,7 +86,7 @@ def apply_gate(store_uri: str, report: AssessmentReport, gate: GateConfig) -> Pr
     else:
         registry.record_refusal(store, info)
     _publish(store_uri, report, decision)
-    get_run_logger().info("%s", decision.reason)
+    get_run_logger().info("%s", decision.reason, extra=step("promote", 1, 1))
     return PromotionResult(
         training_run=report.training_run,
         promoted=decision.promoted,

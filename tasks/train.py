@@ -19,6 +19,7 @@ from digitflow.data import dataset
 from digitflow.ensemble import ensemble_from_uri
 from digitflow.errors import NotFoundError, TrainingError
 from digitflow.isolation import run_in_process
+from digitflow.progress import step
 from digitflow.storage import open_store
 from digitflow.training import (
     CandidateRecord,
@@ -56,6 +57,7 @@ def _epoch_logger(config: TrainConfig) -> Any:
             m.val_loss,
             m.val_accuracy,
             m.seconds,
+            extra=step(f"train {m.model}", m.epoch, m.epochs),
         )
         update_progress_artifact(artifact_id, progress=100.0 * m.epoch / m.epochs)  # type: ignore[arg-type]
 
