@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from digitflow import models, recipes
 from digitflow.errors import TrainingError
-from digitflow.settings import Settings
 from digitflow.training import CandidateRecord, TrainConfig
+from flows.params import StoreParams
 from tasks.train import (
     ensemble_candidate,
     latest_dataset,
@@ -23,7 +23,7 @@ from tasks.train import (
 )
 
 
-class TrainParams(BaseModel):
+class TrainParams(StoreParams):
     """Parameters of the train flow (rendered as a form in the Prefect UI)."""
 
     profile: recipes.Profile = Field(
@@ -65,7 +65,6 @@ class TrainParams(BaseModel):
         description='Per-model hyper-parameters, e.g. {"simple_cnn": {"learning_rate": 0.002}}.',
     )
     dataset_version: str | None = Field(default=None, description="Empty: the newest.")
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
     training_run: str | None = Field(default=None, description="Empty: a new timestamped id.")
 
     @model_validator(mode="before")
@@ -149,7 +148,7 @@ def train_flow(params: TrainParams | None = None) -> TrainSummary:
     """Train the requested models in parallel; one failure does not stop the others."""
     params = params or TrainParams()
     configs = _configs(params)  # unknown models and bad hyper-parameters fail here
-    store = params.store or Settings().store
+    store = params.settings().store
     version = params.dataset_version or latest_dataset(store)
     run = params.training_run or new_training_run()
     futures: dict[str, PrefectFuture[CandidateRecord]] = {}

@@ -50,11 +50,11 @@ def start_batch(
 @task(name="score-shard", task_run_name="score-shard-{index}", **STORAGE_RETRIES)
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
-    threshold: float, index: int,
+    threshold: float, readers: int | None, index: int,
 ) -> ShardResult:  # fmt: skip
     """Score one shard of files with one batched inference call, and commit it."""
     logger = get_run_logger()
-    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold)
+    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold, readers)
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)
     logger.info(
