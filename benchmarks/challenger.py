@@ -65,14 +65,14 @@ def train_all(store: str, version: str, args: argparse.Namespace) -> list[tuple[
     from digitflow import recipes
     from digitflow.ensemble import ensemble_from_uri
     from digitflow.isolation import run_in_process
-    from digitflow.training import TrainConfig
+    from digitflow.recipes import TrainConfig
 
     seed = TrainConfig(model="larger_cnn", epochs=args.seed_epochs, limit=args.limit)
     results = [train(store, version, seed)]
-    recipe = {**recipes.CHALLENGER, "epochs": args.epochs, "limit": args.limit}
-    seeds = recipes.member_seeds(1, args.members)  # as the train flow seeds an ensemble's members
+    recipe = recipes.CHALLENGER.model_dump() | {"epochs": args.epochs, "limit": args.limit}
+    seeds = recipes.member_seeds(1, args.members)  # as the train plan seeds an ensemble's members
     for name in args.members:
-        config = TrainConfig(model=name, seed=seeds[name], **recipe)
+        config = TrainConfig(model=name, **(recipe | {"seed": seeds[name]}))
         results.append(train(store, version, config))
         print(f"  trained {name}: {results[-1][0].wall_s:.0f} s", flush=True)
     if len(args.members) > 1 and not args.no_ensemble:

@@ -17,43 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from digitflow import __version__, models, runtime
+from digitflow import __version__, models, recipes, runtime
 from digitflow.data import dataset
 from digitflow.errors import TrainingError
+from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
-
-
-class TrainConfig(BaseModel):
-    """How to train one model; defaults are the brief's seed recipe."""
-
-    model: str
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=200, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
-    limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
-    seed: int = 1
-    threads: int | None = Field(default=None, ge=1, description="Backend thread-pool size.")
-    augment: bool = Field(default=False, description="Warp and re-stroke digits while fitting.")
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        default="constant", description="cosine: one warm-up epoch, then decay to 1 %."
-    )
-    clean_epochs: int = Field(
-        default=0,
-        ge=0,
-        description="Epochs on the plain digits at the schedule's final rate, after the others.",
-    )
-
-    @property
-    def total_epochs(self) -> int:
-        """Every epoch of the run, the clean ones included."""
-        return self.epochs + self.clean_epochs
 
 
 class EpochMetrics(BaseModel):
@@ -154,7 +129,7 @@ def _fit(
     augmented run leaves the weights, and the batch-norm statistics above all, tuned to
     warped digits; a few epochs on the digits as they are settle both for the real ones.
     """
-    from digitflow import augment, recipes
+    from digitflow import augment
 
     model = models.build(config.model)
     trainee = augment.with_augmentation(model, config.seed) if config.augment else model
