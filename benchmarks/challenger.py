@@ -105,7 +105,8 @@ def print_errors(results: list[tuple[Any, float]], challenger: str) -> None:
 def print_realscans(store: Any, names: list[str], data: Path) -> None:
     """Accuracy on real scans per source group for each named model of the run."""
     from digitflow import ood
-    from digitflow.candidates import load_model, read_card
+    from digitflow.candidates import read_card
+    from digitflow.model_files import load_model
 
     if not (data / "labels.csv").is_file():
         print(f"\n{data / 'labels.csv'} not found: real-scan accuracy skipped")
@@ -126,13 +127,15 @@ def print_gate(store: Any, version: str, challenger: str) -> None:
     """The promotion gate's decision for the challenger against larger_cnn as champion."""
     from digitflow.assessment import assess_model
     from digitflow.candidates import read_card
-    from digitflow.promotion import GateConfig, decide, decision_markdown
+    from digitflow.gatekeeper import decision_markdown
+    from digitflow.layout import CLASSIFIER
+    from digitflow.promotion import GateConfig, decide
     from digitflow.training import load_data
 
     data = load_data(store, version, limit=None, seed=1)
     evals = {
         name: assess_model(
-            store, read_card(store, RUN, name), data, version, role, f"models/reports/{name}"
+            store, read_card(store, RUN, name), data, version, role, CLASSIFIER.report(RUN, name)
         ).evaluation
         for name, role in (("larger_cnn", "champion"), (challenger, "candidate"))
     }

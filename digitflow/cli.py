@@ -301,7 +301,7 @@ def models_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         s = _store(store)
         champion, _ = registry.current_champion(s)
         rows = []
-        for card in registry.list_candidates(s):
+        for card in registry.list_candidates(s).cards:
             extra = card.model_dump(mode="json")
             rows.append(
                 {
@@ -338,7 +338,7 @@ def models_show(
             raise NotFoundError("no champion yet; name a model as training_run/model_name")
         run, _, name = model.partition("/")
         card = registry.read_card(s, run, name)
-        events = [h for h in registry.history(s) if model in str(h)]
+        events = [h.model_dump(mode="json") for h in registry.history(s) if h.concerns(model)]
         return _Shown(
             model=model,
             champion=champion is not None and champion.id == model,

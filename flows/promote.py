@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import Field
 
+from digitflow.gatekeeper import PromotionResult
 from digitflow.promotion import GateConfig
 from flows.params import StoreParams
-from tasks.promote import PromotionResult, announce_promotion, apply_gate, assess_candidates
+from tasks.promote import announce_promotion, apply_gate, assess_candidates
 from tasks.train import latest_training_run
 
 

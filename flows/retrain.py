@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from digitflow.gatekeeper import PromotionResult
 from flows.ingest import IngestParams, ingest_flow
 from flows.params import StoreParams
 from flows.promote import PromoteParams, promote_flow
 from flows.train import TrainParams, TrainSummary, train_flow
-from tasks.promote import PromotionResult
 
 
 class RetrainParams(StoreParams):

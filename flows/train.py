@@ -9,10 +9,10 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field
 
+from digitflow.candidates import Card
 from digitflow.errors import TrainingError
 from digitflow.plan import TrainRequest, plan_training
 from digitflow.recipes import TrainConfig
-from digitflow.training import CandidateRecord
 from flows.params import StoreParams
 from tasks.train import (
     ensemble_candidate,
@@ -37,7 +37,7 @@ class TrainSummary(BaseModel):
 
     training_run: str
     dataset_version: str
-    candidates: list[CandidateRecord]
+    candidates: list[Card]
     failures: dict[str, str]
 
 
@@ -47,8 +47,8 @@ def new_training_run() -> str:
 
 
 def _collect(
-    futures: dict[str, PrefectFuture[CandidateRecord]],
-) -> tuple[list[CandidateRecord], dict[str, str]]:
+    futures: dict[str, PrefectFuture[Card]],
+) -> tuple[list[Card], dict[str, str]]:
     """Wait for every future: the records of those that completed, why the others failed."""
     records, failures = [], {}
     for name, future in futures.items():
@@ -68,7 +68,7 @@ def train_flow(params: TrainParams | None = None) -> TrainSummary:
     store = params.settings().store
     version = params.dataset_version or latest_dataset(store)
     run = params.training_run or new_training_run()
-    futures: dict[str, PrefectFuture[CandidateRecord]] = {}
+    futures: dict[str, PrefectFuture[Card]] = {}
     for slot, config in enumerate(plan.configs):
         if params.mode == "workers":
             futures[config.model] = train_on_worker.submit(store, version, config, run)
@@ -94,6 +94,6 @@ def train_flow(params: TrainParams | None = None) -> TrainSummary:
 @flow(name="train-model")
 def train_model_flow(
     store: str, dataset_version: str, config: TrainConfig, training_run: str
-) -> CandidateRecord:
+) -> Card:
     """Train one model in this flow run's process (the deployment run on a GPU worker)."""
     return train_candidate(store, dataset_version, config, training_run, isolate=False)

@@ -232,8 +232,9 @@ def test_threads_share_the_cores_in_local_mode_only() -> None:
 def test_ensemble_averages_members_and_loads_like_any_candidate(
     store_copy: tuple[LocalStore, str],
 ) -> None:
-    from digitflow.candidates import load_model, read_card
+    from digitflow.candidates import read_card
     from digitflow.ensemble import build_ensemble
+    from digitflow.model_files import load_model
     from digitflow.training import load_data, train_model
 
     store, version = store_copy
@@ -243,6 +244,7 @@ def test_ensemble_averages_members_and_loads_like_any_candidate(
     record = build_ensemble(store, "run-e", members)
     card = json.loads(store.read_bytes(record.card_key))
     assert record.model_key == "models/candidates/run-e/ensemble/model.keras"
+    assert card["params"]["members"] == members
     assert [m["model_name"] for m in card["members"]] == members
     cards = [read_card(store, "run-e", name) for name in members]
     assert [m["sha256"] for m in card["members"]] == [c.sha256 for c in cards]
