@@ -123,9 +123,8 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f} %"
 
 
-def print_retrain(console: Console, result: dict[str, Any]) -> None:
-    """Candidates beside the brief's errors, and what the gate decided."""
-    training, promotion = result["training"], result["promotion"]
+def print_training(console: Console, training: dict[str, Any]) -> None:
+    """A training run's candidates beside the brief's errors, best validation first."""
     table = Table(
         title=f"Training run {training['training_run']} (dataset {training['dataset_version']})",
         title_justify="left",
@@ -143,6 +142,12 @@ def print_retrain(console: Console, result: dict[str, Any]) -> None:
     for name, reason in training["failures"].items():
         table.add_row(name, "failed", reason[:60], "", "")
     console.print(table)
+
+
+def print_retrain(console: Console, result: dict[str, Any]) -> None:
+    """Candidates beside the brief's errors, and what the gate decided."""
+    print_training(console, result["training"])
+    promotion = result["promotion"]
     verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
     console.print(f"Champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})")
     console.print(f"Why: {promotion['reason']}", highlight=False)
