@@ -65,14 +65,14 @@ def train_all(store: str, version: str, args: argparse.Namespace) -> list[tuple[
     from digitflow import recipes
     from digitflow.ensemble import ensemble_from_uri
     from digitflow.isolation import run_in_process
-    from digitflow.training import TrainConfig
+    from digitflow.recipes import TrainConfig
 
     seed = TrainConfig(model="larger_cnn", epochs=args.seed_epochs, limit=args.limit)
     results = [train(store, version, seed)]
-    recipe = {**recipes.CHALLENGER, "epochs": args.epochs, "limit": args.limit}
-    seeds = recipes.member_seeds(1, args.members)  # as the train flow seeds an ensemble's members
+    recipe = recipes.CHALLENGER.model_dump() | {"epochs": args.epochs, "limit": args.limit}
+    seeds = recipes.member_seeds(1, args.members)  # as the train plan seeds an ensemble's members
     for name in args.members:
-        config = TrainConfig(model=name, seed=seeds[name], **recipe)
+        config = TrainConfig(model=name, **(recipe | {"seed": seeds[name]}))
         results.append(train(store, version, config))
         print(f"  trained {name}: {results[-1][0].wall_s:.0f} s", flush=True)
     if len(args.members) > 1 and not args.no_ensemble:
@@ -105,7 +105,8 @@ def print_errors(results: list[tuple[Any, float]], challenger: str) -> None:
 def print_realscans(store: Any, names: list[str], data: Path) -> None:
     """Accuracy on real scans per source group for each named model of the run."""
     from digitflow import ood
-    from digitflow.candidates import load_model, read_card
+    from digitflow.candidates import read_card
+    from digitflow.model_files import load_model
 
     if not (data / "labels.csv").is_file():
         print(f"\n{data / 'labels.csv'} not found: real-scan accuracy skipped")
@@ -126,13 +127,15 @@ def print_gate(store: Any, version: str, challenger: str) -> None:
     """The promotion gate's decision for the challenger against larger_cnn as champion."""
     from digitflow.assessment import assess_model
     from digitflow.candidates import read_card
-    from digitflow.promotion import GateConfig, decide, decision_markdown
+    from digitflow.gatekeeper import decision_markdown
+    from digitflow.layout import CLASSIFIER
+    from digitflow.promotion import GateConfig, decide
     from digitflow.training import load_data
 
     data = load_data(store, version, limit=None, seed=1)
     evals = {
         name: assess_model(
-            store, read_card(store, RUN, name), data, version, role, f"models/reports/{name}"
+            store, read_card(store, RUN, name), data, version, role, CLASSIFIER.report(RUN, name)
         ).evaluation
         for name, role in (("larger_cnn", "champion"), (challenger, "candidate"))
     }

@@ -13,14 +13,16 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow import reports
-from digitflow.candidates import Card, load_model, read_card
+from digitflow.candidates import Card, RegistryError, Unreadable, run_candidates
 from digitflow.evaluation import CandidateEval, evaluate
-from digitflow.registry import Champion
+from digitflow.layout import CLASSIFIER, Layout
+from digitflow.model_files import load_model
+from digitflow.pointer import Champion, current_champion
+from digitflow.registry import GateRound
 from digitflow.storage import ObjectStore
 from digitflow.training import Data, load_data
 
 logger = logging.getLogger(__name__)
-REPORTS = "models/reports"
 
 
 class Assessment(BaseModel):
@@ -103,32 +105,43 @@ def assess_model(
     )
 
 
-def training_run_cards(store: ObjectStore, training_run: str) -> list[Card]:
-    """The complete candidates (those with a card) of one training run."""
-    keys = store.list(f"models/candidates/{training_run}/")
-    names = sorted({k.split("/")[3] for k in keys if k.endswith("/card.json")})
-    return [read_card(store, training_run, name) for name in names]
+class RunAssessment(BaseModel):
+    """A training run's candidates and the champion, evaluated on the same examples."""
+
+    training_run: str
+    gate_round: GateRound
+    candidates: list[Assessment]
+    champion: Assessment | None
+    unreadable: list[Unreadable]
 
 
-def assess_run(
-    store: ObjectStore,
-    training_run: str,
-    champion: Champion | None,
-) -> tuple[list[Assessment], Assessment | None]:
-    """Evaluate a training run's candidates and the champion on the same examples."""
-    cards = training_run_cards(store, training_run)
+def assess_run(store: ObjectStore, training_run: str, layout: Layout = CLASSIFIER) -> RunAssessment:
+    """Evaluate a training run's readable candidates and the champion on the same examples.
+
+    NotFoundError if the run has no candidates; RegistryError if none can be read.
+    """
+    champion, etag = current_champion(store, layout)
+    gate_round = GateRound.begin(etag)
+    listing = run_candidates(store, training_run, layout)
+    cards = listing.cards
     if not cards:
-        return [], None
+        raise RegistryError(
+            f"training run {training_run!r} has no readable candidate in {store.uri}: "
+            + "; ".join(u.error for u in listing.unreadable)
+        )
     versions = {c.dataset_version for c in cards}
     version = sorted(versions)[0]
     if len(versions) > 1:
         logger.warning("candidates span dataset versions %s; evaluating on %s", versions, version)
     data = load_data(store, version, limit=None, seed=1)
-    base = f"{REPORTS}/{training_run}"
-    assessed = [
-        assess_model(store, c, data, version, "candidate", f"{base}/{c.model_name}") for c in cards
-    ]
-    held = None
-    if champion is not None:
-        held = assess_model(store, champion, data, version, "champion", f"{base}/champion")
-    return assessed, held
+
+    def assess(card: Card | Champion, role: str, name: str) -> Assessment:
+        return assess_model(store, card, data, version, role, layout.report(training_run, name))
+
+    return RunAssessment(
+        training_run=training_run,
+        gate_round=gate_round,
+        candidates=[assess(c, "candidate", c.model_name) for c in cards],
+        champion=assess(champion, "champion", "champion") if champion else None,
+        unreadable=listing.unreadable,
+    )

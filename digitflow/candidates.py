@@ -1,39 +1,31 @@
-"""Candidates in the object store: their cards, checksum verification and safe loading.
+"""Candidates in the object store: their typed cards, the one writer, runs and listings.
 
-A candidate is ``models/candidates/<training_run>/<model_name>/``: ``model.keras`` and
-``card.json`` (written last, so a candidate with a card is complete). A model file is
-checked against the sha256 on its card before it is deserialised or promoted.
+A candidate is a model file and its card (``card.json``, written last, so a candidate
+with a card is complete), under the keys its role's ``Layout`` gives. A card that
+cannot be read hides only its own candidate: listings report it apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
-from digitflow.errors import DigitflowError, ModelError, NotFoundError
+from digitflow import __version__
+from digitflow.errors import DigitflowError, NotFoundError, describe
+from digitflow.layout import CLASSIFIER, Layout
 from digitflow.storage import ObjectStore
 
-if TYPE_CHECKING:
-    import keras
-
 logger = logging.getLogger(__name__)
-
-CANDIDATES = "models/candidates"
 
 
 class RegistryError(DigitflowError):
     """The registry cannot do what was asked (nothing to roll back to, unreadable record)."""
-
-
-def candidate_key(training_run: str, model_name: str, name: str) -> str:
-    """Key of a candidate's file: ``models/candidates/<run>/<model>/<name>``."""
-    return f"{CANDIDATES}/{training_run}/{model_name}/{name}"
 
 
 def utc_now() -> datetime:
@@ -41,32 +33,104 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Card(BaseModel):
-    """A candidate's card.json: what it is, where it lies, its checksum and numbers."""
+class Split(BaseModel):
+    """How many examples of a split a model was measured on, and its error rate there."""
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    size: int
+    error: float
 
-    training_run: str
+
+class Member(BaseModel):
+    """One member of an ensemble candidate, as its card names it."""
+
     model_name: str
     model_key: str
     sha256: str
-    bytes: int
+    val_error: float | None = None
+    test_error: float | None = None
+
+
+class CardDraft(BaseModel):
+    """A candidate's card before its model is uploaded: what its maker knows of it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    training_run: str
+    model_name: str
     dataset_version: str
+    validation: Split
+    test: Split
+    parameter_count: int
+    wall_s: float
+    device: str
+    input: str
+    params: dict[str, Any] = {}
+    train_examples: int | None = None
+    history_key: str | None = None
+    members: list[Member] = []
+
+
+class Card(CardDraft):
+    """``card.json``: the draft, and where the model lies, its checksum and when it came."""
+
+    card_key: str
+    model_key: str
+    sha256: str
+    bytes: int
     created_at: datetime
-    metrics: dict[str, Any] = {}
+    code_version: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def val_error(self) -> float:
+        """Error rate on the validation slice (selects)."""
+        return self.validation.error
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def test_error(self) -> float:
+        """Error rate on the test split (reported only)."""
+        return self.test.error
 
     @property
     def id(self) -> str:
         """``training_run/model_name``."""
         return f"{self.training_run}/{self.model_name}"
 
-    @property
-    def key(self) -> str:
-        """Key of this card in the store."""
-        return candidate_key(self.training_run, self.model_name, "card.json")
+
+class Unreadable(BaseModel):
+    """A candidate whose card cannot be read, and why."""
+
+    model: str
+    key: str
+    error: str
 
 
-def _sha256_file(path: Path) -> str:
+class Listing(BaseModel):
+    """Candidates with readable cards, sorted by id, and those whose card is unreadable."""
+
+    cards: list[Card]
+    unreadable: list[Unreadable]
+
+
+def code_version() -> str:
+    """The git commit of the code when run from a checkout, else the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"digitflow {__version__}"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a local file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1024 * 1024):
@@ -74,74 +138,39 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_verified(store: ObjectStore, model_key: str, sha256: str, path: Path) -> None:
-    """Download ``model_key`` to ``path``; ModelError unless it exists and matches ``sha256``."""
-    try:
-        store.get_file(model_key, path)
-    except NotFoundError as exc:
-        raise ModelError(
-            f"{store.uri_of(model_key)} does not exist: the candidate's upload is missing or "
-            "was deleted; retrain it before promoting or loading it"
-        ) from exc
-    actual = _sha256_file(path)
-    if actual != sha256:
-        raise ModelError(
-            f"{store.uri_of(model_key)}: sha256 {actual} does not match the card's {sha256} "
-            "(tampered or truncated upload), refusing to load; retrain or re-upload the model"
-        )
-
-
-def verify_model(store: ObjectStore, model_key: str, sha256: str) -> None:
-    """Raise ModelError unless the object at ``model_key`` exists and has checksum ``sha256``."""
-    with tempfile.TemporaryDirectory(prefix="digitflow-verify-") as tmp:
-        _fetch_verified(store, model_key, sha256, Path(tmp) / "model.keras")
-
-
-def load_model(store: ObjectStore, model_key: str, sha256: str) -> keras.Model:
-    """Download a model, check its sha256 before deserialising it, then load it (safe mode)."""
-    import keras
-
-    with tempfile.TemporaryDirectory(prefix="digitflow-model-") as tmp:
-        path = Path(tmp) / "model.keras"
-        _fetch_verified(store, model_key, sha256, path)
-        try:
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        except Exception as exc:
-            raise ModelError(f"{store.uri_of(model_key)}: cannot load the model: {exc}") from exc
-    logger.info("loaded %s (sha256 %s…)", store.uri_of(model_key), sha256[:12])
-    return model
-
-
 def save_candidate(
-    store: ObjectStore, path: Path, training_run: str, model_name: str, **fields: Any
+    store: ObjectStore, path: Path, draft: CardDraft, layout: Layout = CLASSIFIER
 ) -> Card:
-    """Upload a saved ``.keras`` file as a candidate, then its card (written last)."""
-    model_key = candidate_key(training_run, model_name, "model.keras")
+    """Upload a saved model file as a candidate, then its card (written last)."""
+    model_key = layout.model(draft.training_run, draft.model_name)
     store.put_file(model_key, path)
-    fields.setdefault("created_at", utc_now())
     card = Card(
-        training_run=training_run,
-        model_name=model_name,
+        **draft.model_dump(),
+        card_key=layout.card(draft.training_run, draft.model_name),
         model_key=model_key,
-        sha256=_sha256_file(path),
+        sha256=sha256_file(path),
         bytes=path.stat().st_size,
-        **fields,
+        created_at=utc_now(),
+        code_version=code_version(),
     )
-    store.write_bytes(card.key, card.model_dump_json(indent=2).encode())
+    store.write_bytes(card.card_key, card.model_dump_json(indent=2).encode())
     return card
 
 
-def parse_record(model: type[BaseModel], data: bytes, where: str) -> Any:
+def parse_record(model: type[BaseModel], data: bytes, where: str, what: str = "") -> Any:
     """Validate JSON ``data`` as ``model``; RegistryError naming ``where`` if it is not one."""
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        raise RegistryError(f"{where} is not a valid {model.__name__.lower()}: {exc}") from exc
+        what = what or model.__name__.lower()
+        raise RegistryError(f"{where} is not a valid {what}: {describe(exc)}") from exc
 
 
-def read_card(store: ObjectStore, training_run: str, model_name: str) -> Card:
+def read_card(
+    store: ObjectStore, training_run: str, model_name: str, layout: Layout = CLASSIFIER
+) -> Card:
     """The card of one candidate; NotFoundError naming the key if it does not exist."""
-    key = candidate_key(training_run, model_name, "card.json")
+    key = layout.card(training_run, model_name)
     try:
         data = store.read_bytes(key)
     except NotFoundError as exc:
@@ -153,9 +182,46 @@ def read_card(store: ObjectStore, training_run: str, model_name: str) -> Card:
     return card
 
 
-def list_candidates(store: ObjectStore) -> list[Card]:
-    """Every complete candidate (one with a card), sorted by training run and model name."""
-    keys = [
-        k for k in store.list(CANDIDATES + "/") if k.endswith("/card.json") and k.count("/") == 4
-    ]
-    return [parse_record(Card, store.read_bytes(k), store.uri_of(k)) for k in keys]
+def _listing(store: ObjectStore, keys: list[tuple[str, str]], layout: Layout) -> Listing:
+    cards, unreadable = [], []
+    for run, name in keys:
+        try:
+            cards.append(read_card(store, run, name, layout))
+        except RegistryError as exc:
+            logger.warning("%s", exc)
+            key = store.uri_of(layout.card(run, name))
+            unreadable.append(Unreadable(model=f"{run}/{name}", key=key, error=str(exc)))
+    return Listing(cards=cards, unreadable=unreadable)
+
+
+def _card_keys(store: ObjectStore, prefix: str, layout: Layout) -> list[tuple[str, str]]:
+    return sorted(filter(None, (layout.card_of(key) for key in store.list(prefix))))
+
+
+def list_candidates(store: ObjectStore, layout: Layout = CLASSIFIER) -> Listing:
+    """Every complete candidate (one with a card), by training run and model name."""
+    return _listing(store, _card_keys(store, layout.candidates + "/", layout), layout)
+
+
+def run_candidates(store: ObjectStore, training_run: str, layout: Layout = CLASSIFIER) -> Listing:
+    """The complete candidates of one training run; NotFoundError if it has none."""
+    keys = _card_keys(store, layout.run(training_run), layout)
+    if not keys:
+        raise NotFoundError(
+            f"training run {training_run!r} has no candidates in {store.uri}: check its id "
+            "with `digitflow models list`, or train it first"
+        )
+    return _listing(store, keys, layout)
+
+
+def training_runs(store: ObjectStore, layout: Layout = CLASSIFIER) -> list[str]:
+    """Every training run with at least one complete candidate, oldest first."""
+    return sorted({run for run, _ in _card_keys(store, layout.candidates + "/", layout)})
+
+
+def latest_run(store: ObjectStore, layout: Layout = CLASSIFIER) -> str:
+    """The newest training run with at least one complete candidate."""
+    runs = training_runs(store, layout)
+    if not runs:
+        raise NotFoundError(f"no trained candidates in {store.uri}; run `digitflow train` first")
+    return runs[-1]

@@ -1,14 +1,14 @@
 """What the command line shows a person: progress bars while flows run, summaries after.
 
-Progress is read from the flows' own log records (epochs, shards), so the bars need no
-second channel and show exactly what the Prefect UI shows.
+Progress comes with the flows' own log records (epochs, shards, stages), as structured
+fields (``digitflow.progress``), so the bars need no second channel and move exactly when
+the Prefect UI shows the line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,11 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from digitflow.errors import DigitflowError
-
-EPOCH = re.compile(r"^(?P<model>\S+) epoch (?P<done>\d+)/(?P<total>\d+):")
-SHARDS = re.compile(r"^batch (?P<batch>\S+): .* (?P<total>\d+) shards to score$")
-SHARD = re.compile(r"^shard \d+: ")
-STAGES = {"ingest-mnist": "ingest", "assess-candidates": "evaluate", "apply-gate": "promote"}
+from digitflow.progress import step_of
 
 
 class KnownErrorsWithoutTraceback(logging.Filter):
@@ -36,31 +32,25 @@ class KnownErrorsWithoutTraceback(logging.Filter):
 
 
 class ProgressHandler(logging.Handler):
-    """Turns epoch and shard log lines into progress bars."""
+    """Moves a progress bar for each log record that carries a progress step."""
 
     def __init__(self, progress: Progress) -> None:
         super().__init__(logging.INFO)
         self.progress = progress
         self.bars: dict[str, Any] = {}
 
-    def _bar(self, name: str, total: int) -> Any:
-        if name not in self.bars:
-            self.bars[name] = self.progress.add_task(name, total=total)
-        return self.bars[name]
-
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if match := EPOCH.match(message):
-            bar = self._bar(f"train {match['model']}", int(match["total"]))
-            self.progress.update(bar, completed=int(match["done"]))
-        elif match := SHARDS.match(message):
-            self._bar("score shards", int(match["total"]))
-        elif SHARD.match(message) and "score shards" in self.bars:
-            self.progress.advance(self.bars["score shards"])
+        step = step_of(record)
+        if step is None:
+            return
+        if step.bar not in self.bars:
+            if step.total is None:
+                return  # a step of a bar whose size was never announced
+            self.bars[step.bar] = self.progress.add_task(step.bar, total=step.total)
+        if step.done is None:
+            self.progress.advance(self.bars[step.bar])
         else:
-            task = str(getattr(record, "task_run_name", "")).rsplit("-", 1)[0]
-            if task in STAGES and "Finished in state Completed" in message:
-                self.progress.update(self._bar(STAGES[task], 1), completed=1)
+            self.progress.update(self.bars[step.bar], completed=step.done)
 
 
 @contextmanager
@@ -133,9 +123,8 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f} %"
 
 
-def print_retrain(console: Console, result: dict[str, Any]) -> None:
-    """Candidates beside the brief's errors, and what the gate decided."""
-    training, promotion = result["training"], result["promotion"]
+def print_training(console: Console, training: dict[str, Any]) -> None:
+    """A training run's candidates beside the brief's errors, best validation first."""
     table = Table(
         title=f"Training run {training['training_run']} (dataset {training['dataset_version']})",
         title_justify="left",
@@ -153,6 +142,12 @@ def print_retrain(console: Console, result: dict[str, Any]) -> None:
     for name, reason in training["failures"].items():
         table.add_row(name, "failed", reason[:60], "", "")
     console.print(table)
+
+
+def print_retrain(console: Console, result: dict[str, Any]) -> None:
+    """Candidates beside the brief's errors, and what the gate decided."""
+    print_training(console, result["training"])
+    promotion = result["promotion"]
     verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
     console.print(f"Champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})")
     console.print(f"Why: {promotion['reason']}", highlight=False)

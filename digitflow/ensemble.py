@@ -1,9 +1,9 @@
 """An ensemble candidate: one Keras model that averages its members' probabilities.
 
 Built from trained candidates of one training run (each checksum-verified as it is
-loaded), evaluated on validation and test as training evaluates a model, and written as
-``models/candidates/<training_run>/ensemble/`` with ``model.keras`` and ``card.json``
-(last). It is stored, loaded, gated and scored like any single model.
+loaded), evaluated on validation and test as training evaluates a model, and stored as
+the run's candidate ``ensemble``. It is stored, loaded, gated and scored like any single
+model.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from digitflow import runtime
-from digitflow.candidates import Card, load_model, read_card
+from digitflow.candidates import Card, CardDraft, Member, read_card
 from digitflow.errors import ModelError
+from digitflow.layout import CLASSIFIER
+from digitflow.model_files import load_model
 from digitflow.storage import ObjectStore, open_store
-from digitflow.training import (
-    CandidateRecord,
-    load_data,
-    store_candidate,
-)
+from digitflow.training import INPUT, load_data, measure, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -62,35 +60,25 @@ def build_ensemble(
     members: list[str],
     name: str = ENSEMBLE,
     threads: int | None = None,
-) -> CandidateRecord:
+) -> Card:
     """Average trained candidates of ``training_run`` into a new candidate ``name``."""
     start = time.perf_counter()
     device = runtime.configure(threads)
     cards = member_cards(store, training_run, members)
     model = combine([load_model(store, c.model_key, c.sha256) for c in cards], name)
     version = cards[0].dataset_version
-    data = load_data(store, version, limit=None, seed=1)
-    record = store_candidate(
-        store, training_run, name, model, data, version, start, device, _card_extra(cards)
-    )
-    logger.info("%s of %s: validation error %.4f", name, ", ".join(members), record.val_error)
-    return record
-
-
-def _card_extra(members: list[Card]) -> dict[str, Any]:
-    """What an ensemble's card adds: its members and their checksums."""
-    listed = [
-        {"model_name": c.model_name, "model_key": c.model_key, "sha256": c.sha256}
-        | {k: v for k, v in (c.model_extra or {}).items() if k in ("val_error", "test_error")}
-        for c in members
-    ]
-    return {
-        "params": {
-            "combine": "mean of member probabilities",
-            "members": [c.model_name for c in members],
-        },
-        "members": listed,
-    }
+    validation, test = measure(model, load_data(store, version, limit=None, seed=1))
+    draft = CardDraft(
+        training_run=training_run, model_name=name, dataset_version=version,
+        validation=validation, test=test, parameter_count=int(model.count_params()),
+        wall_s=time.perf_counter() - start, device=device, input=INPUT,
+        params={"combine": "mean of member probabilities", "members": members},
+        members=[Member(model_name=c.model_name, model_key=c.model_key, sha256=c.sha256,
+                        val_error=c.val_error, test_error=c.test_error) for c in cards],
+    )  # fmt: skip
+    card = save_model(store, model, draft, CLASSIFIER)
+    logger.info("%s of %s: validation error %.4f", name, ", ".join(members), card.val_error)
+    return card
 
 
 def ensemble_from_uri(
@@ -99,6 +87,6 @@ def ensemble_from_uri(
     members: list[str],
     on_event: Callable[[Any], None] = lambda event: None,
     threads: int | None = None,
-) -> CandidateRecord:
+) -> Card:
     """``build_ensemble`` on the store a URI names (picklable, for ``run_in_process``)."""
     return build_ensemble(open_store(store_uri), training_run, members, threads=threads)

@@ -1,5 +1,9 @@
 """Exceptions with messages meant for people: what went wrong, where, and what to do."""
 
+from __future__ import annotations
+
+from pydantic import ValidationError
+
 
 class DigitflowError(Exception):
     """Base of every error digitflow raises on purpose."""
@@ -49,3 +53,20 @@ class TrainingError(DigitflowError):
     """A model failed to train (bad hyper-parameter, crash of its process, ...)."""
 
     child_traceback: str = ""
+
+
+class ParameterError(DigitflowError):
+    """A parameter (a command-line option, a flow parameter) is wrong, or conflicts with
+    another; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def describe(exc: ValidationError, where: bool = True) -> str:
+    """A pydantic validation error in one line: where (if anywhere, and ``where``) and what."""
+    first = exc.errors()[0]
+    at = ".".join(str(part) for part in first["loc"]) if where else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{at + ': ' if at else ''}{first['msg']}{more}"

@@ -22,7 +22,6 @@ __all__ = [
     "GateConfig",
     "ValidationMismatch",
     "decide",
-    "decision_markdown",
 ]
 
 # Errors are ratios of counts over the same n; this only absorbs float rounding.
@@ -36,10 +35,14 @@ class ValidationMismatch(DigitflowError):
 class GateConfig(BaseModel):
     """Thresholds of the promotion gate."""
 
-    max_error: float = Field(default=0.05, ge=0, le=1, description="Absolute error floor.")
+    max_error: float = Field(
+        default=0.05, ge=0, le=1,
+        description="Absolute validation-error floor a candidate must clear.",
+    )  # fmt: skip
     min_margin: float = Field(
-        default=0.001, ge=0, le=1, description="Minimum error improvement over the champion."
-    )
+        default=0.001, ge=0, le=1,
+        description="Minimum validation-error improvement over the champion.",
+    )  # fmt: skip
     alpha: float = Field(default=0.05, gt=0, le=1, description="McNemar significance level.")
 
 
@@ -146,6 +149,8 @@ def _choose(
             f"at {pct(rows[0].error)}) → no promotion"
         )
     best = eligible[0]
+    if champion is not None and best.id == champion.id:
+        return None, f"{best.id} is already the champion → no promotion"
     if champion is None:
         return best, (
             f"{best.id}: validation error {pct(best.error)} ≤ floor {pct(config.max_error)}, "
@@ -175,41 +180,3 @@ def decide(
         config=config,
         rows=rows,
     )
-
-
-def _cell(value: float | int | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def decision_markdown(decision: Decision) -> str:
-    """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
-    cfg = decision.config
-    title = f"## Promoted: `{decision.winner}`" if decision.winner else "## No promotion"
-    before = (
-        f"Champion before this decision: `{decision.champion}` at "
-        f"{pct(decision.champion_error or 0.0)}."
-        if decision.champion
-        else "There was no champion before this decision."
-    )
-    lines = [
-        title,
-        "",
-        decision.reason,
-        "",
-        before,
-        "",
-        f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
-        f"least {100 * cfg.min_margin:.2f} pp and McNemar p < {cfg.alpha:g} on the same examples. "
-        "b = examples only the champion gets right, c = only the candidate.",
-        "",
-        "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",
-        "|---|---:|:---:|---:|---:|---:|---:|",
-    ]
-    for row in decision.rows:
-        margin = None if row.margin is None else 100 * row.margin
-        p = "-" if row.p_value is None else format_p(row.p_value)
-        lines.append(
-            f"| `{row.id}` | {pct(row.error)} | {'yes' if row.cleared_floor else 'no'} | "
-            f"{_cell(margin, '+.2f')} | {_cell(row.b, 'd')} | {_cell(row.c, 'd')} | {p} |"
-        )
-    return "\n".join(lines) + "\n"

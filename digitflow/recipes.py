@@ -1,49 +1,83 @@
-"""Training recipes: learning-rate schedules, and the profiles quick, seed and best.
+"""Training recipes: the hyper-parameters (declared once, here), learning-rate schedules,
+and the profiles quick, seed and best.
 
-A profile is a set of train-flow parameters: ``quick`` checks the whole path in a minute,
-``seed`` is the brief's recipe for the three seed models, ``best`` trains the challengers
-with augmentation and a cosine schedule, then two epochs on the plain digits, and averages
-them into an ensemble candidate.
-Parameters given explicitly win over the profile's.
+A profile names models, their recipe and the ones to average into an ensemble: ``quick``
+checks the whole path in a minute, ``seed`` is the brief's recipe for the three seed
+models, ``best`` trains the challengers with augmentation and a cosine schedule, then two
+epochs on the plain digits, and averages them into an ensemble candidate.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 from digitflow.errors import TrainingError
 from digitflow.models import CHALLENGERS, SEED_MODELS
 
-if TYPE_CHECKING:
-    from digitflow.training import TrainConfig
-
-Profile = Literal["quick", "seed", "best"]
-
-# The challengers' recipe, as TrainConfig fields.
-CHALLENGER: dict[str, Any] = {
-    "epochs": 30,
-    "batch_size": 128,
-    "learning_rate": 3e-3,
-    "augment": True,
-    "lr_schedule": "cosine",
-    "clean_epochs": 2,
-}
 # The cosine schedule ends at this share of the peak rate.
 FINAL_SHARE = 0.01
-# Wall times on the 2-core CPU machine: see benchmarks/challenger.py's docstring.
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"models": list(SEED_MODELS), "epochs": 2, "limit": 5000},
-    "seed": {"models": list(SEED_MODELS), "epochs": 10, "batch_size": 200, "learning_rate": 1e-3},
-    "best": {"models": list(CHALLENGERS), **CHALLENGER, "ensemble": list(CHALLENGERS)},
+
+
+class Recipe(BaseModel):
+    """How a model is trained; the defaults are the brief's seed recipe."""
+
+    epochs: int = Field(default=10, ge=1, description="Epochs to train (the clean ones follow).")
+    batch_size: int = Field(default=200, ge=1, description="Examples per batch.")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam's (peak) learning rate.")
+    limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
+    seed: int = Field(
+        default=1,
+        description="Seeds shuffling and augmentation; an ensemble's members get seed, "
+        "seed + 1, ... in the order listed.",
+    )
+    augment: bool = Field(default=False, description="Warp and re-stroke digits while fitting.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant", description="cosine: one warm-up epoch, then decay to 1 %."
+    )
+    clean_epochs: int = Field(
+        default=0,
+        ge=0,
+        description="Epochs on the plain digits at the schedule's final rate, after the others.",
+    )
+
+
+class TrainConfig(Recipe):
+    """How to train one model: its recipe, and the size of its backend's thread pools."""
+
+    model: str
+    threads: int | None = Field(default=None, ge=1, description="Backend thread-pool size.")
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch of the run, the clean ones included."""
+        return self.epochs + self.clean_epochs
+
+
+ProfileName = Literal["quick", "seed", "best"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A starting point for a training run: its models, their recipe, its ensemble."""
+
+    models: tuple[str, ...]
+    recipe: Recipe
+    ensemble: tuple[str, ...] = ()
+
+
+# The challengers' recipe. Wall times on the 2-core CPU machine: benchmarks/challenger.py.
+CHALLENGER = Recipe(
+    epochs=30, batch_size=128, learning_rate=3e-3, augment=True, lr_schedule="cosine",
+    clean_epochs=2,
+)  # fmt: skip
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(SEED_MODELS, Recipe(epochs=2, limit=5000)),
+    "seed": Profile(SEED_MODELS, Recipe()),
+    "best": Profile(CHALLENGERS, CHALLENGER, ensemble=CHALLENGERS),
 }
-
-
-def apply_profile(fields: dict[str, Any]) -> dict[str, Any]:
-    """Train-flow parameters with ``fields["profile"]``'s values under the explicit ones."""
-    name = fields.get("profile") or "seed"
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-    return {**PROFILES[name], **fields, "profile": name}
 
 
 def member_seeds(seed: int, members: list[str]) -> dict[str, int]:

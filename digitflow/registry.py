@@ -1,42 +1,48 @@
-"""The model registry in the object store: candidate cards, the champion pointer, history.
+"""The model registry: the champion pointer's changes, each recorded in the history.
 
-``models/champion.json`` names the serving model. It changes only after the model it
-names has been checked against its card's sha256, and only by a conditional write, so
-two concurrent promotions cannot both win. ``models/history/`` is an append-only audit.
-Each pointer keeps the one it replaced (``previous``), so rollback is one step.
+A promotion or rollback verifies the model it names against its card's sha256, moves the
+pointer with a conditional write, then writes its history record at the key the pointer
+names. A record that could not be written (a network cut, a history folder that is not
+writable) is written by the next promotion, decision or rollback, so the pointer and
+the history agree again, and a retry of the same decision completes it rather than
+doing it twice.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from digitflow import history as records
 from digitflow.candidates import (
     Card,
     RegistryError,
-    candidate_key,
     list_candidates,
-    load_model,
-    parse_record,
     read_card,
     save_candidate,
     utc_now,
-    verify_model,
 )
-from digitflow.errors import NotFoundError, PreconditionFailed
+from digitflow.errors import PreconditionFailed, StoreError
+from digitflow.history import HistoryRecord, history
+from digitflow.layout import CLASSIFIER, Layout
+from digitflow.model_files import load_model, verify_model
+from digitflow.pointer import Champion, current_champion, trim, write_pointer
+from digitflow.promotion import Decision
 from digitflow.storage import ObjectStore
 
 __all__ = [
-    "CHAMPION_KEY",
-    "HISTORY",
+    "Applied",
     "Card",
     "Champion",
+    "GateRound",
+    "HistoryRecord",
     "RegistryError",
-    "candidate_key",
+    "apply_decision",
+    "complete",
     "current_champion",
     "history",
     "list_candidates",
@@ -51,122 +57,140 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHAMPION_KEY = "models/champion.json"
-HISTORY = "models/history"
-# Keep the chain of previous pointers bounded; older ones remain in the history.
-MAX_PREVIOUS = 10
+
+class GateRound(BaseModel):
+    """One round of the gate: its id (the same on every retry of it), when it began, and
+    the champion pointer (its ETag) it judges against."""
+
+    id: str
+    at: datetime
+    champion_etag: str | None
+
+    @classmethod
+    def begin(cls, champion_etag: str | None) -> GateRound:
+        """A new round against the pointer whose ETag is ``champion_etag``."""
+        return cls(id=uuid.uuid4().hex, at=utc_now(), champion_etag=champion_etag)
 
 
-class Champion(BaseModel):
-    """The champion pointer: which model serves, and the pointer it replaced."""
+class Applied(BaseModel):
+    """What a decision did to the registry."""
 
-    model_config = ConfigDict(protected_namespaces=())
-
-    training_run: str
-    model_name: str
-    model_key: str
-    sha256: str
-    card_key: str
-    dataset_version: str
-    promoted_at: datetime
-    action: Literal["promote", "rollback"] = "promote"
-    reason: str = ""
-    previous: Champion | None = None
-
-    @property
-    def id(self) -> str:
-        """``training_run/model_name``."""
-        return f"{self.training_run}/{self.model_name}"
-
-    def summary(self) -> dict[str, Any]:
-        """The pointer without its chain of previous ones, for history records and logs."""
-        return self.model_dump(mode="json", exclude={"previous"})
+    promoted: bool  # this decision made the champion (now, or in an earlier try of it)
+    champion: Champion | None  # the champion afterwards
+    reason: str
+    record: str | None  # the history record of this decision; None: nothing to record
+    completed: Champion | None = None  # the champion whose missing record was written now
 
 
-def current_champion(store: ObjectStore) -> tuple[Champion | None, str | None]:
-    """The champion pointer and its ETag (for a conditional update), or (None, None)."""
+def _record(store: ObjectStore, pointer: Champion, replaced: Champion | None) -> None:
+    """Write the history record of a pointer change at the key the pointer names."""
+    assert pointer.record_key is not None
+    record = HistoryRecord(
+        action=pointer.action,
+        at=pointer.promoted_at,
+        champion=pointer.alone(),
+        replaced=replaced.alone() if replaced else None,
+        decision=pointer.decision,
+        decision_id=pointer.decision_id,
+    )
+    records.write_at(store, pointer.record_key, record)
+
+
+def complete(store: ObjectStore, pointer: Champion | None) -> bool:
+    """Write the history record of ``pointer``'s change if it is missing; whether it was.
+
+    A promotion's record names the pointer it replaced; a rollback's, only in its reason.
+    """
+    if pointer is None or pointer.record_key is None or store.exists(pointer.record_key):
+        return False
     try:
-        data, etag = store.read_with_etag(CHAMPION_KEY)
-    except NotFoundError:
-        return None, None
-    champion: Champion = parse_record(Champion, data, store.uri_of(CHAMPION_KEY))
-    return champion, etag
+        _record(store, pointer, pointer.previous if pointer.action == "promote" else None)
+    except StoreError as exc:
+        raise type(exc)(
+            f"the history record of {pointer.action} {pointer.id} is missing and cannot be "
+            f"written to {store.uri_of(pointer.record_key)}: {exc}"
+        ) from exc
+    logger.warning("wrote the missing history record %s", store.uri_of(pointer.record_key))
+    return True
 
 
-def _trim(pointer: Champion | None, depth: int = MAX_PREVIOUS) -> Champion | None:
-    """``pointer`` with its chain of previous pointers cut after ``depth`` links."""
-    if pointer is None or depth == 0:
-        return None
-    return pointer.model_copy(update={"previous": _trim(pointer.previous, depth - 1)})
-
-
-def _write_pointer(
-    store: ObjectStore, pointer: Champion, expected_etag: str | None, what: str
-) -> None:
-    """Replace the champion pointer only if it is still the one read (ETag), or still absent."""
-    data = pointer.model_dump_json(indent=2).encode()
+def _move(
+    store: ObjectStore, pointer: Champion, replaced: tuple[Champion | None, str | None],
+    what: str, layout: Layout,
+) -> None:  # fmt: skip
+    """Point the champion at ``pointer`` if the pointer is still ``replaced`` (the pointer
+    and its ETag), then record the change in the history."""
+    write_pointer(store, pointer, replaced[1], what, layout)
+    logger.info("%s: the champion is now %s", what, pointer.id)
     try:
-        if expected_etag is None:
-            store.write_bytes(CHAMPION_KEY, data, if_absent=True)
-        else:
-            store.write_bytes(CHAMPION_KEY, data, if_match=expected_etag)
-    except PreconditionFailed as exc:
-        raise PreconditionFailed(
-            f"{what} of {pointer.id} lost a race: {store.uri_of(CHAMPION_KEY)} changed since "
-            "it was read (another promotion or rollback won); nothing was changed — "
-            "decide again against the new champion"
+        _record(store, pointer, replaced[0])
+    except StoreError as exc:
+        assert pointer.record_key is not None
+        raise type(exc)(
+            f"{what} done, the champion is now {pointer.id}, but its history record "
+            f"{store.uri_of(pointer.record_key)} could not be written ({exc}); the next "
+            "promote or rollback writes it"
         ) from exc
 
 
 def promote(
-    store: ObjectStore, card: Card, decision_info: dict[str, Any], expected_etag: str | None
+    store: ObjectStore,
+    card: Card,
+    decision: dict[str, Any],
+    expected_etag: str | None,
+    decision_id: str | None = None,
+    layout: Layout = CLASSIFIER,
 ) -> Champion:
-    """Make ``card``'s model champion: verify it, swap the pointer conditionally, log history."""
+    """Make ``card``'s model champion: verify it, swap the pointer conditionally, record it."""
     verify_model(store, card.model_key, card.sha256)
-    current, etag = current_champion(store)
+    current, etag = current_champion(store, layout)
     if etag != expected_etag:
         raise PreconditionFailed(
-            f"promotion of {card.id} refused: {store.uri_of(CHAMPION_KEY)} changed since the "
-            "decision was taken (another promotion or rollback); decide again"
+            f"promotion of {card.id} refused: {store.uri_of(layout.champion)} changed since "
+            "the decision was taken (another promotion or rollback); decide again"
         )
+    complete(store, current)
+    now = utc_now()
     pointer = Champion(
         training_run=card.training_run,
         model_name=card.model_name,
         model_key=card.model_key,
         sha256=card.sha256,
-        card_key=card.key,
+        card_key=card.card_key,
         dataset_version=card.dataset_version,
-        promoted_at=utc_now(),
-        reason=str(decision_info.get("reason", "")),
-        previous=_trim(current),
+        promoted_at=now,
+        reason=str(decision.get("reason", "")),
+        decision=decision,
+        decision_id=decision_id,
+        record_key=layout.record(now, "promote"),
+        previous=trim(current),
     )
-    _write_pointer(store, pointer, expected_etag, "promotion")
-    logger.info("promoted %s to champion (replacing %s)", pointer.id, current and current.id)
-    _append_history(
-        store,
-        "promote",
-        {
-            "champion": pointer.summary(),
-            "replaced": current.summary() if current else None,
-            "decision": decision_info,
-        },
-    )
+    _move(store, pointer, (current, etag), "promotion", layout)
     return pointer
 
 
-def record_refusal(store: ObjectStore, decision_info: dict[str, Any]) -> str:
-    """Append a history entry for a promotion the gate refused; returns its key."""
-    current, _ = current_champion(store)
-    return _append_history(
-        store,
-        "refuse",
-        {"champion": current.summary() if current else None, "decision": decision_info},
+def record_refusal(
+    store: ObjectStore,
+    decision: dict[str, Any],
+    decision_id: str | None = None,
+    at: datetime | None = None,
+    layout: Layout = CLASSIFIER,
+) -> str:
+    """Record a decision that promotes nothing; the key of its record (the same on a retry)."""
+    current, _ = current_champion(store, layout)
+    record = HistoryRecord(
+        action="refuse",
+        at=at or utc_now(),
+        champion=current.alone() if current else None,
+        decision=decision,
+        decision_id=decision_id,
     )
+    return records.write(store, record, layout)
 
 
-def rollback(store: ObjectStore) -> Champion:
+def rollback(store: ObjectStore, layout: Layout = CLASSIFIER) -> Champion:
     """Restore the previous champion (checksum verified again) and record it in the history."""
-    current, etag = current_champion(store)
+    current, etag = current_champion(store, layout)
     if current is None:
         raise RegistryError(f"no champion in {store.uri}: nothing to roll back")
     previous = current.previous
@@ -176,50 +200,49 @@ def rollback(store: ObjectStore) -> Champion:
             "promote another candidate instead"
         )
     verify_model(store, previous.model_key, previous.sha256)
+    complete(store, current)
+    now = utc_now()
     pointer = previous.model_copy(
         update={
-            "promoted_at": utc_now(),
+            "promoted_at": now,
             "action": "rollback",
             "reason": f"rollback from {current.id}",
+            "decision": None,
+            "decision_id": None,
+            "record_key": layout.record(now, "rollback"),
         }
     )
-    _write_pointer(store, pointer, etag, "rollback")
-    logger.info("rolled back champion from %s to %s", current.id, pointer.id)
-    _append_history(
-        store, "rollback", {"champion": pointer.summary(), "replaced": current.summary()}
-    )
+    _move(store, pointer, (current, etag), "rollback", layout)
     return pointer
 
 
-def _history_stamp() -> str:
-    return utc_now().strftime("%Y%m%dT%H%M%S.%fZ")
+def apply_decision(
+    store: ObjectStore, decision: Decision, gate_round: GateRound, layout: Layout = CLASSIFIER
+) -> Applied:
+    """Promote the decision's winner, or record the refusal; the same outcome on a retry.
 
-
-def _append_history(store: ObjectStore, action: str, record: dict[str, Any]) -> str:
-    """Write one history record under a new key; a colliding key gets a numeric suffix."""
-    stamp = _history_stamp()
-    entry = {"action": action, "at": utc_now().isoformat(), **record}
-    data = json.dumps(entry, indent=2, default=str).encode()
-    for attempt in range(1, 100):
-        suffix = "" if attempt == 1 else f"-{attempt}"
-        key = f"{HISTORY}/{stamp}-{action}{suffix}.json"
-        try:
-            store.write_bytes(key, data, if_absent=True)
-            return key
-        except PreconditionFailed:
-            continue
-    raise RegistryError(f"cannot find a free history key for {stamp}-{action} in {store.uri}")
-
-
-def _history_order(key: str) -> tuple[str, int]:
-    """Sort key of a history object: its timestamp, then its collision suffix."""
-    stem = key.rsplit("/", 1)[-1].removesuffix(".json")
-    stamp, _, rest = stem.partition("-")
-    tail = rest.rsplit("-", 1)
-    return stamp, int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 1
-
-
-def history(store: ObjectStore) -> list[dict[str, Any]]:
-    """Every history record, oldest first, each with its ``key``."""
-    keys = sorted((k for k in store.list(HISTORY + "/") if k.endswith(".json")), key=_history_order)
-    return [{**json.loads(store.read_bytes(k)), "key": k} for k in keys]
+    A winner that is champion already (another round promoted it in the meantime) is
+    reported as such, and nothing is recorded or changed.
+    """
+    current, _ = current_champion(store, layout)
+    completed = current if complete(store, current) else None
+    info = decision.model_dump(mode="json")
+    run, name = decision.winner_training_run, decision.winner_model_name
+    if not (decision.promoted and run and name):
+        key = record_refusal(store, info, gate_round.id, gate_round.at, layout)
+        return Applied(
+            promoted=False, champion=current, reason=decision.reason, record=key,
+            completed=completed,
+        )  # fmt: skip
+    if current is not None and current.id == decision.winner:
+        if current.decision_id == gate_round.id:  # an earlier try of this round promoted it
+            return Applied(promoted=True, champion=current, reason=decision.reason,
+                           record=current.record_key)  # fmt: skip
+        since = f"{current.promoted_at:%Y-%m-%d %H:%M:%S} UTC"
+        reason = f"{current.id} is already the champion (since {since}); nothing changed"
+        return Applied(promoted=False, champion=current, reason=reason, record=None,
+                       completed=completed)  # fmt: skip
+    card = read_card(store, run, name, layout)
+    pointer = promote(store, card, info, gate_round.champion_etag, gate_round.id, layout)
+    return Applied(promoted=True, champion=pointer, reason=decision.reason,
+                   record=pointer.record_key, completed=completed)  # fmt: skip

@@ -115,7 +115,14 @@ class LocalStore(ObjectStore):
     def _locked(self) -> Iterator[None]:
         """Serialise conditional writes between processes sharing this store."""
         lock_path = self._tmp_path().with_name("conditional.lock")
-        with open(lock_path, "a") as lock:
+        try:
+            lock = open(lock_path, "a")  # noqa: SIM115 - closed below, after the unlock
+        except OSError as exc:
+            raise StoreError(
+                f"store {self.uri} is not writable: cannot open its lock file {lock_path} "
+                f"({exc.strerror})"
+            ) from exc
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

@@ -1,59 +1,35 @@
 """Fit one model from a dataset version and write it to the store as a candidate.
 
-A candidate is ``models/candidates/<training_run>/<model>/``: ``model.keras``,
-``history.json`` and ``card.json``. The card is written last, so a candidate whose card
-exists is complete.
+A candidate's files (``model.keras``, ``history.json``, then ``card.json`` last) lie
+where its role's layout puts them (``digitflow.layout``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from digitflow import __version__, models, runtime
+from digitflow import models, recipes, runtime
+from digitflow.candidates import Card, CardDraft, Split, save_candidate
 from digitflow.data import dataset
 from digitflow.errors import TrainingError
+from digitflow.layout import CLASSIFIER, Layout
+from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
-
-class TrainConfig(BaseModel):
-    """How to train one model; defaults are the brief's seed recipe."""
-
-    model: str
-    epochs: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=200, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0)
-    limit: int | None = Field(default=None, ge=10, description="Train on this many examples.")
-    seed: int = 1
-    threads: int | None = Field(default=None, ge=1, description="Backend thread-pool size.")
-    augment: bool = Field(default=False, description="Warp and re-stroke digits while fitting.")
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        default="constant", description="cosine: one warm-up epoch, then decay to 1 %."
-    )
-    clean_epochs: int = Field(
-        default=0,
-        ge=0,
-        description="Epochs on the plain digits at the schedule's final rate, after the others.",
-    )
-
-    @property
-    def total_epochs(self) -> int:
-        """Every epoch of the run, the clean ones included."""
-        return self.epochs + self.clean_epochs
+# What every classifier candidate takes, as its card says.
+INPUT = "float32 (28, 28, 1) in [0, 1], ink bright on black"
 
 
 class EpochMetrics(BaseModel):
@@ -67,22 +43,6 @@ class EpochMetrics(BaseModel):
     val_loss: float
     val_accuracy: float
     seconds: float
-
-
-class CandidateRecord(BaseModel):
-    """A trained candidate: where it is and how good it is."""
-
-    training_run: str
-    model_name: str
-    card_key: str
-    model_key: str
-    sha256: str
-    dataset_version: str
-    val_error: float
-    test_error: float
-    parameter_count: int
-    wall_s: float
-    device: str
 
 
 @dataclass(frozen=True)
@@ -124,27 +84,6 @@ def load_data(store: ObjectStore, version: str, limit: int | None, seed: int) ->
     )
 
 
-def candidate_prefix(training_run: str, model_name: str) -> str:
-    """Store prefix of one candidate."""
-    return f"models/candidates/{training_run}/{model_name}"
-
-
-def code_version() -> str:
-    """The git commit of the code when run from a checkout, else the package version."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return f"digitflow {__version__}"
-
-
 def _fit(
     config: TrainConfig, data: Data, on_epoch: Callable[[EpochMetrics], None]
 ) -> tuple[Any, dict[str, list[float]]]:
@@ -154,7 +93,7 @@ def _fit(
     augmented run leaves the weights, and the batch-norm statistics above all, tuned to
     warped digits; a few epochs on the digits as they are settle both for the real ones.
     """
-    from digitflow import augment, recipes
+    from digitflow import augment
 
     model = models.build(config.model)
     trainee = augment.with_augmentation(model, config.seed) if config.augment else model
@@ -203,13 +142,30 @@ def error_rate(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(probs, axis=1) != y))
 
 
+def measure(model: Any, data: Data) -> tuple[Split, Split]:
+    """A fitted model's error on the validation slice and on the test split."""
+    return (
+        Split(size=len(data.y_val), error=error_rate(model, data.x_val, data.y_val)),
+        Split(size=len(data.y_test), error=error_rate(model, data.x_test, data.y_test)),
+    )
+
+
+def save_model(store: ObjectStore, model: Any, draft: CardDraft, layout: Layout) -> Card:
+    """Save a fitted Keras model and store it as a candidate with its card."""
+    with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return save_candidate(store, path, draft, layout)
+
+
 def train_model(
     store: ObjectStore,
     dataset_version: str,
     config: TrainConfig,
     training_run: str,
     on_epoch: Callable[[EpochMetrics], None] = lambda m: None,
-) -> CandidateRecord:
+    layout: Layout = CLASSIFIER,
+) -> Card:
     """Fit ``config.model`` on a dataset version and store it as a candidate."""
     start = time.perf_counter()
     device = runtime.configure(config.threads)
@@ -217,64 +173,16 @@ def train_model(
     data = load_data(store, dataset_version, config.limit, config.seed)
     logger.info("training %s on %d examples (%s)", config.model, len(data.y_train), device)
     model, history = _fit(config, data, on_epoch)
-    prefix = candidate_prefix(training_run, config.model)
-    store.write_bytes(f"{prefix}/history.json", json.dumps(history).encode())
-    extra = {
-        "params": config.model_dump(),
-        "train_examples": len(data.y_train),
-        "history_key": f"{prefix}/history.json",
-    }
-    return store_candidate(
-        store, training_run, config.model, model, data, dataset_version, start, device, extra
-    )
-
-
-def store_candidate(
-    store: ObjectStore,
-    training_run: str,
-    model_name: str,
-    model: Any,
-    data: Data,
-    dataset_version: str,
-    started: float,
-    device: str,
-    extra: dict[str, Any],
-) -> CandidateRecord:
-    """Measure a fitted model, upload ``model.keras``, then write ``card.json`` (last)."""
-    val_error = error_rate(model, data.x_val, data.y_val)
-    test_error = error_rate(model, data.x_test, data.y_test)
-    prefix = candidate_prefix(training_run, model_name)
-    with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        size = path.stat().st_size
-        store.put_file(f"{prefix}/model.keras", path)
-    record = CandidateRecord(
-        training_run=training_run,
-        model_name=model_name,
-        card_key=f"{prefix}/card.json",
-        model_key=f"{prefix}/model.keras",
-        sha256=sha256,
-        dataset_version=dataset_version,
-        val_error=val_error,
-        test_error=test_error,
-        parameter_count=int(model.count_params()),
-        wall_s=time.perf_counter() - started,
-        device=device,
-    )
-    card = {
-        **record.model_dump(),
-        "bytes": size,
-        "created_at": datetime.now(UTC).isoformat(),
-        "code_version": code_version(),
-        "validation": {"size": len(data.y_val), "error": val_error},
-        "test": {"size": len(data.y_test), "error": test_error},
-        "input": "float32 (28, 28, 1) in [0, 1], ink bright on black",
-        **extra,
-    }
-    store.write_bytes(record.card_key, json.dumps(card, indent=2).encode())
-    return record
+    history_key = layout.candidate(training_run, config.model, "history.json")
+    store.write_bytes(history_key, json.dumps(history).encode())
+    validation, test = measure(model, data)
+    draft = CardDraft(
+        training_run=training_run, model_name=config.model, dataset_version=dataset_version,
+        validation=validation, test=test, parameter_count=int(model.count_params()),
+        wall_s=time.perf_counter() - start, device=device, input=INPUT,
+        params=config.model_dump(), train_examples=len(data.y_train), history_key=history_key,
+    )  # fmt: skip
+    return save_model(store, model, draft, layout)
 
 
 def train_from_uri(
@@ -283,7 +191,7 @@ def train_from_uri(
     config: TrainConfig,
     training_run: str,
     on_event: Callable[[EpochMetrics], None],
-) -> CandidateRecord:
+) -> Card:
     """``train_model`` on the store a URI names (picklable arguments, for a child process)."""
     return train_model(open_store(store_uri), dataset_version, config, training_run, on_event)
 

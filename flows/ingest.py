@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from digitflow.data.ingest import DatasetRecord
-from digitflow.settings import Settings
+from flows.params import StoreParams
 from tasks.ingest import ingest_dataset
 
 
-class IngestParams(BaseModel):
+class IngestParams(StoreParams):
     """Parameters of the ingest flow (rendered as a form in the Prefect UI)."""
 
     source: str | None = Field(
@@ -18,7 +18,6 @@ class IngestParams(BaseModel):
         description="Directory, http(s) base URL or s3:// prefix of the four MNIST .gz "
         "files. Empty: DIGITFLOW_MNIST_SOURCE, else the public mirrors.",
     )
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
     accept_custom: bool = Field(
         default=False, description="Accept files whose MD5 differs from the published one."
     )
@@ -28,10 +27,10 @@ class IngestParams(BaseModel):
 def ingest_flow(params: IngestParams | None = None) -> DatasetRecord:
     """Ingest MNIST into the object store; returns the dataset record."""
     params = params or IngestParams()
-    settings = Settings()
+    settings = params.settings()
     return ingest_dataset(
         params.source or settings.mnist_source,
-        params.store or settings.store,
+        settings.store,
         params.accept_custom,
         settings.download_timeout_s,
     )

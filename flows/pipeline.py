@@ -6,13 +6,13 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from digitflow.scoring.batch import BatchSummary
-from digitflow.settings import Settings
+from flows.params import StoreParams
 from flows.retrain import RetrainParams, RetrainSummary, retrain_flow
 from flows.score import ScoreParams, score_flow
 from tasks.samples import SampleAccuracy, check_against_truth, make_samples
 
 
-class PipelineParams(BaseModel):
+class PipelineParams(StoreParams):
     """Parameters of the main job."""
 
     retrain: RetrainParams = Field(default_factory=RetrainParams)
@@ -23,7 +23,6 @@ class PipelineParams(BaseModel):
     )
     sample_pages: int = Field(default=12, ge=1, le=500)
     sample_seed: int = 0
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
 
 
 class PipelineSummary(BaseModel):
@@ -39,8 +38,8 @@ class PipelineSummary(BaseModel):
 def pipeline_flow(params: PipelineParams | None = None) -> PipelineSummary:
     """Retrain, then read every digit of the scans with the champion."""
     params = params or PipelineParams()
-    settings = Settings()
-    store = params.store or settings.store
+    settings = params.settings()
+    store = settings.store
     retrain = retrain_flow(params.retrain.model_copy(update={"store": store}))
     samples = None
     scans = params.scans

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from digitflow.gatekeeper import PromotionResult
 from digitflow.promotion import GateConfig
-from digitflow.settings import Settings
-from tasks.promote import PromotionResult, announce_promotion, apply_gate, assess_candidates
+from flows.params import StoreParams
+from tasks.promote import announce_promotion, apply_gate, assess_candidates
 from tasks.train import latest_training_run
 
 
-class PromoteParams(BaseModel):
+class PromoteParams(StoreParams):
     """Parameters of the promote flow."""
 
     training_run: str | None = Field(default=None, description="Empty: the newest run.")
     gate: GateConfig = Field(default_factory=GateConfig)
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
 
 
 @flow(name="promote")
 def promote_flow(params: PromoteParams | None = None) -> PromotionResult:
     """Evaluate candidates and champion on the same validation examples; gate; promote."""
     params = params or PromoteParams()
-    store = params.store or Settings().store
+    store = params.settings().store
     run = params.training_run or latest_training_run(store)
     report = assess_candidates(store, run)
     result = apply_gate(store, report, params.gate)

@@ -5,20 +5,19 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from digitflow.settings import Settings
+from digitflow.gatekeeper import PromotionResult
 from flows.ingest import IngestParams, ingest_flow
+from flows.params import StoreParams
 from flows.promote import PromoteParams, promote_flow
 from flows.train import TrainParams, TrainSummary, train_flow
-from tasks.promote import PromotionResult
 
 
-class RetrainParams(BaseModel):
+class RetrainParams(StoreParams):
     """Parameters of the retrain flow: the ingest, train and promote steps' own."""
 
     ingest: IngestParams = Field(default_factory=IngestParams)
     train: TrainParams = Field(default_factory=TrainParams)
     promote: PromoteParams = Field(default_factory=PromoteParams)
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
 
 
 class RetrainSummary(BaseModel):
@@ -33,7 +32,7 @@ class RetrainSummary(BaseModel):
 def retrain_flow(params: RetrainParams | None = None) -> RetrainSummary:
     """Ingest the data, train the models side by side, then gate and promote."""
     params = params or RetrainParams()
-    store = params.store or Settings().store
+    store = params.settings().store
     dataset = ingest_flow(params.ingest.model_copy(update={"store": store}))
     training = train_flow(
         params.train.model_copy(update={"store": store, "dataset_version": dataset.version})

@@ -7,13 +7,13 @@ import os
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from digitflow.errors import DigitflowError
 from digitflow.scoring import SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef
-from digitflow.settings import Settings
+from flows.params import StoreParams
 from flows.runners import SPEC_PATTERN, dask_runner
 from tasks.score import (
     ShardProgress,
@@ -29,7 +29,7 @@ from tasks.score import (
 SHARD_THREADS = max(4, os.cpu_count() or 1)
 
 
-class ScoreParams(BaseModel):
+class ScoreParams(StoreParams):
     """Parameters of the score flow (rendered as a form in the Prefect UI)."""
 
     input: str = Field(description="Folder of scans or s3://bucket/prefix, read recursively.")
@@ -38,7 +38,6 @@ class ScoreParams(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
         description="Empty: derived from the input and the model, so a rerun resumes.",
     )
-    store: str | None = Field(default=None, description="Object store URI. Empty: DIGITFLOW_STORE.")
     shard_size: int = Field(
         default=SHARD_SIZE, ge=1, le=10_000, description="Files per task (one inference call each)."
     )
@@ -65,14 +64,16 @@ class ScoreParams(BaseModel):
 
 
 def _score_shards(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float
-) -> list[ShardResult]:
+    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float,
+    readers: int | None,
+) -> list[ShardResult]:  # fmt: skip
     """Submit one task per shard on the current task runner; wait, advancing the progress."""
     progress = ShardProgress(plan.batch_id, len(plan.shards))
     futures: list[PrefectFuture[ShardResult]] = [
-        score_shard.submit(store, plan.batch_id, input_root, names, ref, threshold, index=k)
+        score_shard.submit(store, plan.batch_id, input_root, names, ref, threshold, readers,
+                           index=k)
         for k, names in enumerate(plan.shards)
-    ]
+    ]  # fmt: skip
     done, failures = [], []
     for future in as_completed(futures):
         future.wait()  # records the final state on the future
@@ -92,27 +93,29 @@ def _score_shards(
 
 @flow(name="score-shards")
 def score_shards_flow(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float
-) -> list[ShardResult]:
+    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float,
+    readers: int | None = None,
+) -> list[ShardResult]:  # fmt: skip
     """The shards of a batch, on the task runner this subflow is given (Dask)."""
-    return _score_shards(store, plan, input_root, ref, threshold)
+    return _score_shards(store, plan, input_root, ref, threshold, readers)
 
 
 # Prefect annotates task_runner as TaskRunner[PrefectFuture], which no concrete runner is.
 @flow(name="score", task_runner=ThreadPoolTaskRunner(max_workers=SHARD_THREADS))  # type: ignore[arg-type]
 def score_flow(params: ScoreParams) -> BatchSummary:
     """Read every digit of every file under the input; rerunning a batch resumes it."""
-    store = params.store or Settings().store
+    settings = params.settings()
+    store = settings.store
     ref = resolve_model(store, params.model)
     if not params.dask:
-        warm_up(ref)  # the model loads and the readers start while the input is listed
+        warm_up(ref, settings.readers)  # the model loads and readers start while listing
     plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
         on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))
-        on_dask(store, plan, params.input, ref, params.review_threshold)
+        on_dask(store, plan, params.input, ref, params.review_threshold, settings.readers)
     else:
-        _score_shards(store, plan, params.input, ref, params.review_threshold)
+        _score_shards(store, plan, params.input, ref, params.review_threshold, settings.readers)
     summary = finalize_batch(store, plan.batch_id, plan.already_done)
     publish_report(store, summary)
     return summary

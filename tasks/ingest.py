@@ -6,6 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from digitflow.data.ingest import DatasetRecord, ingest
+from digitflow.progress import step
 from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
@@ -26,6 +27,7 @@ def ingest_dataset(
         record.version,
         ", ".join(f"{n} {c:,} rows" for n, c in record.counts.items()),
         "written" if record.written else "already present, nothing rewritten",
+        extra=step("ingest", 1, 1),
     )
     rows: list[dict[str, int | str]] = [
         {"digit": digit, **{split: counts[digit] for split, counts in record.class_counts.items()}}

@@ -14,6 +14,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from digitflow.progress import step
 from digitflow.scoring import batch, results
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
 from digitflow.scoring.infer import ModelRef
@@ -41,6 +42,7 @@ def start_batch(
     get_run_logger().info(
         "batch %s: %d files in %s, %d already done, %d shards to score",
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
+        extra=step("score shards", 0, len(plan.shards)),
     )  # fmt: skip
     return plan
 
@@ -48,17 +50,17 @@ def start_batch(
 @task(name="score-shard", task_run_name="score-shard-{index}", **STORAGE_RETRIES)
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
-    threshold: float, index: int,
+    threshold: float, readers: int | None, index: int,
 ) -> ShardResult:  # fmt: skip
     """Score one shard of files with one batched inference call, and commit it."""
     logger = get_run_logger()
-    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold)
+    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold, readers)
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)
     logger.info(
         "shard %d: %d files, %d pages, %d digits (%d to review), %d quarantined in %.1f s",
         index, result.files, result.pages, result.digits, result.needs_review,
-        result.quarantined, result.seconds,
+        result.quarantined, result.seconds, extra=step("score shards"),
     )  # fmt: skip
     return result
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -14,19 +13,16 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from digitflow import runtime
+from digitflow import candidates, runtime
+from digitflow.candidates import Card
 from digitflow.data import dataset
 from digitflow.ensemble import ensemble_from_uri
-from digitflow.errors import NotFoundError, TrainingError
+from digitflow.errors import TrainingError
 from digitflow.isolation import run_in_process
+from digitflow.progress import step
+from digitflow.recipes import TrainConfig
 from digitflow.storage import open_store
-from digitflow.training import (
-    CandidateRecord,
-    EpochMetrics,
-    TrainConfig,
-    candidate_prefix,
-    train_from_uri,
-)
+from digitflow.training import EpochMetrics, train_from_uri
 from tasks.retry import STORAGE_RETRIES
 
 TRAIN_MODEL_DEPLOYMENT = "train-model/train-model"
@@ -56,6 +52,7 @@ def _epoch_logger(config: TrainConfig) -> Any:
             m.val_loss,
             m.val_accuracy,
             m.seconds,
+            extra=step(f"train {m.model}", m.epoch, m.epochs),
         )
         update_progress_artifact(artifact_id, progress=100.0 * m.epoch / m.epochs)  # type: ignore[arg-type]
 
@@ -77,16 +74,7 @@ def latest_dataset(store_uri: str) -> str:
 )
 def latest_training_run(store_uri: str) -> str:
     """The newest training run with at least one complete candidate."""
-    runs = sorted(
-        {
-            k.split("/")[2]
-            for k in open_store(store_uri).list("models/candidates/")
-            if k.endswith("/card.json")
-        }
-    )
-    if not runs:
-        raise NotFoundError(f"no trained candidates in {store_uri}; run `digitflow train` first")
-    return runs[-1]
+    return candidates.latest_run(open_store(store_uri))
 
 
 @task(name="train", task_run_name="train-{config.model}")
@@ -97,7 +85,7 @@ def train_candidate(
     training_run: str,
     gpu_slot: int = 0,
     isolate: bool = True,
-) -> CandidateRecord:
+) -> Card:
     """Train one model (in its own process unless ``isolate`` is off) into a candidate."""
     logger = get_run_logger()
     on_epoch = _epoch_logger(config)
@@ -109,7 +97,7 @@ def train_candidate(
     }
     try:
         if not isolate:
-            record: CandidateRecord = train_from_uri(**kwargs, on_event=on_epoch)
+            record: Card = train_from_uri(**kwargs, on_event=on_epoch)
         else:
             env = runtime.gpu_env(gpu_slot, runtime.visible_gpu_count())
             record = run_in_process(
@@ -131,11 +119,11 @@ def train_candidate(
 
 
 @task(name="ensemble", task_run_name="ensemble-{training_run}")
-def ensemble_candidate(store_uri: str, training_run: str, members: list[str]) -> CandidateRecord:
+def ensemble_candidate(store_uri: str, training_run: str, members: list[str]) -> Card:
     """Average trained candidates into the run's ``ensemble`` candidate, in its own process."""
     kwargs = {"store_uri": store_uri, "training_run": training_run, "members": members}
     env = runtime.gpu_env(0, runtime.visible_gpu_count())
-    record: CandidateRecord = run_in_process(ensemble_from_uri, kwargs, name="ensemble", env=env)
+    record: Card = run_in_process(ensemble_from_uri, kwargs, name="ensemble", env=env)
     get_run_logger().info(
         "ensemble of %s: validation error %.2f %%, test error %.2f %%",
         ", ".join(members),
@@ -148,7 +136,7 @@ def ensemble_candidate(store_uri: str, training_run: str, members: list[str]) ->
 @task(name="train-on-worker", task_run_name="train-{config.model}-on-worker")
 def train_on_worker(
     store_uri: str, dataset_version: str, config: TrainConfig, training_run: str
-) -> CandidateRecord:
+) -> Card:
     """Run the ``train-model`` deployment for one model and wait for its candidate."""
     flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
         TRAIN_MODEL_DEPLOYMENT,
@@ -166,14 +154,11 @@ def train_on_worker(
     if state is None or not state.is_completed():
         message = state.message if state else "no state"
         raise TrainingError(f"{config.model}: worker run {flow_run.name} ended {message}")
-    card = open_store(store_uri).read_bytes(
-        f"{candidate_prefix(training_run, config.model)}/card.json"
-    )
-    return CandidateRecord.model_validate(json.loads(card))
+    return candidates.read_card(open_store(store_uri), training_run, config.model)
 
 
 @task(name="training-report")
-def training_report(records: list[CandidateRecord], failures: dict[str, str]) -> None:
+def training_report(records: list[Card], failures: dict[str, str]) -> None:
     """A table artifact comparing the candidates of one training run."""
     rows: list[dict[str, Any]] = [
         {

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from digitflow import models, recipes
-from digitflow.errors import ModelError
+from digitflow.errors import ModelError, ParameterError
+from digitflow.plan import TrainRequest, plan_training
+from digitflow.recipes import TrainConfig
 from digitflow.storage import LocalStore
-from digitflow.training import TrainConfig
 from tests.conftest import clone_store
 
 PARAMETERS = {
@@ -157,48 +159,82 @@ def test_clean_epochs_follow_the_augmented_ones(store_copy: tuple[LocalStore, st
 
 
 def test_profiles_fill_what_is_not_given() -> None:
-    best = recipes.apply_profile({"profile": "best", "epochs": 1})
-    assert best["epochs"] == 1 and best["augment"] is True and best["lr_schedule"] == "cosine"
-    assert best["clean_epochs"] == 2
-    assert best["models"] == list(models.CHALLENGERS) == best["ensemble"]
-    quick = recipes.apply_profile({"profile": "quick"})
-    assert quick["models"] == list(models.SEED_MODELS) and quick["limit"] == 5000
-    assert recipes.apply_profile({})["profile"] == "seed"
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
-        recipes.apply_profile({"profile": "fast"})
+    best = TrainRequest(profile="best", epochs=1)
+    assert best.epochs == 1 and best.augment is True and best.lr_schedule == "cosine"
+    assert best.clean_epochs == 2 and best.batch_size == 128
+    assert best.models == list(models.CHALLENGERS) == best.ensemble
+    quick = TrainRequest(profile="quick")
+    assert quick.models == list(models.SEED_MODELS) and quick.limit == 5000
+    assert quick.ensemble == [] and TrainRequest().profile == "seed"
+    with pytest.raises(ValidationError, match="profile"):
+        TrainRequest.model_validate({"profile": "fast"})
 
 
-def test_the_train_flow_hands_the_profile_recipe_to_every_model() -> None:
-    from flows.train import TrainParams, _configs
+def test_a_profiles_ensemble_shrinks_to_the_models_named() -> None:
+    two = TrainRequest(profile="best", models=["challenger_cnn", "challenger_small"])
+    assert two.ensemble == ["challenger_cnn", "challenger_small"]
+    assert TrainRequest(profile="best", models=["challenger_dense"]).ensemble == []
+    assert TrainRequest(profile="best", ensemble=[]).ensemble == []  # asked for none
 
-    configs = _configs(TrainParams(profile="best", overrides={"challenger_small": {"epochs": 5}}))
+
+def test_the_plan_hands_the_profile_recipe_to_every_model() -> None:
+    request = TrainRequest(profile="best", overrides={"challenger_small": {"epochs": 5}})
+    configs = {c.model: c for c in plan_training(request).configs}
     assert set(configs) == set(models.CHALLENGERS)
     for name, config in configs.items():
         assert config.augment and config.lr_schedule == "cosine" and config.clean_epochs == 2
         assert config.total_epochs == (7 if name == "challenger_small" else 32)
 
 
-def test_ensemble_members_train_with_seeds_of_their_own() -> None:
-    from flows.train import TrainParams, _configs
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"models": ["simple_cnn"], "ensemble": ["simple_cnn", "larger_cnn"]}, "ensemble"),
+        ({"models": ["simple_cnn", "larger_cnn"], "ensemble": ["simple_cnn"]}, "ensemble"),
+        ({"models": ["simple_cnn", "simple_cnn"]}, "models"),
+        ({"overrides": {"challenger_cnn": {"epochs": 2}}}, "overrides"),
+        ({"overrides": {"simple_cnn": {"epochs": 0}}}, "overrides"),
+    ],
+)
+def test_a_plan_that_cannot_work_names_the_parameter(fields: dict, field: str) -> None:
+    with pytest.raises(ParameterError) as error:
+        plan_training(TrainRequest(**fields))
+    assert error.value.field == field
 
-    params = TrainParams(
+
+def test_an_unknown_model_is_refused_with_the_registered_names() -> None:
+    with pytest.raises(ModelError, match="unknown model 'resnet'.*baseline_mlp"):
+        plan_training(TrainRequest(models=["baseline_mlp", "resnet"]))
+
+
+def test_ensemble_members_train_with_seeds_of_their_own() -> None:
+    request = TrainRequest(
         models=["baseline_mlp", "simple_cnn", "larger_cnn"], ensemble=["simple_cnn", "larger_cnn"],
         seed=5, overrides={"larger_cnn": {"seed": 40}},
     )  # fmt: skip
-    seeds = {name: config.seed for name, config in _configs(params).items()}
+    seeds = {c.model: c.seed for c in plan_training(request).configs}
     assert seeds == {"baseline_mlp": 5, "simple_cnn": 5, "larger_cnn": 40}
-    del params.overrides["larger_cnn"]
-    assert _configs(params)["larger_cnn"].seed == 6
-    alone = TrainParams(models=["simple_cnn", "larger_cnn"], seed=5)
-    assert {config.seed for config in _configs(alone).values()} == {5}
+    del request.overrides["larger_cnn"]
+    assert plan_training(request).configs[2].seed == 6
+    alone = TrainRequest(models=["simple_cnn", "larger_cnn"], seed=5)
+    assert {config.seed for config in plan_training(alone).configs} == {5}
+
+
+def test_threads_share_the_cores_in_local_mode_only() -> None:
+    import os
+
+    local = plan_training(TrainRequest()).configs
+    assert {c.threads for c in local} == {max(1, (os.cpu_count() or 1) // 3)}
+    assert {c.threads for c in plan_training(TrainRequest(mode="workers")).configs} == {None}
 
 
 @pytest.mark.slow
 def test_ensemble_averages_members_and_loads_like_any_candidate(
     store_copy: tuple[LocalStore, str],
 ) -> None:
-    from digitflow.candidates import load_model, read_card
+    from digitflow.candidates import read_card
     from digitflow.ensemble import build_ensemble
+    from digitflow.model_files import load_model
     from digitflow.training import load_data, train_model
 
     store, version = store_copy
@@ -208,6 +244,7 @@ def test_ensemble_averages_members_and_loads_like_any_candidate(
     record = build_ensemble(store, "run-e", members)
     card = json.loads(store.read_bytes(record.card_key))
     assert record.model_key == "models/candidates/run-e/ensemble/model.keras"
+    assert card["params"]["members"] == members
     assert [m["model_name"] for m in card["members"]] == members
     cards = [read_card(store, "run-e", name) for name in members]
     assert [m["sha256"] for m in card["members"]] == [c.sha256 for c in cards]

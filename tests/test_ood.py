@@ -96,7 +96,7 @@ def test_quickly_trained_model_reads_real_scans_well_above_chance(
 ) -> None:
     if not (REALSCANS / "labels.csv").is_file():
         pytest.skip(f"{REALSCANS} not found")
-    from digitflow.candidates import load_model
+    from digitflow.model_files import load_model
     from digitflow.storage import LocalStore
     from digitflow.training import TrainConfig, train_model
     from tests.conftest import clone_store

@@ -11,7 +11,7 @@ import pytest
 
 from digitflow import registry
 from digitflow.data.ingest import ingest
-from digitflow.errors import ModelError, StoreError
+from digitflow.errors import ModelError, NotFoundError, StoreError
 from digitflow.promotion import GateConfig
 from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
@@ -45,7 +45,7 @@ def _copy(uri: str, target: ObjectStore) -> None:
 
 
 def _actions(store: ObjectStore) -> list[str]:
-    return [h["key"].rsplit("-", 1)[-1].removesuffix(".json") for h in registry.history(store)]
+    return [h.key.rsplit("-", 1)[-1].removesuffix(".json") for h in registry.history(store)]
 
 
 def test_retrain_promotes_refuses_identical_and_rolls_back(mnist_dir: Path, store_uri: str) -> None:
@@ -85,16 +85,18 @@ def test_retrain_promotes_refuses_identical_and_rolls_back(mnist_dir: Path, stor
     assert "data:image/png;base64," in markdown and "McNemar" in markdown
 
 
-def test_floor_not_met_and_empty_run_are_clear_refusals(trained: str, tmp_path: Path) -> None:
+def test_floor_not_met_is_a_refusal_and_an_unknown_run_an_error(
+    trained: str, tmp_path: Path
+) -> None:
     uri = clone_store(trained, tmp_path / "store")
     strict = promote_flow(
         PromoteParams(training_run="weak", store=uri, gate=GateConfig(max_error=0.001))
     )
     assert not strict.promoted and "floor" in strict.reason
-    empty = promote_flow(PromoteParams(training_run="no-such-run", store=uri))
-    assert not empty.promoted and "no candidate" in empty.reason.lower()
+    with pytest.raises(NotFoundError, match="training run 'no-such-run' has no candidates"):
+        promote_flow(PromoteParams(training_run="no-such-run", store=uri))
     assert registry.current_champion(LocalStore(uri))[0] is None
-    assert _actions(LocalStore(uri)) == ["refuse", "refuse"]
+    assert _actions(LocalStore(uri)) == ["refuse"]
 
 
 def test_corrupted_candidate_is_refused_and_champion_kept(trained: str, tmp_path: Path) -> None:
@@ -133,8 +135,8 @@ def test_champion_from_another_dataset_version_is_reevaluated_on_the_new_slice(
     assert "on-v2/simple_cnn" in rows
     table = json.loads(latest_artifact("promotion-candidates").data)
     assert [r["role"] for r in table] == ["candidate", "champion"]
-    champion_history = registry.history(store)[-1]["decision"]
-    assert champion_history["champion"] is not None
+    champion_history = registry.history(store)[-1].decision
+    assert champion_history is not None and champion_history["champion"] is not None
 
 
 def test_s3_outage_during_promotion(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digitflow.gatekeeper import decision_markdown, decision_page
 from digitflow.promotion import (
     CandidateEval,
     Decision,
     GateConfig,
     ValidationMismatch,
     decide,
-    decision_markdown,
 )
 
 N = 1000
@@ -144,3 +144,19 @@ def test_decision_round_trips_json_and_renders_markdown() -> None:
     assert "| `run1/mlp` | 7.00 % | no | -3.00 |" in text
     first = decision_markdown(decide([model("cnn", range(10))], None, CONFIG))
     assert "no champion before" in first and "| - | - | - | - |" in first
+
+
+def test_a_champion_among_the_candidates_is_not_promoted_again() -> None:
+    champion = model("cnn", range(10))
+    decision = decide([model("cnn", range(10)), model("mlp", range(40))], champion, CONFIG)
+    assert not decision.promoted and decision.winner is None
+    assert decision.reason == "run1/cnn is already the champion → no promotion"
+
+
+def test_the_decision_page_shows_the_decision_then_the_images_inline() -> None:
+    decision = decide([model("cnn", range(10))], None, CONFIG)
+    page = decision_page(decision, "run1/cnn", {"Confusion matrix": b"\x89PNG one"})
+    assert page.startswith(decision_markdown(decision))
+    assert "### run1/cnn on the validation slice" in page
+    assert "![Confusion matrix](data:image/png;base64,iVBORyBvbmU=)" in page
+    assert decision_page(decision, None, {}) == decision_markdown(decision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from digitflow import registry
+from digitflow.candidates import CardDraft, Split
 from digitflow.errors import ModelError, NotFoundError, PreconditionFailed
 from digitflow.registry import Card, RegistryError
 from digitflow.storage import ObjectStore, open_store
@@ -21,13 +23,20 @@ def store(store_uri: str) -> ObjectStore:
     return open_store(store_uri)
 
 
+def draft(run: str, name: str) -> CardDraft:
+    """The card of a stand-in candidate, before its upload."""
+    return CardDraft(
+        training_run=run, model_name=name, dataset_version="v1",
+        validation=Split(size=100, error=0.01), test=Split(size=200, error=0.02),
+        parameter_count=10, wall_s=1.0, device="CPU (1 threads)", input="stand-in bytes",
+    )  # fmt: skip
+
+
 def candidate(store: ObjectStore, tmp_path: Path, name: str, run: str = "run1") -> Card:
     """Upload a stand-in model file (promotion only checks bytes) and its card."""
     path = tmp_path / f"{run}-{name}.keras"
     path.write_bytes(f"model {run}/{name} ".encode() * 100)
-    return registry.save_candidate(
-        store, path, run, name, dataset_version="v1", metrics={"val_error": 0.01}
-    )
+    return registry.save_candidate(store, path, draft(run, name))
 
 
 def info(reason: str) -> dict[str, Any]:
@@ -45,17 +54,18 @@ def test_promote_verifies_then_points_and_records(store: ObjectStore, tmp_path: 
     current, etag = registry.current_champion(store)
     assert current == champion and etag
     [entry] = registry.history(store)
-    assert entry["action"] == "promote" and entry["decision"]["reason"] == "first"
-    assert entry["champion"]["model_key"] == card.model_key and entry["replaced"] is None
-    assert entry["key"].startswith("models/history/") and entry["key"].endswith("-promote.json")
+    assert entry.action == "promote" and entry.decision == info("first")
+    assert entry.champion is not None and entry.champion.model_key == card.model_key
+    assert entry.replaced is None and entry.key == champion.record_key
+    assert entry.key.startswith("models/history/") and entry.key.endswith("-promote.json")
 
 
 def test_second_promotion_keeps_the_replaced_pointer(store: ObjectStore, tmp_path: Path) -> None:
     first = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
     _, etag = registry.current_champion(store)
     second = registry.promote(store, candidate(store, tmp_path, "b"), info("2"), etag)
-    assert second.previous == first
-    assert registry.history(store)[-1]["replaced"]["model_name"] == "a"
+    assert second.previous == first.alone()  # without the decision: the history has it
+    assert registry.history(store)[-1].replaced == first.alone()
 
 
 def test_corrupted_upload_is_refused_and_nothing_changes(
@@ -69,7 +79,7 @@ def test_corrupted_upload_is_refused_and_nothing_changes(
         registry.promote(store, bad, info("2"), pointer_before[1])
     assert registry.current_champion(store) == pointer_before
     assert registry.current_champion(store)[0] == first
-    assert [e["action"] for e in registry.history(store)] == ["promote"]
+    assert [e.action for e in registry.history(store)] == ["promote"]
 
 
 def test_missing_model_file_is_refused_naming_the_key(store: ObjectStore, tmp_path: Path) -> None:
@@ -115,9 +125,9 @@ def test_racing_promotions_exactly_one_wins(
     assert len(won) == 1 and len(lost) == 3
     assert all("another promotion or rollback" in message for message in lost)
     assert registry.current_champion(store)[0].model_name == won[0]  # type: ignore[union-attr]
-    promotes = [e for e in registry.history(store) if e["action"] == "promote"]
+    promotes = [e for e in registry.history(store) if e.action == "promote"]
     assert len(promotes) == 1 + with_champion
-    assert promotes[-1]["champion"]["model_name"] == won[0]
+    assert promotes[-1].champion is not None and promotes[-1].champion.model_name == won[0]
 
 
 def test_rollback_restores_the_previous_champion_in_one_step(
@@ -132,8 +142,8 @@ def test_rollback_restores_the_previous_champion_in_one_step(
     assert restored.action == "rollback" and restored.previous is None
     assert registry.current_champion(store)[0] == restored
     last = registry.history(store)[-1]
-    assert last["action"] == "rollback"
-    assert (last["champion"]["model_name"], last["replaced"]["model_name"]) == ("a", "b")
+    assert last.action == "rollback" and last.champion and last.replaced
+    assert (last.champion.model_name, last.replaced.model_name) == ("a", "b")
     with pytest.raises(RegistryError, match="no previous champion"):
         registry.rollback(store)
 
@@ -154,27 +164,40 @@ def test_rollback_verifies_the_restored_model(store: ObjectStore, tmp_path: Path
 
 
 def test_refusals_are_recorded_and_history_is_oldest_first(
-    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: ObjectStore, tmp_path: Path
 ) -> None:
     registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
-    monkeypatch.setattr(registry, "_history_stamp", lambda: "20990101T000000.000000Z")
-    keys = [registry.record_refusal(store, {"reason": f"refusal {i}"}) for i in range(3)]
+    at = datetime(2099, 1, 1, tzinfo=UTC)  # three refusals at the same instant
+    keys = [registry.record_refusal(store, {"reason": f"refusal {i}"}, at=at) for i in range(3)]
     assert keys[1].endswith("-refuse-2.json") and keys[2].endswith("-refuse-3.json")
     entries = registry.history(store)
-    assert [e["action"] for e in entries] == ["promote", "refuse", "refuse", "refuse"]
-    assert [e["decision"]["reason"] for e in entries[1:]] == [f"refusal {i}" for i in range(3)]
-    assert entries[1]["champion"]["model_name"] == "a"
+    assert [e.action for e in entries] == ["promote", "refuse", "refuse", "refuse"]
+    assert [(e.decision or {})["reason"] for e in entries[1:]] == [f"refusal {i}" for i in range(3)]
+    assert entries[1].champion is not None and entries[1].champion.model_name == "a"
 
 
-def test_cards_are_listed_and_read_with_extra_fields(store: ObjectStore, tmp_path: Path) -> None:
+def test_a_refusal_written_again_by_a_retry_is_recorded_once(store: ObjectStore) -> None:
+    at = datetime(2099, 1, 1, tzinfo=UTC)
+    first = registry.record_refusal(store, {"reason": "r"}, decision_id="d1", at=at)
+    again = registry.record_refusal(store, {"reason": "r"}, decision_id="d1", at=at)
+    other = registry.record_refusal(store, {"reason": "r"}, decision_id="d2", at=at)
+    assert first == again and other.endswith("-refuse-2.json")
+    assert len(registry.history(store)) == 2
+
+
+def test_cards_are_listed_typed_and_read_whatever_else_they_carry(
+    store: ObjectStore, tmp_path: Path
+) -> None:
     candidate(store, tmp_path, "b")
     candidate(store, tmp_path, "a", run="run0")
     written = json.loads(store.read_bytes("models/candidates/run1/b/card.json"))
-    written["test_error"] = 0.012  # cards from training carry more fields than Card names
+    assert (written["val_error"], written["test_error"]) == (0.01, 0.02)
+    written["from_a_later_version"] = True  # a field this version does not know is left out
     store.write_bytes("models/candidates/run1/b/card.json", json.dumps(written).encode())
-    assert [c.id for c in registry.list_candidates(store)] == ["run0/a", "run1/b"]
+    listing = registry.list_candidates(store)
+    assert [c.id for c in listing.cards] == ["run0/a", "run1/b"] and listing.unreadable == []
     card = registry.read_card(store, "run1", "b")
-    assert card.model_extra == {"test_error": 0.012}
+    assert (card.val_error, card.test.size, card.card_key) == (0.01, 200, written["card_key"])
     with pytest.raises(NotFoundError, match=r"models/candidates/run1/zz/card.json"):
         registry.read_card(store, "run1", "zz")
 
@@ -193,7 +216,7 @@ def test_load_model_refuses_tampered_files_and_loads_good_ones(
     )
     path = tmp_path / "tiny.keras"
     model.save(path)
-    card = registry.save_candidate(store, path, "run1", "tiny", dataset_version="v1")
+    card = registry.save_candidate(store, path, draft("run1", "tiny"))
 
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
     loaded = registry.load_model(store, card.model_key, card.sha256)
@@ -206,13 +229,28 @@ def test_load_model_refuses_tampered_files_and_loads_good_ones(
             registry.load_model(store, card.model_key, card.sha256)
 
 
-def test_library_imports_without_tensorflow_or_prefect() -> None:
+def test_no_library_module_imports_prefect_and_the_registry_needs_no_tensorflow() -> None:
+    import pkgutil
     import subprocess
     import sys
 
+    import digitflow
+
+    library = [
+        m.name
+        for m in pkgutil.walk_packages(digitflow.__path__, "digitflow.")
+        if not m.name.startswith(("digitflow.cli", "digitflow.__main__"))
+    ]
+    assert len(library) > 30 and "digitflow.scoring.readers" in library
+    registry_only = ["digitflow.registry", "digitflow.promotion", "digitflow.reports",
+                     "digitflow.history", "digitflow.layout", "digitflow.candidates"]  # fmt: skip
     code = (
-        "import sys, digitflow.registry, digitflow.promotion, digitflow.reports; "
-        "loaded = {'keras', 'tensorflow', 'prefect'} & set(sys.modules); "
-        "assert not loaded, loaded"
+        "import importlib, sys\n"
+        f"for name in {registry_only!r}: importlib.import_module(name)\n"
+        "loaded = {'keras', 'tensorflow', 'prefect'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+        f"for name in {library!r}: importlib.import_module(name)\n"
+        "loaded = {'prefect', 'flows', 'tasks'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -113,9 +113,9 @@ def scored_elsewhere(store: ObjectStore, batch_id: str, input_root: str) -> set[
     return done
 
 
-def warm_up(ref: ModelRef) -> None:
+def warm_up(ref: ModelRef, reader_count: int | None = None) -> None:
     """Load the model and start the reader processes while the batch is being planned."""
-    readers.start()
+    readers.start(reader_count)
     prefetch(ref)
 
 
@@ -150,11 +150,12 @@ def start_batch(
 
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
-    threshold: float,
+    threshold: float, reader_count: int | None = None,
 ) -> ShardResult:  # fmt: skip
-    """Read, extract and score a shard's files in one inference call; commit its results."""
+    """Read, extract and score a shard's files in one inference call (finding digits on
+    ``reader_count`` reader processes); commit its results."""
     start = time.perf_counter()
-    files = readers.read_files(input_root, names)
+    files = readers.read_files(input_root, names, reader_count)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer_for(ref).probabilities(digits) if len(digits) else np.zeros((0, 10))
     ledger = results.write_shard(

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from digitflow.candidates import load_model, read_card
+from digitflow.candidates import read_card
 from digitflow.errors import ModelError
-from digitflow.registry import current_champion
+from digitflow.model_files import load_model
+from digitflow.pointer import current_champion
 from digitflow.storage import ObjectStore, open_store
 from digitflow.training import to_inputs
 

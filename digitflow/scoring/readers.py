@@ -29,16 +29,16 @@ from multiprocessing.connection import Connection, wait
 from digitflow.errors import ReaderStartError, SourceError
 from digitflow.scoring.extract import FileDigits, extract, quarantined
 from digitflow.scoring.inputs import read_input
-from digitflow.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
-def reader_count() -> int:
-    """Reader processes to use: DIGITFLOW_READERS, else one per core; 1 means none."""
-    return Settings().readers or os.cpu_count() or 1
+def reader_count(configured: int | None) -> int:
+    """Reader processes to use: as configured (DIGITFLOW_READERS), else one per core; 1
+    means none."""
+    return configured or os.cpu_count() or 1
 
 
 def _reuse_freed_memory() -> None:
@@ -195,9 +195,9 @@ def _pool(count: int) -> _Readers | None:
         return _POOL
 
 
-def start() -> None:
+def start(configured: int | None = None) -> None:
     """Start the reader processes now (they load in the background) rather than on first use."""
-    _pool(reader_count())
+    _pool(reader_count(configured))
 
 
 def shutdown() -> None:
@@ -229,12 +229,15 @@ def _submit(name: str, data: bytes, readers: int) -> FileDigits | Future[FileDig
     return extract(data, name)
 
 
-def read_files(input_root: str, names: list[str]) -> list[FileDigits]:
-    """Read and extract each named file under ``input_root``, in order, on the readers.
+def read_files(
+    input_root: str, names: list[str], configured: int | None = None
+) -> list[FileDigits]:
+    """Read and extract each named file under ``input_root``, in order, on the readers
+    (``configured`` of them; None: one per core).
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
     """
-    readers = reader_count()  # the settings are parsed once per call, not once per file
+    readers = reader_count(configured)
     pending: list[FileDigits | Future[FileDigits]] = []
     for name in names:
         data = _read(input_root, name)

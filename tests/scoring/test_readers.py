@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -39,10 +40,10 @@ def folder(sample_scans: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture
-def two_readers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("DIGITFLOW_READERS", "2")
+def two_readers() -> Iterator[int]:
+    """Two reader processes, started afresh for the test and stopped after it."""
     readers.shutdown()
-    yield
+    yield 2
     readers.shutdown()
 
 
@@ -50,10 +51,8 @@ def _names(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def _in_thread(folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[FileDigits]:
-    with monkeypatch.context() as m:
-        m.setenv("DIGITFLOW_READERS", "1")
-        return readers.read_files(str(folder), _names(folder))
+def _in_thread(folder: Path) -> list[FileDigits]:
+    return readers.read_files(str(folder), _names(folder), 1)
 
 
 def _assert_same(got: list[FileDigits], want: list[FileDigits]) -> None:
@@ -73,57 +72,64 @@ def _readers() -> list[BaseProcess]:
     return [p for p in mp.active_children() if p.is_alive()]
 
 
-def test_reader_processes_read_what_one_thread_reads(
-    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    want = _in_thread(folder, monkeypatch)
-    got = readers.read_files(str(folder), _names(folder))
+def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: int) -> None:
+    want = _in_thread(folder)
+    got = readers.read_files(str(folder), _names(folder), two_readers)
     assert len(_readers()) == 2  # the work really went to two reader processes
     _assert_same(got, want)
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
 
 
 def test_a_reader_killed_mid_batch_loses_nothing(
-    folder: Path,
-    two_readers: None,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    folder: Path, two_readers: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    want = _in_thread(folder, monkeypatch)
-    readers.read_files(str(folder), _names(folder)[:2])  # start the readers
+    want = _in_thread(folder)
+    readers.read_files(str(folder), _names(folder)[:2], two_readers)  # start the readers
     victim, survivor = _readers()
-    names = _names(folder) * 3  # enough work that the kill lands while files are queued
+    # The batch opens with a named pipe: reading it waits for this test to write it, so the
+    # test knows the batch has begun, with every file after it still to read.
+    gate, page = "gate-fifo.png", next(n for n in _names(folder) if n.endswith(".png"))
+    os.mkfifo(folder / gate)
+    names = [gate] + _names(folder) * 3
     result: list[list[FileDigits]] = []
-    worker = threading.Thread(target=lambda: result.append(readers.read_files(str(folder), names)))
+    worker = threading.Thread(
+        target=lambda: result.append(readers.read_files(str(folder), names, two_readers))
+    )
     worker.start()
-    time.sleep(0.2)
+    try:
+        with open(folder / gate, "wb") as pipe:  # opens once the batch reads the gate
+            pipe.write((folder / page).read_bytes())
+    finally:
+        (folder / gate).unlink()
     os.kill(victim.pid or 0, signal.SIGKILL)
     assert worker.is_alive()  # the kill landed while the batch was being read
     worker.join(timeout=300)
-    _assert_same(result[0], want * 3)
+    first, *rest = result[0]
+    _assert_same([first], [dataclasses.replace(want[_names(folder).index(page)], name=gate)])
+    _assert_same(rest, want * 3)
     assert "a reader process died reading it" in caplog.text
     # Only the dead reader was replaced: the next batch runs on the survivor and a new one.
-    readers.read_files(str(folder), _names(folder)[:2])
+    readers.read_files(str(folder), _names(folder)[:2], two_readers)
     now = {p.pid for p in _readers()}
     assert len(now) == 2 and survivor.pid in now and victim.pid not in now
 
 
 def test_shutdown_stops_the_readers_and_the_next_batch_starts_new_ones(
-    folder: Path, two_readers: None
+    folder: Path, two_readers: int
 ) -> None:
-    readers.read_files(str(folder), _names(folder)[:2])
+    readers.read_files(str(folder), _names(folder)[:2], two_readers)
     before = _readers()
     assert len(before) == 2
     readers.shutdown()
     assert not any(p.is_alive() for p in before)
-    readers.read_files(str(folder), _names(folder)[:2])
+    readers.read_files(str(folder), _names(folder)[:2], two_readers)
     assert {p.pid for p in _readers()}.isdisjoint(p.pid for p in before)
 
 
 def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
-    folder: Path, two_readers: None, monkeypatch: pytest.MonkeyPatch
+    folder: Path, two_readers: int
 ) -> None:
-    want = {f.name: f for f in _in_thread(folder, monkeypatch)}
+    want = {f.name: f for f in _in_thread(folder)}
     names = _names(folder)
     stop = threading.Event()
     kills = 0
@@ -139,7 +145,7 @@ def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
     killer = threading.Thread(target=kill_every_reader)
     killer.start()
     try:
-        got = readers.read_files(str(folder), names)
+        got = readers.read_files(str(folder), names, two_readers)
     finally:
         stop.set()
         killer.join()
@@ -161,12 +167,9 @@ def test_readers_that_cannot_start_fail_the_run_with_the_reason_and_blame_no_fil
     script = tmp_path / "unguarded.py"
     script.write_text(
         "from digitflow.scoring import readers\n"
-        f"print(readers.read_files({str(folder)!r}, {_names(folder)[:3]!r}))\n"
+        f"print(readers.read_files({str(folder)!r}, {_names(folder)[:3]!r}, 2))\n"
     )
-    env = {**os.environ, "DIGITFLOW_READERS": "2"}
-    run = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
-    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "ReaderStartError" in run.stderr and '`if __name__ == "__main__":` guard' in run.stderr
     assert "died each time" not in run.stderr + run.stdout  # no file was blamed

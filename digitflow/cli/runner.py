@@ -1,0 +1,43 @@
+"""Running a command's work with progress bars, and printing what it made."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+
+from digitflow.cli.server import configure_logging, start_beside
+from digitflow.console import flow_progress, print_summary
+
+Render = Callable[[Console, dict[str, Any]], None]
+
+
+def show(
+    title: str, action: Callable[[], BaseModel], as_json: bool, render: Render | None = None
+) -> None:
+    """Run ``action`` with progress bars, then print its summary (one JSON line: --json)."""
+    configure_logging()
+    with flow_progress(Console(stderr=True), title):
+        result = action().model_dump(mode="json")
+    if as_json:
+        print(json.dumps(result))
+    elif render is not None:
+        render(Console(), result)
+    else:
+        print_summary(Console(), title.rstrip("…. "), result)
+
+
+def run_flow(
+    title: str,
+    flow: Callable[[], BaseModel],
+    as_json: bool,
+    render: Render | None = None,
+    beside: tuple[str, ...] = (),
+) -> None:
+    """``show`` a flow's run, with Prefect's temporary server started beside ``beside``'s
+    imports when no Prefect API is set."""
+    start_beside(*beside)
+    show(title, flow, as_json, render)

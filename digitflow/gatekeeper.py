@@ -1,0 +1,138 @@
+"""The gate applied to an assessed training run: decide, apply, explain.
+
+``judge`` takes the gate's decision (``digitflow.promotion``, pure) and applies it to the
+registry. The report functions lay it out for people: a table of candidates and champion,
+and a Markdown page with the decision in words and the shown model's confusion matrix
+and misclassified digits.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from pydantic import BaseModel
+
+from digitflow.assessment import Assessment, RunAssessment
+from digitflow.candidates import Unreadable
+from digitflow.evaluation import format_p
+from digitflow.layout import CLASSIFIER, Layout
+from digitflow.promotion import Decision, GateConfig, decide, pct
+from digitflow.registry import apply_decision
+from digitflow.storage import ObjectStore
+
+
+class PromotionResult(BaseModel):
+    """What the gate decided, and the champion afterwards."""
+
+    training_run: str
+    promoted: bool
+    champion: str | None
+    reason: str
+    decision: Decision
+    record: str | None = None  # the decision's history record; None: nothing recorded
+    completed: str | None = None  # an earlier promotion whose missing record was written
+    unreadable: list[Unreadable] = []  # candidates of the run whose card cannot be read
+
+    def news(self) -> str | None:
+        """The champion to announce: this decision's, or an earlier one that went unrecorded
+        (and so unannounced) until now."""
+        if self.champion and (self.promoted or self.completed == self.champion):
+            return self.champion
+        return None
+
+
+def judge(
+    store: ObjectStore, report: RunAssessment, gate: GateConfig, layout: Layout = CLASSIFIER
+) -> PromotionResult:
+    """Decide on an assessed run and apply the decision; the same result on a retry."""
+    champion = report.champion.evaluation if report.champion else None
+    decision = decide([a.evaluation for a in report.candidates], champion, gate)
+    applied = apply_decision(store, decision, report.gate_round, layout)
+    return PromotionResult(
+        training_run=report.training_run,
+        promoted=applied.promoted,
+        champion=applied.champion.id if applied.champion else None,
+        reason=applied.reason,
+        decision=decision,
+        record=applied.record,
+        completed=applied.completed.id if applied.completed else None,
+        unreadable=report.unreadable,
+    )
+
+
+def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str, Any]]:
+    """One table row per candidate and for the champion, on the same validation examples."""
+    p_values = {r.id: r.p_value for r in decision.rows}
+    rows: list[dict[str, Any]] = []
+    for a in [*report.candidates, *([report.champion] if report.champion else [])]:
+        p = p_values.get(a.id) if a.role == "candidate" else None
+        rows.append({
+            "model": a.id, "role": a.role,
+            "validation error %": round(100 * a.validation_error, 3),
+            "test error % (reported only)": round(100 * a.test_error, 3),
+            "log-loss": round(a.validation_log_loss, 4), "ECE": round(a.validation_ece, 4),
+            "McNemar p": None if p is None else round(p, 5),
+            "promoted": a.id == decision.winner and decision.promoted,
+        })  # fmt: skip
+    return rows
+
+
+def _cell(value: float | int | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def decision_markdown(decision: Decision) -> str:
+    """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
+    cfg = decision.config
+    title = f"## Promoted: `{decision.winner}`" if decision.winner else "## No promotion"
+    before = (
+        f"Champion before this decision: `{decision.champion}` at "
+        f"{pct(decision.champion_error or 0.0)}."
+        if decision.champion
+        else "There was no champion before this decision."
+    )
+    lines = [
+        title, "", decision.reason, "", before, "",
+        f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
+        f"least {100 * cfg.min_margin:.2f} pp and McNemar p < {cfg.alpha:g} on the same examples. "
+        "b = examples only the champion gets right, c = only the candidate.",
+        "",
+        "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",
+        "|---|---:|:---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for row in decision.rows:
+        margin = None if row.margin is None else 100 * row.margin
+        p = "-" if row.p_value is None else format_p(row.p_value)
+        lines.append(
+            f"| `{row.id}` | {pct(row.error)} | {'yes' if row.cleared_floor else 'no'} | "
+            f"{_cell(margin, '+.2f')} | {_cell(row.b, 'd')} | {_cell(row.c, 'd')} | {p} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def shown_model(report: RunAssessment, decision: Decision) -> Assessment | None:
+    """The candidate a report shows in pictures: the winner, else the best on validation."""
+    winner = next((a for a in report.candidates if a.id == decision.winner), None)
+    return winner or min(report.candidates, key=lambda a: a.validation_error, default=None)
+
+
+def decision_page(decision: Decision, shown: str | None, images: dict[str, bytes]) -> str:
+    """The decision in Markdown, then the shown model's images (title → PNG), inline."""
+    markdown = decision_markdown(decision)
+    if shown is not None:
+        markdown += f"\n\n### {shown} on the validation slice\n\n"
+    for title, png in images.items():
+        data = base64.b64encode(png).decode()
+        markdown += f"**{title}**\n\n![{title}](data:image/png;base64,{data})\n"
+    return markdown
+
+
+def report_page(store: ObjectStore, report: RunAssessment, decision: Decision) -> str:
+    """``decision_page`` with the shown model's images read from the store."""
+    shown = shown_model(report, decision)
+    images: dict[str, bytes] = {}
+    if shown is not None:
+        images["Confusion matrix"] = store.read_bytes(shown.confusion_key)
+        images["Misclassified digits"] = store.read_bytes(shown.gallery_key)
+    return decision_page(decision, shown.id if shown else None, images)

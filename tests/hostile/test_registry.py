@@ -1,0 +1,267 @@
+"""The registry under hostile conditions, through the real CLI and flows, on both stores.
+
+A history write that fails after the pointer moved, two promotions of one run at once,
+an unknown training run, a corrupt card, a corrupt history record, a store that is not
+writable: each ends either done and recorded, or in a one-line ``error:`` with nothing
+half-done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from digitflow import registry
+from digitflow.cli import app
+from digitflow.storage import LocalStore, ObjectStore, open_store
+from digitflow.training import TrainConfig, train_model
+from flows.promote import PromoteParams, promote_flow
+from tests.conftest import REPO, clone_store
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+GATE = ["--max-error", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local store with training run ``r1``: two small models, one epoch each."""
+    uri = clone_store(mnist_store[0], tmp_path_factory.mktemp("hostile-registry") / "store")
+    for name in ("baseline_mlp", "simple_cnn"):
+        config = TrainConfig(model=name, epochs=1, limit=1000)
+        train_model(LocalStore(uri), mnist_store[1], config, "r1")
+    return uri
+
+
+def copy_store(source_uri: str, target: ObjectStore) -> ObjectStore:
+    """Every object of a local store, written into ``target``."""
+    source = LocalStore(source_uri)
+    for key in source.list():
+        target.write_bytes(key, source.read_bytes(key))
+    return target
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, trained: str, tmp_path: Path) -> ObjectStore:
+    """A copy of the trained store: a local directory, then a prefix on the S3 server."""
+    if request.param == "local":
+        return LocalStore(clone_store(trained, tmp_path / "store"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return copy_store(trained, open_store(f"s3://{bucket}/registry"))
+
+
+def cli(*args: str) -> Any:
+    """Run ``digitflow`` in this process; an unexpected exception fails the test."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def one_line_error(stderr: str) -> str:
+    """The ``error:`` line that ends ``stderr``, after checking that no traceback came."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert lines and lines[-1].startswith("error: "), stderr
+    return lines[-1]
+
+
+def summary(result: Any) -> dict[str, Any]:
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def actions(store: ObjectStore) -> list[str]:
+    return [record.action for record in registry.history(store)]
+
+
+def promoted_events(since: datetime) -> list[Any]:
+    """The model-promoted events since ``since``, once the API has stored all sent so far."""
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+    marker = f"digitflow.test.marker-{uuid.uuid4().hex}"
+    emit_event(event=marker, resource={"prefect.resource.id": "digitflow.test"})
+
+    def read(name: str) -> list[Any]:
+        wanted = EventFilter(
+            event=EventNameFilter(name=[name]), occurred=EventOccurredFilter(since=since)
+        )
+        with get_client(sync_client=True) as client:
+            return list(client.read_events(filter=wanted, limit=50).events)
+
+    deadline = time.monotonic() + 60
+    while not read(marker):  # events are stored in the order they were sent
+        assert time.monotonic() < deadline, "the API stored no event within 60 s"
+        time.sleep(0.5)
+    return read("digitflow.model.promoted")
+
+
+def test_history_write_that_fails_after_the_pointer_moved_is_completed_next_time(
+    trained: str, tmp_path: Path
+) -> None:
+    store = LocalStore(clone_store(trained, tmp_path / "store"))
+    blocked = Path(store.root) / "models/history"
+    blocked.write_text("a file where the history folder goes: nothing can be written in it")
+    failed = cli("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json")
+    assert failed.exit_code == 1
+    line = one_line_error(failed.stderr)
+    champion = registry.current_champion(store)[0]
+    assert champion is not None and champion.id in line and "models/history" in line
+
+    blocked.unlink()
+    since = datetime.now(UTC)
+    second = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json"))
+    assert second["completed"] == champion.id and not second["promoted"]
+    assert "already the champion" in second["reason"]
+    [record] = [r for r in registry.history(store) if r.action == "promote"]
+    assert record.champion is not None and record.champion.id == champion.id
+    assert record.decision is not None and record.decision["winner"] == champion.id
+    [event] = promoted_events(since)
+    assert event.resource.id == "digitflow.model." + champion.id.replace("/", ".")
+    assert registry.current_champion(store)[0] == champion  # nothing moved a second time
+
+
+class CutAfterPointer(TcpProxy):
+    """A proxy that cuts the network right after the champion pointer's write is answered,
+    and restores it ``outage_s`` later."""
+
+    def __init__(self, target_port: int, outage_s: float) -> None:
+        super().__init__(target_port)
+        self.outage_s = outage_s
+        self.armed: set[socket.socket] = set()  # client connections that wrote the pointer
+        self.cut = threading.Event()
+
+    def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        upstream = sink.getpeername()[1] == self.target_port
+        client = source if upstream else sink
+        if upstream and data.startswith(b"PUT ") and b"/models/champion.json " in data:
+            self.armed.add(client)
+        answered = not upstream and not data.startswith(b"HTTP/1.1 100")
+        if answered and client in self.armed and not self.cut.is_set():
+            self.cut.set()  # the pointer's answer went through: the network goes
+            threading.Thread(target=self._outage, daemon=True).start()
+
+    def _outage(self) -> None:
+        self.down()
+        time.sleep(self.outage_s)
+        self.up()
+
+
+def test_network_cut_after_the_pointer_moved_is_completed_by_the_retry(
+    trained: str, s3_bucket: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = CutAfterPointer(int(s3_server.endpoint.rsplit(":", 1)[1]), outage_s=3.0)
+    proxy.up()
+    store = copy_store(trained, open_store(f"s3://{s3_bucket}/cut"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    since = datetime.now(UTC)
+    params = PromoteParams(training_run="r1", store=store.uri, gate={"max_error": 0.5})
+    result = promote_flow(params)
+    assert proxy.cut.is_set()  # the history write met the outage
+    assert result.promoted and result.champion is not None
+    assert actions(open_store(store.uri)) == ["promote"]
+    [event] = promoted_events(since)
+    assert event.resource.id == "digitflow.model." + result.champion.replace("/", ".")
+    proxy.down()
+
+
+def test_two_promotions_of_one_run_at_once_promote_it_once(store: ObjectStore) -> None:
+    since = datetime.now(UTC)
+    params = PromoteParams(training_run="r1", store=store.uri, gate={"max_error": 0.5})
+    start = threading.Barrier(2)
+    results: list[Any] = []
+
+    def promote() -> None:
+        start.wait()
+        results.append(promote_flow(params))
+
+    threads = [threading.Thread(target=promote) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.promoted for r in results) == [False, True]
+    winner = next(r for r in results if r.promoted)
+    other = next(r for r in results if not r.promoted)
+    assert other.champion == winner.champion and "already the champion" in other.reason
+    assert actions(store).count("promote") == 1
+    assert len(promoted_events(since)) == 1
+
+
+def test_an_unknown_training_run_is_an_error_and_nothing_is_recorded(store: ObjectStore) -> None:
+    result = cli("promote", "--training-run", "no-such-run", "--store", store.uri, "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    line = one_line_error(result.stderr)
+    assert "no-such-run" in line and "digitflow models list" in line
+    assert registry.current_champion(store) == (None, None)
+    assert not store.list("models/history/")
+
+
+def test_a_corrupt_card_hides_only_its_own_candidate(store: ObjectStore) -> None:
+    store.write_bytes("models/candidates/r1/simple_cnn/card.json", b'{"training_run": "r1", ')
+    listing = summary(cli("models", "list", "--store", store.uri, "--json"))
+    assert [c["model"] for c in listing["candidates"]] == ["r1/baseline_mlp"]
+    [broken] = listing["unreadable"]
+    assert broken["model"] == "r1/simple_cnn" and "card.json" in broken["key"]
+    assert "not a valid card" in broken["error"]
+
+    result = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json"))
+    assert result["promoted"] and result["champion"] == "r1/baseline_mlp"
+    assert [row["id"] for row in result["decision"]["rows"]] == ["r1/baseline_mlp"]
+    assert [u["model"] for u in result["unreadable"]] == ["r1/simple_cnn"]
+
+
+def test_a_corrupt_history_record_is_a_one_line_error_naming_it(store: ObjectStore) -> None:
+    key = "models/history/20250101T000000.000000Z-promote.json"
+    store.write_bytes(key, b'{"action": "promote", "at": ')
+    proc = subprocess.run(
+        [sys.executable, "-m", "digitflow", "models", "show", "r1/baseline_mlp",
+         "--store", store.uri],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+    )  # fmt: skip
+    assert proc.returncode == 1 and proc.stdout == ""
+    line = one_line_error(proc.stderr)
+    assert store.uri_of(key) in line and "history record" in line
+
+
+def _two_promotions(store: ObjectStore) -> None:
+    """Promote r1's two candidates one after the other, so that a rollback is possible."""
+    first = registry.read_card(store, "r1", "baseline_mlp")
+    registry.promote(store, first, {"reason": "first"}, None)
+    _, etag = registry.current_champion(store)
+    registry.promote(store, registry.read_card(store, "r1", "simple_cnn"), {"reason": "2"}, etag)
+
+
+def test_a_store_that_is_not_writable_is_a_one_line_error(trained: str, tmp_path: Path) -> None:
+    store = LocalStore(clone_store(trained, tmp_path / "store"))
+    _two_promotions(store)
+    pointer_before = store.read_bytes("models/champion.json")
+    command = [sys.executable, "-m", "digitflow", "models", "rollback", "--store", store.uri]
+    if os.geteuid() == 0:  # root writes anywhere, unless it gives up that capability
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and setpriv is missing to drop root's rights")
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *command]
+    subprocess.run(["chmod", "-R", "a-w", store.uri], check=True)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", store.uri], check=True)
+    assert proc.returncode == 1, proc.stderr
+    line = one_line_error(proc.stderr)
+    assert store.uri in line and "not writable" in line
+    assert store.read_bytes("models/champion.json") == pointer_before
