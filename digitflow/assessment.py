@@ -31,13 +31,13 @@ class Assessment(BaseModel):
     id: str
     role: str  # "candidate" or "champion"
     validation_error: float
-    validation_log_loss: float
-    validation_ece: float
+    validation_log_loss: float | None  # a classifier's; None for a line reader
+    validation_ece: float | None
     test_error: float
-    recall: list[float]
+    recall: list[float]  # per digit (a classifier's); empty for a line reader
     evaluation: CandidateEval
-    confusion_key: str
-    gallery_key: str
+    confusion_key: str | None  # a classifier's confusion matrix
+    gallery_key: str  # what it got wrong
 
 
 def _probabilities(model: object, x: np.ndarray) -> np.ndarray:

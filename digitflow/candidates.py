@@ -12,7 +12,7 @@ import logging
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
@@ -57,6 +57,7 @@ class CardDraft(BaseModel):
 
     training_run: str
     model_name: str
+    role: Literal["classifier", "reader"] = "classifier"
     dataset_version: str
     validation: Split
     test: Split
@@ -68,6 +69,7 @@ class CardDraft(BaseModel):
     train_examples: int | None = None
     history_key: str | None = None
     members: list[Member] = []
+    scores: dict[str, float] = {}  # other numbers of its role (a reader's digit accuracy)
 
 
 class Card(CardDraft):
@@ -219,9 +221,21 @@ def training_runs(store: ObjectStore, layout: Layout = CLASSIFIER) -> list[str]:
     return sorted({run for run, _ in _card_keys(store, layout.candidates + "/", layout)})
 
 
-def latest_run(store: ObjectStore, layout: Layout = CLASSIFIER) -> str:
-    """The newest training run with at least one complete candidate."""
-    runs = training_runs(store, layout)
+def latest_run(store: ObjectStore, layouts: tuple[Layout, ...] = (CLASSIFIER,)) -> str:
+    """The newest training run with at least one complete candidate in these layouts."""
+    runs = sorted({run for layout in layouts for run in training_runs(store, layout)})
     if not runs:
         raise NotFoundError(f"no trained candidates in {store.uri}; run `digitflow train` first")
     return runs[-1]
+
+
+def run_roles(store: ObjectStore, training_run: str, roles: dict[str, Layout]) -> list[str]:
+    """The roles (of ``roles``: name → layout) with candidates in a training run, in order;
+    NotFoundError naming the run if none has any."""
+    found = [name for name, layout in roles.items() if store.list(layout.run(training_run))]
+    if not found:
+        raise NotFoundError(
+            f"training run {training_run!r} has no candidates in {store.uri}: check its id "
+            "with `digitflow models list`, or train it first"
+        )
+    return found

@@ -147,10 +147,20 @@ def print_training(console: Console, training: dict[str, Any]) -> None:
 def print_retrain(console: Console, result: dict[str, Any]) -> None:
     """Candidates beside the brief's errors, and what the gate decided."""
     print_training(console, result["training"])
-    promotion = result["promotion"]
-    verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
-    console.print(f"Champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})")
-    console.print(f"Why: {promotion['reason']}", highlight=False)
+    print_promotions(console, result["promotion"])
+
+
+def print_promotions(console: Console, promotions: dict[str, Any]) -> None:
+    """Each gated role's champion afterwards, and why."""
+    for role in ("classifier", "reader"):
+        promotion = promotions.get(role)
+        if promotion is None:
+            continue
+        verdict = "[green]promoted[/]" if promotion["promoted"] else "[yellow]not promoted[/]"
+        console.print(
+            f"{role.capitalize()} champion: [bold]{promotion['champion'] or 'none'}[/] ({verdict})"
+        )
+        console.print(f"Why: {promotion['reason']}", highlight=False)
 
 
 def print_pipeline(console: Console, result: dict[str, Any]) -> None:

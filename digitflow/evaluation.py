@@ -195,11 +195,21 @@ class CandidateEval(BaseModel):
         mask = np.asarray(correct, dtype=bool)
         if mask.shape != (len(indices),):
             raise ValueError(f"correct has shape {mask.shape}, indices {len(indices)} examples")
+        digest = validation_digest(indices)
+        return cls.from_mask(training_run, model_name, mask, dataset_version, digest)
+
+    @classmethod
+    def from_mask(
+        cls, training_run: str, model_name: str, correct: np.ndarray, dataset_version: str,
+        digest: str,
+    ) -> CandidateEval:  # fmt: skip
+        """Build from correctness on examples that ``digest`` identifies (generated strings)."""
+        mask = np.asarray(correct, dtype=bool)
         return cls(
             training_run=training_run,
             model_name=model_name,
             dataset_version=dataset_version,
-            validation_digest=validation_digest(indices),
+            validation_digest=digest,
             n=len(mask),
             error=1.0 - float(mask.mean()),
             correct_bits=base64.b64encode(np.packbits(mask).tobytes()).decode("ascii"),

@@ -16,15 +16,16 @@ from pydantic import BaseModel
 from digitflow.assessment import Assessment, RunAssessment
 from digitflow.candidates import Unreadable
 from digitflow.evaluation import format_p
-from digitflow.layout import CLASSIFIER, Layout
+from digitflow.layout import CLASSIFIER, READER, Layout
 from digitflow.promotion import Decision, GateConfig, decide, pct
 from digitflow.registry import apply_decision
 from digitflow.storage import ObjectStore
 
 
 class PromotionResult(BaseModel):
-    """What the gate decided, and the champion afterwards."""
+    """What the gate decided for one role's candidates, and its champion afterwards."""
 
+    role: str = "classifier"
     training_run: str
     promoted: bool
     champion: str | None
@@ -50,6 +51,7 @@ def judge(
     decision = decide([a.evaluation for a in report.candidates], champion, gate)
     applied = apply_decision(store, decision, report.gate_round, layout)
     return PromotionResult(
+        role="reader" if layout == READER else "classifier",
         training_run=report.training_run,
         promoted=applied.promoted,
         champion=applied.champion.id if applied.champion else None,
@@ -71,11 +73,15 @@ def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str,
             "model": a.id, "role": a.role,
             "validation error %": round(100 * a.validation_error, 3),
             "test error % (reported only)": round(100 * a.test_error, 3),
-            "log-loss": round(a.validation_log_loss, 4), "ECE": round(a.validation_ece, 4),
+            "log-loss": _rounded(a.validation_log_loss), "ECE": _rounded(a.validation_ece),
             "McNemar p": None if p is None else round(p, 5),
             "promoted": a.id == decision.winner and decision.promoted,
         })  # fmt: skip
     return rows
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _cell(value: float | int | None, fmt: str) -> str:
@@ -132,7 +138,21 @@ def report_page(store: ObjectStore, report: RunAssessment, decision: Decision) -
     """``decision_page`` with the shown model's images read from the store."""
     shown = shown_model(report, decision)
     images: dict[str, bytes] = {}
-    if shown is not None:
+    if shown is not None and shown.confusion_key is not None:
         images["Confusion matrix"] = store.read_bytes(shown.confusion_key)
         images["Misclassified digits"] = store.read_bytes(shown.gallery_key)
+    elif shown is not None:
+        images["Misread strings"] = store.read_bytes(shown.gallery_key)
     return decision_page(decision, shown.id if shown else None, images)
+
+
+class Promotions(BaseModel):
+    """A training run through the gate: each role's result (None: it trained none)."""
+
+    training_run: str
+    classifier: PromotionResult | None = None
+    reader: PromotionResult | None = None
+
+    def results(self) -> list[PromotionResult]:
+        """The results of the roles that were gated."""
+        return [r for r in (self.classifier, self.reader) if r is not None]

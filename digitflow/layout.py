@@ -8,8 +8,7 @@ The classifier's base is ``models``::
     models/history/<utc-timestamp>-<action>.json                append-only audit
     models/reports/<training_run>/<model_name>/…                evaluation images
 
-Another role of model gets a base of its own (``models/reader``, say) and the same
-layout under it; nothing else in the registry changes.
+The line reader's role has the same layout under ``models/reader``.
 """
 
 from __future__ import annotations
@@ -77,3 +76,10 @@ class Layout:
 
 
 CLASSIFIER = Layout("models")
+READER = Layout("models/reader")
+LAYOUTS = {"classifier": CLASSIFIER, "reader": READER}
+
+
+def layout_of(role: str) -> Layout:
+    """The layout of a role's models (``classifier`` or ``reader``)."""
+    return LAYOUTS[role]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from digitflow.errors import ParameterError, describe
-from digitflow.models import SEED_MODELS, builder
+from digitflow.models import SEED_MODELS, builder, role_of
 from digitflow.recipes import PROFILES, ProfileName, Recipe, TrainConfig, member_seeds
 
 Override = float | int | bool | str | None
@@ -28,6 +28,7 @@ class TrainRequest(Recipe):
         description="quick: the seed models, 2 epochs on 5,000 examples (~25 s on 2 CPU "
         "cores); seed: the brief's recipe (~1-2 min); best: the challengers with augmentation "
         "and a cosine schedule for 30 epochs, 2 more without, then their ensemble (~80 min). "
+        "Each profile trains the line reader too, with its own recipe (quick: a tiny one). "
         "Fields you set win over the profile's.",
     )
     models: list[str] = Field(
@@ -61,15 +62,21 @@ class TrainRequest(Recipe):
 
 def with_profile(given: dict[str, Any]) -> dict[str, Any]:
     """Request fields: the profile's under the ones given. The profile's ensemble shrinks to
-    the models trained, and to none if fewer than two of them remain."""
+    the models trained, and to none if fewer than two of them remain. A model with a
+    recipe of its own in the profile gets it as overrides, less the fields given."""
     name = given.get("profile") or "seed"
     profile = PROFILES[name]
     filled = {**profile.recipe.model_dump(), "models": list(profile.models), **given}
+    trained = filled["models"] if isinstance(filled["models"], list) else []
     if "ensemble" not in given:
-        trained = filled["models"] if isinstance(filled["models"], list) else []
         members = [m for m in profile.ensemble if m in trained]
         filled["ensemble"] = members if len(members) >= 2 else []
-    return {**filled, "profile": name}
+    overrides = dict(given.get("overrides") or {})
+    for model, recipe in profile.own:
+        if model in trained:
+            own = {k: v for k, v in recipe.model_dump().items() if k not in given}
+            overrides[model] = {**own, **overrides.get(model, {})}
+    return {**filled, "overrides": overrides, "profile": name}
 
 
 class TrainPlan(BaseModel):
@@ -89,6 +96,9 @@ def _check(request: TrainRequest) -> None:
     if unknown:
         raise ParameterError("overrides", f"name models that are not trained: {unknown}")
     members = request.ensemble
+    readers = [m for m in members if role_of(m) != "classifier"]
+    if readers:
+        raise ParameterError("ensemble", f"{', '.join(readers)}: only classifiers are averaged")
     if members and (len(set(members)) < 2 or not set(members) <= set(request.models)):
         raise ParameterError(
             "ensemble",
@@ -105,15 +115,22 @@ def _config(name: str, fields: dict[str, Any], threads: int | None) -> TrainConf
 
 
 def plan_training(request: TrainRequest) -> TrainPlan:
-    """The configs of a run: in ``local`` mode, the models share this machine's cores."""
+    """The configs of a run: in ``local`` mode, the classifiers share this machine's cores,
+    and a line reader, which trains longest, gets them all (the others soon finish)."""
     _check(request)
     cores = os.cpu_count() or 1
-    threads = max(1, cores // len(request.models)) if request.mode == "local" else None
+    shared = max(1, cores // len(request.models))
     seeds = member_seeds(request.seed, request.ensemble)
     recipe = request.model_dump(include=set(Recipe.model_fields))
+
+    def threads(name: str) -> int | None:
+        if request.mode != "local":
+            return None
+        return cores if role_of(name) == "reader" else shared
+
     configs = [
         _config(name, {**recipe, "seed": seeds.get(name, request.seed),
-                       **request.overrides.get(name, {})}, threads)
+                       **request.overrides.get(name, {})}, threads(name))
         for name in request.models
     ]  # fmt: skip
     return TrainPlan(configs=configs, ensemble=request.ensemble)

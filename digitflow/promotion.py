@@ -20,10 +20,13 @@ __all__ = [
     "CandidateRow",
     "Decision",
     "GateConfig",
+    "ReaderGateConfig",
     "ValidationMismatch",
     "decide",
 ]
 
+# A line reader's floor: the share of validation strings it may misread (any digit).
+READER_MAX_ERROR = 0.25
 # Errors are ratios of counts over the same n; this only absorbs float rounding.
 TOLERANCE = 1e-12
 
@@ -44,6 +47,15 @@ class GateConfig(BaseModel):
         description="Minimum validation-error improvement over the champion.",
     )  # fmt: skip
     alpha: float = Field(default=0.05, gt=0, le=1, description="McNemar significance level.")
+
+
+class ReaderGateConfig(GateConfig):
+    """Thresholds of the line readers' gate, on errors of whole strings."""
+
+    max_error: float = Field(
+        default=READER_MAX_ERROR, ge=0, le=1,
+        description="Share of validation strings a reader may misread (any digit wrong).",
+    )  # fmt: skip
 
 
 class CandidateRow(BaseModel):

@@ -4,7 +4,8 @@ and the profiles quick, seed and best.
 A profile names models, their recipe and the ones to average into an ensemble: ``quick``
 checks the whole path in a minute, ``seed`` is the brief's recipe for the three seed
 models, ``best`` trains the challengers with augmentation and a cosine schedule, then two
-epochs on the plain digits, and averages them into an ensemble candidate.
+epochs on the plain digits, and averages them into an ensemble candidate. Each profile
+trains the line reader too, with a recipe of its own (``Profile.own``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from digitflow.errors import TrainingError
-from digitflow.models import CHALLENGERS, SEED_MODELS
+from digitflow.models import CHALLENGERS, READERS, SEED_MODELS
 
 # The cosine schedule ends at this share of the peak rate.
 FINAL_SHARE = 0.01
@@ -66,6 +67,7 @@ class Profile:
     models: tuple[str, ...]
     recipe: Recipe
     ensemble: tuple[str, ...] = ()
+    own: tuple[tuple[str, Recipe], ...] = ()  # models with a recipe of their own
 
 
 # The challengers' recipe. Wall times on the 2-core CPU machine: benchmarks/challenger.py.
@@ -73,11 +75,19 @@ CHALLENGER = Recipe(
     epochs=30, batch_size=128, learning_rate=3e-3, augment=True, lr_schedule="cosine",
     clean_epochs=2,
 )  # fmt: skip
+# The line reader's recipe: an epoch is as many generated strings as it takes to write
+# each training digit about once (``digitflow.reader.strings.strings_per_epoch``). Wall
+# times on the 2-core CPU machine: the README's line-reader section.
+READER_RECIPE = Recipe(epochs=24, batch_size=64, learning_rate=2e-3, lr_schedule="cosine")
+READER_BEST = READER_RECIPE.model_copy(update={"epochs": 72})
+READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000})
 PROFILES: dict[str, Profile] = {
-    "quick": Profile(SEED_MODELS, Recipe(epochs=2, limit=5000)),
-    "seed": Profile(SEED_MODELS, Recipe()),
-    "best": Profile(CHALLENGERS, CHALLENGER, ensemble=CHALLENGERS),
-}
+    "quick": Profile(SEED_MODELS + READERS, Recipe(epochs=2, limit=5000),
+                     own=(("line_reader", READER_QUICK),)),
+    "seed": Profile(SEED_MODELS + READERS, Recipe(), own=(("line_reader", READER_RECIPE),)),
+    "best": Profile(CHALLENGERS + READERS, CHALLENGER, ensemble=CHALLENGERS,
+                    own=(("line_reader", READER_BEST),)),
+}  # fmt: skip
 
 
 def member_seeds(seed: int, members: list[str]) -> dict[str, int]:

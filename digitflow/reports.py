@@ -127,3 +127,37 @@ def misclassified_gallery_png(
     if shown < k:
         logger.info("gallery shows %d of %d misclassified examples", shown, k)
     return _png(image)
+
+
+def misread_strings_png(
+    lines: list[np.ndarray], truth: list[str], read: list[str], max_items: int = 24
+) -> bytes:
+    """Line images (uint8 or float (32, w), ink bright) each captioned 'truth -> read', in
+    one column (the first ``max_items``)."""
+    if not len(lines) == len(truth) == len(read):
+        raise ValueError(f"lines, truth and read differ in length: {len(lines)}, "
+                         f"{len(truth)}, {len(read)}")  # fmt: skip
+    shown = min(len(lines), max_items)
+    font = _font(13)
+    if shown == 0:
+        image = Image.new("RGB", (320, 60), "white")
+        ImageDraw.Draw(image).text((160, 30), "no misread strings", fill="black", font=font,
+                                   anchor="mm")  # fmt: skip
+        return _png(image)
+    tiles = []
+    for k in range(shown):
+        pixels = np.asarray(lines[k])
+        grey = pixels if pixels.dtype == np.uint8 else np.rint(pixels * 255).astype(np.uint8)
+        tile = Image.fromarray(255 - grey, mode="L")
+        tiles.append(tile.resize((tile.width * 2, tile.height * 2), Image.Resampling.NEAREST))
+    width = max(320, max(t.width for t in tiles) + 2 * PAD)
+    height = sum(t.height + CAPTION + 2 * PAD for t in tiles)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    y = PAD
+    for tile, want, got in zip(tiles, truth[:shown], read[:shown], strict=True):
+        image.paste(tile.convert("RGB"), (PAD, y))
+        draw.text((PAD, y + tile.height + 2), f"{want} -> {got or '(nothing)'}", fill="black",
+                  font=font)  # fmt: skip
+        y += tile.height + CAPTION + 2 * PAD
+    return _png(image)

@@ -46,6 +46,20 @@ class EpochMetrics(BaseModel):
 
 
 @dataclass(frozen=True)
+class Images:
+    """A dataset version's digits as stored (uint8 (n, 28, 28), ink bright): the examples
+    to fit on, the validation slice, and the test split."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    val: np.ndarray
+    val_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+    val_indices: np.ndarray
+
+
+@dataclass(frozen=True)
 class Data:
     """Training inputs in the model's format: float32 (n, 28, 28, 1) in [0, 1]."""
 
@@ -63,8 +77,9 @@ def to_inputs(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., np.newaxis]
 
 
-def load_data(store: ObjectStore, version: str, limit: int | None, seed: int) -> Data:
-    """Train/validation/test arrays; validation is the manifest's stratified slice."""
+def load_images(store: ObjectStore, version: str, limit: int | None, seed: int) -> Images:
+    """The splits of a version; validation is the manifest's stratified slice, and
+    ``limit`` draws that many of the other training examples (seeded)."""
     manifest = dataset.read_manifest(store, version)
     train = dataset.read_split(store, version, "train")
     test = dataset.read_split(store, version, "test")
@@ -73,14 +88,24 @@ def load_data(store: ObjectStore, version: str, limit: int | None, seed: int) ->
     fit_idx = np.setdiff1d(np.arange(len(train)), val_idx, assume_unique=True)
     if limit is not None and limit < len(fit_idx):
         fit_idx = np.sort(np.random.default_rng(seed).choice(fit_idx, limit, replace=False))
+    return Images(
+        train=train.images[fit_idx], train_labels=train.labels[fit_idx].astype(np.int64),
+        val=train.images[val_idx], val_labels=train.labels[val_idx].astype(np.int64),
+        test=test.images, test_labels=test.labels.astype(np.int64), val_indices=val_idx,
+    )  # fmt: skip
+
+
+def load_data(store: ObjectStore, version: str, limit: int | None, seed: int) -> Data:
+    """Train/validation/test arrays; validation is the manifest's stratified slice."""
+    images = load_images(store, version, limit, seed)
     return Data(
-        x_train=to_inputs(train.images[fit_idx]),
-        y_train=train.labels[fit_idx].astype(np.int64),
-        x_val=to_inputs(train.images[val_idx]),
-        y_val=train.labels[val_idx].astype(np.int64),
-        x_test=to_inputs(test.images),
-        y_test=test.labels.astype(np.int64),
-        val_indices=val_idx,
+        x_train=to_inputs(images.train),
+        y_train=images.train_labels,
+        x_val=to_inputs(images.val),
+        y_val=images.val_labels,
+        x_test=to_inputs(images.test),
+        y_test=images.test_labels,
+        val_indices=images.val_indices,
     )
 
 
@@ -166,7 +191,11 @@ def train_model(
     on_epoch: Callable[[EpochMetrics], None] = lambda m: None,
     layout: Layout = CLASSIFIER,
 ) -> Card:
-    """Fit ``config.model`` on a dataset version and store it as a candidate."""
+    """Fit ``config.model`` on a dataset version and store it as a candidate of its role."""
+    if models.role_of(config.model) == "reader":
+        from digitflow.reader.candidate import train_reader
+
+        return train_reader(store, dataset_version, config, training_run, on_epoch)
     start = time.perf_counter()
     device = runtime.configure(config.threads)
     runtime.set_seeds(config.seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from digitflow.gatekeeper import PromotionResult
+from digitflow.gatekeeper import Promotions
 from flows.ingest import IngestParams, ingest_flow
 from flows.params import StoreParams
 from flows.promote import PromoteParams, promote_flow
@@ -25,7 +25,7 @@ class RetrainSummary(BaseModel):
 
     dataset_version: str
     training: TrainSummary
-    promotion: PromotionResult
+    promotion: Promotions
 
 
 @flow(name="retrain")

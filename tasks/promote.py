@@ -6,21 +6,34 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
-from digitflow import gatekeeper
+from digitflow import candidates, gatekeeper
 from digitflow.assessment import RunAssessment, assess_run
 from digitflow.gatekeeper import PromotionResult
+from digitflow.layout import LAYOUTS, layout_of
 from digitflow.progress import step
 from digitflow.promotion import GateConfig
+from digitflow.reader.assessment import assess_reader_run
 from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
 PROMOTED_EVENT = "digitflow.model.promoted"
 
 
-@task(name="assess-candidates", **STORAGE_RETRIES)
-def assess_candidates(store_uri: str, training_run: str) -> RunAssessment:
-    """Evaluate a training run's candidates and the current champion."""
-    report = assess_run(open_store(store_uri), training_run)
+@task(name="roles-of-run", **STORAGE_RETRIES)
+def roles_of_run(store_uri: str, training_run: str, role: str | None) -> list[str]:
+    """The roles with candidates in a run (only ``role``, if named); NotFoundError if none."""
+    roles = {r: layout for r, layout in LAYOUTS.items() if role in (None, r)}
+    return candidates.run_roles(open_store(store_uri), training_run, roles)
+
+
+@task(name="assess-candidates", task_run_name="assess-{role}s", **STORAGE_RETRIES)
+def assess_candidates(store_uri: str, training_run: str, role: str = "classifier") -> RunAssessment:
+    """Evaluate a training run's candidates of one role and that role's champion."""
+    store = open_store(store_uri)
+    if role == "reader":
+        report = assess_reader_run(store, training_run)
+    else:
+        report = assess_run(store, training_run)
     logger = get_run_logger()
     for broken in report.unreadable:
         logger.warning("left out %s: %s", broken.model, broken.error)
@@ -33,21 +46,24 @@ def assess_candidates(store_uri: str, training_run: str) -> RunAssessment:
     return report
 
 
-@task(name="apply-gate", **STORAGE_RETRIES)
-def apply_gate(store_uri: str, report: RunAssessment, gate: GateConfig) -> PromotionResult:
+@task(name="apply-gate", task_run_name="apply-{role}-gate", **STORAGE_RETRIES)
+def apply_gate(
+    store_uri: str, report: RunAssessment, gate: GateConfig, role: str = "classifier"
+) -> PromotionResult:
     """Decide, then promote (verified, conditional) or record the refusal, with reports."""
     store = open_store(store_uri)
-    result = gatekeeper.judge(store, report, gate)
+    result = gatekeeper.judge(store, report, gate, layout_of(role))
+    suffix = "" if role == "classifier" else f"-{role}"
     create_table_artifact(
         gatekeeper.comparison_rows(report, result.decision),
-        key="promotion-candidates",
-        description=f"Training run {report.training_run}: candidates and "
+        key=f"promotion-candidates{suffix}",
+        description=f"Training run {report.training_run}: {role} candidates and "
         "champion on the same validation examples",
     )
     create_markdown_artifact(
         gatekeeper.report_page(store, report, result.decision),
-        key="promotion-decision",
-        description=f"Promotion decision for {report.training_run}",
+        key=f"promotion-decision{suffix}",
+        description=f"Promotion decision ({role}s) for {report.training_run}",
     )
     logger = get_run_logger()
     if result.completed:
@@ -68,8 +84,10 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
         resource={
             "prefect.resource.id": f"digitflow.model.{run}.{model}",
             "prefect.resource.name": champion,
+            "digitflow.role": result.role,
         },
         payload={
+            "role": result.role,
             "champion": champion,
             "training_run": run,
             "model_name": model,

@@ -13,12 +13,13 @@ from prefect.artifacts import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
-from digitflow import candidates, runtime
+from digitflow import candidates, models, runtime
 from digitflow.candidates import Card
 from digitflow.data import dataset
 from digitflow.ensemble import ensemble_from_uri
 from digitflow.errors import TrainingError
 from digitflow.isolation import run_in_process
+from digitflow.layout import LAYOUTS, layout_of
 from digitflow.progress import step
 from digitflow.recipes import TrainConfig
 from digitflow.storage import open_store
@@ -73,8 +74,8 @@ def latest_dataset(store_uri: str) -> str:
     **STORAGE_RETRIES,
 )
 def latest_training_run(store_uri: str) -> str:
-    """The newest training run with at least one complete candidate."""
-    return candidates.latest_run(open_store(store_uri))
+    """The newest training run with at least one complete candidate, of either role."""
+    return candidates.latest_run(open_store(store_uri), tuple(LAYOUTS.values()))
 
 
 @task(name="train", task_run_name="train-{config.model}")
@@ -154,7 +155,8 @@ def train_on_worker(
     if state is None or not state.is_completed():
         message = state.message if state else "no state"
         raise TrainingError(f"{config.model}: worker run {flow_run.name} ended {message}")
-    return candidates.read_card(open_store(store_uri), training_run, config.model)
+    layout = layout_of(models.role_of(config.model))
+    return candidates.read_card(open_store(store_uri), training_run, config.model, layout)
 
 
 @task(name="training-report")

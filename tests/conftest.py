@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 _PREFECT_HOME = tempfile.mkdtemp(prefix="digitflow-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# On a loaded machine the temporary API server can take longer than Prefect's 20 s to start.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

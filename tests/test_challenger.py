@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from digitflow import models, recipes
 from digitflow.errors import ModelError, ParameterError
 from digitflow.plan import TrainRequest, plan_training
-from digitflow.recipes import TrainConfig
+from digitflow.recipes import READER_BEST, Recipe, TrainConfig
 from digitflow.storage import LocalStore
 from tests.conftest import clone_store
 
@@ -162,9 +163,10 @@ def test_profiles_fill_what_is_not_given() -> None:
     best = TrainRequest(profile="best", epochs=1)
     assert best.epochs == 1 and best.augment is True and best.lr_schedule == "cosine"
     assert best.clean_epochs == 2 and best.batch_size == 128
-    assert best.models == list(models.CHALLENGERS) == best.ensemble
+    assert best.models == [*models.CHALLENGERS, *models.READERS]
+    assert best.ensemble == list(models.CHALLENGERS)
     quick = TrainRequest(profile="quick")
-    assert quick.models == list(models.SEED_MODELS) and quick.limit == 5000
+    assert quick.models == [*models.SEED_MODELS, *models.READERS] and quick.limit == 5000
     assert quick.ensemble == [] and TrainRequest().profile == "seed"
     with pytest.raises(ValidationError, match="profile"):
         TrainRequest.model_validate({"profile": "fast"})
@@ -180,10 +182,28 @@ def test_a_profiles_ensemble_shrinks_to_the_models_named() -> None:
 def test_the_plan_hands_the_profile_recipe_to_every_model() -> None:
     request = TrainRequest(profile="best", overrides={"challenger_small": {"epochs": 5}})
     configs = {c.model: c for c in plan_training(request).configs}
-    assert set(configs) == set(models.CHALLENGERS)
-    for name, config in configs.items():
+    assert set(configs) == {*models.CHALLENGERS, *models.READERS}
+    for name in models.CHALLENGERS:
+        config = configs[name]
         assert config.augment and config.lr_schedule == "cosine" and config.clean_epochs == 2
         assert config.total_epochs == (7 if name == "challenger_small" else 32)
+    reader = configs["line_reader"]  # its own recipe, not the challengers'
+    assert reader.model_dump(include=set(Recipe.model_fields)) == READER_BEST.model_dump()
+
+
+def test_the_line_reader_keeps_its_recipe_under_the_options_given() -> None:
+    given = TrainRequest(epochs=2, limit=3000)  # the main job's shrunk options
+    configs = {c.model: c for c in plan_training(given).configs}
+    assert {c.epochs for c in configs.values()} == {2}
+    assert {c.limit for c in configs.values()} == {3000}
+    reader = configs["line_reader"]
+    assert (reader.batch_size, reader.learning_rate) == (64, 2e-3)
+    assert configs["simple_cnn"].batch_size == 200
+    cores = os.cpu_count() or 1
+    assert reader.threads == cores and configs["simple_cnn"].threads == max(1, cores // 4)
+    with pytest.raises(ParameterError, match="only classifiers"):
+        plan_training(TrainRequest(models=["simple_cnn", "line_reader"],
+                                   ensemble=["simple_cnn", "line_reader"]))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -221,9 +241,7 @@ def test_ensemble_members_train_with_seeds_of_their_own() -> None:
 
 
 def test_threads_share_the_cores_in_local_mode_only() -> None:
-    import os
-
-    local = plan_training(TrainRequest()).configs
+    local = plan_training(TrainRequest(models=list(models.SEED_MODELS))).configs
     assert {c.threads for c in local} == {max(1, (os.cpu_count() or 1) // 3)}
     assert {c.threads for c in plan_training(TrainRequest(mode="workers")).configs} == {None}
 

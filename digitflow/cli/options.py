@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from digitflow.cli.errors import bad_options, option
 from digitflow.plan import TrainRequest
-from digitflow.promotion import GateConfig
+from digitflow.promotion import GateConfig, ReaderGateConfig
 from digitflow.settings import Settings
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -123,10 +123,12 @@ def options_from(
     unless_given: str | None = None,
     keep: Collection[str] = (),
     exclude: Collection[str] = (),
+    prefix: str = "",
 ) -> Callable[[Command], Command]:
     """Add an option per field of ``model`` to a command, which gets the values as the dict
     ``into``. Each has the field's default, or, with ``unless_given`` (what fills it then,
-    for the help), is passed only when given, except the fields to ``keep`` defaults."""
+    for the help), is passed only when given, except the fields to ``keep`` defaults. With
+    a ``prefix``, the options are spelled with it (``reader_`` → ``--reader-max-error``)."""
     here = [n for n in model.model_fields if n in model.__annotations__]  # before inherited
     ordered = here + [n for n in model.model_fields if n not in here]
     fields = {n: model.model_fields[n] for n in ordered if n not in exclude}
@@ -134,12 +136,13 @@ def options_from(
              for n in fields}  # fmt: skip
 
     def gather(taken: dict[str, Any]) -> dict[str, Any]:
-        for name, value in taken.items():
+        values = {name.removeprefix(prefix): value for name, value in taken.items()}
+        for name, value in values.items():
             if get_origin(_plain(fields[name].annotation)) is list and value is not None:
-                taken[name] = names(value)
-        return {name: value for name, value in taken.items() if value is not None}
+                values[name] = names(value)
+        return {name: value for name, value in values.items() if value is not None}
 
-    added = [_option(name, field, notes[name]) for name, field in fields.items()]
+    added = [_option(prefix + name, field, notes[name]) for name, field in fields.items()]
     return lambda command: _extend(command, into, added, gather)
 
 
@@ -147,8 +150,14 @@ def options_from(
 train_options = options_from(
     TrainRequest, "request", "the profile's", keep={"profile", "mode"}, exclude={"overrides"}
 )
-# The promotion gate's thresholds, with the gate's own defaults.
-gate_options = options_from(GateConfig, "gate")
+# The promotion gates' thresholds, with each gate's own defaults.
+classifier_gate_options = options_from(GateConfig, "gate")
+reader_gate_options = options_from(ReaderGateConfig, "reader_gate", prefix="reader_")
+
+
+def gate_options(command: Command) -> Command:
+    """Both gates' options: the classifiers' (``gate``) and the line readers' (``reader_gate``)."""
+    return classifier_gate_options(reader_gate_options(command))
 
 
 def retrain_options(command: Command) -> Command:
@@ -157,12 +166,14 @@ def retrain_options(command: Command) -> Command:
     parts = [
         inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY),
         inspect.Parameter("gate", inspect.Parameter.KEYWORD_ONLY),
+        inspect.Parameter("reader_gate", inspect.Parameter.KEYWORD_ONLY),
         inspect.Parameter("source", inspect.Parameter.KEYWORD_ONLY, default=None,
                           annotation=SourceOpt),
     ]  # fmt: skip
 
     def gather(taken: dict[str, Any]) -> dict[str, Any]:
+        promote = {"gate": taken["gate"], "reader_gate": taken["reader_gate"]}
         return {"ingest": {"source": taken["source"]}, "train": taken["request"],
-                "promote": {"gate": taken["gate"]}}  # fmt: skip
+                "promote": promote}  # fmt: skip
 
     return gate_options(train_options(_extend(command, "retraining", parts, gather)))

