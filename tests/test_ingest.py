@@ -262,3 +262,17 @@ def test_copy_of_real_files_keeps_published_checksums(mnist_dir: Path, tmp_path:
     shutil.copytree(mnist_dir, copy)
     record = ingest(LocalStore(tmp_path / "s"), str(copy))
     assert record.checksums_verified
+
+
+def test_published_files_in_each_others_places_are_refused_even_as_custom(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "swapped"
+    src.mkdir()
+    labels = {TRAIN_LABELS: NAMES["test", "labels"], NAMES["test", "labels"]: TRAIN_LABELS}
+    for name in NAMES.values():
+        shutil.copyfile(mnist_dir / labels.get(name, name), src / name)
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(SourceError, match=rf"{TRAIN_LABELS}: this is the published t10k-labels"):
+        ingest(store, str(src), accept_custom=True)
+    assert store.list() == []

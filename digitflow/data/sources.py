@@ -24,6 +24,7 @@ PUBLISHED_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 FILES = tuple(PUBLISHED_MD5)
+PUBLISHED_NAMES = {md5: name for name, md5 in PUBLISHED_MD5.items()}
 PUBLIC_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -62,8 +63,17 @@ def verify(files: dict[str, SourceFile], accept_custom: bool) -> bool:
     """Check every file against the published MD5s; True when all match.
 
     With ``accept_custom`` a mismatch is allowed (the manifest then records the
-    files' own checksums and that they were not the published ones).
+    files' own checksums and that they were not the published ones). A published file
+    in another file's place is refused either way: its checksum says what it is.
     """
+    for f in files.values():
+        known = PUBLISHED_NAMES.get(f.md5, f.name)
+        if known != f.name:
+            raise SourceError(
+                f"{f.location}: this is the published {known} (its MD5 {f.md5} is that "
+                f"file's), given as {f.name}: the files are in each other's places; give "
+                "each its own name (--accept-custom does not change this)"
+            )
     mismatched = [f for f in files.values() if f.md5 != PUBLISHED_MD5[f.name]]
     if mismatched and not accept_custom:
         f = mismatched[0]
