@@ -149,7 +149,7 @@ def ingest(
     _prepare_env(store)
     from flows.ingest import IngestParams, ingest_flow
 
-    params = IngestParams(source=source, accept_custom=accept_custom)
+    params = _params(IngestParams, {"source": source, "accept_custom": accept_custom})
     _run("Ingesting MNIST…", lambda: ingest_flow(params), as_json)
 
 

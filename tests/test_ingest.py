@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from digitflow.data import dataset
+from digitflow.data.download import has_credentials, redact
 from digitflow.data.ingest import ingest
 from digitflow.errors import SourceError, SourceUnreachable, StoreError
 from digitflow.storage import LocalStore, ObjectStore, open_store
@@ -181,6 +182,13 @@ def test_unreachable_url_is_a_clear_transient_error(store: LocalStore) -> None:
     with pytest.raises(SourceUnreachable, match=rf"{url}train-images-idx3-ubyte\.gz: unreachable"):
         ingest(store, url, timeout_s=5)
     assert store.list() == []
+
+
+def test_urls_are_shown_without_their_credentials() -> None:
+    assert redact("https://user:pw@host:8443/mnist/?x=1") == "https://***@host:8443/mnist/?x=1"
+    assert redact("https://token@host/a") == "https://***@host/a"
+    assert redact("https://host/a@b") == "https://host/a@b"
+    assert has_credentials("http://u:p@h/") and not has_credentials("http://h/a@b")
 
 
 def test_http_404_names_the_url(http_base: str, store: LocalStore) -> None:
