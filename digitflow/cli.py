@@ -422,6 +422,9 @@ def score(
             "batch of the same input read, and read only new scans."
         ),
     ] = True,
+    follow_outside_links: Annotated[
+        bool, typer.Option(help="Read symbolic links that lead out of the input folder.")
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -443,6 +446,7 @@ def score(
         "model": model,
         "shard_size": shard_size,
         "rescore": rescore,
+        "follow_outside_links": follow_outside_links,
         "dask": dask,
     }
     params = _params(ScoreParams, fields)

@@ -22,6 +22,7 @@ from tasks.score import (
     resolve_model,
     score_shard,
     start_batch,
+    verify_model,
 )
 
 # Shard threads overlap reading files, inference and writing results; the digits are
@@ -56,6 +57,11 @@ class ScoreParams(BaseModel):
         "the same input already read (with an earlier champion) are left as they are, and "
         "only new scans are read - what a scheduled inbox run wants.",
     )
+    follow_outside_links: bool = Field(
+        default=False,
+        description="Read symbolic links in the input folder that lead out of it. Off: such "
+        "links are quarantined unread, so a link cannot expose files outside the folder.",
+    )
     dask: str | None = Field(
         default=None,
         pattern=SPEC_PATTERN,
@@ -65,14 +71,15 @@ class ScoreParams(BaseModel):
 
 
 def _score_shards(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float
+    store: str, plan: BatchPlan, params: ScoreParams, ref: ModelRef
 ) -> list[ShardResult]:
     """Submit one task per shard on the current task runner; wait, advancing the progress."""
     progress = ShardProgress(plan.batch_id, len(plan.shards))
     futures: list[PrefectFuture[ShardResult]] = [
-        score_shard.submit(store, plan.batch_id, input_root, names, ref, threshold, index=k)
+        score_shard.submit(store, plan.batch_id, params.input, names, ref,
+                           params.review_threshold, k, params.follow_outside_links)
         for k, names in enumerate(plan.shards)
-    ]
+    ]  # fmt: skip
     done, failures = [], []
     for future in as_completed(futures):
         future.wait()  # records the final state on the future
@@ -84,18 +91,18 @@ def _score_shards(
     if failures:
         raise DigitflowError(
             f"{len(failures)} of {len(futures)} shards of batch {plan.batch_id} failed "
-            f"(first: {failures[0]}); the others are saved: run the same command again "
-            "to finish the batch"
+            f"(first: {failures[0]}); the others are saved: once that is dealt with (or has "
+            "passed), run the same command again to finish the batch"
         )
     return done
 
 
 @flow(name="score-shards")
 def score_shards_flow(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float
+    store: str, plan: BatchPlan, params: ScoreParams, ref: ModelRef
 ) -> list[ShardResult]:
     """The shards of a batch, on the task runner this subflow is given (Dask)."""
-    return _score_shards(store, plan, input_root, ref, threshold)
+    return _score_shards(store, plan, params, ref)
 
 
 # Prefect annotates task_runner as TaskRunner[PrefectFuture], which no concrete runner is.
@@ -105,14 +112,17 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     store = params.store or Settings().store
     ref = resolve_model(store, params.model)
     if not params.dask:
-        warm_up(ref)  # the model loads and the readers start while the input is listed
+        warm_up()  # the readers start while the model is checked and loaded
+    # Before any file is read: a tampered or missing model stops the run here, once.
+    verify_model(ref, load=not params.dask)
     plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
         on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))
-        on_dask(store, plan, params.input, ref, params.review_threshold)
+        shards = on_dask(store, plan, params, ref)
     else:
-        _score_shards(store, plan, params.input, ref, params.review_threshold)
-    summary = finalize_batch(store, plan.batch_id, plan.already_done)
+        shards = _score_shards(store, plan, params, ref)
+    others = sum(shard.by_other_runs for shard in shards)
+    summary = finalize_batch(store, plan.batch_id, plan.already_done, others)
     publish_report(store, summary)
     return summary
