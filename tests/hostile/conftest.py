@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -118,10 +117,7 @@ def prefect_database_holds(text: str) -> bool:
 
 
 @pytest.fixture
-def restore_environ() -> Iterator[None]:
-    """Put os.environ back as it was after a test that runs the CLI in this process (the
-    CLI sets DIGITFLOW_STORE)."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def restore_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DIGITFLOW_STORE put back as it was after the test: the CLI, run in this process, sets
+    it. (Only that: fixtures the test starts meanwhile, such as the S3 server, set others.)"""
+    monkeypatch.setenv("DIGITFLOW_STORE", os.environ.get("DIGITFLOW_STORE", ".digitflow/store"))
