@@ -131,10 +131,10 @@ def run_flow(folder: Path, store: str, batch_id: str, readers: int | None = None
 
 def ledger_lines(store: str, batch_id: str) -> Lines:
     """What a scoring batch read, per page and line."""
-    from digitflow.scoring import results
+    from digitflow.scoring import commits
     from digitflow.storage import open_store
 
-    return read_lines(results.read_ledger(open_store(store), batch_id).to_pylist())
+    return read_lines(commits.read_ledger(open_store(store), batch_id).to_pylist())
 
 
 def _predict_one(model: object, digit: np.ndarray) -> int:

@@ -20,7 +20,14 @@ class Settings(BaseSettings):
         description="MNIST source: a directory, an http(s) base URL or an s3:// prefix. "
         "Unset: the public mirrors.",
     )
-    download_timeout_s: float = Field(default=60.0, gt=0)
+    download_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for one read of an http(s) source."
+    )
+    download_deadline_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest time for the whole download of an http(s) source's four files.",
+    )
     readers: int | None = Field(
         default=None,
         ge=1,

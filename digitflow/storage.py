@@ -7,6 +7,7 @@ ETag) let several writers update one pointer without losing each other's changes
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -148,6 +149,8 @@ class LocalStore(ObjectStore):
             with self._staged(key) as tmp:
                 tmp.write_bytes(data)
             return etag_of(data)
+        if if_match is None and self._create(key, data):
+            return etag_of(data)
         with self._locked():
             current = self._path(key)
             if if_absent and current.exists():
@@ -159,6 +162,24 @@ class LocalStore(ObjectStore):
             with self._staged(key) as tmp:
                 tmp.write_bytes(data)
         return etag_of(data)
+
+    def _create(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if absent, atomically and without the store-wide lock: a hard
+        link fails if its name exists. False where the file system has no hard links."""
+        target, tmp = self._path(key), self._tmp_path()
+        try:
+            tmp.write_bytes(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, target)
+            return True
+        except FileExistsError:
+            raise PreconditionFailed(f"{self.uri_of(key)} already exists") from None
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return False
+            raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_file(self, key: str, path: Path) -> None:
         with self._staged(key) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
+from digitflow.data.download import has_credentials
 from digitflow.data.ingest import DatasetRecord
 from flows.params import StoreParams
 from tasks.ingest import ingest_dataset
@@ -13,14 +14,31 @@ from tasks.ingest import ingest_dataset
 class IngestParams(StoreParams):
     """Parameters of the ingest flow (rendered as a form in the Prefect UI)."""
 
+    # A rejected value is not repeated in the error: it may hold a password.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     source: str | None = Field(
         default=None,
         description="Directory, http(s) base URL or s3:// prefix of the four MNIST .gz "
-        "files. Empty: DIGITFLOW_MNIST_SOURCE, else the public mirrors.",
+        "files, without credentials (they go in ~/.netrc). Empty: DIGITFLOW_MNIST_SOURCE, "
+        "else the public mirrors.",
+        # The form and the server refuse a URL with credentials before a run stores it.
+        json_schema_extra={"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"},
     )
     accept_custom: bool = Field(
         default=False, description="Accept files whose MD5 differs from the published one."
     )
+
+    @field_validator("source")
+    @classmethod
+    def _without_credentials(cls, source: str | None) -> str | None:
+        if source and has_credentials(source):
+            raise ValueError(
+                "the URL holds credentials, which would be stored with the flow run and shown "
+                "in its logs: put them in ~/.netrc (machine HOST login USER password ...), or "
+                "give the URL in DIGITFLOW_MNIST_SOURCE instead"
+            )
+        return source
 
 
 @flow(name="ingest")
@@ -33,4 +51,5 @@ def ingest_flow(params: IngestParams | None = None) -> DatasetRecord:
         settings.store,
         params.accept_custom,
         settings.download_timeout_s,
+        settings.download_deadline_s,
     )

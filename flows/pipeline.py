@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from digitflow.scoring.batch import BatchSummary
 from flows.params import StoreParams
@@ -14,6 +14,8 @@ from tasks.samples import SampleAccuracy, check_against_truth, make_samples
 
 class PipelineParams(StoreParams):
     """Parameters of the main job."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a source URL may hold a password
 
     retrain: RetrainParams = Field(default_factory=RetrainParams)
     scans: str | None = Field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from digitflow.gatekeeper import Promotions
 from flows.ingest import IngestParams, ingest_flow
@@ -14,6 +14,8 @@ from flows.train import TrainParams, TrainSummary, train_flow
 
 class RetrainParams(StoreParams):
     """Parameters of the retrain flow: the ingest, train and promote steps' own."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a source URL may hold a password
 
     ingest: IngestParams = Field(default_factory=IngestParams)
     train: TrainParams = Field(default_factory=TrainParams)

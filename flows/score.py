@@ -22,6 +22,7 @@ from tasks.score import (
     resolve_model,
     score_shard,
     start_batch,
+    verify_model,
 )
 
 # Shard threads overlap reading files, inference and writing results; the digits are
@@ -55,6 +56,11 @@ class ScoreParams(StoreParams):
         "the same input already read (with an earlier champion) are left as they are, and "
         "only new scans are read - what a scheduled inbox run wants.",
     )
+    follow_outside_links: bool = Field(
+        default=False,
+        description="Read symbolic links in the input folder that lead out of it. Off: such "
+        "links are quarantined unread, so a link cannot expose files outside the folder.",
+    )
     dask: str | None = Field(
         default=None,
         pattern=SPEC_PATTERN,
@@ -64,14 +70,13 @@ class ScoreParams(StoreParams):
 
 
 def _score_shards(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float,
-    readers: int | None,
-) -> list[ShardResult]:  # fmt: skip
+    store: str, plan: BatchPlan, params: ScoreParams, ref: ModelRef, readers: int | None
+) -> list[ShardResult]:
     """Submit one task per shard on the current task runner; wait, advancing the progress."""
     progress = ShardProgress(plan.batch_id, len(plan.shards))
     futures: list[PrefectFuture[ShardResult]] = [
-        score_shard.submit(store, plan.batch_id, input_root, names, ref, threshold, readers,
-                           index=k)
+        score_shard.submit(store, plan.batch_id, params.input, names, ref,
+                           params.review_threshold, k, params.follow_outside_links, readers)
         for k, names in enumerate(plan.shards)
     ]  # fmt: skip
     done, failures = [], []
@@ -85,19 +90,18 @@ def _score_shards(
     if failures:
         raise DigitflowError(
             f"{len(failures)} of {len(futures)} shards of batch {plan.batch_id} failed "
-            f"(first: {failures[0]}); the others are saved: run the same command again "
-            "to finish the batch"
+            f"(first: {failures[0]}); the others are saved: once that is dealt with (or has "
+            "passed), run the same command again to finish the batch"
         )
     return done
 
 
 @flow(name="score-shards")
 def score_shards_flow(
-    store: str, plan: BatchPlan, input_root: str, ref: ModelRef, threshold: float,
-    readers: int | None = None,
-) -> list[ShardResult]:  # fmt: skip
+    store: str, plan: BatchPlan, params: ScoreParams, ref: ModelRef, readers: int | None = None
+) -> list[ShardResult]:
     """The shards of a batch, on the task runner this subflow is given (Dask)."""
-    return _score_shards(store, plan, input_root, ref, threshold, readers)
+    return _score_shards(store, plan, params, ref, readers)
 
 
 # Prefect annotates task_runner as TaskRunner[PrefectFuture], which no concrete runner is.
@@ -108,14 +112,17 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     store = settings.store
     ref = resolve_model(store, params.model)
     if not params.dask:
-        warm_up(ref, settings.readers)  # the model loads and readers start while listing
+        warm_up(settings.readers)  # the readers start while the model is checked and loaded
+    # Before any file is read: a tampered or missing model stops the run here, once.
+    verify_model(ref, load=not params.dask)
     plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
         on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))
-        on_dask(store, plan, params.input, ref, params.review_threshold, settings.readers)
+        shards = on_dask(store, plan, params, ref, settings.readers)
     else:
-        _score_shards(store, plan, params.input, ref, params.review_threshold, settings.readers)
-    summary = finalize_batch(store, plan.batch_id, plan.already_done)
+        shards = _score_shards(store, plan, params, ref, settings.readers)
+    others = sum(shard.by_other_runs for shard in shards)
+    summary = finalize_batch(store, plan.batch_id, plan.already_done, others)
     publish_report(store, summary)
     return summary

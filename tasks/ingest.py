@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
+from digitflow.data.download import redact
 from digitflow.data.ingest import DatasetRecord, ingest
 from digitflow.progress import step
 from digitflow.storage import open_store
@@ -16,12 +17,20 @@ from tasks.retry import STORAGE_RETRIES
     **STORAGE_RETRIES,
 )
 def ingest_dataset(
-    source: str | None, store_uri: str, accept_custom: bool = False, timeout_s: float = 60.0
+    source: str | None,
+    store_uri: str,
+    accept_custom: bool = False,
+    timeout_s: float = 60.0,
+    deadline_s: float = 600.0,
 ) -> DatasetRecord:
     """Ingest MNIST into the store and publish a per-class summary artifact."""
     logger = get_run_logger()
-    logger.info("ingesting MNIST from %s into %s", source or "the public mirrors", store_uri)
-    record = ingest(open_store(store_uri), source, accept_custom=accept_custom, timeout_s=timeout_s)
+    shown = redact(source) if source else "the public mirrors"
+    logger.info("ingesting MNIST from %s into %s", shown, store_uri)
+    record = ingest(
+        open_store(store_uri), source, accept_custom=accept_custom, timeout_s=timeout_s,
+        deadline_s=deadline_s,
+    )  # fmt: skip
     logger.info(
         "dataset %s: %s (%s)",
         record.version,

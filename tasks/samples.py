@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from digitflow.data import dataset
 from digitflow.samples import Mnist, make_sample_folder
-from digitflow.scoring.results import read_ledger
+from digitflow.scoring.commits import read_ledger
 from digitflow.scoring.truth import compare, read_lines, read_truth
 from digitflow.storage import open_store
 

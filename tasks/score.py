@@ -47,14 +47,24 @@ def start_batch(
     return plan
 
 
+@task(name="verify-model", **STORAGE_RETRIES)
+def verify_model(ref: ModelRef, load: bool = True) -> None:
+    """Check (and load) the model before any file is read: a bad one stops the run here."""
+    batch.verify_model(ref, load)
+    get_run_logger().info("model %s verified (sha256 %s…)", ref.version, ref.sha256[:12])
+
+
 @task(name="score-shard", task_run_name="score-shard-{index}", **STORAGE_RETRIES)
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
-    threshold: float, readers: int | None, index: int,
+    threshold: float, index: int, follow_outside_links: bool = False,
+    readers: int | None = None,
 ) -> ShardResult:  # fmt: skip
-    """Score one shard of files with one batched inference call, and commit it."""
+    """Score one shard of files with one batched inference call, and commit each file."""
     logger = get_run_logger()
-    result = batch.score_shard(store_uri, batch_id, input_root, names, ref, threshold, readers)
+    result = batch.score_shard(
+        store_uri, batch_id, input_root, names, ref, threshold, follow_outside_links, readers
+    )
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)
     logger.info(
@@ -62,13 +72,18 @@ def score_shard(
         index, result.files, result.pages, result.digits, result.needs_review,
         result.quarantined, result.seconds, extra=step("score shards"),
     )  # fmt: skip
+    if result.by_other_runs:
+        logger.info("shard %d: %d files committed by another run of the batch, left to it",
+                    index, result.by_other_runs)  # fmt: skip
     return result
 
 
 @task(name="finalize-batch", **STORAGE_RETRIES)
-def finalize_batch(store_uri: str, batch_id: str, already_done: int) -> BatchSummary:
+def finalize_batch(
+    store_uri: str, batch_id: str, already_done: int, by_other_runs: int = 0
+) -> BatchSummary:
     """Write the batch's per-file table (one row per input file) and count it."""
-    summary = batch.finalize(open_store(store_uri), batch_id, already_done)
+    summary = batch.finalize(open_store(store_uri), batch_id, already_done, by_other_runs)
     get_run_logger().info(
         "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review",
         summary.batch_id, summary.files, summary.scored, summary.partial,
@@ -109,7 +124,9 @@ def publish_report(store_uri: str, summary: BatchSummary) -> None:
         key="scoring-summary",
         description=f"Scoring batch {summary.batch_id}",
     )
-    ledger = results.read_ledger(open_store(store_uri), summary.batch_id)
+    ledger = results.read_parquet(
+        open_store(store_uri), f"{results.prefix(summary.batch_id)}/files.parquet"
+    )
     problems = ledger.filter(pc.not_equal(ledger.column("status"), "scored"))
     # Files that need attention first, then the rest.
     rows = problems.to_pylist() + ledger.slice(0, REPORT_ROWS).to_pylist()

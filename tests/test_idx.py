@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -32,6 +33,26 @@ def test_gunzip_round_trip_and_errors() -> None:
         idx.gunzip(b"hello", "f.gz")
     with pytest.raises(SourceError, match=r"f\.gz: gzip stream ends early"):
         idx.gunzip(gzip.compress(b"x" * 1000)[:-12], "f.gz")
+
+
+def test_gunzip_reads_every_member_and_counts_trailing_bytes() -> None:
+    raw = idx_bytes(np.arange(30, dtype=np.uint8) % 10)
+    assert idx.gunzip(gzip.compress(raw[:9]) + gzip.compress(raw[9:]) + b"\0" * 8, "f") == raw
+    with pytest.raises(SourceError, match="f: 5 trailing bytes"):
+        idx.parse_labels(idx.gunzip(gzip.compress(raw + b"extra"), "f"), "f")
+
+
+def test_gunzip_stops_soon_after_the_size_the_header_declares() -> None:
+    raw = idx_bytes(np.zeros((30, 28, 28), np.uint8))
+    bomb = gzip.compress(raw + bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError, match=r"f\.gz: decompresses to more than the 23,536 bytes"):
+            idx.gunzip(bomb, "f.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(bomb) + (1 << 20)  # not the 64 MiB it inflates to
 
 
 def test_header_shorter_than_dims_is_truncated() -> None:

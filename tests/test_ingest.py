@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from digitflow.data import dataset
+from digitflow.data.download import has_credentials, redact
 from digitflow.data.ingest import ingest
 from digitflow.errors import SourceError, SourceUnreachable, StoreError
 from digitflow.storage import LocalStore, ObjectStore, open_store
@@ -183,6 +184,13 @@ def test_unreachable_url_is_a_clear_transient_error(store: LocalStore) -> None:
     assert store.list() == []
 
 
+def test_urls_are_shown_without_their_credentials() -> None:
+    assert redact("https://user:pw@host:8443/mnist/?x=1") == "https://***@host:8443/mnist/?x=1"
+    assert redact("https://token@host/a") == "https://***@host/a"
+    assert redact("https://host/a@b") == "https://host/a@b"
+    assert has_credentials("http://u:p@h/") and not has_credentials("http://h/a@b")
+
+
 def test_http_404_names_the_url(http_base: str, store: LocalStore) -> None:
     with pytest.raises(SourceError, match=r"/missing/train-images-idx3-ubyte\.gz: HTTP 404"):
         ingest(store, http_base + "missing/")
@@ -262,3 +270,17 @@ def test_copy_of_real_files_keeps_published_checksums(mnist_dir: Path, tmp_path:
     shutil.copytree(mnist_dir, copy)
     record = ingest(LocalStore(tmp_path / "s"), str(copy))
     assert record.checksums_verified
+
+
+def test_published_files_in_each_others_places_are_refused_even_as_custom(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "swapped"
+    src.mkdir()
+    labels = {TRAIN_LABELS: NAMES["test", "labels"], NAMES["test", "labels"]: TRAIN_LABELS}
+    for name in NAMES.values():
+        shutil.copyfile(mnist_dir / labels.get(name, name), src / name)
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(SourceError, match=rf"{TRAIN_LABELS}: this is the published t10k-labels"):
+        ingest(store, str(src), accept_custom=True)
+    assert store.list() == []

@@ -31,6 +31,9 @@ def score(
             "batch of the same input read, and read only new scans."
         ),
     ] = True,
+    follow_outside_links: Annotated[
+        bool, typer.Option(help="Read symbolic links that lead out of the input folder.")
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
@@ -47,7 +50,7 @@ def score(
     fields = {
         "input": input, "batch_id": batch_id, "review_threshold": review_threshold,
         "model": model, "shard_size": shard_size, "rescore": rescore, "dask": dask,
-        "store": settings(store).store,
+        "follow_outside_links": follow_outside_links, "store": settings(store).store,
     }  # fmt: skip
     scoring = params(ScoreParams, fields)
     run_flow("Scoring…", lambda: score_flow(scoring), as_json, beside=("keras",))

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from digitflow.data import dataset, idx, sources
 from digitflow.data.dataset import Split
+from digitflow.data.download import redact
 from digitflow.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _manifest(
         "version": version,
         "format": dataset.FORMAT,
         "created_at": datetime.now(UTC).isoformat(),
-        "source": source or "public mirrors",
+        "source": redact(source) if source else "public mirrors",
         "checksums_verified": verified,
         "files": {
             f.name: {"location": f.location, "bytes": len(f.data), "md5": f.md5, "sha256": f.sha256}
@@ -105,9 +106,10 @@ def ingest(
     *,
     accept_custom: bool = False,
     timeout_s: float = 60.0,
+    deadline_s: float = 600.0,
 ) -> DatasetRecord:
     """Ingest MNIST from ``source`` into ``store``; idempotent for identical content."""
-    files = sources.fetch(source, timeout_s)
+    files = sources.fetch(source, timeout_s, deadline_s)
     verified = sources.verify(files, accept_custom)
     splits = decode(files)
     version = dataset.content_version(splits)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from digitflow.data.download import Deadline, download, redact
 from digitflow.errors import SourceError, SourceUnreachable
 
 logger = logging.getLogger(__name__)
@@ -24,6 +22,7 @@ PUBLISHED_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 FILES = tuple(PUBLISHED_MD5)
+PUBLISHED_NAMES = {md5: name for name, md5 in PUBLISHED_MD5.items()}
 PUBLIC_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -35,7 +34,7 @@ class SourceFile:
     """One fetched file: where it came from, its bytes and their checksums."""
 
     name: str
-    location: str
+    location: str  # shown and recorded: a URL without its credentials
     data: bytes
 
     @property
@@ -47,14 +46,20 @@ class SourceFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def fetch(source: str | None, timeout_s: float = 60.0) -> dict[str, SourceFile]:
-    """Fetch the four MNIST files from ``source`` (None: the public mirrors)."""
+def fetch(
+    source: str | None, timeout_s: float = 60.0, deadline_s: float = 600.0
+) -> dict[str, SourceFile]:
+    """Fetch the four MNIST files from ``source`` (None: the public mirrors).
+
+    Over http(s), ``timeout_s`` bounds each read and ``deadline_s`` the whole download of
+    one source's four files.
+    """
     if source is None:
-        return _fetch_mirrors(timeout_s)
+        return _fetch_mirrors(timeout_s, deadline_s)
     if source.startswith("s3://"):
         return _fetch_s3(source)
     if source.startswith(("http://", "https://")):
-        return _fetch_all(lambda name: _get_url(_join_url(source, name), timeout_s))
+        return _fetch_url(source, timeout_s, deadline_s)
     return _fetch_dir(Path(source))
 
 
@@ -62,8 +67,17 @@ def verify(files: dict[str, SourceFile], accept_custom: bool) -> bool:
     """Check every file against the published MD5s; True when all match.
 
     With ``accept_custom`` a mismatch is allowed (the manifest then records the
-    files' own checksums and that they were not the published ones).
+    files' own checksums and that they were not the published ones). A published file
+    in another file's place is refused either way: its checksum says what it is.
     """
+    for f in files.values():
+        known = PUBLISHED_NAMES.get(f.md5, f.name)
+        if known != f.name:
+            raise SourceError(
+                f"{f.location}: this is the published {known} (its MD5 {f.md5} is that "
+                f"file's), given as {f.name}: the files are in each other's places; give "
+                "each its own name (--accept-custom does not change this)"
+            )
     mismatched = [f for f in files.values() if f.md5 != PUBLISHED_MD5[f.name]]
     if mismatched and not accept_custom:
         f = mismatched[0]
@@ -97,27 +111,21 @@ def _join_url(base: str, name: str) -> str:
     return base if base.endswith(name) else f"{base.rstrip('/')}/{name}"
 
 
-def _get_url(url: str, timeout_s: float) -> SourceFile:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            data = response.read()
-    except urllib.error.HTTPError as exc:
-        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SourceUnreachable(f"{url}: unreachable ({reason})") from exc
-    return SourceFile(url.rsplit("/", 1)[-1], url, data)
+def _get_url(url: str, timeout_s: float, deadline: Deadline) -> SourceFile:
+    data = download(url, timeout_s, deadline)
+    return SourceFile(url.rsplit("/", 1)[-1], redact(url), data)
 
 
-def _get_mirror_file(mirror: str, name: str, timeout_s: float) -> SourceFile:
-    return _get_url(_join_url(mirror, name), timeout_s)
+def _fetch_url(base: str, timeout_s: float, deadline_s: float) -> dict[str, SourceFile]:
+    with Deadline(deadline_s) as deadline:
+        return _fetch_all(lambda name: _get_url(_join_url(base, name), timeout_s, deadline))
 
 
-def _fetch_mirrors(timeout_s: float) -> dict[str, SourceFile]:
+def _fetch_mirrors(timeout_s: float, deadline_s: float) -> dict[str, SourceFile]:
     errors = []
     for mirror in PUBLIC_MIRRORS:
         try:
-            return _fetch_all(functools.partial(_get_mirror_file, mirror, timeout_s=timeout_s))
+            return _fetch_url(mirror, timeout_s, deadline_s)
         except SourceError as exc:
             logger.warning("MNIST mirror %s failed: %s", mirror, exc)
             errors.append(str(exc))

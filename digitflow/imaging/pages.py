@@ -79,8 +79,9 @@ def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
-            f"{name}: not a readable image (starts with {data[:8]!r}); "
-            f"expected {', '.join(RASTER_FORMATS)} or PDF"
+            # Never quote the file: it may be anything, a secret included.
+            f"{name}: not a readable image ({len(data):,} bytes in no format digitflow "
+            f"reads); expected {', '.join(RASTER_FORMATS)} or PDF"
         ) from exc
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: cannot read the image header ({exc})") from exc

@@ -1,11 +1,13 @@
-"""A scoring batch from start to end: pin its model, plan shards, score one, finalise.
+"""A scoring batch from start to end: check and pin its model, plan shards, score, finalise.
 
 ``scoring/<batch_id>/batch.json`` records the batch's input and model when it starts,
-so a rerun resumes with the same model on the same input, and never mixes two.
+so a rerun resumes with the same model on the same input, and never mixes two. Each file
+is committed once (``digitflow.scoring.commits``), so runs of one batch may overlap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -14,13 +16,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow.errors import ModelError, PreconditionFailed, SourceError
-from digitflow.scoring import readers, results
-from digitflow.scoring.infer import ModelRef, prefetch, resolve_model, scorer_for
+from digitflow.model_files import verify_model as verify_checksum
+from digitflow.scoring import commits, readers, results
+from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
 from digitflow.storage import ObjectStore, open_store
 
 __all__ = ["BatchPlan", "BatchSummary", "ShardResult", "finalize", "open_batch", "plan_batch",
-           "resolve_model", "score_shard", "start_batch", "warm_up"]  # fmt: skip
+           "resolve_model", "score_shard", "start_batch", "verify_model", "warm_up"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +48,11 @@ class BatchPlan(BaseModel):
 
 
 class ShardResult(BaseModel):
-    """Counts of one scored shard."""
+    """Counts of the files one shard committed, and of those another run committed first."""
 
     shard: str
     files: int
+    by_other_runs: int
     quarantined: int
     pages: int
     digits: int
@@ -70,6 +74,7 @@ class BatchSummary(BaseModel):
     digits: int
     needs_review: int
     already_done: int
+    by_other_runs: int = 0  # files another run of the batch committed while this one ran
     files_uri: str
     digits_uri: str
     review_uri: str
@@ -100,7 +105,9 @@ def open_batch(store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef
         )
 
 
-def scored_elsewhere(store: ObjectStore, batch_id: str, input_root: str) -> set[str]:
+def scored_elsewhere(
+    store: ObjectStore, batch_id: str, input_root: str, names: list[str]
+) -> set[str]:
     """Files of this input already committed by other batches (earlier models)."""
     where = canonical_input(input_root)
     done: set[str] = set()
@@ -109,14 +116,36 @@ def scored_elsewhere(store: ObjectStore, batch_id: str, input_root: str) -> set[
         if key.endswith("/batch.json") and key.count("/") == 2 and other != batch_id:
             record = BatchRecord.model_validate_json(store.read_bytes(key))
             if record.input == where:
-                done |= results.done_files(store, other)
+                done |= commits.committed(store, other, names)
     return done
 
 
-def warm_up(ref: ModelRef, reader_count: int | None = None) -> None:
-    """Load the model and start the reader processes while the batch is being planned."""
+def warm_up(reader_count: int | None = None) -> None:
+    """Start the reader processes now, so that they load while the model is checked."""
     readers.start(reader_count)
-    prefetch(ref)
+
+
+def _advice(ref: ModelRef) -> str:
+    if ref.champion:
+        return (
+            "roll back to the previous champion (`digitflow models rollback`), or train and "
+            "promote a new one (`digitflow retrain`), then score again"
+        )
+    return "name another candidate with --model, or train a new one (`digitflow train`)"
+
+
+def verify_model(ref: ModelRef, load: bool = True) -> None:
+    """Check the model's checksum (and load it) before any file is read.
+
+    Without ``load`` (shards scored elsewhere, on Dask) only the checksum is checked here.
+    """
+    try:
+        if load:
+            scorer_for(ref)
+        else:
+            verify_checksum(open_store(ref.store_uri), ref.model_key, ref.sha256)
+    except ModelError as exc:
+        raise ModelError(f"{exc}. Nothing was read or scored: {_advice(ref)}") from exc
 
 
 def plan_batch(
@@ -128,9 +157,9 @@ def plan_batch(
     earlier champion) count as done too: only new scans are read.
     """
     names = [f.name for f in list_inputs(input_root)]
-    done = results.done_files(store, batch_id)
+    done = commits.committed(store, batch_id, names)
     if not rescore:
-        done |= scored_elsewhere(store, batch_id, input_root)
+        done |= scored_elsewhere(store, batch_id, input_root, names)
     todo = [n for n in names if n not in done]
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
@@ -148,46 +177,60 @@ def start_batch(
     return plan_batch(store, batch_id, input_root, shard_size, rescore)
 
 
+def shard_id(names: list[str]) -> str:
+    """A shard's name in logs, from its files."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
-    threshold: float, reader_count: int | None = None,
+    threshold: float, follow_outside_links: bool = False, reader_count: int | None = None,
 ) -> ShardResult:  # fmt: skip
     """Read, extract and score a shard's files in one inference call (finding digits on
-    ``reader_count`` reader processes); commit its results."""
+    ``reader_count`` reader processes); commit each file.
+
+    Files that another run of the batch has committed since the plan are left out.
+    """
     start = time.perf_counter()
-    files = readers.read_files(input_root, names, reader_count)
+    store = open_store(store_uri)
+    taken = commits.committed_now(store, batch_id, names)
+    todo = [name for name in names if name not in taken]
+    files = readers.read_files(input_root, todo, follow_outside_links, reader_count)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer_for(ref).probabilities(digits) if len(digits) else np.zeros((0, 10))
-    ledger = results.write_shard(
-        open_store(store_uri), batch_id, files, probs, ref.version, threshold
-    )
+    shard = commits.write_shard(store, batch_id, files, probs, ref.version, threshold)
+    mine = [f for f in files if f.name not in set(shard.lost)]
     return ShardResult(
-        shard=results.shard_id(names), files=len(files),
-        quarantined=sum(f.status == "quarantined" for f in files),
-        pages=sum(f.pages for f in files), digits=len(digits),
-        needs_review=results.column_sum(ledger, "needs_review"),
+        shard=shard_id(names), files=len(mine), by_other_runs=len(taken) + len(shard.lost),
+        quarantined=sum(f.status == "quarantined" for f in mine),
+        pages=sum(f.pages for f in mine), digits=shard.digits,
+        needs_review=results.column_sum(shard.ledger, "needs_review"),
         seconds=time.perf_counter() - start,
         problems={f.name: f.error or "; ".join(f.page_errors)
-                  for f in files if f.status != "scored"},
+                  for f in mine if f.status != "scored"},
     )  # fmt: skip
 
 
-def finalize(store: ObjectStore, batch_id: str, already_done: int = 0) -> BatchSummary:
-    """Drop uncommitted digit parts and write ``files.parquet`` from the ledger parts."""
+def finalize(
+    store: ObjectStore, batch_id: str, already_done: int = 0, by_other_runs: int = 0
+) -> BatchSummary:
+    """Write ``files.parquet`` from every file committed, and tidy what no commit needs."""
     base = results.prefix(batch_id)
-    for key in results.drop_uncommitted(store, batch_id):
+    for key in commits.drop_legacy_uncommitted(store, batch_id):
         logger.info("dropped %s: its shard never committed and was scored again", key)
     # No rows is a result too: an empty inbox, or every scan read by an earlier batch.
-    ledger = results.read_ledger(store, batch_id)
-    store.write_bytes(f"{base}/files.parquet", results.parquet_bytes(ledger))
+    ledger, digits = commits.publish(store, batch_id)
+    for key in results.stray_review(store, batch_id, digits, ledger.column("file").to_pylist()):
+        store.delete(key)
+        logger.info("dropped %s: another run committed that file, without this crop", key)
     status = ledger.column("status").to_pylist()
     versions = sorted(set(ledger.column("model_version").to_pylist()))
     return BatchSummary(
         batch_id=batch_id, model_version=", ".join(versions), files=len(ledger),
         scored=status.count("scored"), partial=status.count("partial"),
         quarantined=status.count("quarantined"),
-        pages=results.column_sum(ledger, "pages"), digits=results.column_sum(ledger, "digits"),
+        pages=results.column_sum(ledger, "pages"), digits=len(digits),
         needs_review=results.column_sum(ledger, "needs_review"), already_done=already_done,
-        files_uri=store.uri_of(f"{base}/files.parquet"),
+        by_other_runs=by_other_runs, files_uri=store.uri_of(f"{base}/files.parquet"),
         digits_uri=store.uri_of(f"{base}/digits"), review_uri=store.uri_of(f"{base}/review"),
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from typing import Any
@@ -30,6 +29,7 @@ class ModelRef(BaseModel):
     model_key: str
     sha256: str
     version: str  # shown in every result row: "<training_run>/<model>@<sha256[:12]>"
+    champion: bool = False  # the champion, rather than a candidate named by the user
 
 
 def resolve_model(store: ObjectStore, model: str | None = None) -> ModelRef:
@@ -49,7 +49,11 @@ def resolve_model(store: ObjectStore, model: str | None = None) -> ModelRef:
             )
         key, sha256, model_id = champion.model_key, champion.sha256, champion.id
     return ModelRef(
-        store_uri=store.uri, model_key=key, sha256=sha256, version=f"{model_id}@{sha256[:12]}"
+        store_uri=store.uri,
+        model_key=key,
+        sha256=sha256,
+        version=f"{model_id}@{sha256[:12]}",
+        champion=not model,
     )
 
 
@@ -82,16 +86,6 @@ def scorer_for(ref: ModelRef) -> Scorer:
     """The scorer of a model, loaded and checksum-verified once per process."""
     with _LOADING:  # shards running in threads must not each load the model
         return _cached_scorer(ref.store_uri, ref.model_key, ref.sha256, ref.version)
-
-
-def prefetch(ref: ModelRef) -> None:
-    """Start loading the scorer of a model in the background, so shards find it ready."""
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # the shard that needs the model raises it
-            scorer_for(ref)
-
-    threading.Thread(target=load, name="load-model", daemon=True).start()
 
 
 def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

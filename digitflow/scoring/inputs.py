@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digitflow.errors import NotFoundError, SourceError, StoreError, TransientError
+from digitflow.scoring.folder import list_folder, read_entry
 from digitflow.storage import ObjectStore, S3Store, parse_s3_uri
 
 
@@ -47,19 +48,14 @@ def default_batch_id(root: str, model_version: str) -> str:
 
 
 def list_inputs(root: str) -> list[InputFile]:
-    """Every file under ``root`` (hidden files included: nothing is skipped silently)."""
+    """Every file under ``root`` (hidden files included: nothing is skipped silently).
+
+    In a local folder, entries that cannot be read as files (broken links, folders that
+    cannot be listed, named pipes) are listed too, so that reading them quarantines them.
+    """
     source = _source(root)
     if isinstance(source, Path):
-        if not source.is_dir():
-            raise SourceError(
-                f"input folder {root} does not exist or is not a folder: "
-                "give a folder of scans or an s3://bucket/prefix"
-            )
-        files = [
-            InputFile(p.relative_to(source).as_posix(), p.stat().st_size)
-            for p in source.rglob("*")
-            if p.is_file()
-        ]
+        files = [InputFile(name, size) for name, size in list_folder(source)]
     else:
         # Keys ending in '/' are the folder markers some S3 consoles create, not files.
         files = [InputFile(key, -1) for key in source.list("") if not key.endswith("/")]
@@ -69,17 +65,17 @@ def list_inputs(root: str) -> list[InputFile]:
     return sorted(files, key=lambda f: f.name)
 
 
-def read_input(root: str, name: str) -> bytes:
+def read_input(root: str, name: str, follow_outside_links: bool = False) -> bytes:
     """The bytes of one input file; SourceError naming it when it cannot be read.
 
     Errors that may pass on a second try (an S3 endpoint that did not answer) are
     raised as they are, so the caller retries instead of quarantining the file.
     """
     source = _source(root)
+    if isinstance(source, Path):
+        return read_entry(source, name, follow_outside_links)
     where = f"{root.rstrip('/')}/{name}"
     try:
-        if isinstance(source, Path):
-            return (source / name).read_bytes()
         return source.read_bytes(name)
     except TransientError:
         raise
@@ -90,5 +86,3 @@ def read_input(root: str, name: str) -> bytes:
     except StoreError as exc:
         hint = "; restore it from the archive first" if "InvalidObjectState" in str(exc) else ""
         raise SourceError(f"{where}: cannot be read ({exc}){hint}") from exc
-    except OSError as exc:
-        raise SourceError(f"{where}: cannot be read ({exc.strerror or exc})") from exc

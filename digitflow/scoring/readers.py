@@ -209,9 +209,9 @@ def shutdown() -> None:
         pool.close()
 
 
-def _read(input_root: str, name: str) -> bytes | FileDigits:
+def _read(input_root: str, name: str, follow_outside_links: bool) -> bytes | FileDigits:
     try:
-        return read_input(input_root, name)
+        return read_input(input_root, name, follow_outside_links)
     except SourceError as exc:  # transient errors pass through: the shard is retried
         return quarantined(name, str(exc))
 
@@ -230,16 +230,18 @@ def _submit(name: str, data: bytes, readers: int) -> FileDigits | Future[FileDig
 
 
 def read_files(
-    input_root: str, names: list[str], configured: int | None = None
-) -> list[FileDigits]:
+    input_root: str, names: list[str], follow_outside_links: bool = False,
+    configured: int | None = None,
+) -> list[FileDigits]:  # fmt: skip
     """Read and extract each named file under ``input_root``, in order, on the readers
     (``configured`` of them; None: one per core).
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
+    Symbolic links that lead out of ``input_root`` are followed only when asked.
     """
     readers = reader_count(configured)
     pending: list[FileDigits | Future[FileDigits]] = []
     for name in names:
-        data = _read(input_root, name)
+        data = _read(input_root, name, follow_outside_links)
         pending.append(data if isinstance(data, FileDigits) else _submit(name, data, readers))
     return [item if isinstance(item, FileDigits) else item.result() for item in pending]

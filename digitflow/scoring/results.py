@@ -1,10 +1,6 @@
-"""Scoring results in the store: digit rows, the per-file ledger, review crops, resume.
+"""Scoring result tables: digit rows, per-file (ledger) rows and review crops.
 
-Layout under ``scoring/<batch_id>/``: ``digits/part-<shard>.parquet``,
-``ledger/part-<shard>.parquet`` (written last for its shard: the commit marker),
-``review/…`` and, once every shard is in, ``files.parquet``. A shard whose ledger part
-exists is done; a rerun skips its files, and a digits part without its ledger part (a
-run killed mid-shard) is redone or dropped, so each digit and file is counted once.
+How they are committed, one file at a time, is in ``digitflow.scoring.commits``.
 """
 
 from __future__ import annotations
@@ -12,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -37,8 +35,15 @@ DIGITS_SCHEMA = pa.schema([
     ("runner_up", pa.uint8()), ("runner_up_confidence", pa.float32()),
     ("needs_review", pa.bool_()), ("model_version", pa.string()),
 ])  # fmt: skip
-# Review crops are small objects: on S3 each is one request, so write several at once.
-REVIEW_WRITERS = 8
+DIGIT_ORDER = [("file", "ascending"), ("page", "ascending"), ("line", "ascending"),
+               ("position", "ascending")]  # fmt: skip
+# Review crops and per-file commits are small objects: on S3 each is one request, so
+# several go at once.
+IO_THREADS = 8
+_REVIEW_KEY = re.compile(r"^(?P<slug>.+)-p\d+-l\d+-d\d+-read\d\.png$")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def prefix(batch_id: str) -> str:
@@ -46,9 +51,10 @@ def prefix(batch_id: str) -> str:
     return f"scoring/{batch_id}"
 
 
-def shard_id(names: list[str]) -> str:
-    """A shard's id from its files, so a rerun of the same files lands on the same keys."""
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+def in_threads(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``work`` on each item, a few at a time (store requests wait on the network)."""
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        return list(pool.map(work, items))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -61,18 +67,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
 def read_parquet(store: ObjectStore, key: str, columns: list[str] | None = None) -> pa.Table:
     """A Parquet object of the store as a table."""
     return pq.read_table(pa.BufferReader(store.read_bytes(key)), columns=columns)
-
-
-def _part(key: str) -> str:
-    return key.rsplit("/", 1)[1]
-
-
-def done_files(store: ObjectStore, batch_id: str) -> set[str]:
-    """Files of a batch whose shard has been committed."""
-    done: set[str] = set()
-    for key in store.list(f"{prefix(batch_id)}/ledger/"):
-        done.update(read_parquet(store, key, ["file"]).column("file").to_pylist())
-    return done
 
 
 def digit_table(
@@ -105,7 +99,7 @@ def _lines(rows: list[dict]) -> list[dict]:
     return [{"page": p, "line": ln, "digits": s} for (p, ln), s in lines.items()]
 
 
-def ledger_table(files: list[FileDigits], digits: pa.Table, version: str) -> pa.Table:
+def ledger_rows(files: list[FileDigits], digits: pa.Table, version: str) -> list[dict]:
     """One row per file: status, pages, digits, digit strings per line, error."""
     by_file: dict[str, list[dict]] = {}
     for row in digits.select(["file", "page", "line", "digit", "needs_review"]).to_pylist():
@@ -119,10 +113,15 @@ def ledger_table(files: list[FileDigits], digits: pa.Table, version: str) -> pa.
             "needs_review": sum(r["needs_review"] for r in rows), "lines": _lines(rows),
             "error": "; ".join(errors) or None, "model_version": version,
         })  # fmt: skip
-    return pa.Table.from_pylist(records, schema=LEDGER_SCHEMA)
+    return records
 
 
-def _slug(name: str) -> str:
+def ledger_table(records: list[dict]) -> pa.Table:
+    """Per-file rows as a table, by file name."""
+    return pa.Table.from_pylist(records, schema=LEDGER_SCHEMA).sort_by("file")
+
+
+def slug(name: str) -> str:
     """A file name as a readable, collision-free piece of an object key."""
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[-60:]}-{digest}"
@@ -138,62 +137,55 @@ def _png(digit: np.ndarray) -> bytes:
 def review_key(batch_id: str, row: dict) -> str:
     """Key of the review crop of one digit row."""
     where = f"p{row['page']}-l{row['line']}-d{row['position']}-read{row['digit']}"
-    return f"{prefix(batch_id)}/review/{_slug(row['file'])}-{where}.png"
+    return f"{prefix(batch_id)}/review/{slug(row['file'])}-{where}.png"
 
 
-def _write_review(store: ObjectStore, batch_id: str, digits: pa.Table, crops: np.ndarray) -> None:
-    """One PNG per digit that needs a person's eye (the 28×28 the model saw, enlarged)."""
-    picked = np.flatnonzero(digits.column("needs_review").to_numpy(zero_copy_only=False))
+def _review_rows(digits: pa.Table) -> np.ndarray:
+    return np.flatnonzero(digits.column("needs_review").to_numpy(zero_copy_only=False))
+
+
+def review_keys(batch_id: str, digits: pa.Table) -> set[str]:
+    """Keys of the review crops that a table of digit rows calls for."""
+    rows = digits.take(pa.array(_review_rows(digits), pa.int64())).to_pylist()
+    return {review_key(batch_id, row) for row in rows}
+
+
+def write_review(
+    store: ObjectStore, batch_id: str, digits: pa.Table, crops: np.ndarray
+) -> dict[str, set[str]]:
+    """One PNG per digit that needs a person's eye (the 28×28 the model saw, enlarged).
+
+    Returns the keys written, by file.
+    """
+    picked = _review_rows(digits)
     rows = digits.take(pa.array(picked, pa.int64())).to_pylist()
 
     def write(k: int) -> None:
         store.write_bytes(review_key(batch_id, rows[k]), _png(crops[picked[k]]))
 
-    with ThreadPoolExecutor(REVIEW_WRITERS) as pool:
-        list(pool.map(write, range(len(rows))))
+    in_threads(write, range(len(rows)))
+    written: dict[str, set[str]] = {}
+    for row in rows:
+        written.setdefault(row["file"], set()).add(review_key(batch_id, row))
+    return written
 
 
-def write_shard(
-    store: ObjectStore, batch_id: str, files: list[FileDigits], probs: np.ndarray,
-    version: str, threshold: float,
-) -> pa.Table:  # fmt: skip
-    """Write a shard's digits, review crops and (last) its ledger part; return the ledger."""
-    shard = shard_id([f.name for f in files])
-    digits = digit_table(files, probs, version, threshold)
-    crops = np.concatenate([f.digits for f in files]) if files else np.zeros((0, 28, 28))
-    _write_review(store, batch_id, digits, crops)
-    store.write_bytes(f"{prefix(batch_id)}/digits/part-{shard}.parquet", parquet_bytes(digits))
-    ledger = ledger_table(files, digits, version)
-    store.write_bytes(f"{prefix(batch_id)}/ledger/part-{shard}.parquet", parquet_bytes(ledger))
-    return ledger
+def stray_review(
+    store: ObjectStore, batch_id: str, digits: pa.Table, files: list[str]
+) -> list[str]:
+    """Review crops of committed ``files`` that their committed digit rows do not call for.
 
-
-def read_ledger(store: ObjectStore, batch_id: str) -> pa.Table:
-    """Every committed ledger row of a batch, by file name."""
-    keys = store.list(f"{prefix(batch_id)}/ledger/")
-    if not keys:
-        return LEDGER_SCHEMA.empty_table()
-    return pa.concat_tables(read_parquet(store, k) for k in keys).sort_by("file")
-
-
-def read_digits(store: ObjectStore, batch_id: str) -> pa.Table:
-    """Every committed digit row of a batch (parts of killed shards left out)."""
-    committed = {_part(k) for k in store.list(f"{prefix(batch_id)}/ledger/")}
-    keys = [k for k in store.list(f"{prefix(batch_id)}/digits/") if _part(k) in committed]
-    if not keys:
-        return DIGITS_SCHEMA.empty_table()
-    table = pa.concat_tables(read_parquet(store, k) for k in keys)
-    return table.sort_by([("file", "ascending"), ("page", "ascending"),
-                          ("line", "ascending"), ("position", "ascending")])  # fmt: skip
-
-
-def drop_uncommitted(store: ObjectStore, batch_id: str) -> list[str]:
-    """Delete digit parts whose ledger part was never written; return their keys."""
-    committed = {_part(k) for k in store.list(f"{prefix(batch_id)}/ledger/")}
-    stale = [k for k in store.list(f"{prefix(batch_id)}/digits/") if _part(k) not in committed]
-    for key in stale:
-        store.delete(key)
-    return stale
+    A run that lost a file to another run (which read it with another threshold) may have
+    written them; crops of files not committed yet may still be wanted, and are kept.
+    """
+    slugs = {slug(name) for name in files}
+    wanted = review_keys(batch_id, digits)
+    strays = []
+    for key in store.list(f"{prefix(batch_id)}/review/"):
+        match = _REVIEW_KEY.match(key.rsplit("/", 1)[1])
+        if match and match["slug"] in slugs and key not in wanted:
+            strays.append(key)
+    return strays
 
 
 def column_sum(table: pa.Table, name: str) -> int:

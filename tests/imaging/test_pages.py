@@ -169,6 +169,7 @@ def test_empty_file_is_refused() -> None:
 def test_text_file_named_png_is_refused() -> None:
     message = refused(b"hello, this is not an image\n", "notes.png")
     assert "not a readable image" in message and "PNG" in message
+    assert "hello" not in message  # the file's content is never quoted
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -39,6 +40,33 @@ def test_missing_folder_is_a_clear_error_and_an_empty_one_has_no_files(tmp_path:
 def test_a_file_gone_before_it_is_read_is_a_source_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=re.escape(f"{tmp_path}/gone.png: cannot be read")):
         read_input(str(tmp_path), "gone.png")
+
+
+def test_entries_that_are_not_files_are_listed_and_refused_with_their_reason(
+    tmp_path: Path,
+) -> None:
+    folder, outside = tmp_path / "in", tmp_path / "out"
+    _folder(folder, ["a.png", "sub/b.png"])
+    _folder(outside, ["secret.txt"])
+    links = {"loop": "loop", "dangling": "nowhere", "inside": "a.png", "to sub": "sub",
+             "out": str(outside / "secret.txt")}  # fmt: skip
+    for name, target in links.items():
+        (folder / name).symlink_to(target)
+    os.mkfifo(folder / "pipe")
+    names = [f.name for f in list_inputs(str(folder))]
+    assert names == ["a.png", "dangling", "inside", "loop", "out", "pipe", "sub/b.png", "to sub"]
+    assert read_input(str(folder), "inside") == b"a.png"
+    reasons = {
+        "loop": "a symbolic link that leads back to itself",
+        "dangling": "a symbolic link to nowhere, which does not exist",
+        "to sub": "a symbolic link to a folder, not followed",
+        "out": f"a symbolic link to {outside}/secret.txt, outside the input folder: not read",
+        "pipe": "not a regular file",
+    }
+    for name, reason in reasons.items():
+        with pytest.raises(SourceError, match=re.escape(f"{folder}/{name}: {reason}")):
+            read_input(str(folder), name)
+    assert read_input(str(folder), "out", follow_outside_links=True) == b"secret.txt"
 
 
 def test_default_batch_id_names_the_input_and_changes_with_the_model(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -80,33 +79,41 @@ def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: 
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User and system CPU time a process has used, in clock ticks (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _until_busy(pid: int, since: int, deadline_s: float = 120.0) -> None:
+    """Return once the process has used CPU since ``since`` ticks: it is reading a file."""
+    end = time.monotonic() + deadline_s
+    while _cpu_ticks(pid) <= since:
+        if time.monotonic() > end:
+            raise AssertionError(f"reader {pid} never started reading")
+        time.sleep(0.005)
+
+
 def test_a_reader_killed_mid_batch_loses_nothing(
     folder: Path, two_readers: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     want = _in_thread(folder)
     readers.read_files(str(folder), _names(folder)[:2], two_readers)  # start the readers
     victim, survivor = _readers()
-    # The batch opens with a named pipe: reading it waits for this test to write it, so the
-    # test knows the batch has begun, with every file after it still to read.
-    gate, page = "gate-fifo.png", next(n for n in _names(folder) if n.endswith(".png"))
-    os.mkfifo(folder / gate)
-    names = [gate] + _names(folder) * 3
+    assert victim.pid is not None
+    idle = _cpu_ticks(victim.pid)
+    names = _names(folder) * 6
     result: list[list[FileDigits]] = []
     worker = threading.Thread(
         target=lambda: result.append(readers.read_files(str(folder), names, two_readers))
     )
     worker.start()
-    try:
-        with open(folder / gate, "wb") as pipe:  # opens once the batch reads the gate
-            pipe.write((folder / page).read_bytes())
-    finally:
-        (folder / gate).unlink()
-    os.kill(victim.pid or 0, signal.SIGKILL)
+    # The victim uses CPU only once the batch hands it a file: kill it in the middle of it.
+    _until_busy(victim.pid, idle)
+    os.kill(victim.pid, signal.SIGKILL)
     assert worker.is_alive()  # the kill landed while the batch was being read
     worker.join(timeout=300)
-    first, *rest = result[0]
-    _assert_same([first], [dataclasses.replace(want[_names(folder).index(page)], name=gate)])
-    _assert_same(rest, want * 3)
+    _assert_same(result[0], want * 6)
     assert "a reader process died reading it" in caplog.text
     # Only the dead reader was replaced: the next batch runs on the survivor and a new one.
     readers.read_files(str(folder), _names(folder)[:2], two_readers)

@@ -1,18 +1,20 @@
-"""Result tables, the ledger as commit marker, and resuming a killed batch (no model needed)."""
+"""Result tables, per-file commits, and resuming or overlapping runs of a batch (no model)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from digitflow.errors import ModelError, SourceError
 from digitflow.imaging import DigitBox
-from digitflow.scoring import batch, results
+from digitflow.scoring import batch, commits, results
 from digitflow.scoring.extract import FileDigits, quarantined
 from digitflow.scoring.infer import ModelRef, top_two
-from digitflow.storage import LocalStore
+from digitflow.storage import LocalStore, ObjectStore, open_store
 
 VERSION = "run/simple_cnn@0123456789ab"
 
@@ -57,12 +59,13 @@ def test_digit_and_ledger_tables() -> None:
         "runner_up_confidence": pytest.approx(0.01 / 9), "needs_review": False,
         "model_version": VERSION,
     }  # fmt: skip
-    ledger = results.ledger_table(files, digits, VERSION).to_pylist()
+    ledger = results.ledger_rows(files, digits, VERSION)
     assert [(r["file"], r["status"], r["digits"], r["needs_review"]) for r in ledger] == [
         ("a.png", "scored", 3, 1), ("b.png", "quarantined", 0, 0), ("c.png", "scored", 1, 0)
     ]  # fmt: skip
     assert [line["digits"] for line in ledger[0]["lines"]] == ["12", "3"]
     assert ledger[1]["error"] == "b.png: empty" and ledger[0]["error"] is None
+    assert results.ledger_table(ledger).schema == results.LEDGER_SCHEMA
 
 
 def test_probabilities_must_match_the_digits() -> None:
@@ -70,21 +73,24 @@ def test_probabilities_must_match_the_digits() -> None:
         results.digit_table([_file("a.png", [3])], _probs([1, 2]), VERSION, 0.9)
 
 
-def test_write_shard_writes_review_crops_digits_and_ledger(tmp_path: Path) -> None:
+def test_a_shard_commits_each_file_with_its_review_crops(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    files = [_file("a b.png", [2]), _file("a_b.png", [1])]  # one slug, two files
+    files = [_file("a b.png", [2]), _file("a_b.png", [1])]  # one readable name, two files
     probs = _probs([5, 6, 7], confidence=0.4)
     probs[1] = _probs([6])[0]
-    results.write_shard(store, "b1", files, probs, VERSION, threshold=0.9)
-    shard = results.shard_id(["a b.png", "a_b.png"])
-    assert store.exists(f"scoring/b1/digits/part-{shard}.parquet")
-    assert store.exists(f"scoring/b1/ledger/part-{shard}.parquet")
+    shard = commits.write_shard(store, "b1", files, probs, VERSION, threshold=0.9)
+    assert shard.lost == [] and shard.digits == 3 and len(shard.ledger) == 2
+    for name in ("a b.png", "a_b.png"):
+        assert store.exists(commits.commit_key("b1", name))
     crops = store.list("scoring/b1/review/")
     assert len(crops) == 2 and all(
         c.endswith("-p0-l0-d0-read5.png") or c.endswith("-p0-l0-d0-read7.png") for c in crops
     )
     assert all("/a_b.png-" in c for c in crops)
-    assert results.done_files(store, "b1") == {"a b.png", "a_b.png"}
+    assert commits.committed(store, "b1", ["a b.png", "a_b.png", "c.png"]) == {"a b.png", "a_b.png"}
+    # The digits folder is the commits: readable as it stands, one row per digit.
+    table = pq.read_table(store.root / "scoring/b1/digits")
+    assert sorted(table.column("digit").to_pylist()) == [5, 6, 7]
 
 
 def _inputs(root: Path, count: int) -> list[str]:
@@ -94,11 +100,15 @@ def _inputs(root: Path, count: int) -> list[str]:
     return names
 
 
-def _score(store: LocalStore, batch_id: str, names: list[str]) -> None:
-    """What a shard task does, with a digit per file read as the file's number % 10."""
+def _score(
+    store: ObjectStore, batch_id: str, names: list[str], read: int = 0, confidence: float = 0.99
+) -> list[str]:
+    """What a shard task does, with a digit per file read as (the file's number + read) % 10;
+    returns the files this shard lost to another."""
     files = [_file(n, [1]) for n in names]
-    reads = [int(n[5:7]) % 10 for n in names]
-    results.write_shard(store, batch_id, files, _probs(reads), VERSION, 0.9)
+    reads = [(int(n[5:7]) + read) % 10 for n in names]
+    probs = _probs(reads, confidence)
+    return commits.write_shard(store, batch_id, files, probs, VERSION, 0.9).lost
 
 
 def test_resume_after_a_kill_counts_every_file_and_digit_once(tmp_path: Path) -> None:
@@ -108,35 +118,77 @@ def test_resume_after_a_kill_counts_every_file_and_digit_once(tmp_path: Path) ->
     plan = batch.plan_batch(store, "b", str(folder), shard_size=4)
     assert [len(s) for s in plan.shards] == [4, 4, 2]
     _score(store, "b", plan.shards[0])
-    # Killed in shard 1: its digits part is written, its ledger part (the commit) is not.
+    # Killed in shard 1 after two of its four files were committed.
     _score(store, "b", plan.shards[1])
-    store.delete(f"scoring/b/ledger/part-{results.shard_id(plan.shards[1])}.parquet")
-    assert results.done_files(store, "b") == set(plan.shards[0])
-    assert len(results.read_digits(store, "b")) == 4  # the uncommitted part is not read
+    for name in plan.shards[1][2:]:
+        store.delete(commits.commit_key("b", name))
+    done = set(plan.shards[0] + plan.shards[1][:2])
+    assert commits.committed(store, "b", names) == done
+    assert len(commits.read_digits(store, "b")) == 6
 
     rerun = batch.plan_batch(store, "b", str(folder), shard_size=4)
-    assert rerun.already_done == 4 and rerun.shards == plan.shards[1:]
-    for shard in rerun.shards:
-        _score(store, "b", shard)
+    assert rerun.already_done == 6 and rerun.shards == [names[6:]]
+    assert _score(store, "b", names[6:]) == []
     summary = batch.finalize(store, "b", rerun.already_done)
-    assert (summary.files, summary.digits, summary.already_done) == (10, 10, 4)
-    digits = results.read_digits(store, "b")
+    assert (summary.files, summary.digits, summary.already_done) == (10, 10, 6)
+    digits = commits.read_digits(store, "b")
     assert digits.column("file").to_pylist() == names  # one row per digit, none twice
     files = results.read_parquet(store, "scoring/b/files.parquet")
     assert files.column("file").to_pylist() == names
 
 
-def test_a_killed_shard_cut_differently_on_rerun_leaves_no_stale_rows(tmp_path: Path) -> None:
+def test_overlapping_runs_cut_differently_commit_each_file_once(store_uri: str) -> None:
+    store = open_store(store_uri)
+    names = [f"scan_{k:02d}.png" for k in range(12)]
+    cuts = [[names[k : k + size] for k in range(0, 12, size)] for size in (4, 5)]
+    with ThreadPoolExecutor(6) as pool:  # two runs of one batch, every shard at once
+        runs = [pool.submit(_score, store, "b", shard, r, 0.99 - 0.5 * r)
+                for r, cut in enumerate(cuts) for shard in cut]  # fmt: skip
+        lost = [name for run in runs for name in run.result()]
+    assert sorted(lost) == names  # each file was read by both runs, and lost by one
+    summary = batch.finalize(store, "b")
+    assert (summary.files, summary.digits) == (12, 12)
+    ledger, digits = commits.read_batch(store, "b")
+    assert ledger.column("file").to_pylist() == digits.column("file").to_pylist() == names
+    # Each file's rows are those of the run that committed it, never a mix.
+    by_file = dict(zip(names, digits.column("digit").to_pylist(), strict=True))
+    for row in ledger.to_pylist():
+        assert row["lines"][0]["digits"] == str(by_file[row["file"]])
+        assert row["needs_review"] == (by_file[row["file"]] != int(row["file"][5:7]) % 10)
+    # The second run's reads all need review: crops are left for the files it committed only.
+    assert set(store.list("scoring/b/review/")) == results.review_keys("b", digits)
+
+
+def test_review_crops_of_a_lost_file_are_dropped(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    file = _file("scan_01.png", [1])
+    commits.write_shard(store, "b", [file], _probs([1], confidence=0.99), VERSION, 0.9)
+    # Another run reads it with low confidence: it writes a crop, loses, and removes it.
+    lost = commits.write_shard(store, "b", [file], _probs([1], confidence=0.5), VERSION, 0.9)
+    assert lost.lost == ["scan_01.png"] and len(lost.ledger) == 0
+    assert store.list("scoring/b/review/") == []
+
+
+def test_a_batch_of_the_layout_before_file_commits_resumes_exactly(tmp_path: Path) -> None:
     store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
     folder.mkdir()
-    names = _inputs(folder, 6)
-    _score(store, "b", names[:3])
-    store.delete(f"scoring/b/ledger/part-{results.shard_id(names[:3])}.parquet")
-    for shard in batch.plan_batch(store, "b", str(folder), shard_size=2).shards:
-        _score(store, "b", shard)
-    batch.finalize(store, "b")
-    assert len(store.list("scoring/b/digits/")) == 3  # the killed shard's part was dropped
-    assert results.read_digits(store, "b").column("file").to_pylist() == names
+    names = _inputs(folder, 4)
+    files = [_file(n, [1]) for n in names[:3]]
+    digits = results.digit_table(files, _probs([1, 2, 3]), VERSION, 0.9)
+    ledger = results.ledger_table(results.ledger_rows(files, digits, VERSION))
+    # Two shards of the old layout: one committed (with its ledger part), one killed.
+    old = "0123456789abcdef"
+    store.write_bytes(f"scoring/b/digits/part-{old}.parquet", results.parquet_bytes(digits))
+    store.write_bytes(f"scoring/b/ledger/part-{old}.parquet", results.parquet_bytes(ledger))
+    store.write_bytes("scoring/b/digits/part-fedcba9876543210.parquet",
+                      results.parquet_bytes(digits))  # fmt: skip
+    plan = batch.plan_batch(store, "b", str(folder), shard_size=4)
+    assert plan.already_done == 3 and plan.shards == [names[3:]]
+    _score(store, "b", names[3:])
+    summary = batch.finalize(store, "b", plan.already_done)
+    assert (summary.files, summary.digits) == (4, 4)
+    assert not store.exists("scoring/b/digits/part-fedcba9876543210.parquet")
+    assert commits.read_digits(store, "b").column("file").to_pylist() == names
 
 
 def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:

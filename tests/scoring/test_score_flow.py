@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from digitflow.cli import app
 from digitflow.errors import DigitflowError, StoreError
-from digitflow.scoring import batch, results
+from digitflow.scoring import batch, commits, results
 from digitflow.scoring.batch import BatchSummary
 from digitflow.scoring.truth import compare, read_lines, read_truth
 from digitflow.storage import ObjectStore, S3Store, open_store
@@ -55,10 +55,10 @@ def test_sample_folder_is_read_end_to_end(
     accuracy = compare(read_truth(truth), read_lines(ledger))
     assert accuracy.digit_accuracy >= 0.85, accuracy  # chance is 10 %
     store = open_store(champion_store)
-    digits = results.read_digits(store, scored.batch_id)
+    digits = commits.read_digits(store, scored.batch_id)
     assert len(digits) == scored.digits == sum(r["digits"] for r in ledger)
     assert len(store.list(f"scoring/{scored.batch_id}/review/")) == scored.needs_review > 0
-    assert len(store.list(f"scoring/{scored.batch_id}/ledger/")) == 3  # 8 files, 3 per shard
+    assert len(store.list(f"scoring/{scored.batch_id}/digits/")) == 8  # one commit per file
 
     table = latest_artifact("scoring-summary").data
     rows = table if isinstance(table, list) else json.loads(table)
@@ -84,25 +84,25 @@ def test_rerun_of_the_same_folder_skips_what_is_done(
     assert _ledger(champion_store, scored.batch_id) == ledger_before
 
 
-def test_rerun_after_a_kill_redoes_only_the_uncommitted_shard(
+def test_rerun_after_a_kill_redoes_only_the_uncommitted_files(
     scored: BatchSummary, champion_store: str, sample_scans: tuple[Path, Path]
 ) -> None:
     killed = "killed-mid-batch"
     shutil.copytree(Path(champion_store, "scoring", scored.batch_id),
                     Path(champion_store, "scoring", killed))  # fmt: skip
     store = open_store(champion_store)
-    first_ledger = store.list(f"scoring/{killed}/ledger/")[0]
-    store.delete(first_ledger)  # the kill came after the digits part, before the commit
+    names = [r["file"] for r in _ledger(store, scored.batch_id)]
+    for name in names[2:4]:  # the kill came before these two files were committed
+        store.delete(commits.commit_key(killed, name))
     store.delete(f"scoring/{killed}/files.parquet")
     summary = score_flow(
         ScoreParams(input=str(sample_scans[0]), store=champion_store, batch_id=killed)
     )
-    assert summary.files == scored.files and 0 < summary.already_done < scored.files
-    assert store.exists(first_ledger)
+    assert (summary.files, summary.already_done, summary.by_other_runs) == (scored.files, 6, 0)
     assert _ledger(store, killed) == _ledger(store, scored.batch_id)
-    once = results.read_digits(store, killed)
-    assert once.equals(results.read_digits(store, scored.batch_id))
-    assert len(store.list(f"scoring/{killed}/digits/")) == 3
+    once = commits.read_digits(store, killed)
+    assert once.equals(commits.read_digits(store, scored.batch_id))
+    assert len(store.list(f"scoring/{killed}/digits/")) == len(names)
 
 
 def test_a_failed_shard_fails_the_flow_and_a_rerun_finishes_the_batch(
@@ -188,7 +188,7 @@ def test_shards_on_a_local_dask_cluster_give_the_same_results(
         scored.model_dump(exclude={"batch_id", "files_uri", "digits_uri", "review_uri"})
     )
     store = open_store(champion_store)
-    on_dask, on_threads = (results.read_digits(store, b) for b in ("on-dask", scored.batch_id))
+    on_dask, on_threads = (commits.read_digits(store, b) for b in ("on-dask", scored.batch_id))
     exact = [c for c in on_dask.column_names if "confidence" not in c]
     assert on_dask.select(exact).equals(on_threads.select(exact))
     for column in ("confidence", "runner_up_confidence"):

@@ -1,0 +1,128 @@
+"""A local input folder: every entry listed, and only what lies inside the folder read.
+
+Whatever a folder holds becomes an input of the batch, so that nothing is left out
+silently: a link that loops or leads nowhere, a folder that cannot be listed, a named pipe.
+Reading such an entry fails with its reason, and the batch quarantines it. Symbolic links
+are read when they lead to a file inside the folder; one that leads out of it is read only
+when the caller allows it, and links to folders are never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from digitflow.errors import SourceError
+
+
+def list_folder(root: Path) -> list[tuple[str, int]]:
+    """(name, size) of every entry below ``root`` that is not a folder, and of every folder
+    that cannot be listed (size -1 where it is not a regular file)."""
+    if not root.is_dir():
+        raise SourceError(
+            f"input folder {root} does not exist or is not a folder: "
+            "give a folder of scans or an s3://bucket/prefix"
+        )
+    found: list[tuple[str, int]] = []
+    stack = [root]
+    while stack:  # a stack, not recursion: a deep tree must not hit Python's recursion limit
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            if folder == root:
+                raise SourceError(f"input folder {root} cannot be read ({exc.strerror})") from exc
+            found.append((folder.relative_to(root).as_posix(), -1))
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            else:
+                found.append((Path(entry.path).relative_to(root).as_posix(), _size(entry)))
+    return found
+
+
+def _size(entry: os.DirEntry[str]) -> int:
+    try:
+        regular = entry.is_file(follow_symlinks=False)
+        return entry.stat(follow_symlinks=False).st_size if regular else -1
+    except OSError:
+        return -1
+
+
+def read_entry(root: Path, name: str, follow_outside_links: bool = False) -> bytes:
+    """The bytes of the file ``name`` below ``root``; SourceError with the reason if it is
+    not a readable regular file inside ``root`` (or, if allowed, one a link leads to)."""
+    where = f"{str(root).rstrip('/')}/{name}"
+    path = root / name
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError as exc:
+        raise SourceError(
+            f"{where}: cannot be read (listed, but gone when read: deleted or moved while the "
+            "batch ran)"
+        ) from exc
+    except OSError as exc:
+        raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
+    if stat.S_ISDIR(mode):
+        raise SourceError(_unlisted_folder(path, where))
+    return _read_regular(_resolve(root, path, where, follow_outside_links), where)
+
+
+def _unlisted_folder(path: Path, where: str) -> str:
+    try:
+        os.listdir(path)
+    except OSError as exc:
+        return (
+            f"{where}: a folder that cannot be read ({exc.strerror}), so none of its files is "
+            "in this batch: make it readable and score again to read them"
+        )
+    return (
+        f"{where}: a folder that could not be read when the batch was listed, so none of its "
+        "files is in this batch: score again to read them"
+    )
+
+
+def _resolve(root: Path, path: Path, where: str, follow_outside_links: bool) -> Path:
+    """Where ``path`` really is, if it is a file that may be read."""
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError as exc:
+        raise SourceError(
+            f"{where}: a symbolic link to {os.readlink(path)}, which does not exist: "
+            "fix or remove the link"
+        ) from exc
+    except OSError as exc:  # ELOOP
+        raise SourceError(
+            f"{where}: a symbolic link that leads back to itself ({exc.strerror}): "
+            "fix or remove the link"
+        ) from exc
+    if not follow_outside_links and not real.is_relative_to(os.path.realpath(root)):
+        raise SourceError(
+            f"{where}: a symbolic link to {real}, outside the input folder: not read "
+            "(score with --follow-outside-links to read such links)"
+        )
+    if real.is_dir():
+        raise SourceError(
+            f"{where}: a symbolic link to a folder, not followed, so its files are not in "
+            "this batch: score that folder on its own"
+        )
+    return real
+
+
+def _read_regular(real: Path, where: str) -> bytes:
+    not_regular = f"{where}: not a regular file (a named pipe, socket or device): not read"
+    try:
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise SourceError(not_regular)
+        # O_NONBLOCK: a named pipe put in place since cannot hang the run; O_NOFOLLOW: nor
+        # can a link put in place since lead elsewhere.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise SourceError(not_regular)
+        return file.read()

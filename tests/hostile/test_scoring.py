@@ -1,0 +1,201 @@
+"""`digitflow score` against hostile conditions: overlapping and killed runs of one batch,
+links and folders that cannot be read, files outside the input, a tampered model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+from typer.testing import CliRunner
+
+from digitflow import registry
+from digitflow.cli import app
+from digitflow.scoring import commits, results
+from digitflow.storage import ObjectStore, S3Store
+from tests.hostile.conftest import (
+    copies,
+    finish,
+    prefect_database_holds,
+    start,
+    summary,
+    wait_for_objects,
+    without_file_permission_override,
+)
+from tests.scoring.conftest import copy_models
+from tests.scoring.files import page, png
+
+pytestmark = pytest.mark.slow
+
+
+def _rows(store: ObjectStore, batch_id: str) -> dict[str, dict]:
+    """files.parquet of a batch, by file."""
+    table = results.read_parquet(store, f"scoring/{batch_id}/files.parquet")
+    return {row["file"]: row for row in table.to_pylist()}
+
+
+def _exactly_once(store: ObjectStore, batch_id: str, names: list[str]) -> tuple[int, int]:
+    """Assert that files.parquet and digits/ hold each file and each digit once; return
+    (files, digits)."""
+    files = results.read_parquet(store, f"scoring/{batch_id}/files.parquet")
+    assert files.column("file").to_pylist() == names  # one row per file, none twice
+    digits = commits.read_digits(store, batch_id)  # every object under digits/
+    per_file = pc.value_counts(digits.column("file")).to_pylist()
+    counted = {row["values"]: row["counts"] for row in per_file}
+    for row in files.to_pylist():
+        assert counted.get(row["file"], 0) == row["digits"], row["file"]
+    positions = digits.select(["file", "page", "line", "position"]).to_pylist()
+    assert len({tuple(p.values()) for p in positions}) == len(positions)  # no digit twice
+    assert set(store.list(f"scoring/{batch_id}/review/")) == results.review_keys(batch_id, digits)
+    return len(files), len(digits)
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_two_overlapping_runs_of_one_batch_count_each_file_and_digit_once(
+    kind: str, store: ObjectStore, forms: Path, tmp_path: Path, request: pytest.FixtureRequest,
+    restore_environ: None,
+) -> None:  # fmt: skip
+    if kind == "s3":
+        target = S3Store(request.getfixturevalue("s3_bucket"), "digitflow")
+        copy_models(store.uri, target)
+        store = target
+    folder = tmp_path / "scans"
+    names = copies(forms, folder, 4)
+    score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
+    first = start(*score, "--shard-size", "4")
+    # Freeze the first run as soon as it has committed something: a run paused mid-batch
+    # (a stalled worker, a laptop put to sleep) that carries on later. The second runs in
+    # this process meanwhile.
+    wait_for_objects(store, "scoring/b/digits/", first)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        done = len(store.list("scoring/b/digits/"))
+        assert 0 < done < len(names), "the first run was not caught mid-batch"
+        result = CliRunner().invoke(app, [*score, "--shard-size", "5"])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    code, out, err = finish(first)
+    assert code == 0, err[-3000:]
+    first_run, second = summary(out), summary(result.stdout)
+    # Each run read files that the other committed first; neither counted them twice.
+    assert first_run["by_other_runs"] > 0 and second["files"] == len(names)
+    counts = _exactly_once(store, "b", names)
+    assert counts == (first_run["files"], first_run["digits"])
+    assert counts == (second["files"], second["digits"])
+
+
+def test_a_run_killed_mid_batch_then_run_again_counts_each_file_and_digit_once(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = tmp_path / "scans"
+    names = copies(forms, folder, 4)
+    score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
+    killed = start(*score, "--shard-size", "3")
+    wait_for_objects(store, "scoring/b/digits/", killed)
+    os.killpg(killed.pid, signal.SIGKILL)  # the run, its reader processes, its API server
+    finish(killed)
+    done = len(store.list("scoring/b/digits/"))
+    assert 0 < done < len(names), "the run was not killed mid-batch"
+    result = CliRunner().invoke(app, score)
+    assert result.exit_code == 0, result.output
+    rerun = summary(result.stdout)
+    assert rerun["already_done"] == done and rerun["files"] == len(names)
+    assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
+
+
+def _hostile_folder(root: Path, secret: str) -> Path:
+    """A folder with one good scan and every kind of entry that is not one."""
+    folder, outside = root / "scans", root / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    good = png(page())
+    (folder / "good.png").write_bytes(good)
+    (folder / "notes.png").write_text(f"password: {secret}\n")
+    (outside / "secret.txt").write_text(f"password: {secret}\n")
+    (outside / "scan.png").write_bytes(good)
+    (folder / "self.png").symlink_to("self.png")
+    (folder / "dangling.png").symlink_to("nowhere.png")
+    (folder / "to secret.png").symlink_to(outside / "secret.txt")
+    (folder / "to outside scan.png").symlink_to(outside / "scan.png")
+    (folder / "to good.png").symlink_to("good.png")
+    (folder / "to folder").symlink_to(outside)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "inner.png").write_bytes(good)
+    (folder / "to sub").symlink_to("sub")
+    os.mkfifo(folder / "pipe")
+    (folder / "locked").mkdir()
+    (folder / "locked" / "hidden.png").write_bytes(good)
+    (folder / "locked").chmod(0)
+    return folder
+
+
+EXPECTED = {  # file: (status, a phrase of its reason)
+    "good.png": ("scored", ""),
+    "to good.png": ("scored", ""),
+    "notes.png": ("quarantined", "not a readable image"),
+    "self.png": ("quarantined", "leads back to itself"),
+    "dangling.png": ("quarantined", "which does not exist"),
+    "to secret.png": ("quarantined", "outside the input folder: not read"),
+    "to outside scan.png": ("quarantined", "outside the input folder: not read"),
+    "to folder": ("quarantined", "outside the input folder: not read"),
+    "sub/inner.png": ("scored", ""),
+    "to sub": ("quarantined", "a symbolic link to a folder, not followed"),
+    "pipe": ("quarantined", "not a regular file"),
+    "locked": ("quarantined", "a folder that cannot be read (Permission denied)"),
+}
+
+
+def test_links_pipes_and_unreadable_folders_each_get_a_row_and_nothing_is_echoed(
+    store: ObjectStore, tmp_path: Path, restore_environ: None
+) -> None:
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    folder = _hostile_folder(tmp_path, secret)
+    try:
+        args = ("score", str(folder), "--batch-id", "b", "--store", store.uri, "--json")
+        code, out, err = finish(start(*args, prefix=without_file_permission_override()))
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert code == 0, err[-3000:]
+    assert summary(out)["files"] == len(EXPECTED)
+    ledger = _rows(store, "b")
+    assert ledger.keys() == EXPECTED.keys()  # one row for each entry, whatever it is
+    for name, (status, phrase) in EXPECTED.items():
+        assert ledger[name]["status"] == status, (name, ledger[name]["error"])
+        assert phrase in (ledger[name]["error"] or ""), (name, ledger[name]["error"])
+        if status == "quarantined":
+            assert f"{name}: " in err, f"{name} is not in the run's log"  # one warning each
+    assert secret not in str(ledger) + out + err
+    assert prefect_database_holds("dangling.png")  # the run's logs are in that database
+    assert not prefect_database_holds(secret)
+
+    # Allowed to follow links out of the folder, it reads them; a non-image stays unquoted.
+    args_in = ["score", str(folder), "--batch-id", "c", "--store", store.uri,
+               "--follow-outside-links", "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args_in)
+    assert result.exit_code == 0, result.output
+    rows = _rows(store, "c")
+    assert rows["to outside scan.png"]["status"] == "scored"
+    assert rows["to outside scan.png"]["digits"] == rows["good.png"]["digits"] > 0
+    assert "not a readable image" in rows["to secret.png"]["error"]
+    assert secret not in str(rows) + result.output
+    assert not prefect_database_holds(secret)
+
+
+def test_a_tampered_model_is_refused_once_before_any_file_is_read(
+    store: ObjectStore, forms: Path, restore_environ: None
+) -> None:
+    champion, _ = registry.current_champion(store)
+    assert champion is not None
+    model = store.read_bytes(champion.model_key)
+    store.write_bytes(champion.model_key, model[:-100] + bytes(100))
+    result = CliRunner().invoke(app, ["score", str(forms), "--store", store.uri])
+    assert result.exit_code == 1
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "does not match" in message
+    assert "digitflow models rollback" in message and "digitflow retrain" in message
+    assert "run the same command again" not in result.output
+    assert store.list("scoring/") == []  # no batch was opened, no file read
