@@ -168,8 +168,11 @@ class LocalStore(ObjectStore):
         link fails if its name exists. False where the file system has no hard links."""
         target, tmp = self._path(key), self._tmp_path()
         try:
-            tmp.write_bytes(data)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:  # a file where a folder of the key should be is no existing object
+                tmp.write_bytes(data)
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
             os.link(tmp, target)
             return True
         except FileExistsError:

@@ -10,9 +10,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from digitflow.errors import DigitflowError
+from digitflow.imaging.fields import Layout
 from digitflow.scoring import SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
-from digitflow.scoring.infer import ModelRef
+from digitflow.scoring.infer import ModelRef, ReaderChoice
 from flows.params import StoreParams
 from flows.runners import SPEC_PATTERN, dask_runner
 from tasks.score import (
@@ -48,7 +49,20 @@ class ScoreParams(StoreParams):
     model: str | None = Field(
         default=None,
         pattern=r"^[^/\s]+/[^/\s]+$",
-        description="training_run/model_name of a candidate. Empty: the champion.",
+        description="training_run/model_name of a candidate (a classifier or a line reader). "
+        "Empty: the champion of the reader chosen.",
+    )
+    reader: ReaderChoice = Field(
+        default="auto",
+        description="line: read each line (or field) whole with the line reader champion; "
+        "classifier: cut lines into digits and read each with the classifier champion; "
+        "auto: the line reader if there is a champion of it, else the classifier.",
+    )
+    layout: Layout = Field(
+        default="auto",
+        description="page: find the lines of digits on each page; field: each image is one "
+        "field (a check amount, a ZIP-code box, a form cell), read as one line; auto: a "
+        "field if the image is small (200 pixels high or less, or 400 or less both ways).",
     )
     rescore: bool = Field(
         default=True,
@@ -76,7 +90,8 @@ def _score_shards(
     progress = ShardProgress(plan.batch_id, len(plan.shards))
     futures: list[PrefectFuture[ShardResult]] = [
         score_shard.submit(store, plan.batch_id, params.input, names, ref,
-                           params.review_threshold, k, params.follow_outside_links, readers)
+                           params.review_threshold, k, params.follow_outside_links, readers,
+                           params.layout)
         for k, names in enumerate(plan.shards)
     ]  # fmt: skip
     done, failures = [], []
@@ -110,12 +125,15 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     """Read every digit of every file under the input; rerunning a batch resumes it."""
     settings = params.settings()
     store = settings.store
-    ref = resolve_model(store, params.model)
+    ref = resolve_model(store, params.model, params.reader)
     if not params.dask:
         warm_up(settings.readers)  # the readers start while the model is checked and loaded
     # Before any file is read: a tampered or missing model stops the run here, once.
     verify_model(ref, load=not params.dask)
-    plan = start_batch(store, params.input, params.batch_id, ref, params.shard_size, params.rescore)
+    plan = start_batch(
+        store, params.input, params.batch_id, ref, params.shard_size, params.rescore,
+        params.layout,
+    )  # fmt: skip
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
         on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))

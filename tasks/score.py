@@ -14,10 +14,11 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
+from digitflow.imaging.fields import Layout
 from digitflow.progress import step
 from digitflow.scoring import batch, results
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
-from digitflow.scoring.infer import ModelRef
+from digitflow.scoring.infer import ModelRef, ReaderChoice
 from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
@@ -25,20 +26,23 @@ REPORT_ROWS = 50
 
 
 @task(name="resolve-model", **STORAGE_RETRIES)
-def resolve_model(store_uri: str, model: str | None) -> ModelRef:
-    """The model that scores: the champion, or the named candidate."""
-    ref = batch.resolve_model(open_store(store_uri), model)
-    get_run_logger().info("scoring with %s", ref.version)
+def resolve_model(store_uri: str, model: str | None, reader: ReaderChoice = "auto") -> ModelRef:
+    """The model that scores: the champion of the reader chosen, or the named candidate."""
+    ref = batch.resolve_model(open_store(store_uri), model, reader)
+    how = "lines read whole" if ref.reader == "line" else "digits cut out and classified"
+    get_run_logger().info("scoring with %s (%s)", ref.version, how)
     return ref
 
 
 @task(name="start-batch", **STORAGE_RETRIES)
 def start_batch(
     store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
-    rescore: bool = True,
+    rescore: bool = True, layout: Layout = "auto",
 ) -> BatchPlan:  # fmt: skip
-    """Pin the batch's model and input, list the input, and shard what is left to do."""
-    plan = batch.start_batch(open_store(store_uri), input_root, batch_id, ref, shard_size, rescore)
+    """Pin the batch's model, layout and input, list the input, and shard what is left."""
+    plan = batch.start_batch(
+        open_store(store_uri), input_root, batch_id, ref, shard_size, rescore, layout
+    )
     get_run_logger().info(
         "batch %s: %d files in %s, %d already done, %d shards to score",
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
@@ -58,13 +62,14 @@ def verify_model(ref: ModelRef, load: bool = True) -> None:
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, index: int, follow_outside_links: bool = False,
-    readers: int | None = None,
+    readers: int | None = None, layout: Layout = "auto",
 ) -> ShardResult:  # fmt: skip
     """Score one shard of files with one batched inference call, and commit each file."""
     logger = get_run_logger()
     result = batch.score_shard(
-        store_uri, batch_id, input_root, names, ref, threshold, follow_outside_links, readers
-    )
+        store_uri, batch_id, input_root, names, ref, threshold, follow_outside_links, readers,
+        layout,
+    )  # fmt: skip
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)
     logger.info(

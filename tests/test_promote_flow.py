@@ -12,6 +12,7 @@ import pytest
 from digitflow import registry
 from digitflow.data.ingest import ingest
 from digitflow.errors import ModelError, NotFoundError, StoreError
+from digitflow.models import SEED_MODELS
 from digitflow.promotion import GateConfig
 from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
@@ -55,28 +56,29 @@ def test_retrain_promotes_refuses_identical_and_rolls_back(mnist_dir: Path, stor
     def retrain(**train: object) -> object:
         params = RetrainParams.model_validate({
             "ingest": {"source": str(mnist_dir)}, "store": uri,
-            "train": {"limit": 1500, "epochs": 1, **train}, "promote": {"gate": LENIENT},
+            "train": {"models": list(SEED_MODELS), "limit": 1500, "epochs": 1, **train},
+            "promote": {"gate": LENIENT},
         })  # fmt: skip
         return retrain_flow(params)
 
     first = retrain()
-    assert first.promotion.promoted
+    assert first.promotion.classifier.promoted
     best = min(first.training.candidates, key=lambda c: c.val_error)
-    assert first.promotion.champion == f"{best.training_run}/{best.model_name}"
+    assert first.promotion.classifier.champion == f"{best.training_run}/{best.model_name}"
 
     second = retrain()
-    assert not second.promotion.promoted
-    assert "champion" in second.promotion.reason
-    assert registry.current_champion(store)[0].id == first.promotion.champion
+    assert not second.promotion.classifier.promoted
+    assert "champion" in second.promotion.classifier.reason
+    assert registry.current_champion(store)[0].id == first.promotion.classifier.champion
 
     third = retrain(models=["simple_cnn"], limit=8000, epochs=2)
-    assert third.promotion.promoted, third.promotion.reason
-    assert third.promotion.decision.rows[0].p_value < 0.05
+    assert third.promotion.classifier.promoted, third.promotion.classifier.reason
+    assert third.promotion.classifier.decision.rows[0].p_value < 0.05
     assert _actions(store) == ["promote", "refuse", "promote"]
 
     restored = registry.rollback(store)
-    assert restored.id == first.promotion.champion
-    assert registry.current_champion(store)[0].id == first.promotion.champion
+    assert restored.id == first.promotion.classifier.champion
+    assert registry.current_champion(store)[0].id == first.promotion.classifier.champion
     assert _actions(store)[-1] == "rollback"
 
     table = json.loads(latest_artifact("promotion-candidates").data)
@@ -92,7 +94,7 @@ def test_floor_not_met_is_a_refusal_and_an_unknown_run_an_error(
     strict = promote_flow(
         PromoteParams(training_run="weak", store=uri, gate=GateConfig(max_error=0.001))
     )
-    assert not strict.promoted and "floor" in strict.reason
+    assert not strict.classifier.promoted and "floor" in strict.classifier.reason
     with pytest.raises(NotFoundError, match="training run 'no-such-run' has no candidates"):
         promote_flow(PromoteParams(training_run="no-such-run", store=uri))
     assert registry.current_champion(LocalStore(uri))[0] is None
@@ -109,7 +111,7 @@ def test_corrupted_candidate_is_refused_and_champion_kept(trained: str, tmp_path
     store.write_bytes(key, bytes(data))
     with pytest.raises(ModelError, match=r"strong/simple_cnn/model\.keras: sha256"):
         promote_flow(PromoteParams(training_run="strong", store=uri, gate=LENIENT))
-    assert registry.current_champion(store)[0].id == first.champion
+    assert registry.current_champion(store)[0].id == first.classifier.champion
 
 
 def test_champion_from_another_dataset_version_is_reevaluated_on_the_new_slice(
@@ -131,7 +133,7 @@ def test_champion_from_another_dataset_version_is_reevaluated_on_the_new_slice(
     v2 = ingest(store, str(custom), accept_custom=True).version
     train_model(store, v2, TrainConfig(model="simple_cnn", epochs=2, limit=8000), "on-v2")
     result = promote_flow(PromoteParams(training_run="on-v2", store=uri, gate=LENIENT))
-    rows = {r.id: r for r in result.decision.rows}
+    rows = {r.id: r for r in result.classifier.decision.rows}
     assert "on-v2/simple_cnn" in rows
     table = json.loads(latest_artifact("promotion-candidates").data)
     assert [r["role"] for r in table] == ["candidate", "champion"]
@@ -156,11 +158,12 @@ def test_s3_outage_during_promotion(
     with pytest.raises(StoreError, match=r"cannot (read|list|stat|write) s3://"):
         promote_flow(PromoteParams(training_run="strong", store=uri, gate=LENIENT))
     proxy.up()
-    assert registry.current_champion(store)[0].id == first.champion
+    assert registry.current_champion(store)[0].id == first.classifier.champion
     assert registry.history(store) == history_before
 
     proxy.down()  # back within the task's retries: the run succeeds
     threading.Timer(3.0, proxy.up).start()
     second = promote_flow(PromoteParams(training_run="strong", store=uri, gate=LENIENT))
-    assert second.promoted and registry.current_champion(store)[0].id == "strong/simple_cnn"
+    assert second.classifier.promoted
+    assert registry.current_champion(store)[0].id == "strong/simple_cnn"
     proxy.down()

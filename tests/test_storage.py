@@ -154,3 +154,13 @@ def test_open_store_dispatches_on_uri(tmp_path: Path, s3_server: object) -> None
     assert isinstance(s3, S3Store) and s3.uri == "s3://bucket/a/b"
     with pytest.raises(StoreError, match="unsupported store"):
         open_store("gs://bucket")
+
+
+def test_a_create_where_a_file_blocks_the_folder_is_an_error_not_a_conflict(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    store.write_bytes("models/history", b"a file where a folder goes")
+    with pytest.raises(StoreError, match="cannot write") as error:
+        store.write_bytes("models/history/x.json", b"{}", if_absent=True)
+    assert not isinstance(error.value, PreconditionFailed)

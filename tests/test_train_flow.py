@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digitflow.cli import app
+from digitflow.models import SEED_MODELS
 from digitflow.storage import LocalStore
 from flows.train import TrainParams, train_flow
 from tests.conftest import clone_store
@@ -26,14 +27,17 @@ def test_cli_trains_the_three_in_parallel(mnist_store: tuple[str, str], tmp_path
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["failures"] == {}
     names = sorted(c["model_name"] for c in summary["candidates"])
-    assert names == ["baseline_mlp", "larger_cnn", "simple_cnn"]
+    assert names == ["baseline_mlp", "larger_cnn", "line_reader", "simple_cnn"]
     store = LocalStore(uri)
     for candidate in summary["candidates"]:
         assert store.exists(candidate["model_key"]) and store.exists(candidate["card_key"])
         assert candidate["dataset_version"] == mnist_store[1]
-        assert candidate["val_error"] < 0.9  # better than chance after 2 short epochs
+        if candidate["role"] == "classifier":
+            assert candidate["val_error"] < 0.9  # better than chance after 2 short epochs
+        else:  # the line reader, in its own role's layout
+            assert candidate["model_key"].startswith("models/reader/candidates/")
     rows = json.loads(latest_artifact("training-candidates").data)
-    assert [r["status"] for r in rows] == ["trained"] * 3
+    assert [r["status"] for r in rows] == ["trained"] * 4
     assert rows == sorted(rows, key=lambda r: r["validation error %"])
     progress = latest_artifact("training-progress-larger-cnn")
     assert float(progress.data) == 100.0
@@ -44,8 +48,9 @@ def test_a_failing_model_does_not_lose_the_others(
 ) -> None:
     uri = clone_store(mnist_store[0], tmp_path / "store")
     params = TrainParams(
-        limit=600, epochs=1, store=uri, overrides={"simple_cnn": {"learning_rate": 1e30}}
-    )
+        models=list(SEED_MODELS), limit=600, epochs=1, store=uri,
+        overrides={"simple_cnn": {"learning_rate": 1e30}},
+    )  # fmt: skip
     summary = train_flow(params)
     assert sorted(c.model_name for c in summary.candidates) == ["baseline_mlp", "larger_cnn"]
     assert "diverged" in summary.failures["simple_cnn"]

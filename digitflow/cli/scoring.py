@@ -21,8 +21,23 @@ def score(
         float, typer.Option(help="Digits read with less confidence go to the review queue.")
     ] = 0.9,
     model: Annotated[
-        str | None, typer.Option(help="training_run/model_name [default: the champion]")
+        str | None,
+        typer.Option(help="training_run/model_name [default: the champion of the reader]"),
     ] = None,
+    reader: Annotated[
+        str,
+        typer.Option(
+            help="line (read lines and fields whole) | classifier (cut them into digits) | "
+            "auto (the line reader if it has a champion)"
+        ),
+    ] = "auto",
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="page (find the lines on each page) | field (each image is one field, read "
+            "as one line) | auto (a field if the image is small)"
+        ),
+    ] = "auto",
     shard_size: Annotated[int, typer.Option(min=1, help="Files per task.")] = SHARD_SIZE,
     rescore: Annotated[
         bool,
@@ -49,7 +64,8 @@ def score(
 
     fields = {
         "input": input, "batch_id": batch_id, "review_threshold": review_threshold,
-        "model": model, "shard_size": shard_size, "rescore": rescore, "dask": dask,
+        "model": model, "reader": reader, "layout": layout, "shard_size": shard_size,
+        "rescore": rescore, "dask": dask,
         "follow_outside_links": follow_outside_links, "store": settings(store).store,
     }  # fmt: skip
     scoring = params(ScoreParams, fields)

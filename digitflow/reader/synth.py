@@ -52,6 +52,9 @@ class Style:
     flag_ones: bool
     foot_ones: float  # probability that a 1 gets a foot
     barred_sevens: bool
+    ticked_sevens: bool
+    curly_nines: bool  # a 9 whose tail curls to the left, as in much of Latin America
+    looped_twos: bool
     wobble: float  # baseline jitter, in digit heights
     drift: float  # baseline slope across the string
     joined: float  # probability that a digit is joined to the next by a stroke
@@ -69,6 +72,9 @@ def _style(rng: np.random.Generator) -> Style:
         flag_ones=bool(rng.random() < 0.65),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
         barred_sevens=bool(rng.random() < 0.25),
+        ticked_sevens=bool(rng.random() < 0.3),
+        curly_nines=bool(rng.random() < 0.45),
+        looped_twos=bool(rng.random() < 0.3),
         wobble=float(rng.uniform(0.0, 0.07)),
         drift=float(rng.normal(0.0, 0.04)),
         joined=float(rng.choice([0.0, 0.0, rng.uniform(0.2, 0.8)])),
@@ -97,31 +103,66 @@ def _tight(image: np.ndarray) -> np.ndarray:
     return image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
+_PAD = 6  # room round a 28x28 digit for the strokes a style adds
+
+
 def _restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generator) -> np.ndarray:
-    """Add a 1's flag or foot, or a 7's bar, to a 28x28 MNIST digit (ink bright)."""
-    out = image.copy()
+    """A 28x28 MNIST digit (ink bright) written the writer's way: a 1 with a flag or a foot,
+    a 7 with a bar or a tick, a 9 with a curled tail, a 2 with a loop."""
+    out = np.pad(image, _PAD)
     ink = np.argwhere(out > 100)
     if ink.size == 0:
-        return out
+        return image
     top, bottom = int(ink[:, 0].min()), int(ink[:, 0].max())
+    height = bottom - top
     thick = int(rng.choice([1, 2, 2, 3]))
     if label == 1:
         top_x = round(ink[ink[:, 0] <= top + 1][:, 1].mean())
         bottom_x = round(ink[ink[:, 0] >= bottom - 1][:, 1].mean())
         if style.flag_ones:
-            _flag(out, top_x, top, bottom - top, thick, rng)
+            _flag(out, top_x, top, height, thick, rng)
         if rng.random() < style.foot_ones:
             half = int(rng.integers(3, 6))
             cv2.line(out, (bottom_x - half, bottom), (bottom_x + half, bottom), 255, thick,
                      cv2.LINE_AA)  # fmt: skip
-    elif label == 7 and style.barred_sevens:
-        row = int(top + (bottom - top) * rng.uniform(0.45, 0.6))
-        cols = np.flatnonzero(out[row] > 100)
-        if cols.size:
-            centre = int(cols.mean())
-            half = int(rng.integers(3, 6))
-            cv2.line(out, (centre - half, row), (centre + half, row), 255, thick, cv2.LINE_AA)
+    elif label == 7:
+        if style.barred_sevens:
+            _bar(out, top + int(height * rng.uniform(0.45, 0.6)), thick, rng)
+        if style.ticked_sevens:  # a short stroke down from the left end of the top bar
+            row = ink[ink[:, 0] <= top + 2]
+            x = int(row[:, 1].min())
+            end = (x - int(rng.integers(0, 3)), top + int(height * rng.uniform(0.15, 0.3)))
+            cv2.line(out, (x, top), end, 255, thick, cv2.LINE_AA)
+    elif label == 9 and style.curly_nines:
+        low = ink[ink[:, 0] >= bottom - 1]
+        x = int(low[:, 1].mean())
+        _curve(out, (x, bottom), (x - 0.2 * height, bottom + 0.08 * height),
+               (x - rng.uniform(0.25, 0.45) * height, bottom - rng.uniform(0.05, 0.25) * height),
+               thick)  # fmt: skip
+    elif label == 2 and style.looped_twos:
+        base = ink[ink[:, 0] >= top + 0.7 * height]
+        x, y = int(base[:, 1].min()), int(base[np.argmin(base[:, 1]), 0])
+        axes = (int(rng.integers(3, 6)), int(rng.integers(2, 4)))
+        cv2.ellipse(out, (x + axes[0] - 1, y - axes[1]), axes, 0, 0, 360, 255, 1, cv2.LINE_AA)
     return out
+
+
+def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator) -> None:
+    """A short bar across the digit's stroke at ``row`` (a 7's, as in much of Europe)."""
+    cols = np.flatnonzero(image[row] > 100)
+    if cols.size:
+        centre = int(cols.mean())
+        half = int(rng.integers(3, 6))
+        cv2.line(image, (centre - half, row), (centre + half, row), 255, thick, cv2.LINE_AA)
+
+
+def _curve(image: np.ndarray, start: tuple[float, float], middle: tuple[float, float],
+           end: tuple[float, float], thick: int) -> None:  # fmt: skip
+    """A quadratic Bezier stroke from ``start`` through near ``middle`` to ``end``."""
+    t = np.linspace(0.0, 1.0, 10)[:, None]
+    a, b, c = (np.array(p, np.float64) for p in (start, middle, end))
+    points = (1 - t) ** 2 * a + 2 * (1 - t) * t * b + t**2 * c
+    cv2.polylines(image, [np.rint(points).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
 
 
 def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int,
@@ -130,14 +171,12 @@ def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int,
     or as long as most of the digit (as in much of Europe and Latin America)."""
     length = height * rng.uniform(0.25, 0.65)
     angle = math.radians(rng.uniform(25, 70))
-    end = np.array([x - length * math.cos(angle), y + length * math.sin(angle)])
-    start = np.array([x + rng.uniform(-1.0, 1.0), y + rng.uniform(0.0, 2.0)])
+    end = (x - length * math.cos(angle), y + length * math.sin(angle))
+    start = (x + rng.uniform(-1.0, 1.0), y + rng.uniform(0.0, 2.0))
     bend = rng.uniform(-0.25, 0.25) * length
-    normal = np.array([math.sin(angle), math.cos(angle)])
-    middle = (start + end) / 2 + bend * normal
-    t = np.linspace(0.0, 1.0, 8)[:, None]
-    curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * middle + t**2 * end
-    cv2.polylines(image, [np.rint(curve).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
+    middle = ((start[0] + end[0]) / 2 + bend * math.sin(angle),
+              (start[1] + end[1]) / 2 + bend * math.cos(angle))  # fmt: skip
+    _curve(image, start, middle, end, thick)
 
 
 def _warp(image: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray:
@@ -241,7 +280,7 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
     for k, ch in enumerate(text):
         label = int(ch)
         image = digits.images[int(rng.choice(by_label[label]))]
-        if label in (1, 7):
+        if label in (1, 2, 7, 9):
             image = _restyle(image, label, style, rng)
         ink = _warp(image, style, rng)
         top = 1.0 - ink.shape[0] / d + float(rng.normal(0, style.wobble))

@@ -52,10 +52,13 @@ def _keras_batches(source: StringBatches, steps: int, workers: int) -> Any:
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
             x, y = source.batch(self.epoch, index)
-            if index == 0 and self.epoch == 0:
+            if index == 0:
                 # Keras takes the input spec from the first two batches: make their widths
-                # differ, so that it leaves the width free.
-                x = np.pad(x, ((0, 0), (0, 0), (0, 16), (0, 0)))
+                # differ (no other batch is wider than the source's widest), so that it
+                # leaves the width free. Every epoch: with one batch an epoch, Keras sees
+                # only this one, and each epoch's must then be as wide.
+                wider = source.max_width + 16 - x.shape[2]
+                x = np.pad(x, ((0, 0), (0, 0), (0, wider), (0, 0)))
             return x, y
 
         def on_epoch_end(self) -> None:

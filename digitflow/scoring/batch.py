@@ -16,10 +16,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow.errors import ModelError, PreconditionFailed, SourceError
+from digitflow.imaging.fields import Layout
 from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import commits, readers, results
+from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
+from digitflow.scoring.lines import line_reading
+from digitflow.scoring.results import ShardReading
 from digitflow.storage import ObjectStore, open_store
 
 __all__ = ["BatchPlan", "BatchSummary", "ShardResult", "finalize", "open_batch", "plan_batch",
@@ -36,6 +40,7 @@ class BatchRecord(BaseModel):
     sha256: str
     model_version: str
     started_at: datetime
+    layout: Layout = "auto"  # how its images are read: pages, fields, or by their size
 
 
 class BatchPlan(BaseModel):
@@ -80,12 +85,14 @@ class BatchSummary(BaseModel):
     review_uri: str
 
 
-def open_batch(store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef) -> None:
-    """Record the batch's input and model, or check a rerun matches what it started with."""
+def open_batch(
+    store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef, layout: Layout = "auto"
+) -> None:
+    """Record the batch's input, model and layout, or check a rerun matches them."""
     key = f"{results.prefix(batch_id)}/batch.json"
     record = BatchRecord(
         input=canonical_input(input_root), model_key=ref.model_key, sha256=ref.sha256,
-        model_version=ref.version, started_at=datetime.now(UTC),
+        model_version=ref.version, started_at=datetime.now(UTC), layout=layout,
     )  # fmt: skip
     try:
         store.write_bytes(key, record.model_dump_json(indent=2).encode(), if_absent=True)
@@ -102,6 +109,12 @@ def open_batch(store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef
             f"batch {batch_id!r} was started with model {started.model_version}; finishing "
             f"it with {ref.version} would mix two models: give another --batch-id (or none), "
             f"or --model {started.model_version.split('@')[0]}"
+        )
+    if started.layout != layout:
+        raise SourceError(
+            f"batch {batch_id!r} was started with --layout {started.layout}; finishing it "
+            f"with --layout {layout} would read its files two ways: give another --batch-id "
+            f"(or none), or --layout {started.layout}"
         )
 
 
@@ -169,11 +182,13 @@ def plan_batch(
 
 def start_batch(
     store: ObjectStore, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
-    rescore: bool = True,
+    rescore: bool = True, layout: Layout = "auto",
 ) -> BatchPlan:  # fmt: skip
-    """Open (or resume) a batch: its id defaults to one derived from the input and model."""
-    batch_id = batch_id or default_batch_id(input_root, ref.version)
-    open_batch(store, batch_id, input_root, ref)
+    """Open (or resume) a batch: its id defaults to one derived from the input, the model
+    and the layout."""
+    reading = ref.version if layout == "auto" else f"{ref.version}\n{layout}"
+    batch_id = batch_id or default_batch_id(input_root, reading)
+    open_batch(store, batch_id, input_root, ref, layout)
     return plan_batch(store, batch_id, input_root, shard_size, rescore)
 
 
@@ -182,12 +197,28 @@ def shard_id(names: list[str]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
+def read_shard(
+    files: list[FileDigits], ref: ModelRef, threshold: float, batch_id: str
+) -> ShardReading:
+    """What a shard's files read as, in one batched pass of the model: their digits with a
+    classifier, their lines with a line reader."""
+    scorer = scorer_for(ref)
+    if ref.reader == "line":
+        lines = [line for f in files for _, line in f.lines]
+        reads = scorer.read_lines(lines) if lines else []
+        return line_reading(files, reads, ref.version, threshold, batch_id)
+    digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
+    probs = scorer.probabilities(digits) if len(digits) else np.zeros((0, 10))
+    return results.classified(files, probs, ref.version, threshold, batch_id)
+
+
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, follow_outside_links: bool = False, reader_count: int | None = None,
+    layout: Layout = "auto",
 ) -> ShardResult:  # fmt: skip
-    """Read, extract and score a shard's files in one inference call (finding digits on
-    ``reader_count`` reader processes); commit each file.
+    """Read, extract and score a shard's files in one inference call (finding digits, or
+    lines, on ``reader_count`` reader processes); commit each file.
 
     Files that another run of the batch has committed since the plan are left out.
     """
@@ -195,10 +226,10 @@ def score_shard(
     store = open_store(store_uri)
     taken = commits.committed_now(store, batch_id, names)
     todo = [name for name in names if name not in taken]
-    files = readers.read_files(input_root, todo, follow_outside_links, reader_count)
-    digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
-    probs = scorer_for(ref).probabilities(digits) if len(digits) else np.zeros((0, 10))
-    shard = commits.write_shard(store, batch_id, files, probs, ref.version, threshold)
+    reading = Reading(ref.reader, layout)
+    files = readers.read_files(input_root, todo, follow_outside_links, reader_count, reading)
+    read = read_shard(files, ref, threshold, batch_id)
+    shard = commits.write_shard(store, batch_id, files, read, ref.version)
     mine = [f for f in files if f.name not in set(shard.lost)]
     return ShardResult(
         shard=shard_id(names), files=len(mine), by_other_runs=len(taken) + len(shard.lost),

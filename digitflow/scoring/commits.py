@@ -19,13 +19,18 @@ import json
 import re
 from typing import NamedTuple
 
-import numpy as np
 import pyarrow as pa
 
 from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
 from digitflow.scoring import results
 from digitflow.scoring.extract import FileDigits
-from digitflow.scoring.results import DIGITS_SCHEMA, in_threads, prefix, read_parquet
+from digitflow.scoring.results import (
+    DIGITS_SCHEMA,
+    ShardReading,
+    in_threads,
+    prefix,
+    read_parquet,
+)
 from digitflow.storage import ObjectStore
 
 LEDGER_META = b"digitflow.file"
@@ -80,25 +85,21 @@ def read_commit(store: ObjectStore, key: str) -> tuple[dict, pa.Table]:
             f"{store.uri_of(key)} is not a digitflow commit (it has no per-file row): "
             "remove it, and score the batch again"
         )
-    return json.loads(meta[LEDGER_META]), table.replace_schema_metadata(None)
+    return json.loads(meta[LEDGER_META]), results.conform(table.replace_schema_metadata(None))
 
 
 def write_shard(
-    store: ObjectStore, batch_id: str, files: list[FileDigits], probs: np.ndarray,
-    version: str, threshold: float,
+    store: ObjectStore, batch_id: str, files: list[FileDigits], reading: ShardReading,
+    version: str,
 ) -> ShardCommit:  # fmt: skip
     """Write a shard's review crops, then commit each of its files; return what it committed."""
-    digits = results.digit_table(files, probs, version, threshold)
-    crops = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     # Crops first: once a file is committed, every crop its rows call for exists.
-    written = results.write_review(store, batch_id, digits, crops)
-    rows = results.ledger_rows(files, digits, version)
-    starts = np.cumsum([0, *(len(f.boxes) for f in files)])
+    written = results.write_review(store, reading)
+    rows = results.ledger_rows(files, reading.digits, version)
 
     def commit_one(k: int) -> bool:
         name = files[k].name
-        part = digits.slice(starts[k], starts[k + 1] - starts[k])
-        if commit(store, batch_id, name, part, rows[k]):
+        if commit(store, batch_id, name, reading.of(k), rows[k]):
             return True
         _drop_crops(store, batch_id, name, written.get(name, set()))
         return False
@@ -149,7 +150,7 @@ def read_batch(store: ObjectStore, batch_id: str) -> tuple[pa.Table, pa.Table]:
     commits = in_threads(lambda key: read_commit(store, key),
                          [k for k in keys if not _LEGACY_PART.search(k)])  # fmt: skip
     legacy_parts = _legacy_committed(store, batch_id)
-    legacy = [read_parquet(store, k) for k in keys
+    legacy = [results.conform(read_parquet(store, k)) for k in keys
               if _LEGACY_PART.search(k) and k.rsplit("/", 1)[1] in legacy_parts]  # fmt: skip
     ledger = results.ledger_table([row for row, _ in commits] + _legacy_rows(store, batch_id))
     tables = [DIGITS_SCHEMA.empty_table(), *(table for _, table in commits), *legacy]

@@ -1,4 +1,5 @@
-"""One input file to its normalised digits, with per-page errors kept, not raised."""
+"""One input file to what its reader reads: normalised digits for the classifier, or lines
+for the line reader; per-page errors kept, not raised."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
 from digitflow.errors import ImageError
-from digitflow.imaging import DigitBox, Page, load_pages, page_to_digits
+from digitflow.imaging import DigitBox, Page, load_pages, normalize_boxes, segment_page
+from digitflow.imaging.fields import Layout, LineImage, find_lines, layout_of
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +27,25 @@ def _is_pdf(data: bytes) -> bool:
     return data[:1024].lstrip().startswith(b"%PDF-")
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How files are read: cut into digits for the classifier, or in lines for the line
+    reader; and each image's layout (a page, a single field, or decided by its size)."""
+
+    reader: Literal["classifier", "line"] = "classifier"
+    layout: Layout = "auto"
+
+
 @dataclass
 class FileDigits:
-    """What one file yielded: its digits (N, 28, 28) with their boxes, and what failed."""
+    """What one file yielded, and what failed: its digits (N, 28, 28) with their boxes for
+    the classifier, or its lines for the line reader."""
 
     name: str
     pages: int = 0
     boxes: list[tuple[int, DigitBox]] = field(default_factory=list)  # (page, box)
     digits: np.ndarray = field(default_factory=lambda: np.zeros((0, 28, 28), np.uint8))
+    lines: list[tuple[int, LineImage]] = field(default_factory=list)  # (page, line)
     page_errors: list[str] = field(default_factory=list)
     error: str | None = None  # the whole file is unusable
 
@@ -57,8 +71,19 @@ def _bug(where: str, exc: Exception) -> str:
     )
 
 
-def _read_pages(result: FileDigits, pages: Iterable[Page]) -> list[np.ndarray]:
-    """Segment and normalise each page into ``result``; returns the pages' digit arrays."""
+def _digits(pixels: np.ndarray, layout: Layout) -> tuple[list[DigitBox], np.ndarray]:
+    """A page's digit boxes and their normalised digits; a field's, all in one line."""
+    segmentation = segment_page(pixels)
+    boxes = segmentation.boxes
+    if layout_of(pixels.shape, layout) == "field":
+        ordered = sorted(boxes, key=lambda b: (b.x0, b.y0))
+        boxes = [replace(b, line=0, position=k) for k, b in enumerate(ordered)]
+        segmentation = replace(segmentation, boxes=boxes)
+    return boxes, normalize_boxes(segmentation)
+
+
+def _read_pages(result: FileDigits, pages: Iterable[Page], reading: Reading) -> list[np.ndarray]:
+    """Find each page's digits (or lines) into ``result``; returns the pages' digit arrays."""
     arrays = []
     for page in pages:
         result.pages += 1
@@ -66,7 +91,11 @@ def _read_pages(result: FileDigits, pages: Iterable[Page]) -> list[np.ndarray]:
             result.page_errors.append(page.error or f"{result.name} page {page.index}: unreadable")
             continue
         try:
-            boxes, digits = page_to_digits(page.pixels)
+            if reading.reader == "line":
+                lines = find_lines(page.pixels, reading.layout)
+                result.lines.extend((page.index, line) for line in lines)
+                continue
+            boxes, digits = _digits(page.pixels, reading.layout)
         except Exception as exc:
             result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
             continue
@@ -75,8 +104,8 @@ def _read_pages(result: FileDigits, pages: Iterable[Page]) -> list[np.ndarray]:
     return arrays
 
 
-def extract(data: bytes, name: str) -> FileDigits:
-    """Decode every page of a file, find and normalise its digits.
+def extract(data: bytes, name: str, reading: Reading = Reading()) -> FileDigits:
+    """Decode every page of a file, find and normalise its digits (or its lines).
 
     Never raises for a bad file: an unreadable file comes back quarantined with its
     reason, a multi-page file with some bad pages comes back partial.
@@ -84,7 +113,7 @@ def extract(data: bytes, name: str) -> FileDigits:
     result = FileDigits(name)
     try:
         with _PDFIUM if _is_pdf(data) else nullcontext():
-            arrays = _read_pages(result, load_pages(data, name))
+            arrays = _read_pages(result, load_pages(data, name), reading)
     except ImageError as exc:
         return quarantined(name, str(exc), result.pages)
     except Exception as exc:

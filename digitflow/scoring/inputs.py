@@ -35,7 +35,8 @@ def canonical_input(root: str) -> str:
 
 
 def default_batch_id(root: str, model_version: str) -> str:
-    """A batch id that names the input and is the same for the same input and model.
+    """A batch id that names the input and is the same for the same input and model (and
+    any other choice of how it is read, after the model's version).
 
     A rerun of the same folder with the same model resumes its batch; a new champion
     starts a new batch instead of mixing two models' readings in one.

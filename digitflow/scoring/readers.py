@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 
 from digitflow.errors import ReaderStartError, SourceError
-from digitflow.scoring.extract import FileDigits, extract, quarantined
+from digitflow.scoring.extract import FileDigits, Reading, extract, quarantined
 from digitflow.scoring.inputs import read_input
 
 logger = logging.getLogger(__name__)
@@ -69,9 +69,9 @@ def _serve(conn: Connection) -> None:
             return
         if message is None:
             return
-        data, name = message
+        data, name, reading = message
         try:
-            conn.send((True, extract(data, name)))
+            conn.send((True, extract(data, name, reading)))
         except Exception as exc:  # extract never raises: this is a result that cannot be sent
             conn.send((False, f"{name}: {type(exc).__name__} in the reader process: {exc}"))
 
@@ -114,12 +114,12 @@ class _Reader:
             "finds digits in the scoring threads instead"
         )
 
-    def read(self, data: bytes, name: str) -> FileDigits | None:
+    def read(self, data: bytes, name: str, reading: Reading) -> FileDigits | None:
         """The file's digits, or None when the process died reading it."""
         if not self._started and not self._wait_started():
             return None
         try:
-            self._conn.send((data, name))
+            self._conn.send((data, name, reading))
             wait([self._conn, self.process.sentinel])
             if not self._conn.poll():  # the process ended without an answer
                 return None
@@ -151,14 +151,14 @@ class _Readers:
         self._count = count
         self._threads = ThreadPoolExecutor(count, thread_name_prefix="digitflow-reader")
 
-    def submit(self, data: bytes, name: str) -> Future[FileDigits]:
-        return self._threads.submit(self._read, data, name)
+    def submit(self, data: bytes, name: str, reading: Reading) -> Future[FileDigits]:
+        return self._threads.submit(self._read, data, name, reading)
 
-    def _read(self, data: bytes, name: str) -> FileDigits:
+    def _read(self, data: bytes, name: str, reading: Reading) -> FileDigits:
         reader = self._idle.get()  # never waits: there are as many readers as threads
         try:
             for attempt in ("reading it", "reading it again"):
-                result = reader.read(data, name)
+                result = reader.read(data, name, reading)
                 if result is not None:
                     return result
                 logger.warning("a reader process died %s: %s; starting a new one", attempt, name)
@@ -216,25 +216,27 @@ def _read(input_root: str, name: str, follow_outside_links: bool) -> bytes | Fil
         return quarantined(name, str(exc))
 
 
-def _submit(name: str, data: bytes, readers: int) -> FileDigits | Future[FileDigits]:
+def _submit(
+    name: str, data: bytes, readers: int, reading: Reading
+) -> FileDigits | Future[FileDigits]:
     """Queue a file on the ``readers`` reader processes; with none, extract it here and now."""
     for _ in range(2):
         pool = _pool(readers)
         if pool is None:
             break
         try:
-            return pool.submit(data, name)
+            return pool.submit(data, name, reading)
         except RuntimeError:  # shut down between _pool() and submit: take a fresh one
             continue
-    return extract(data, name)
+    return extract(data, name, reading)
 
 
 def read_files(
     input_root: str, names: list[str], follow_outside_links: bool = False,
-    configured: int | None = None,
+    configured: int | None = None, reading: Reading = Reading(),
 ) -> list[FileDigits]:  # fmt: skip
     """Read and extract each named file under ``input_root``, in order, on the readers
-    (``configured`` of them; None: one per core).
+    (``configured`` of them; None: one per core), as ``reading`` says.
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
     Symbolic links that lead out of ``input_root`` are followed only when asked.
@@ -243,5 +245,8 @@ def read_files(
     pending: list[FileDigits | Future[FileDigits]] = []
     for name in names:
         data = _read(input_root, name, follow_outside_links)
-        pending.append(data if isinstance(data, FileDigits) else _submit(name, data, readers))
+        if isinstance(data, FileDigits):
+            pending.append(data)
+        else:
+            pending.append(_submit(name, data, readers, reading))
     return [item if isinstance(item, FileDigits) else item.result() for item in pending]

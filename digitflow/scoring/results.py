@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -34,13 +35,15 @@ DIGITS_SCHEMA = pa.schema([
     ("y1", pa.int32()), ("digit", pa.uint8()), ("confidence", pa.float32()),
     ("runner_up", pa.uint8()), ("runner_up_confidence", pa.float32()),
     ("needs_review", pa.bool_()), ("model_version", pa.string()),
+    # The key of the crop a person reviews this digit on (its 28x28, or its whole line).
+    ("review", pa.string()),
 ])  # fmt: skip
 DIGIT_ORDER = [("file", "ascending"), ("page", "ascending"), ("line", "ascending"),
                ("position", "ascending")]  # fmt: skip
 # Review crops and per-file commits are small objects: on S3 each is one request, so
 # several go at once.
 IO_THREADS = 8
-_REVIEW_KEY = re.compile(r"^(?P<slug>.+)-p\d+-l\d+-d\d+-read\d\.png$")
+_REVIEW_KEY = re.compile(r"^(?P<slug>.+)-p\d+-l\d+(-d\d+)?-read\d*\.png$")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,9 +72,40 @@ def read_parquet(store: ObjectStore, key: str, columns: list[str] | None = None)
     return pq.read_table(pa.BufferReader(store.read_bytes(key)), columns=columns)
 
 
+@dataclass(frozen=True)
+class ShardReading:
+    """What a shard's files read as: one row per digit (file by file, in order), how many
+    rows each file has, and the crops to write for review, by key."""
+
+    digits: pa.Table
+    per_file: list[int]
+    crops: dict[str, np.ndarray]  # review key -> uint8 image, ink dark on light
+
+    def of(self, k: int) -> pa.Table:
+        """The rows of the ``k``-th file."""
+        start = sum(self.per_file[:k])
+        return self.digits.slice(start, self.per_file[k])
+
+
+def table(columns: dict[str, object]) -> pa.Table:
+    """Digit rows from their columns (``review`` may be left out: none to review)."""
+    columns.setdefault("review", [None] * len(columns["file"]))  # type: ignore[arg-type]
+    return pa.table(
+        [pa.array(columns[f.name], f.type) for f in DIGITS_SCHEMA], schema=DIGITS_SCHEMA
+    )
+
+
+def conform(digits: pa.Table) -> pa.Table:
+    """Digit rows in today's schema: rows written before the review column get a null one."""
+    if "review" not in digits.column_names:
+        digits = digits.append_column("review", pa.nulls(len(digits), pa.string()))
+    return digits.select(DIGITS_SCHEMA.names).cast(DIGITS_SCHEMA)
+
+
 def digit_table(
-    files: list[FileDigits], probs: np.ndarray, version: str, threshold: float
-) -> pa.Table:
+    files: list[FileDigits], probs: np.ndarray, version: str, threshold: float,
+    batch_id: str = "",
+) -> pa.Table:  # fmt: skip
     """One row per digit of ``files`` (in order), given their probabilities."""
     rows = [(f.name, page, box) for f in files for page, box in f.boxes]
     if len(rows) != len(probs):
@@ -86,9 +120,23 @@ def digit_table(
         "runner_up_confidence": runner_conf, "needs_review": conf < threshold,
         "model_version": [version] * len(rows),
     }  # fmt: skip
-    return pa.table(
-        [pa.array(columns[f.name], f.type) for f in DIGITS_SCHEMA], schema=DIGITS_SCHEMA
-    )
+    columns["review"] = [
+        review_key(batch_id, {"file": r[0], "page": r[1], "line": b.line,
+                              "position": b.position, "digit": int(d)}) if doubt else None
+        for r, b, d, doubt in zip(rows, boxes, digit, conf < threshold, strict=True)
+    ]  # fmt: skip
+    return table(columns)
+
+
+def classified(
+    files: list[FileDigits], probs: np.ndarray, version: str, threshold: float, batch_id: str
+) -> ShardReading:
+    """A shard's digits as the classifier read them; crops: the 28x28 each was read on."""
+    digits = digit_table(files, probs, version, threshold, batch_id)
+    images = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
+    keys = digits.column("review").to_pylist()
+    crops = {key: 255 - images[k] for k, key in enumerate(keys) if key is not None}
+    return ShardReading(digits, [len(f.boxes) for f in files], crops)
 
 
 def _lines(rows: list[dict]) -> list[dict]:
@@ -127,46 +175,45 @@ def slug(name: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[-60:]}-{digest}"
 
 
-def _png(digit: np.ndarray) -> bytes:
+def _png(image: np.ndarray) -> bytes:
+    """A crop (dark on light) enlarged for a person: a digit 4x, a line 2x."""
     buffer = io.BytesIO()
-    enlarged = Image.fromarray(digit).resize((112, 112), Image.Resampling.NEAREST)
-    enlarged.save(buffer, "PNG", compress_level=1)  # 4x faster than the default level, 8 % larger
+    scale = 4 if image.shape[0] <= 28 else 2
+    size = (image.shape[1] * scale, image.shape[0] * scale)
+    Image.fromarray(image).resize(size, Image.Resampling.NEAREST).save(
+        buffer,
+        "PNG",
+        compress_level=1,  # 4x faster than the default level, 8 % larger
+    )
     return buffer.getvalue()
 
 
 def review_key(batch_id: str, row: dict) -> str:
-    """Key of the review crop of one digit row."""
+    """Key of the review crop of one digit row (read by the classifier)."""
     where = f"p{row['page']}-l{row['line']}-d{row['position']}-read{row['digit']}"
     return f"{prefix(batch_id)}/review/{slug(row['file'])}-{where}.png"
 
 
-def _review_rows(digits: pa.Table) -> np.ndarray:
-    return np.flatnonzero(digits.column("needs_review").to_numpy(zero_copy_only=False))
+def line_review_key(batch_id: str, name: str, page: int, line: int, text: str) -> str:
+    """Key of the review crop of one line read whole (the line reader's)."""
+    return f"{prefix(batch_id)}/review/{slug(name)}-p{page}-l{line}-read{text}.png"
 
 
 def review_keys(batch_id: str, digits: pa.Table) -> set[str]:
     """Keys of the review crops that a table of digit rows calls for."""
-    rows = digits.take(pa.array(_review_rows(digits), pa.int64())).to_pylist()
-    return {review_key(batch_id, row) for row in rows}
+    rows = digits.filter(digits.column("needs_review")).to_pylist()
+    # Rows committed before the review column existed name no key: theirs is derived.
+    return {row.get("review") or review_key(batch_id, row) for row in rows}
 
 
-def write_review(
-    store: ObjectStore, batch_id: str, digits: pa.Table, crops: np.ndarray
-) -> dict[str, set[str]]:
-    """One PNG per digit that needs a person's eye (the 28×28 the model saw, enlarged).
-
-    Returns the keys written, by file.
-    """
-    picked = _review_rows(digits)
-    rows = digits.take(pa.array(picked, pa.int64())).to_pylist()
-
-    def write(k: int) -> None:
-        store.write_bytes(review_key(batch_id, rows[k]), _png(crops[picked[k]]))
-
-    in_threads(write, range(len(rows)))
+def write_review(store: ObjectStore, reading: ShardReading) -> dict[str, set[str]]:
+    """One PNG per crop a person should look at; the keys written, by file."""
+    crops = list(reading.crops.items())
+    in_threads(lambda item: store.write_bytes(item[0], _png(item[1])), crops)
     written: dict[str, set[str]] = {}
-    for row in rows:
-        written.setdefault(row["file"], set()).add(review_key(batch_id, row))
+    for row in reading.digits.filter(reading.digits.column("needs_review")).to_pylist():
+        if row["review"] is not None:
+            written.setdefault(row["file"], set()).add(row["review"])
     return written
 
 

@@ -124,7 +124,8 @@ def test_history_write_that_fails_after_the_pointer_moved_is_completed_next_time
 
     blocked.unlink()
     since = datetime.now(UTC)
-    second = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json"))
+    second = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri,
+                         "--json"))["classifier"]  # fmt: skip
     assert second["completed"] == champion.id and not second["promoted"]
     assert "already the champion" in second["reason"]
     [record] = [r for r in registry.history(store) if r.action == "promote"]
@@ -171,7 +172,8 @@ def test_network_cut_after_the_pointer_moved_is_completed_by_the_retry(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     since = datetime.now(UTC)
     params = PromoteParams(training_run="r1", store=store.uri, gate={"max_error": 0.5})
-    result = promote_flow(params)
+    result = promote_flow(params).classifier
+    assert result is not None
     assert proxy.cut.is_set()  # the history write met the outage
     assert result.promoted and result.champion is not None
     assert actions(open_store(store.uri)) == ["promote"]
@@ -188,7 +190,7 @@ def test_two_promotions_of_one_run_at_once_promote_it_once(store: ObjectStore) -
 
     def promote() -> None:
         start.wait()
-        results.append(promote_flow(params))
+        results.append(promote_flow(params).classifier)
 
     threads = [threading.Thread(target=promote) for _ in range(2)]
     for t in threads:
@@ -220,7 +222,8 @@ def test_a_corrupt_card_hides_only_its_own_candidate(store: ObjectStore) -> None
     assert broken["model"] == "r1/simple_cnn" and "card.json" in broken["key"]
     assert "not a valid card" in broken["error"]
 
-    result = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json"))
+    result = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri,
+                         "--json"))["classifier"]  # fmt: skip
     assert result["promoted"] and result["champion"] == "r1/baseline_mlp"
     assert [row["id"] for row in result["decision"]["rows"]] == ["r1/baseline_mlp"]
     assert [u["model"] for u in result["unreadable"]] == ["r1/simple_cnn"]

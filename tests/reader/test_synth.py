@@ -47,3 +47,14 @@ def test_a_batch_holds_inputs_and_ctc_labels(digits: Digits) -> None:
     np.testing.assert_array_equal(x, again)
     other, _ = source.batch(epoch=1, index=0)
     assert other.shape != x.shape or not np.array_equal(other, x)
+
+
+def test_the_first_batch_leaves_keras_the_width_free(digits: Digits) -> None:
+    """Keras takes its input spec from the first two batches: they must differ in width."""
+    from digitflow.reader.training import _keras_batches
+
+    for seed in range(8):
+        batches = _keras_batches(StringBatches(digits, batch_size=4, seed=seed), 3, 0)
+        first, second = batches[0][0], batches[1][0]
+        assert first.shape[2] != second.shape[2]
+        assert first.shape[2] > batches[2][0].shape[2]  # wider than any other

@@ -65,7 +65,7 @@ def test_an_unexpected_error_on_one_page_is_recorded_as_a_bug(
     def broken(pixels: np.ndarray) -> None:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(extract_module, "page_to_digits", broken)
+    monkeypatch.setattr(extract_module, "segment_page", broken)
     result = extract(png(page()), "odd.png")
     assert result.status == "quarantined"
     assert "ZeroDivisionError" in (result.error or "") and "bug" in (result.error or "")

@@ -37,6 +37,10 @@ def _probs(reads: list[int], confidence: float = 0.99) -> np.ndarray:
     return probs
 
 
+def _reading(files: list, probs: np.ndarray, batch_id: str) -> results.ShardReading:
+    return results.classified(files, probs, VERSION, 0.9, batch_id)
+
+
 def test_top_two_gives_digit_confidence_and_runner_up() -> None:
     probs = np.array([[0.1, 0.6, 0.3] + [0.0] * 7, [0.0] * 9 + [1.0]], np.float32)
     digit, conf, runner, runner_conf = top_two(probs)
@@ -57,8 +61,11 @@ def test_digit_and_ledger_tables() -> None:
         "file": "a.png", "page": 0, "line": 0, "position": 1, "x0": 30, "y0": 0, "x1": 50,
         "y1": 30, "digit": 2, "confidence": 0, "runner_up": 0,
         "runner_up_confidence": pytest.approx(0.01 / 9), "needs_review": False,
-        "model_version": VERSION,
+        "model_version": VERSION, "review": None,
     }  # fmt: skip
+    assert digits.column("review").to_pylist()[2] == results.review_key(
+        "", digits.slice(2, 1).to_pylist()[0]
+    )
     ledger = results.ledger_rows(files, digits, VERSION)
     assert [(r["file"], r["status"], r["digits"], r["needs_review"]) for r in ledger] == [
         ("a.png", "scored", 3, 1), ("b.png", "quarantined", 0, 0), ("c.png", "scored", 1, 0)
@@ -78,7 +85,7 @@ def test_a_shard_commits_each_file_with_its_review_crops(tmp_path: Path) -> None
     files = [_file("a b.png", [2]), _file("a_b.png", [1])]  # one readable name, two files
     probs = _probs([5, 6, 7], confidence=0.4)
     probs[1] = _probs([6])[0]
-    shard = commits.write_shard(store, "b1", files, probs, VERSION, threshold=0.9)
+    shard = commits.write_shard(store, "b1", files, _reading(files, probs, "b1"), VERSION)
     assert shard.lost == [] and shard.digits == 3 and len(shard.ledger) == 2
     for name in ("a b.png", "a_b.png"):
         assert store.exists(commits.commit_key("b1", name))
@@ -108,7 +115,9 @@ def _score(
     files = [_file(n, [1]) for n in names]
     reads = [(int(n[5:7]) + read) % 10 for n in names]
     probs = _probs(reads, confidence)
-    return commits.write_shard(store, batch_id, files, probs, VERSION, 0.9).lost
+    return commits.write_shard(
+        store, batch_id, files, _reading(files, probs, batch_id), VERSION
+    ).lost
 
 
 def test_resume_after_a_kill_counts_every_file_and_digit_once(tmp_path: Path) -> None:
@@ -162,9 +171,10 @@ def test_overlapping_runs_cut_differently_commit_each_file_once(store_uri: str) 
 def test_review_crops_of_a_lost_file_are_dropped(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     file = _file("scan_01.png", [1])
-    commits.write_shard(store, "b", [file], _probs([1], confidence=0.99), VERSION, 0.9)
+    sure, doubtful = _probs([1], confidence=0.99), _probs([1], confidence=0.5)
+    commits.write_shard(store, "b", [file], _reading([file], sure, "b"), VERSION)
     # Another run reads it with low confidence: it writes a crop, loses, and removes it.
-    lost = commits.write_shard(store, "b", [file], _probs([1], confidence=0.5), VERSION, 0.9)
+    lost = commits.write_shard(store, "b", [file], _reading([file], doubtful, "b"), VERSION)
     assert lost.lost == ["scan_01.png"] and len(lost.ledger) == 0
     assert store.list("scoring/b/review/") == []
 
@@ -176,6 +186,7 @@ def test_a_batch_of_the_layout_before_file_commits_resumes_exactly(tmp_path: Pat
     files = [_file(n, [1]) for n in names[:3]]
     digits = results.digit_table(files, _probs([1, 2, 3]), VERSION, 0.9)
     ledger = results.ledger_table(results.ledger_rows(files, digits, VERSION))
+    digits = digits.drop_columns(["review"])  # the old layout had no review column
     # Two shards of the old layout: one committed (with its ledger part), one killed.
     old = "0123456789abcdef"
     store.write_bytes(f"scoring/b/digits/part-{old}.parquet", results.parquet_bytes(digits))

@@ -101,7 +101,9 @@ def test_rerun_after_a_kill_redoes_only_the_uncommitted_files(
     assert (summary.files, summary.already_done, summary.by_other_runs) == (scored.files, 6, 0)
     assert _ledger(store, killed) == _ledger(store, scored.batch_id)
     once = commits.read_digits(store, killed)
-    assert once.equals(commits.read_digits(store, scored.batch_id))
+    # The same rows; each batch's review crops lie under its own prefix.
+    same = [c for c in once.column_names if c != "review"]
+    assert once.select(same).equals(commits.read_digits(store, scored.batch_id).select(same))
     assert len(store.list(f"scoring/{killed}/digits/")) == len(names)
 
 
@@ -189,7 +191,8 @@ def test_shards_on_a_local_dask_cluster_give_the_same_results(
     )
     store = open_store(champion_store)
     on_dask, on_threads = (commits.read_digits(store, b) for b in ("on-dask", scored.batch_id))
-    exact = [c for c in on_dask.column_names if "confidence" not in c]
+    # The same rows, but for the confidences' last bits and each batch's review prefix.
+    exact = [c for c in on_dask.column_names if "confidence" not in c and c != "review"]
     assert on_dask.select(exact).equals(on_threads.select(exact))
     for column in ("confidence", "runner_up_confidence"):
         delta = pa.compute.subtract(on_dask[column], on_threads[column]).to_numpy()

@@ -1,0 +1,64 @@
+"""Digit rows of lines read whole: each digit's place on its page from the reader's
+alignment, its doubt and the line's, and the line's crop for review."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digitflow.imaging.fields import LineImage
+from digitflow.reader.decode import ReadDigit, ReadLine
+from digitflow.scoring.extract import FileDigits
+from digitflow.scoring.results import ShardReading, line_review_key, table
+
+# Input rows whose ink is this strong belong to a digit's height.
+_INKED = 0.3 * 255
+
+
+def _box(line: LineImage, digit: ReadDigit) -> tuple[int, int, int, int]:
+    """A digit's box on its page: its columns, and the rows its ink spans there."""
+    left, right = int(digit.x0), max(int(np.ceil(digit.x1)), int(digit.x0) + 1)
+    rows = np.flatnonzero(line.pixels[:, left:right].max(axis=1, initial=0) >= _INKED)
+    top, bottom = (rows[0], rows[-1] + 1) if rows.size else (0, line.pixels.shape[0])
+    return (
+        int(line.x0 + left * line.x_scale), int(line.y0 + top * line.y_scale),
+        int(np.ceil(line.x0 + right * line.x_scale)),
+        int(np.ceil(line.y0 + bottom * line.y_scale)),
+    )  # fmt: skip
+
+
+def line_reading(
+    files: list[FileDigits], reads: list[ReadLine], version: str, threshold: float,
+    batch_id: str,
+) -> ShardReading:  # fmt: skip
+    """A shard's digit rows from its files' lines (in order) and what the reader read in
+    each. A line read with less confidence than ``threshold`` needs review, every digit of
+    it, on one crop of the whole line; so does a digit read with less."""
+    columns: dict[str, list] = {name: [] for name in (
+        "file", "page", "line", "position", "x0", "y0", "x1", "y1", "digit", "confidence",
+        "runner_up", "runner_up_confidence", "needs_review", "model_version", "review",
+    )}  # fmt: skip
+    per_file, crops = [], {}
+    lines = iter(reads)
+    for f in files:
+        count = 0
+        for page, image in f.lines:
+            read = next(lines)
+            doubts = [read.confidence < threshold or d.confidence < threshold for d in read.digits]
+            key = line_review_key(batch_id, f.name, page, image.line, read.text)
+            if any(doubts):
+                crops[key] = 255 - image.pixels
+            for position, (digit, doubt) in enumerate(zip(read.digits, doubts, strict=True)):
+                x0, y0, x1, y1 = _box(image, digit)
+                for name, value in (
+                    ("file", f.name), ("page", page), ("line", image.line),
+                    ("position", position), ("x0", x0), ("y0", y0), ("x1", x1), ("y1", y1),
+                    ("digit", digit.digit), ("confidence", digit.confidence),
+                    ("runner_up", digit.runner_up),
+                    ("runner_up_confidence", digit.runner_up_confidence),
+                    ("needs_review", doubt), ("model_version", version),
+                    ("review", key if doubt else None),
+                ):  # fmt: skip
+                    columns[name].append(value)
+            count += len(read.digits)
+        per_file.append(count)
+    return ShardReading(table(dict(columns)), per_file, crops)

@@ -1,0 +1,127 @@
+"""Scoring with the line reader: fields read whole, pages line by line, every digit placed,
+uncertain lines sent to review; the classifier path still selectable on the same store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from digitflow import registry
+from digitflow.cli import app
+from digitflow.errors import SourceError
+from digitflow.layout import READER
+from digitflow.reader import synth
+from digitflow.recipes import TrainConfig
+from digitflow.samples import load_mnist
+from digitflow.scoring import batch, commits
+from digitflow.scoring.infer import ModelRef
+from digitflow.storage import LocalStore, open_store
+from digitflow.training import train_model
+from flows.score import ScoreParams, score_flow
+from tests.conftest import clone_store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reader_store(
+    champion_store: str, mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The scoring champion's store with a line reader champion too (briefly trained)."""
+    store = open_store(clone_store(champion_store, tmp_path_factory.mktemp("lines") / "store"))
+    config = TrainConfig(model="line_reader", epochs=2, limit=6000, batch_size=32,
+                         learning_rate=2e-3, lr_schedule="cosine")  # fmt: skip
+    card = train_model(store, mnist_store[1], config, "reader-run")
+    registry.promote(store, card, {"reason": "scoring tests"}, None, layout=READER)
+    return store.uri
+
+
+@pytest.fixture(scope="module")
+def fields(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Eight generated check-amount fields as JPEG files, and the digits of each."""
+    folder = tmp_path_factory.mktemp("fields")
+    mnist = load_mnist(mnist_dir)
+    digits = synth.Digits(mnist.images, mnist.labels)
+    rng = np.random.default_rng(3)
+    truth = {}
+    for k in range(8):
+        grey, text = synth.make_field(digits, digits.by_label(), rng)
+        cv2.imwrite(str(folder / f"field_{k}.jpg"), grey)
+        truth[f"field_{k}.jpg"] = text
+    return folder, truth
+
+
+def _read(store_uri: str, batch_id: str) -> tuple[list[dict], list[dict]]:
+    ledger, digits = commits.read_batch(open_store(store_uri), batch_id)
+    return ledger.to_pylist(), digits.to_pylist()
+
+
+def test_fields_are_read_whole_with_each_digit_placed(
+    reader_store: str, fields: tuple[Path, dict]
+) -> None:
+    folder, truth = fields
+    summary = score_flow(ScoreParams(input=str(folder), store=reader_store, review_threshold=1.0))
+    assert summary.model_version.startswith("reader-run/line_reader@")
+    assert summary.files == summary.scored == len(truth)
+    ledger, digits = _read(reader_store, summary.batch_id)
+    store = LocalStore(reader_store)
+    for row in ledger:  # a field is one line, whatever it holds
+        assert {line["line"] for line in row["lines"]} <= {0}
+        mine = [d for d in digits if d["file"] == row["file"]]
+        assert "".join(str(d["digit"]) for d in mine) == "".join(
+            line["digits"] for line in row["lines"]
+        )
+        height, width = cv2.imread(str(folder / row["file"]), cv2.IMREAD_GRAYSCALE).shape
+        lefts = [d["x0"] for d in mine]
+        assert lefts == sorted(lefts)  # left to right
+        for d in mine:
+            assert 0 <= d["x0"] < d["x1"] <= width + 1 and 0 <= d["y0"] < d["y1"] <= height + 1
+            # With a threshold of 1, every digit is doubted: its line's crop is there.
+            assert d["needs_review"] and d["review"] and store.exists(d["review"])
+            assert f"-l{d['line']}-read" in d["review"]
+
+
+def test_pages_are_read_line_by_line_and_the_classifier_stays_selectable(
+    reader_store: str, sample_scans: tuple[Path, Path]
+) -> None:
+    folder, _ = sample_scans
+    lines = score_flow(ScoreParams(input=str(folder), store=reader_store, reader="line"))
+    classifier = score_flow(ScoreParams(input=str(folder), store=reader_store, reader="classifier"))
+    assert lines.batch_id != classifier.batch_id  # two readings, two batches
+    assert "line_reader" in lines.model_version and "simple_cnn" in classifier.model_version
+    by_reader = {}
+    for summary in (lines, classifier):
+        ledger, _ = _read(reader_store, summary.batch_id)
+        assert [r["status"] for r in ledger] == ["scored"] * len(ledger) and ledger
+        by_reader[summary.batch_id] = {r["file"]: len(r["lines"]) for r in ledger}
+    pages = [n for n in by_reader[lines.batch_id] if n.startswith("scan_")]
+    for name in pages:  # the same lines found on a page, however they are read
+        assert by_reader[lines.batch_id][name] >= 1
+        assert by_reader[lines.batch_id][name] <= by_reader[classifier.batch_id][name] + 1
+
+
+def test_the_reader_and_layout_options(reader_store: str, fields: tuple[Path, dict]) -> None:
+    folder, _ = fields
+    runner = CliRunner()
+    bad = runner.invoke(app, ["score", str(folder), "--layout", "pages", "--store", reader_store])
+    assert bad.exit_code == 2 and "--layout" in bad.stderr
+    bad = runner.invoke(app, ["score", str(folder), "--reader", "ocr", "--store", reader_store])
+    assert bad.exit_code == 2 and "--reader" in bad.stderr
+    ok = runner.invoke(app, ["score", str(folder), "--layout", "page", "--reader",
+                             "classifier", "--store", reader_store, "--json"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+
+
+def test_a_batch_keeps_its_layout(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "in").mkdir()
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version="r/m@a",
+                   role="reader")  # fmt: skip
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref, "field")
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref, "field")  # a rerun: fine
+    with pytest.raises(SourceError, match="--layout field"):
+        batch.open_batch(store, "b", str(tmp_path / "in"), ref, "page")
