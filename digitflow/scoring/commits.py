@@ -95,7 +95,7 @@ def write_shard(
     """Write a shard's review crops, then commit each of its files; return what it committed."""
     # Crops first: once a file is committed, every crop its rows call for exists.
     written = results.write_review(store, reading)
-    rows = results.ledger_rows(files, reading.digits, version)
+    rows = results.ledger_rows(files, reading.digits, version, reading.lines)
 
     def commit_one(k: int) -> bool:
         name = files[k].name

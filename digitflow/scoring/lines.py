@@ -32,17 +32,22 @@ def line_reading(
 ) -> ShardReading:  # fmt: skip
     """A shard's digit rows from its files' lines (in order) and what the reader read in
     each. A line read with less confidence than ``threshold`` needs review, every digit of
-    it, on one crop of the whole line; so does a digit read with less."""
+    it, on one crop of the whole line; so does a digit read with less. Every line found is
+    listed for the per-file table, one read as nothing too."""
     columns: dict[str, list] = {name: [] for name in (
         "file", "page", "line", "position", "x0", "y0", "x1", "y1", "digit", "confidence",
         "runner_up", "runner_up_confidence", "needs_review", "model_version", "review",
     )}  # fmt: skip
-    per_file, crops = [], {}
+    per_file: list[int] = []
+    crops: dict[str, np.ndarray] = {}
+    found: list[list[dict]] = []
     lines = iter(reads)
     for f in files:
         count = 0
+        found.append([])
         for page, image in f.lines:
             read = next(lines)
+            found[-1].append({"page": page, "line": image.line, "digits": read.text})
             doubts = [read.confidence < threshold or d.confidence < threshold for d in read.digits]
             key = line_review_key(batch_id, f.name, page, image.line, read.text)
             if any(doubts):
@@ -61,4 +66,4 @@ def line_reading(
                     columns[name].append(value)
             count += len(read.digits)
         per_file.append(count)
-    return ShardReading(table(dict(columns)), per_file, crops)
+    return ShardReading(table(dict(columns)), per_file, crops, found)

@@ -80,6 +80,7 @@ class ShardReading:
     digits: pa.Table
     per_file: list[int]
     crops: dict[str, np.ndarray]  # review key -> uint8 image, ink dark on light
+    lines: list[list[dict]] | None = None  # each file's lines, where not those of its digits
 
     def of(self, k: int) -> pa.Table:
         """The rows of the ``k``-th file."""
@@ -147,18 +148,24 @@ def _lines(rows: list[dict]) -> list[dict]:
     return [{"page": p, "line": ln, "digits": s} for (p, ln), s in lines.items()]
 
 
-def ledger_rows(files: list[FileDigits], digits: pa.Table, version: str) -> list[dict]:
-    """One row per file: status, pages, digits, digit strings per line, error."""
+def ledger_rows(
+    files: list[FileDigits], digits: pa.Table, version: str,
+    lines: list[list[dict]] | None = None,
+) -> list[dict]:  # fmt: skip
+    """One row per file: status, pages, digits, digit strings per line, error. The lines
+    are those of the digit rows, or, where given, each file's own (lines read whole list
+    every line found, one read as nothing too)."""
     by_file: dict[str, list[dict]] = {}
     for row in digits.select(["file", "page", "line", "digit", "needs_review"]).to_pylist():
         by_file.setdefault(row["file"], []).append(row)
     records = []
-    for f in files:
+    for k, f in enumerate(files):
         rows = by_file.get(f.name, [])
         errors = [f.error] if f.error else f.page_errors
         records.append({
             "file": f.name, "status": f.status, "pages": f.pages, "digits": len(rows),
-            "needs_review": sum(r["needs_review"] for r in rows), "lines": _lines(rows),
+            "needs_review": sum(r["needs_review"] for r in rows),
+            "lines": lines[k] if lines is not None else _lines(rows),
             "error": "; ".join(errors) or None, "model_version": version,
         })  # fmt: skip
     return records

@@ -99,9 +99,8 @@ def test_pages_are_read_line_by_line_and_the_classifier_stays_selectable(
         assert [r["status"] for r in ledger] == ["scored"] * len(ledger) and ledger
         by_reader[summary.batch_id] = {r["file"]: len(r["lines"]) for r in ledger}
     pages = [n for n in by_reader[lines.batch_id] if n.startswith("scan_")]
-    for name in pages:  # the same lines found on a page, however they are read
-        assert by_reader[lines.batch_id][name] >= 1
-        assert by_reader[lines.batch_id][name] <= by_reader[classifier.batch_id][name] + 1
+    for name in pages:  # the lines found on a page, however well a short-trained reader reads
+        assert by_reader[lines.batch_id][name] == by_reader[classifier.batch_id][name] >= 3
 
 
 def test_the_reader_and_layout_options(reader_store: str, fields: tuple[Path, dict]) -> None:
