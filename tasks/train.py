@@ -43,18 +43,13 @@ def _epoch_logger(config: TrainConfig) -> Any:
     )
 
     def on_epoch(m: EpochMetrics) -> None:
+        numbers = [("loss", m.loss), ("acc", m.accuracy), ("val_loss", m.val_loss),
+                   ("val_acc", m.val_accuracy)]  # fmt: skip
+        shown = " ".join(f"{name} {value:.4f}" for name, value in numbers if value == value)
         logger.info(
-            "%s epoch %d/%d: loss %.4f acc %.4f | val_loss %.4f val_acc %.4f (%.1f s)",
-            m.model,
-            m.epoch,
-            m.epochs,
-            m.loss,
-            m.accuracy,
-            m.val_loss,
-            m.val_accuracy,
-            m.seconds,
+            "%s epoch %d/%d: %s (%.1f s)", m.model, m.epoch, m.epochs, shown, m.seconds,
             extra=step(f"train {m.model}", m.epoch, m.epochs),
-        )
+        )  # fmt: skip
         update_progress_artifact(artifact_id, progress=100.0 * m.epoch / m.epochs)  # type: ignore[arg-type]
 
     return on_epoch
