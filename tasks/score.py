@@ -30,6 +30,8 @@ def resolve_model(store_uri: str, model: str | None, reader: ReaderChoice = "aut
     """The model that scores: the champion of the reader chosen, or the named candidate."""
     ref = batch.resolve_model(open_store(store_uri), model, reader)
     how = "lines read whole" if ref.reader == "line" else "digits cut out and classified"
+    if ref.lone is not None:
+        how += f"; a line that is one lone digit by {ref.lone.version}"
     get_run_logger().info("scoring with %s (%s)", ref.version, how)
     return ref
 

@@ -34,6 +34,7 @@ class ReadLine:
 
     digits: list[ReadDigit]
     confidence: float
+    model: str | None = None  # who read it, where not the line reader (a lone digit's)
 
     @property
     def text(self) -> str:

@@ -22,7 +22,7 @@ from digitflow.scoring import commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
-from digitflow.scoring.lines import line_reading
+from digitflow.scoring.lines import line_reading, read_lone_digits
 from digitflow.scoring.results import ShardReading
 from digitflow.storage import ObjectStore, open_store
 
@@ -41,6 +41,7 @@ class BatchRecord(BaseModel):
     model_version: str
     started_at: datetime
     layout: Layout = "auto"  # how its images are read: pages, fields, or by their size
+    reading: str = ""  # every model that reads (a line reader's lone digits' too)
 
 
 class BatchPlan(BaseModel):
@@ -93,6 +94,7 @@ def open_batch(
     record = BatchRecord(
         input=canonical_input(input_root), model_key=ref.model_key, sha256=ref.sha256,
         model_version=ref.version, started_at=datetime.now(UTC), layout=layout,
+        reading=ref.reading,
     )  # fmt: skip
     try:
         store.write_bytes(key, record.model_dump_json(indent=2).encode(), if_absent=True)
@@ -109,6 +111,12 @@ def open_batch(
             f"batch {batch_id!r} was started with model {started.model_version}; finishing "
             f"it with {ref.version} would mix two models: give another --batch-id (or none), "
             f"or --model {started.model_version.split('@')[0]}"
+        )
+    if started.reading and started.reading != ref.reading:
+        raise ModelError(
+            f"batch {batch_id!r} was started with {started.reading}, which read its lone "
+            f"digits; finishing it with {ref.reading} would mix two models: give another "
+            "--batch-id (or none)"
         )
     if started.layout != layout:
         raise SourceError(
@@ -152,13 +160,14 @@ def verify_model(ref: ModelRef, load: bool = True) -> None:
 
     Without ``load`` (shards scored elsewhere, on Dask) only the checksum is checked here.
     """
-    try:
-        if load:
-            scorer_for(ref)
-        else:
-            verify_checksum(open_store(ref.store_uri), ref.model_key, ref.sha256)
-    except ModelError as exc:
-        raise ModelError(f"{exc}. Nothing was read or scored: {_advice(ref)}") from exc
+    for model in ref.models():
+        try:
+            if load:
+                scorer_for(model)
+            else:
+                verify_checksum(open_store(model.store_uri), model.model_key, model.sha256)
+        except ModelError as exc:
+            raise ModelError(f"{exc}. Nothing was read or scored: {_advice(model)}") from exc
 
 
 def plan_batch(
@@ -186,7 +195,7 @@ def start_batch(
 ) -> BatchPlan:  # fmt: skip
     """Open (or resume) a batch: its id defaults to one derived from the input, the model
     and the layout."""
-    reading = ref.version if layout == "auto" else f"{ref.version}\n{layout}"
+    reading = ref.reading if layout == "auto" else f"{ref.reading}\n{layout}"
     batch_id = batch_id or default_batch_id(input_root, reading)
     open_batch(store, batch_id, input_root, ref, layout)
     return plan_batch(store, batch_id, input_root, shard_size, rescore)
@@ -206,6 +215,8 @@ def read_shard(
     if ref.reader == "line":
         lines = [line for f in files for _, line in f.lines]
         reads = scorer.read_lines(lines) if lines else []
+        if ref.lone is not None:
+            reads = read_lone_digits(files, reads, scorer_for(ref.lone))
         return line_reading(files, reads, ref.version, threshold, batch_id)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer.probabilities(digits) if len(digits) else np.zeros((0, 10))

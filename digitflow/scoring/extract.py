@@ -39,7 +39,8 @@ class Reading:
 @dataclass
 class FileDigits:
     """What one file yielded, and what failed: its digits (N, 28, 28) with their boxes for
-    the classifier, or its lines for the line reader."""
+    the classifier, or its lines for the line reader (with the digit of a field that holds
+    just one, for the classifier to read)."""
 
     name: str
     pages: int = 0
@@ -82,6 +83,12 @@ def _digits(pixels: np.ndarray, layout: Layout) -> tuple[list[DigitBox], np.ndar
     return boxes, normalize_boxes(segmentation)
 
 
+def _may_be_lone(pixels: np.ndarray, layout: Layout, lines: int) -> bool:
+    """Whether a field read as one line may be one lone digit, which the classifier reads
+    best: its digits are cut out too, and kept if the segmentation finds just one."""
+    return lines == 1 and layout_of(pixels.shape, layout) == "field"
+
+
 def _read_pages(result: FileDigits, pages: Iterable[Page], reading: Reading) -> list[np.ndarray]:
     """Find each page's digits (or lines) into ``result``; returns the pages' digit arrays."""
     arrays = []
@@ -94,8 +101,11 @@ def _read_pages(result: FileDigits, pages: Iterable[Page], reading: Reading) -> 
             if reading.reader == "line":
                 lines = find_lines(page.pixels, reading.layout)
                 result.lines.extend((page.index, line) for line in lines)
-                continue
+                if not _may_be_lone(page.pixels, reading.layout, len(lines)):
+                    continue
             boxes, digits = _digits(page.pixels, reading.layout)
+            if reading.reader == "line" and len(boxes) != 1:
+                continue  # for lines, a field's digit is kept only if it is alone
         except Exception as exc:
             result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
             continue

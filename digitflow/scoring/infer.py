@@ -39,11 +39,22 @@ class ModelRef(BaseModel):
     version: str  # shown in every result row: "<training_run>/<model>@<sha256[:12]>"
     champion: bool = False  # the champion, rather than a candidate named by the user
     role: Role = "classifier"  # a digit classifier, or a line reader
+    # With a line reader: the classifier that reads a line that is one lone digit.
+    lone: ModelRef | None = None
 
     @property
     def reader(self) -> Literal["classifier", "line"]:
         """How files are read for this model: cut into digits, or in lines."""
         return "line" if self.role == "reader" else "classifier"
+
+    @property
+    def reading(self) -> str:
+        """The models that read, as one string: the model's version (and its lone digits')."""
+        return self.version if self.lone is None else f"{self.version}+{self.lone.version}"
+
+    def models(self) -> list[ModelRef]:
+        """Every model that reads: this one, and the one for lone digits if any."""
+        return [self] if self.lone is None else [self, self.lone]
 
 
 def _named(store: ObjectStore, model: str, choice: ReaderChoice) -> tuple[Card, Role]:
@@ -81,16 +92,25 @@ def resolve_model(
     store: ObjectStore, model: str | None = None, choice: ReaderChoice = "auto"
 ) -> ModelRef:
     """The model that reads: the candidate ``training_run/model_name`` if named, else the
-    champion of the reader chosen (auto: the line reader's, if there is one)."""
+    champion of the reader chosen (auto: the line reader's, if there is one). A line reader
+    gets the classifier champion, if there is one, for lines that are one lone digit."""
     if model:
         card, role = _named(store, model, choice)
         key, sha256, model_id = card.model_key, card.sha256, card.id
     else:
         champion, role = _champion(store, choice)
         key, sha256, model_id = champion.model_key, champion.sha256, champion.id
+    lone = None
+    if role == "reader":
+        classifier, _ = current_champion(store, LAYOUTS["classifier"])
+        if classifier is not None:
+            lone = ModelRef(
+                store_uri=store.uri, model_key=classifier.model_key, sha256=classifier.sha256,
+                version=f"{classifier.id}@{classifier.sha256[:12]}", champion=True,
+            )  # fmt: skip
     return ModelRef(
         store_uri=store.uri, model_key=key, sha256=sha256, version=f"{model_id}@{sha256[:12]}",
-        champion=not model, role=role,
+        champion=not model, role=role, lone=lone,
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """Digit rows of lines read whole: each digit's place on its page from the reader's
-alignment, its doubt and the line's, and the line's crop for review."""
+alignment, its doubt and the line's, and the line's crop for review; a line that is one
+lone digit read by the classifier."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from digitflow.imaging.fields import LineImage
 from digitflow.reader.decode import ReadDigit, ReadLine
 from digitflow.scoring.extract import FileDigits
+from digitflow.scoring.infer import Scorer, top_two
 from digitflow.scoring.results import ShardReading, line_review_key, table
 
 # Input rows whose ink is this strong belong to a digit's height.
@@ -60,10 +62,36 @@ def line_reading(
                     ("digit", digit.digit), ("confidence", digit.confidence),
                     ("runner_up", digit.runner_up),
                     ("runner_up_confidence", digit.runner_up_confidence),
-                    ("needs_review", doubt), ("model_version", version),
+                    ("needs_review", doubt), ("model_version", read.model or version),
                     ("review", key if doubt else None),
                 ):  # fmt: skip
                     columns[name].append(value)
             count += len(read.digits)
         per_file.append(count)
     return ShardReading(table(dict(columns)), per_file, crops, found)
+
+
+def read_lone_digits(
+    files: list[FileDigits], reads: list[ReadLine], classifier: Scorer
+) -> list[ReadLine]:
+    """The reads of the files' lines (in order), where a field holds one lone digit (the
+    segmentation cut out just one) and the line reader read at most one: the classifier's
+    reading of that digit instead, since a digit alone is what the classifier reads best."""
+    out, picked, digits = list(reads), [], []
+    k = 0
+    for f in files:
+        alone = {page: (box, f.digits[j]) for j, (page, box) in enumerate(f.boxes)}
+        for page, line in f.lines:
+            if page in alone and len(reads[k].digits) <= 1:
+                picked.append((k, line, alone[page][0]))
+                digits.append(alone[page][1])
+            k += 1
+    if not picked:
+        return out
+    best, sure, second, second_sure = top_two(classifier.probabilities(np.stack(digits)))
+    for j, (k, line, box) in enumerate(picked):
+        x0, x1 = (box.x0 - line.x0) / line.x_scale, (box.x1 - line.x0) / line.x_scale
+        digit = ReadDigit(int(best[j]), float(sure[j]), int(second[j]), float(second_sure[j]),
+                          max(0.0, x0), max(x0 + 1, x1))  # fmt: skip
+        out[k] = ReadLine([digit], float(sure[j]), classifier.version)
+    return out

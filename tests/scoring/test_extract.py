@@ -69,3 +69,19 @@ def test_an_unexpected_error_on_one_page_is_recorded_as_a_bug(
     result = extract(png(page()), "odd.png")
     assert result.status == "quarantined"
     assert "ZeroDivisionError" in (result.error or "") and "bug" in (result.error or "")
+
+
+def test_a_field_holding_one_digit_keeps_it_for_the_classifier_when_read_in_lines() -> None:
+    from digitflow.scoring.extract import Reading
+
+    digit = np.full((40, 30), 230, np.uint8)
+    digit[8:32, 13:17] = 20  # a 1
+    lone = extract(png(digit), "one.png", Reading("line"))
+    assert len(lone.lines) == 1 and len(lone.boxes) == 1 and lone.digits.shape == (1, 28, 28)
+    amount = np.full((40, 120), 230, np.uint8)
+    for x in (10, 40, 70, 100):
+        amount[8:32, x : x + 4] = 20
+    several = extract(png(amount), "four.png", Reading("line"))
+    assert len(several.lines) == 1 and several.boxes == [] and len(several.digits) == 0
+    page = extract(png(amount), "four.png", Reading("line", "page"))
+    assert page.boxes == []  # pages are read in lines only

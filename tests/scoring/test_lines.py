@@ -3,6 +3,7 @@ uncertain lines sent to review; the classifier path still selectable on the same
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -101,6 +102,15 @@ def test_pages_are_read_line_by_line_and_the_classifier_stays_selectable(
     pages = [n for n in by_reader[lines.batch_id] if n.startswith("scan_")]
     for name in pages:  # the lines found on a page, however well a short-trained reader reads
         assert by_reader[lines.batch_id][name] == by_reader[classifier.batch_id][name] >= 3
+    # A single digit is a field the line reader leaves to the classifier (whose digits
+    # these are), with a truth to compare.
+    _, digits = _read(reader_store, lines.batch_id)
+    singles = [d for d in digits if d["file"].startswith("single_")]
+    assert singles and all("simple_cnn" in d["model_version"] for d in singles)
+    with open(sample_scans[1], newline="") as stream:
+        truth = {r["file"]: r["digits"] for r in csv.DictReader(stream)}
+    right = sum(str(d["digit"]) == truth[d["file"]] for d in singles)
+    assert right >= len(singles) - 1
 
 
 def test_the_reader_and_layout_options(reader_store: str, fields: tuple[Path, dict]) -> None:
