@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
     server.stop()
 
 
-def test_three_trainings_run_on_gpu_pool_workers(
+def test_every_training_runs_on_gpu_pool_workers(
     server: PrefectServer, mnist_store: tuple[str, str], tmp_path: Path
 ) -> None:
     from flows.train import TrainParams, train_flow, train_model_flow
@@ -38,13 +38,18 @@ def test_three_trainings_run_on_gpu_pool_workers(
         summary = train_flow(TrainParams(mode="workers", limit=600, epochs=1, store=uri))
     assert worker.poll() is None, "the worker died"
     assert summary.failures == {}
+    # The seed models and the line reader, each a run on the gpu pool.
     assert sorted(c.model_name for c in summary.candidates) == [
         "baseline_mlp",
         "larger_cnn",
+        "line_reader",
         "simple_cnn",
     ]
     store = LocalStore(uri)
     for candidate in summary.candidates:
         assert store.exists(candidate.card_key)
+    assert next(c for c in summary.candidates if c.role == "reader").card_key.startswith(
+        "models/reader/candidates/"
+    )
     runs = server.cli("flow-run", "ls", "--flow-name", "train-model", "--state", "COMPLETED")
-    assert runs.count("train-") >= 3
+    assert runs.count("train-") >= 4

@@ -4,6 +4,7 @@ uncertain lines sent to review; the classifier path still selectable on the same
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import cv2
@@ -62,13 +63,20 @@ def _read(store_uri: str, batch_id: str) -> tuple[list[dict], list[dict]]:
 
 
 def test_fields_are_read_whole_with_each_digit_placed(
-    reader_store: str, fields: tuple[Path, dict]
+    reader_store: str, fields: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    folder, truth = fields
+    folder = tmp_path / "fields"
+    shutil.copytree(fields[0], folder)
+    truth = fields[1]
+    data = (folder / "field_0.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 3])  # a truncated scan
     summary = score_flow(ScoreParams(input=str(folder), store=reader_store, review_threshold=1.0))
     assert summary.model_version.startswith("reader-run/line_reader@")
-    assert summary.files == summary.scored == len(truth)
+    assert summary.files == len(truth) + 1 and summary.scored == len(truth)
     ledger, digits = _read(reader_store, summary.batch_id)
+    [cut] = [r for r in ledger if r["file"] == "cut.jpg"]  # the same treatment as ever
+    assert cut["status"] == "quarantined" and "cut.jpg" in cut["error"]
+    ledger = [r for r in ledger if r["file"] != "cut.jpg"]
     store = LocalStore(reader_store)
     for row in ledger:  # a field is one line, whatever it holds
         assert {line["line"] for line in row["lines"]} <= {0}
