@@ -156,7 +156,10 @@ def _fit_epochs(
         epochs=last,
         batch_size=config.batch_size,
         verbose=0,
-        callbacks=[_epoch_reporter(config, on_epoch)],
+        callbacks=[
+            divergence_guard(config.model, config.learning_rate),
+            _epoch_reporter(config, on_epoch),
+        ],
     )
     return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
@@ -225,19 +228,32 @@ def train_from_uri(
     return train_model(open_store(store_uri), dataset_version, config, training_run, on_event)
 
 
+def divergence_guard(model_name: str, learning_rate: float) -> Any:
+    """A Keras callback that stops a run whose loss is no longer finite, with TrainingError."""
+    import keras
+
+    class DivergenceGuard(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if not np.isfinite(loss):
+                raise TrainingError(
+                    f"{model_name} diverged: loss is {loss} in epoch {self.epoch + 1}, "
+                    f"batch {batch + 1}; lower the learning rate ({learning_rate:g})"
+                )
+
+    return DivergenceGuard()
+
+
 def _epoch_reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Any:
     """A Keras callback that turns each epoch's logs into EpochMetrics for ``on_epoch``."""
     import keras
 
     class EpochReporter(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            loss = float((logs or {}).get("loss", 0.0))
-            if not np.isfinite(loss):
-                raise TrainingError(
-                    f"{config.model} diverged: loss is {loss} in epoch {self.epoch + 1}, "
-                    f"batch {batch + 1}; lower the learning rate ({config.learning_rate:g})"
-                )
-
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = epoch
             self.started = time.perf_counter()

@@ -108,6 +108,7 @@ def train_reader(
     history = fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
+        learning_rate=config.learning_rate,
         on_epoch=_reporter(config, on_epoch),
     )  # fmt: skip
     history_key = READER.candidate(training_run, config.model, "history.json")

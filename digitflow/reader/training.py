@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from digitflow.errors import TrainingError
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import LabelledFields, StringBatches
+from digitflow.training import divergence_guard
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,13 @@ def fit_reader(
     epochs: int,
     steps_per_epoch: int,
     rate: Any,
+    learning_rate: float,
     on_epoch: Callable[[ReaderEpoch], None] = lambda e: None,
     workers: int = 1,
 ) -> list[ReaderEpoch]:
-    """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule);
-    the per-epoch record. A loss that is not finite stops it with TrainingError."""
+    """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule
+    peaking at ``learning_rate``); the per-epoch record. A loss that is not finite stops it
+    with TrainingError."""
     import keras
 
     model.compile(
@@ -96,16 +98,7 @@ def fit_reader(
 
     class Report(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch = epoch
             self.started = time.perf_counter()
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            loss = float((logs or {}).get("loss", 0.0))
-            if not np.isfinite(loss):
-                raise TrainingError(
-                    f"{model.name} diverged: loss is {loss} in epoch {self.epoch + 1}, "
-                    f"batch {batch + 1}; lower the learning rate"
-                )
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             exact, digit_accuracy, _ = evaluate(self.model, validation)
@@ -121,6 +114,6 @@ def fit_reader(
         _keras_batches(source, steps_per_epoch, workers),
         epochs=epochs,
         verbose=0,
-        callbacks=[Report()],
+        callbacks=[divergence_guard(model.name, learning_rate), Report()],
     )
     return history
