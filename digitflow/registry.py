@@ -235,14 +235,28 @@ def apply_decision(
             completed=completed,
         )  # fmt: skip
     if current is not None and current.id == decision.winner:
-        if current.decision_id == gate_round.id:  # an earlier try of this round promoted it
-            return Applied(promoted=True, champion=current, reason=decision.reason,
-                           record=current.record_key)  # fmt: skip
-        since = f"{current.promoted_at:%Y-%m-%d %H:%M:%S} UTC"
-        reason = f"{current.id} is already the champion (since {since}); nothing changed"
-        return Applied(promoted=False, champion=current, reason=reason, record=None,
-                       completed=completed)  # fmt: skip
+        return _already(current, decision, gate_round, completed)
     card = read_card(store, run, name, layout)
-    pointer = promote(store, card, info, gate_round.champion_etag, gate_round.id, layout)
+    try:
+        pointer = promote(store, card, info, gate_round.champion_etag, gate_round.id, layout)
+    except PreconditionFailed:
+        # A round running at the same moment may have promoted this very winner.
+        current, _ = current_champion(store, layout)
+        if current is not None and current.id == decision.winner:
+            return _already(current, decision, gate_round, completed)
+        raise
     return Applied(promoted=True, champion=pointer, reason=decision.reason,
                    record=pointer.record_key, completed=completed)  # fmt: skip
+
+
+def _already(
+    current: Champion, decision: Decision, gate_round: GateRound, completed: Champion | None
+) -> Applied:
+    """The outcome when the decision's winner is champion already."""
+    if current.decision_id == gate_round.id:  # an earlier try of this round promoted it
+        return Applied(promoted=True, champion=current, reason=decision.reason,
+                       record=current.record_key)  # fmt: skip
+    since = f"{current.promoted_at:%Y-%m-%d %H:%M:%S} UTC"
+    reason = f"{current.id} is already the champion (since {since}); nothing changed"
+    return Applied(promoted=False, champion=current, reason=reason, record=None,
+                   completed=completed)  # fmt: skip

@@ -24,6 +24,9 @@ _LENGTH_WEIGHTS = np.array([4, 5, 8, 12, 14, 13, 10, 8, 6, 5, 4, 3], np.float64)
 LENGTHS = np.arange(1, 13)
 LENGTH_SHARES = _LENGTH_WEIGHTS / _LENGTH_WEIGHTS.sum()
 MAX_DIGITS = 12
+# Writers whose digits are bent by a smooth random displacement, and its smoothness.
+ELASTIC_SHARE = 0.6
+ELASTIC_SMOOTH = 4.0
 # Digits are drawn this many pixels high before the field is brought to its scan size.
 _DRAW_HEIGHT = 40.0
 
@@ -57,6 +60,7 @@ class Style:
     looped_twos: bool
     wobble: float  # baseline jitter, in digit heights
     drift: float  # baseline slope across the string
+    elastic: float  # largest bend of a digit's strokes, in pixels of its 28x28 (0: none)
     joined: float  # probability that a digit is joined to the next by a stroke
     small_cents: bool  # the last two digits written small and high, as cents often are
 
@@ -77,6 +81,7 @@ def _style(rng: np.random.Generator) -> Style:
         looped_twos=bool(rng.random() < 0.3),
         wobble=float(rng.uniform(0.0, 0.07)),
         drift=float(rng.normal(0.0, 0.04)),
+        elastic=float(rng.uniform(1.0, 3.0)) if rng.random() < ELASTIC_SHARE else 0.0,
         joined=float(rng.choice([0.0, 0.0, rng.uniform(0.2, 0.8)])),
         small_cents=bool(rng.random() < 0.08),
     )  # fmt: skip
@@ -177,6 +182,16 @@ def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int,
     middle = ((start[0] + end[0]) / 2 + bend * math.sin(angle),
               (start[1] + end[1]) / 2 + bend * math.cos(angle))  # fmt: skip
     _curve(image, start, middle, end, thick)
+
+
+def _elastic(image: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """The digit bent by a smooth random displacement (pixels), as another hand bends it."""
+    h, w = image.shape
+    field = rng.normal(0.0, 1.0, (2, h, w)).astype(np.float32)
+    dx, dy = (cv2.GaussianBlur(f, (0, 0), ELASTIC_SMOOTH) for f in field)
+    scale = amplitude / max(float(np.abs(dx).max()), float(np.abs(dy).max()), 1e-6)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, xs + dx * scale, ys + dy * scale, cv2.INTER_LINEAR)
 
 
 def _warp(image: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray:
@@ -282,6 +297,8 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
         image = digits.images[int(rng.choice(by_label[label]))]
         if label in (1, 2, 7, 9):
             image = _restyle(image, label, style, rng)
+        if style.elastic:
+            image = _elastic(image, style.elastic, rng)
         ink = _warp(image, style, rng)
         top = 1.0 - ink.shape[0] / d + float(rng.normal(0, style.wobble))
         if k >= small:  # cents: smaller, and up against the top line
