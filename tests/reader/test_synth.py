@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitflow.reader import field, synth
+from digitflow.reader import field, hands, synth
 from digitflow.reader.strings import StringBatches, fixed_set
 from digitflow.reader.synth import Digits
 
@@ -58,3 +58,17 @@ def test_the_first_batch_leaves_keras_the_width_free(digits: Digits) -> None:
         first, second = batches[0][0], batches[1][0]
         assert first.shape[2] != second.shape[2]
         assert first.shape[2] > batches[2][0].shape[2]  # wider than any other
+
+
+def test_a_bent_digit_moves_its_strokes_no_further_than_the_bend(digits: Digits) -> None:
+    rng = np.random.default_rng(3)
+    image = digits.images[0].astype(np.float32)
+    bent = hands.bend(image, 2.0, rng)
+    assert bent.shape == image.shape and not np.array_equal(bent, image)
+    assert 0.8 < bent.sum() / image.sum() < 1.2  # the ink is moved, not lost or doubled
+
+    def centre(a: np.ndarray) -> np.ndarray:
+        return np.array(np.nonzero(a > 100)).mean(axis=1)
+
+    assert np.abs(centre(bent) - centre(image)).max() <= 2.0
+    assert np.array_equal(hands.bend(image, 0.0, rng), image)
