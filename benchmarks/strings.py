@@ -7,7 +7,8 @@ score flow reads three sets, each twice (``--reader classifier`` and ``--reader 
                  of digitflow's trains on them
   form pages     --pages generated forms as they often come (scripts/make_scans.py --hard:
                  150 dpi, small hands, a third of the digits touching), with their truth
-  single digits  the USPS and Semeion digits of realscans-dev, one per image
+  single digits  the USPS and Semeion digits of realscans-dev, one per image (each group
+                 on its own)
 For each: strings (fields, lines, digits) read exactly, and digit accuracy (1 - edit
 distance over the truth's digits), and files (or pages) a second through the flow in this
 process (the flow's fixed start, about a second, included).
@@ -31,6 +32,7 @@ from champion import REPO, mnist_dir
 
 from digitflow.reader.infer import score_strings
 from digitflow.samples import HARD, make_sample_folder
+from digitflow.scoring.infer import ReaderChoice
 from digitflow.scoring.truth import compare, read_lines, read_truth
 
 DATA = REPO.parent / "shared/data/realscans-dev"
@@ -48,11 +50,13 @@ def fields_folder(data: Path, root: Path, limit: int | None) -> tuple[Path, dict
     return folder, {row["file"]: row["digits"] for row in rows}
 
 
-def singles_folder(data: Path, root: Path, limit: int | None) -> tuple[Path, dict[str, str]]:
-    """The single real digits (USPS, Semeion) in a folder, and each one's digit."""
+def singles_folder(data: Path, root: Path, group: str, limit: int | None
+                   ) -> tuple[Path, dict[str, str]]:  # fmt: skip
+    """The single real digits of one group of realscans-dev (usps, semeion) in a folder,
+    and each one's digit."""
     with open(data / "labels.csv", newline="") as stream:
-        rows = [r for r in csv.DictReader(stream) if r["path"].split("/")[0] in ("usps", "semeion")]
-    folder = root / "singles"
+        rows = [r for r in csv.DictReader(stream) if r["path"].split("/")[0] == group]
+    folder = root / group
     folder.mkdir()
     truth = {}
     for row in rows[:limit]:
@@ -62,7 +66,9 @@ def singles_folder(data: Path, root: Path, limit: int | None) -> tuple[Path, dic
     return folder, truth
 
 
-def score(folder: Path, store: str, batch_id: str, reader: str) -> tuple[float, list[dict]]:
+def score(
+    folder: Path, store: str, batch_id: str, reader: ReaderChoice
+) -> tuple[float, list[dict]]:
     """The score flow over a folder with one reader: seconds, and the per-file rows."""
     from digitflow.scoring import commits
     from digitflow.storage import open_store
@@ -93,14 +99,16 @@ def main() -> None:
         root = Path(tmp)
         sets = {
             "check amounts": fields_folder(args.data, root, args.limit),
-            "single digits": singles_folder(args.data, root, args.limit),
+            "single digits, USPS": singles_folder(args.data, root, "usps", args.limit),
+            "single digits, Semeion": singles_folder(args.data, root, "semeion", args.limit),
         }
         forms = make_sample_folder(mnist_dir(), root / "forms", args.pages, seed=11,
                                    truth_csv=root / "forms.csv", style=HARD)  # fmt: skip
-        for reader in ("classifier", "line"):
+        readers: tuple[ReaderChoice, ...] = ("classifier", "line")
+        for reader in readers:
             for name, (folder, truth) in sets.items():
-                seconds, rows = score(folder, args.store, f"bench-{stamp}-{name[:5]}-{reader}",
-                                      reader)  # fmt: skip
+                batch = f"bench-{stamp}-{name.split()[-1].lower()}-{reader}"
+                seconds, rows = score(folder, args.store, batch, reader)
                 read = per_file(rows)
                 names = sorted(truth)
                 s = score_strings([truth[n] for n in names], [read.get(n, "") for n in names])
