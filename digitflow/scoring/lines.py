@@ -75,14 +75,15 @@ def read_lone_digits(
     files: list[FileDigits], reads: list[ReadLine], classifier: Scorer
 ) -> list[ReadLine]:
     """The reads of the files' lines (in order), where a field holds one lone digit (the
-    segmentation cut out just one) and the line reader read at most one: the classifier's
-    reading of that digit instead, since a digit alone is what the classifier reads best."""
+    segmentation cut out just one) and the line reader read at most two (a flagged 1 read
+    as "11", a broken digit as two): the classifier's reading of that digit instead, since
+    a digit alone is what the classifier reads best."""
     out, picked, digits = list(reads), [], []
     k = 0
     for f in files:
         alone = {page: (box, f.digits[j]) for j, (page, box) in enumerate(f.boxes)}
         for page, line in f.lines:
-            if page in alone and len(reads[k].digits) <= 1:
+            if page in alone and len(reads[k].digits) <= 2:
                 picked.append((k, line, alone[page][0]))
                 digits.append(alone[page][1])
             k += 1
