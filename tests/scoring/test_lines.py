@@ -142,3 +142,30 @@ def test_a_batch_keeps_its_layout(tmp_path: Path) -> None:
     batch.open_batch(store, "b", str(tmp_path / "in"), ref, "field")  # a rerun: fine
     with pytest.raises(SourceError, match="--layout field"):
         batch.open_batch(store, "b", str(tmp_path / "in"), ref, "page")
+
+
+def test_a_lone_digit_read_as_up_to_two_is_the_classifiers(
+    reader_store: str, mnist_dir: Path
+) -> None:
+    from digitflow.imaging.fields import LineImage
+    from digitflow.imaging.segment import DigitBox
+    from digitflow.reader.decode import ReadDigit, ReadLine
+    from digitflow.scoring.extract import FileDigits
+    from digitflow.scoring.infer import resolve_model, scorer_for
+    from digitflow.scoring.lines import read_lone_digits
+
+    ref = resolve_model(open_store(reader_store), choice="line")
+    assert ref.lone is not None
+    mnist = load_mnist(mnist_dir)
+    box = DigitBox(0, 0, 4, 2, 24, 30, np.ones((28, 20), bool))
+    line = LineImage(0, np.zeros((32, 40), np.uint8), 0.0, 0.0, 1.0, 1.0)
+    files = [FileDigits(f"f{k}", 1, [(0, box)], mnist.images[k : k + 1], [(0, line)])
+             for k in range(3)]  # fmt: skip
+    ones = [ReadDigit(1, 0.6, 7, 0.3, 8.0 * j, 8.0 * j + 8) for j in range(3)]
+    reads = [ReadLine(ones[:1], 0.6), ReadLine(ones[:2], 0.6), ReadLine(ones[:3], 0.6)]
+    out = read_lone_digits(files, reads, scorer_for(ref.lone))
+    for k in (0, 1):  # one or two digits read: the classifier reads the lone digit
+        assert out[k].model == ref.lone.version and len(out[k].digits) == 1
+        assert out[k].digits[0].digit == int(mnist.labels[k])
+        assert out[k].digits[0].x0 == pytest.approx(4.0)
+    assert out[2] is reads[2]  # three read: not a lone digit, the reader's reading stays
