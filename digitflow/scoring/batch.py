@@ -262,7 +262,7 @@ def finalize(
         logger.info("dropped %s: its shard never committed and was scored again", key)
     # No rows is a result too: an empty inbox, or every scan read by an earlier batch.
     ledger, digits = commits.publish(store, batch_id)
-    for key in results.stray_review(store, batch_id, digits, ledger.column("file").to_pylist()):
+    for key in results.stray_review(store, batch_id, digits, ledger):
         store.delete(key)
         logger.info("dropped %s: another run committed that file, without this crop", key)
     status = ledger.column("status").to_pylist()

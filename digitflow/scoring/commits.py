@@ -94,7 +94,7 @@ def write_shard(
 ) -> ShardCommit:  # fmt: skip
     """Write a shard's review crops, then commit each of its files; return what it committed."""
     # Crops first: once a file is committed, every crop its rows call for exists.
-    written = results.write_review(store, reading)
+    written = results.write_review(store, reading, batch_id, [f.name for f in files])
     rows = results.ledger_rows(files, reading.digits, version, reading.lines)
 
     def commit_one(k: int) -> bool:
@@ -116,8 +116,8 @@ def write_shard(
 def _drop_crops(store: ObjectStore, batch_id: str, name: str, mine: set[str]) -> None:
     """Delete the crops this run wrote for a file another run committed, unless that run's
     rows call for them too (it may have read the file with another review threshold)."""
-    _, theirs = read_commit(store, commit_key(batch_id, name))
-    for key in mine - results.review_keys(batch_id, theirs):
+    row, theirs = read_commit(store, commit_key(batch_id, name))
+    for key in mine - results.review_keys(batch_id, theirs, [row]):
         store.delete(key)
 
 

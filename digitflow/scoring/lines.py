@@ -34,8 +34,8 @@ def line_reading(
 ) -> ShardReading:  # fmt: skip
     """A shard's digit rows from its files' lines (in order) and what the reader read in
     each. A line read with less confidence than ``threshold`` needs review, every digit of
-    it, on one crop of the whole line; so does a digit read with less. Every line found is
-    listed for the per-file table, one read as nothing too."""
+    it, on one crop of the whole line; so does a digit read with less, and a line read as
+    nothing. Every line found is listed for the per-file table, one read as nothing too."""
     columns: dict[str, list] = {name: [] for name in (
         "file", "page", "line", "position", "x0", "y0", "x1", "y1", "digit", "confidence",
         "runner_up", "runner_up_confidence", "needs_review", "model_version", "review",
@@ -52,7 +52,7 @@ def line_reading(
             found[-1].append({"page": page, "line": image.line, "digits": read.text})
             doubts = [read.confidence < threshold or d.confidence < threshold for d in read.digits]
             key = line_review_key(batch_id, f.name, page, image.line, read.text)
-            if any(doubts):
+            if any(doubts) or not read.digits:  # a line read as nothing is in doubt too
                 crops[key] = 255 - image.pixels
             for position, (digit, doubt) in enumerate(zip(read.digits, doubts, strict=True)):
                 x0, y0, x1, y1 = _box(image, digit)

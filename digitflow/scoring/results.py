@@ -182,10 +182,15 @@ def slug(name: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[-60:]}-{digest}"
 
 
+def review_scale(height: int) -> int:
+    """How much a review crop of this height is enlarged for a person."""
+    return 4 if height <= 28 else 2
+
+
 def _png(image: np.ndarray) -> bytes:
     """A crop (dark on light) enlarged for a person: a digit 4x, a line 2x."""
     buffer = io.BytesIO()
-    scale = 4 if image.shape[0] <= 28 else 2
+    scale = review_scale(image.shape[0])
     size = (image.shape[1] * scale, image.shape[0] * scale)
     Image.fromarray(image).resize(size, Image.Resampling.NEAREST).save(
         buffer,
@@ -206,34 +211,50 @@ def line_review_key(batch_id: str, name: str, page: int, line: int, text: str) -
     return f"{prefix(batch_id)}/review/{slug(name)}-p{page}-l{line}-read{text}.png"
 
 
-def review_keys(batch_id: str, digits: pa.Table) -> set[str]:
-    """Keys of the review crops that a table of digit rows calls for."""
+def review_keys(batch_id: str, digits: pa.Table, files: list[dict] | None = None) -> set[str]:
+    """Keys of the review crops that a table of digit rows calls for, and per-file rows
+    (``files``) for their lines read as nothing."""
     rows = digits.filter(digits.column("needs_review")).to_pylist()
     # Rows committed before the review column existed name no key: theirs is derived.
-    return {row.get("review") or review_key(batch_id, row) for row in rows}
+    keys = {row.get("review") or review_key(batch_id, row) for row in rows}
+    for f in files or []:
+        for line in f["lines"] or []:
+            if not line["digits"]:
+                keys.add(line_review_key(batch_id, f["file"], line["page"], line["line"], ""))
+    return keys
 
 
-def write_review(store: ObjectStore, reading: ShardReading) -> dict[str, set[str]]:
-    """One PNG per crop a person should look at; the keys written, by file."""
+def write_review(
+    store: ObjectStore, reading: ShardReading, batch_id: str, names: list[str]
+) -> dict[str, set[str]]:
+    """One PNG per crop a person should look at; the keys written, by file (``names``: the
+    shard's files, in order)."""
     crops = list(reading.crops.items())
     in_threads(lambda item: store.write_bytes(item[0], _png(item[1])), crops)
     written: dict[str, set[str]] = {}
     for row in reading.digits.filter(reading.digits.column("needs_review")).to_pylist():
         if row["review"] is not None:
             written.setdefault(row["file"], set()).add(row["review"])
+    for name, lines in zip(names, reading.lines or [], strict=False):
+        for line in lines:
+            if not line["digits"]:
+                key = line_review_key(batch_id, name, line["page"], line["line"], "")
+                written.setdefault(name, set()).add(key)
     return written
 
 
 def stray_review(
-    store: ObjectStore, batch_id: str, digits: pa.Table, files: list[str]
+    store: ObjectStore, batch_id: str, digits: pa.Table, ledger: pa.Table
 ) -> list[str]:
-    """Review crops of committed ``files`` that their committed digit rows do not call for.
+    """Review crops of the ``ledger``'s committed files that their committed rows do not
+    call for.
 
     A run that lost a file to another run (which read it with another threshold) may have
     written them; crops of files not committed yet may still be wanted, and are kept.
     """
-    slugs = {slug(name) for name in files}
-    wanted = review_keys(batch_id, digits)
+    files = ledger.select(["file", "lines"]).to_pylist()
+    slugs = {slug(f["file"]) for f in files}
+    wanted = review_keys(batch_id, digits, files)
     strays = []
     for key in store.list(f"{prefix(batch_id)}/review/"):
         match = _REVIEW_KEY.match(key.rsplit("/", 1)[1])

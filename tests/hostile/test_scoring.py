@@ -49,7 +49,8 @@ def _exactly_once(store: ObjectStore, batch_id: str, names: list[str]) -> tuple[
         assert counted.get(row["file"], 0) == row["digits"], row["file"]
     positions = digits.select(["file", "page", "line", "position"]).to_pylist()
     assert len({tuple(p.values()) for p in positions}) == len(positions)  # no digit twice
-    assert set(store.list(f"scoring/{batch_id}/review/")) == results.review_keys(batch_id, digits)
+    wanted = results.review_keys(batch_id, digits, files.to_pylist())
+    assert set(store.list(f"scoring/{batch_id}/review/")) == wanted
     return len(files), len(digits)
 
 
