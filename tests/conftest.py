@@ -132,6 +132,41 @@ def mnist_store(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     return str(root), record.version
 
 
+@pytest.fixture(scope="session")
+def champion_store(mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local store whose champion is a small simple_cnn (3 epochs on 20,000 examples)."""
+    from digitflow import registry
+    from digitflow.storage import open_store
+    from digitflow.training import TrainConfig, train_model
+
+    uri, version = mnist_store
+    store = open_store(clone_store(uri, tmp_path_factory.mktemp("scoring") / "store"))
+    config = TrainConfig(model="simple_cnn", epochs=3, limit=20_000)
+    train_model(store, version, config, "test-run")
+    card = registry.read_card(store, "test-run", "simple_cnn")
+    registry.promote(store, card, {"reason": "scoring tests"}, None)
+    return store.uri
+
+
+@pytest.fixture(scope="session")
+def reader_store(
+    champion_store: str, mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The scoring champion's store with a line reader champion too (briefly trained)."""
+    from digitflow import registry
+    from digitflow.layout import READER
+    from digitflow.recipes import TrainConfig
+    from digitflow.storage import open_store
+    from digitflow.training import train_model
+
+    store = open_store(clone_store(champion_store, tmp_path_factory.mktemp("lines") / "store"))
+    config = TrainConfig(model="line_reader", epochs=2, limit=6000, batch_size=32,
+                         learning_rate=2e-3, lr_schedule="cosine")  # fmt: skip
+    card = train_model(store, mnist_store[1], config, "reader-run")
+    registry.promote(store, card, {"reason": "scoring tests"}, None, layout=READER)
+    return store.uri
+
+
 def clone_store(source_uri: str, target: Path) -> str:
     """A copy of a local store, so a test can change it without touching the shared one."""
     import shutil

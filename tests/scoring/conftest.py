@@ -1,4 +1,5 @@
-"""Scoring fixtures: one small champion per session, generated scans with their truth."""
+"""Scoring fixtures: generated scans with their truth (the champions are the root
+conftest's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from digitflow.storage import ObjectStore, open_store
-from tests.conftest import REPO, clone_store
+from tests.conftest import REPO
 
 
 def make_scans() -> ModuleType:
@@ -22,21 +23,6 @@ def make_scans() -> ModuleType:
     sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="session")
-def champion_store(mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A local store whose champion is a small simple_cnn (3 epochs on 20,000 examples)."""
-    from digitflow import registry
-    from digitflow.training import TrainConfig, train_model
-
-    uri, version = mnist_store
-    store = open_store(clone_store(uri, tmp_path_factory.mktemp("scoring") / "store"))
-    config = TrainConfig(model="simple_cnn", epochs=3, limit=20_000)
-    train_model(store, version, config, "test-run")
-    card = registry.read_card(store, "test-run", "simple_cnn")
-    registry.promote(store, card, {"reason": "scoring tests"}, None)
-    return store.uri
 
 
 @pytest.fixture(scope="session")

@@ -12,34 +12,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from digitflow import registry
 from digitflow.cli import app
 from digitflow.errors import SourceError
-from digitflow.layout import READER
 from digitflow.reader import synth
-from digitflow.recipes import TrainConfig
 from digitflow.samples import load_mnist
 from digitflow.scoring import batch, commits
 from digitflow.scoring.infer import ModelRef
 from digitflow.storage import LocalStore, open_store
-from digitflow.training import train_model
 from flows.score import ScoreParams, score_flow
-from tests.conftest import clone_store
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def reader_store(
-    champion_store: str, mnist_store: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    """The scoring champion's store with a line reader champion too (briefly trained)."""
-    store = open_store(clone_store(champion_store, tmp_path_factory.mktemp("lines") / "store"))
-    config = TrainConfig(model="line_reader", epochs=2, limit=6000, batch_size=32,
-                         learning_rate=2e-3, lr_schedule="cosine")  # fmt: skip
-    card = train_model(store, mnist_store[1], config, "reader-run")
-    registry.promote(store, card, {"reason": "scoring tests"}, None, layout=READER)
-    return store.uri
 
 
 @pytest.fixture(scope="module")
