@@ -1,0 +1,150 @@
+"""Every correction as a dataset: content-addressed Parquet, a manifest written last, and
+a deterministic held-out part.
+
+``datasets/corrections/<version>/{train,heldout}.parquet`` and ``manifest.json``. The
+version is a hash of the content (each correction's id, answer and pixels), so the same
+corrections always make the same version and building it again rewrites nothing. Which
+part a correction is in depends on its id alone: it stays there as corrections grow, and
+a model is never gated on a correction it was tuned on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from digitflow.corrections import record
+from digitflow.errors import NotFoundError
+from digitflow.reader.field import Field
+from digitflow.reader.strings import LabelledFields
+from digitflow.scoring.results import parquet_bytes
+from digitflow.storage import ObjectStore
+
+PREFIX = "datasets/corrections"
+FORMAT = "digitflow-corrections-parquet-v1"
+PARTS = ("train", "heldout")
+HELDOUT_EVERY = 5  # one correction in five is held out, by a hash of its id
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("batch_id", pa.string()), ("file", pa.string()),
+    ("page", pa.int32()), ("line", pa.int32()), ("position", pa.int32()),
+    ("digits", pa.string()), ("not_digits", pa.bool_()), ("read", pa.string()),
+    ("height", pa.int32()), ("width", pa.int32()), ("image", pa.binary()),
+    ("by", pa.string()), ("at", pa.timestamp("us", tz="UTC")),
+])  # fmt: skip
+
+
+class CorrectionsVersion(BaseModel):
+    """A version of the corrections dataset and what it holds."""
+
+    version: str
+    train: int
+    heldout: int
+    batches: list[str]
+    uri: str
+
+
+@dataclass(frozen=True)
+class CorrectedLines:
+    """One part of a version: line images ready for the reader and the digits each holds
+    ("" for an image that holds none)."""
+
+    ids: list[str]
+    images: list[np.ndarray]  # uint8 (32, w), ink bright on black
+    texts: list[str]
+    read: list[str]  # what the model read when the correction was given
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def labelled(self) -> LabelledFields:
+        """The lines as the reader's fields, to read or train on."""
+        fields = [Field(i.astype(np.float32) / 255.0, 0.0, 0.0, 1.0, 1.0) for i in self.images]
+        return LabelledFields(fields, list(self.texts))
+
+    def head(self, count: int) -> CorrectedLines:
+        """The first ``count`` lines."""
+        return CorrectedLines(self.ids[:count], self.images[:count], self.texts[:count],
+                              self.read[:count])  # fmt: skip
+
+
+def part_of(correction_id: str) -> str:
+    """``heldout`` for one id in five (by its hash), else ``train``."""
+    value = int(hashlib.sha256(correction_id.encode()).hexdigest()[:8], 16)
+    return "heldout" if value % HELDOUT_EVERY == 0 else "train"
+
+
+def key(version: str, name: str) -> str:
+    """Object key of a file of a corrections version."""
+    return f"{PREFIX}/{version}/{name}"
+
+
+def _rows(store: ObjectStore) -> list[dict]:
+    rows = []
+    for c in record.read_all(store):
+        if c.kind != "line":
+            continue  # digits cut out for the classifier are not the reader's to learn
+        pixels = record.crop(store, c)
+        rows.append({
+            "id": f"{c.batch_id}/{c.item}", "batch_id": c.batch_id, "file": c.file,
+            "page": c.page, "line": c.line, "position": c.position, "digits": c.digits,
+            "not_digits": c.not_digits, "read": c.read, "height": pixels.shape[0],
+            "width": pixels.shape[1], "image": pixels.tobytes(), "by": c.by, "at": c.at,
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def _version(rows: list[dict]) -> str:
+    digest = hashlib.sha256(FORMAT.encode())
+    for r in rows:
+        digest.update(f"|{r['id']}|{r['digits']}|{r['not_digits']}|{r['width']}|".encode())
+        digest.update(r["image"])
+    return digest.hexdigest()[:16]
+
+
+def build(store: ObjectStore) -> CorrectionsVersion | None:
+    """The version of the corrections saved so far, written unless it exists; None if
+    there are none."""
+    rows = _rows(store)
+    if not rows:
+        return None
+    version = _version(rows)
+    parts = {name: [r for r in rows if part_of(r["id"]) == name] for name in PARTS}
+    manifest_key = key(version, "manifest.json")
+    if not store.exists(manifest_key):
+        for name in PARTS:
+            table = pa.Table.from_pylist(parts[name], schema=SCHEMA)
+            store.write_bytes(key(version, f"{name}.parquet"), parquet_bytes(table))
+        manifest = {
+            "format": FORMAT, "version": version, "created_at": datetime.now(UTC).isoformat(),
+            "counts": {name: len(parts[name]) for name in PARTS},
+            "batches": sorted({r["batch_id"] for r in rows}),
+            "heldout": f"sha256(id) % {HELDOUT_EVERY} == 0",
+        }  # fmt: skip
+        # The manifest goes last: until it exists, the version is invisible to readers.
+        store.write_bytes(manifest_key, json.dumps(manifest, indent=2).encode())
+    return CorrectionsVersion(
+        version=version, train=len(parts["train"]), heldout=len(parts["heldout"]),
+        batches=sorted({r["batch_id"] for r in rows}), uri=store.uri_of(key(version, "")),
+    )  # fmt: skip
+
+
+def read_part(store: ObjectStore, version: str, name: str) -> CorrectedLines:
+    """One part (``train`` or ``heldout``) of a version."""
+    if not store.exists(key(version, "manifest.json")):
+        raise NotFoundError(
+            f"no corrections dataset {version} in {store.uri} (no manifest): build it "
+            "again with `digitflow retrain --adapt`"
+        )
+    table = pq.read_table(pa.BufferReader(store.read_bytes(key(version, f"{name}.parquet"))))
+    rows = table.select(["id", "digits", "read", "height", "width", "image"]).to_pylist()
+    images = [np.frombuffer(r["image"], np.uint8).reshape(r["height"], r["width"])
+              for r in rows]  # fmt: skip
+    return CorrectedLines([r["id"] for r in rows], images, [r["digits"] for r in rows],
+                          [r["read"] for r in rows])  # fmt: skip

@@ -1,0 +1,135 @@
+"""Corrections out to a CSV and back in (``file,page,line,digits``), for teams that
+correct elsewhere: a spreadsheet, another review tool, labels they already have.
+
+An import is checked whole before anything is saved: a row that names no line of the
+batch, or digits that are not digits, stops it with the row's number, and nothing of the
+file is saved. A line that was not sent to review is read again from the batch's input,
+exactly as scoring read it, so any line of the batch can be corrected.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from digitflow.corrections import items, record
+from digitflow.corrections.items import ReviewItem
+from digitflow.errors import SourceError
+from digitflow.scoring import commits, results
+from digitflow.scoring.batch import BatchRecord
+from digitflow.scoring.extract import Reading, extract
+from digitflow.scoring.inputs import read_input
+from digitflow.storage import ObjectStore
+
+COLUMNS = ["file", "page", "line", "digits"]
+NOT_DIGITS = "-"  # in the digits column: the line holds no digits at all
+MAX_ROWS = 1_000_000
+
+
+class ImportSummary(BaseModel):
+    """What an import saved."""
+
+    batch_id: str
+    rows: int
+    saved: int
+    from_review: int  # on the crop the batch wrote for review
+    read_again: int  # lines not sent to review, read again from the batch's input
+    not_digits: int
+    corrections_uri: str
+
+
+def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
+    """Write the batch's review items (largest doubt first) as ``file,page,line,digits``,
+    the digits being what was read, or the correction already saved; the rows written."""
+    saved = {c.item: c for c in record.read_all(store, batch_id)}
+    found = [i for i in items.review_items(store, batch_id) if i.kind == "line"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for item in found:
+        done = saved.get(item.id)
+        digits = item.read if done is None else (NOT_DIGITS if done.not_digits else done.digits)
+        writer.writerow([item.file, item.page, item.line, digits])
+    path.write_text(buffer.getvalue())
+    return len(found)
+
+
+def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
+    """(row number, file, page, line, digits) of each row, checked."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read corrections from {path}: {exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
+                          f"{','.join(COLUMNS)}")  # fmt: skip
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        if number > MAX_ROWS:
+            raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
+        where = f"{path} row {number}"
+        try:
+            page, line = int(row["page"]), int(row["line"])
+        except (TypeError, ValueError) as exc:
+            raise SourceError(f"{where}: page and line must be whole numbers") from exc
+        digits = (row["digits"] or "").strip()
+        if digits != NOT_DIGITS:
+            digits = record.check_digits(digits, "line", where)
+        rows.append((number, row["file"] or "", page, line, digits))
+    return rows
+
+
+def _lines_of(store: ObjectStore, batch_id: str, name: str) -> dict[tuple[int, int], np.ndarray]:
+    """Every line scoring found in one file of the batch, read again from its input."""
+    batch = BatchRecord.model_validate_json(
+        store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
+    )
+    found = extract(read_input(batch.input, name), name, Reading("line", batch.layout))
+    if found.error:
+        raise SourceError(f"{name} cannot be read again from {batch.input}: {found.error}")
+    return {(page, line.line): line.pixels for page, line in found.lines}
+
+
+def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> ImportSummary:
+    """Save every row of a ``file,page,line,digits`` CSV as a correction of the batch."""
+    rows = _rows(path)
+    review = {(i.file, i.page, i.line): i for i in items.review_items(store, batch_id)
+              if i.kind == "line"}  # fmt: skip
+    ledger = commits.read_ledger(store, batch_id).select(["file", "lines"]).to_pylist()
+    lines = {(r["file"], ln["page"], ln["line"]): ln["digits"] for r in ledger
+             for ln in r["lines"] or []}  # fmt: skip
+    again: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+    todo: list[tuple[ReviewItem, np.ndarray, str]] = []
+    for number, name, page, line, digits in rows:
+        where = (name, page, line)
+        if where not in lines:
+            raise SourceError(
+                f"{path} row {number}: batch {batch_id} has no line {line} on page {page} of "
+                f"{name!r}; nothing was imported"
+            )
+        if where in review:
+            item = review[where]
+            pixels = items.crop_pixels(store, item)
+        else:
+            if name not in again:
+                again[name] = _lines_of(store, batch_id, name)
+            item = ReviewItem(id=items.item_id(name, page, line), batch_id=batch_id, file=name,
+                              page=page, line=line, position=None, read=lines[where],
+                              runner_up=lines[where], doubt=0.0, crop_key="")  # fmt: skip
+            pixels = again[name][page, line]
+        todo.append((item, pixels, digits))
+    for item, pixels, digits in todo:
+        record.save(store, item, pixels, None if digits == NOT_DIGITS else digits, by)
+    return ImportSummary(
+        batch_id=batch_id, rows=len(rows), saved=len(todo),
+        from_review=sum(1 for i, _, _ in todo if i.crop_key),
+        read_again=sum(1 for i, _, _ in todo if not i.crop_key),
+        not_digits=sum(1 for _, _, d in todo if d == NOT_DIGITS),
+        corrections_uri=store.uri_of(f"{record.PREFIX}/{batch_id}"),
+    )  # fmt: skip

@@ -1,0 +1,140 @@
+"""What a scoring batch needs a person to look at: its lines (or digits) read with doubt
+and its lines read as nothing, largest doubt first, each with its crop."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from digitflow.errors import NotFoundError, SourceError
+from digitflow.reader import field
+from digitflow.scoring import commits, results
+from digitflow.storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One line, or one digit of a batch read by the classifier, that needs review."""
+
+    id: str  # unique in its batch: "<file slug>-p<page>-l<line>[-d<position>]"
+    batch_id: str
+    file: str
+    page: int
+    line: int
+    position: int | None  # the digit's place in its line; None: the whole line
+    read: str  # what was read ("" for a line read as nothing)
+    runner_up: str  # the reading with its least sure digit replaced by its runner-up
+    doubt: float  # 1 - the least confidence of what was read; 1 for nothing read
+    crop_key: str  # the review crop (PNG, dark on light, enlarged)
+
+    @property
+    def kind(self) -> str:
+        """``line`` (read whole) or ``digit`` (read alone by the classifier)."""
+        return "line" if self.position is None else "digit"
+
+
+def item_id(file: str, page: int, line: int, position: int | None = None) -> str:
+    """The id of a line (or of a digit in it) in its batch, from where it lies."""
+    where = f"{results.slug(file)}-p{page}-l{line}"
+    return where if position is None else f"{where}-d{position}"
+
+
+def batches(store: ObjectStore) -> list[str]:
+    """Every scoring batch of the store with something to review, newest first."""
+    started = []
+    for key in store.list("scoring/"):
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "batch.json":
+            started.append(parts[1])
+    with_review = [b for b in started if store.list(f"{results.prefix(b)}/review/")]
+    return sorted(with_review, key=_started_at(store), reverse=True)
+
+
+def _started_at(store: ObjectStore) -> Callable[[str], str]:
+    from digitflow.scoring.batch import BatchRecord
+
+    def started(batch_id: str) -> str:
+        data = store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
+        return BatchRecord.model_validate_json(data).started_at.isoformat()
+
+    return started
+
+
+def _runner_up(rows: list[dict]) -> str:
+    weakest = min(range(len(rows)), key=lambda k: rows[k]["confidence"])
+    return "".join(str(r["runner_up"] if k == weakest else r["digit"]) for k, r in enumerate(rows))
+
+
+def review_items(store: ObjectStore, batch_id: str) -> list[ReviewItem]:
+    """The items of a batch that need review, largest doubt first (then in file order)."""
+    if not store.exists(f"{results.prefix(batch_id)}/batch.json"):
+        raise SourceError(
+            f"no scoring batch {batch_id!r} in {store.uri}: give a batch id that "
+            "`digitflow score` printed (`digitflow review` lists those with items)"
+        )
+    ledger, digits = commits.read_batch(store, batch_id)
+    items = _from_digits(batch_id, digits) + _read_as_nothing(store, batch_id, ledger)
+    return sorted(items, key=lambda i: (-i.doubt, i.file, i.page, i.line, i.position or 0))
+
+
+def _from_digits(batch_id: str, digits: pa.Table) -> list[ReviewItem]:
+    by_crop: dict[str, list[dict]] = {}
+    lines: dict[tuple[str, int, int], list[dict]] = {}
+    for row in digits.to_pylist():
+        lines.setdefault((row["file"], row["page"], row["line"]), []).append(row)
+        if row["needs_review"]:
+            key = row["review"] or results.review_key(batch_id, row)
+            by_crop.setdefault(key, []).append(row)
+    items = []
+    for key, rows in by_crop.items():
+        first = rows[0]
+        whole = results.line_review_key(batch_id, first["file"], first["page"], first["line"],
+                                        "")[: -len(".png")]  # fmt: skip
+        if key.startswith(whole):  # a line read whole: every digit of the line
+            rows = lines[first["file"], first["page"], first["line"]]
+            position = None
+        else:
+            position = first["position"]
+        items.append(ReviewItem(
+            id=item_id(first["file"], first["page"], first["line"], position),
+            batch_id=batch_id, file=first["file"], page=first["page"], line=first["line"],
+            position=position, read="".join(str(r["digit"]) for r in rows),
+            runner_up=_runner_up(rows), doubt=1.0 - min(r["confidence"] for r in rows),
+            crop_key=key,
+        ))  # fmt: skip
+    return items
+
+
+def _read_as_nothing(store: ObjectStore, batch_id: str, ledger: pa.Table) -> list[ReviewItem]:
+    items = []
+    for row in ledger.select(["file", "lines"]).to_pylist():
+        for line in row["lines"] or []:
+            if line["digits"]:
+                continue
+            key = results.line_review_key(batch_id, row["file"], line["page"], line["line"], "")
+            if store.exists(key):
+                items.append(ReviewItem(
+                    id=item_id(row["file"], line["page"], line["line"]), batch_id=batch_id,
+                    file=row["file"], page=line["page"], line=line["line"], position=None,
+                    read="", runner_up="", doubt=1.0, crop_key=key,
+                ))  # fmt: skip
+    return items
+
+
+def crop_pixels(store: ObjectStore, item: ReviewItem) -> np.ndarray:
+    """The crop an item was read on, as the model saw it: uint8, ink bright on black."""
+    try:
+        data = store.read_bytes(item.crop_key)
+    except NotFoundError as exc:
+        raise SourceError(
+            f"the review crop of {item.file} page {item.page} line {item.line} is gone "
+            f"({store.uri_of(item.crop_key)}): score the batch again to write it"
+        ) from exc
+    shown = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    scale = results.review_scale(28 if item.kind == "digit" else field.HEIGHT)
+    return 255 - shown[::scale, ::scale]

@@ -1,0 +1,154 @@
+"""Corrections out to a CSV and back in: whole or not at all, any line of the batch."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitflow.corrections import dataset, exchange, items, record
+from digitflow.errors import NotFoundError, SourceError
+from digitflow.scoring import commits
+from digitflow.storage import open_store
+from tests.corrections.conftest import ReviewBatch
+
+pytestmark = pytest.mark.slow
+
+
+def _lines(batch: ReviewBatch) -> list[tuple[str, int, int]]:
+    ledger = commits.read_ledger(open_store(batch.store), batch.batch_id).to_pylist()
+    return [(r["file"], ln["page"], ln["line"]) for r in ledger for ln in r["lines"]]
+
+
+def _write(path: Path, rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([exchange.COLUMNS, *rows])
+    return path
+
+
+def test_the_truth_imported_is_saved_for_every_line_and_exported_back(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    lines = _lines(review_batch)
+    assert len(lines) == len(review_batch.truth)  # a field is one line
+    rows = [[f, p, ln, review_batch.truth[f]] for f, p, ln in lines]
+    summary = exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "in.csv", rows),
+                                  by="team")  # fmt: skip
+    assert (summary.rows, summary.saved) == (len(lines), len(lines))
+    saved = {c.file: c for c in record.read_all(store, review_batch.batch_id)}
+    assert {f: c.digits for f, c in saved.items()} == review_batch.truth
+    assert {c.by for c in saved.values()} == {"team"}
+    out = tmp_path / "out.csv"
+    written = exchange.export_csv(store, review_batch.batch_id, out)
+    exported = {r["file"]: r["digits"] for r in csv.DictReader(out.open())}
+    assert written == len(items.review_items(store, review_batch.batch_id))
+    assert all(review_batch.truth[f] == d for f, d in exported.items())
+
+
+def test_a_line_not_sent_to_review_is_read_again_from_the_input(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    item = items.review_items(store, review_batch.batch_id)[0]
+    pixels = items.crop_pixels(store, item)
+    store.delete(item.crop_key)  # as if it had been read with confidence
+    rows = [[item.file, item.page, item.line, review_batch.truth[item.file]]]
+    summary = exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
+    assert (summary.read_again, summary.from_review) == (1, 0)
+    [saved] = record.read_all(store)
+    assert np.array_equal(record.crop(store, saved), pixels)  # the very line scoring read
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (["nope.jpg", 0, 0, "12"], "no line 0 on page 0 of 'nope.jpg'"),
+        (["{file}", 0, 7, "12"], "no line 7"),
+        (["{file}", "x", 0, "12"], "whole numbers"),
+        (["{file}", 0, 0, "12a"], "not digits"),
+        (["{file}", 0, 0, ""], "no digits given"),
+    ],
+)
+def test_a_bad_row_stops_the_import_with_its_number_and_saves_nothing(
+    review_batch: ReviewBatch, tmp_path: Path, row: list, message: str
+) -> None:
+    store = open_store(review_batch.store)
+    file = _lines(review_batch)[0][0]
+    good = [[f, p, ln, review_batch.truth[f]] for f, p, ln in _lines(review_batch)[1:4]]
+    bad = [file if v == "{file}" else v for v in row]
+    path = _write(tmp_path / "bad.csv", [*good, bad])
+    with pytest.raises(SourceError, match=message) as caught:
+        exchange.import_csv(store, review_batch.batch_id, path)
+    assert "row 5" in str(caught.value)
+    assert record.read_all(store) == []
+
+
+def test_a_file_without_the_columns_is_refused(review_batch: ReviewBatch, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("name,value\na,1\n")
+    with pytest.raises(SourceError, match="no column file, page, line, digits"):
+        exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, path)
+
+
+def test_the_dataset_is_content_addressed_with_a_stable_held_out_part(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    assert dataset.build(store) is None
+    lines = _lines(review_batch)
+    rows = [[f, p, ln, review_batch.truth[f]] for f, p, ln in lines]
+    exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "a.csv", rows[:-1]))
+    first = dataset.build(store)
+    assert first is not None and first.train + first.heldout == len(rows) - 1
+    keys = {k: store.read_with_etag(k)[1] for k in store.list(f"{dataset.PREFIX}/")}
+    assert dataset.build(store) == first  # the same corrections: the same version, untouched
+    assert {k: store.read_with_etag(k)[1] for k in store.list(f"{dataset.PREFIX}/")} == keys
+    train = dataset.read_part(store, first.version, "train")
+    heldout = dataset.read_part(store, first.version, "heldout")
+    assert sorted(train.ids + heldout.ids) == sorted(
+        f"{review_batch.batch_id}/{items.item_id(f, p, ln)}" for f, p, ln in lines[:-1]
+    )
+    assert all(dataset.part_of(i) == "heldout" for i in heldout.ids)
+    exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "b.csv", rows[-1:]))
+    second = dataset.build(store)
+    assert second is not None and second.version != first.version
+    again = dataset.read_part(store, second.version, "heldout")
+    assert set(heldout.ids) <= set(again.ids)  # held out once, held out for good
+    store.delete(dataset.key(second.version, "manifest.json"))
+    with pytest.raises(NotFoundError, match="no manifest"):
+        dataset.read_part(store, second.version, "train")
+
+
+def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from digitflow.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "review.csv"
+    store = ["--store", review_batch.store]
+    exported = runner.invoke(app, ["review", "export", review_batch.batch_id, "--csv", str(out),
+                                   *store])  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(out.open()))
+    assert rows and all(r["digits"] == "" for r in rows)  # this reader read them as nothing
+    for row in rows:
+        row["digits"] = review_batch.truth[row["file"]]
+    rows[0]["digits"] = exchange.NOT_DIGITS
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=exchange.COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    imported = runner.invoke(app, ["review", "import", review_batch.batch_id, str(out),
+                                   "--by", "office", "--json", *store])  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    summary = exchange.ImportSummary.model_validate_json(imported.output.splitlines()[-1])
+    assert (summary.saved, summary.not_digits) == (len(rows), 1)
+    saved = {c.file: c for c in record.read_all(open_store(review_batch.store))}
+    assert saved[rows[0]["file"]].not_digits
+    assert all(saved[r["file"]].digits == r["digits"] for r in rows[1:])
+    again = runner.invoke(app, ["review", "import", "nope", str(out), *store])
+    assert again.exit_code == 1 and "no scoring batch 'nope'" in again.output
