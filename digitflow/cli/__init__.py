@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from digitflow.cli import registry
+from digitflow.cli import registry, review
 from digitflow.cli.data import ingest
 from digitflow.cli.errors import OneLineErrors
 from digitflow.cli.scoring import score
@@ -39,6 +39,7 @@ app.command()(retrain)
 app.add_typer(registry.app, name="models")
 app.command()(pipeline)
 app.command()(score)
+app.add_typer(review.app, name="review")
 
 
 def main() -> None:
