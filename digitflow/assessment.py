@@ -105,6 +105,14 @@ def assess_model(
     )
 
 
+class HeldoutAssessment(BaseModel):
+    """Readers tuned on corrections, and the champion, on the corrections held out."""
+
+    corrections_version: str
+    candidates: list[CandidateEval]
+    champion: CandidateEval
+
+
 class RunAssessment(BaseModel):
     """A training run's candidates and the champion, evaluated on the same examples."""
 
@@ -113,6 +121,7 @@ class RunAssessment(BaseModel):
     candidates: list[Assessment]
     champion: Assessment | None
     unreadable: list[Unreadable]
+    heldout: HeldoutAssessment | None = None  # a run of readers tuned on corrections
 
 
 def assess_run(store: ObjectStore, training_run: str, layout: Layout = CLASSIFIER) -> RunAssessment:

@@ -70,6 +70,10 @@ class CardDraft(BaseModel):
     history_key: str | None = None
     members: list[Member] = []
     scores: dict[str, float] = {}  # other numbers of its role (a reader's digit accuracy)
+    # A model fine-tuned on people's corrections: the corrections' dataset version, and
+    # the champion it started from.
+    corrections_version: str | None = None
+    adapted_from: str | None = None
 
 
 class Card(CardDraft):

@@ -145,9 +145,25 @@ def print_training(console: Console, training: dict[str, Any]) -> None:
 
 
 def print_retrain(console: Console, result: dict[str, Any]) -> None:
-    """Candidates beside the brief's errors, and what the gate decided."""
-    print_training(console, result["training"])
-    print_promotions(console, result["promotion"])
+    """Candidates beside the brief's errors, and what the gate decided; the reader tuned on
+    corrections, and its gate's decision."""
+    if result.get("training"):
+        print_training(console, result["training"])
+    if result.get("promotion"):
+        print_promotions(console, result["promotion"])
+    adaptation = result.get("adaptation")
+    if adaptation is None:
+        return
+    corrections = adaptation["corrections"]
+    if corrections is None:
+        console.print("No corrections in the store: no reader was tuned on them.")
+        return
+    console.print(
+        f"Corrections {corrections['version']}: {corrections['train']} to learn from, "
+        f"{corrections['heldout']} held out (batches {', '.join(corrections['batches'])})"
+    )
+    if adaptation.get("promotion"):
+        print_promotions(console, {"reader": adaptation["promotion"]})
 
 
 def print_promotions(console: Console, promotions: dict[str, Any]) -> None:

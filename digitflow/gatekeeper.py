@@ -17,7 +17,14 @@ from digitflow.assessment import Assessment, RunAssessment
 from digitflow.candidates import Unreadable
 from digitflow.evaluation import format_p
 from digitflow.layout import CLASSIFIER, READER, Layout
-from digitflow.promotion import Decision, GateConfig, decide, pct
+from digitflow.promotion import (
+    Decision,
+    GateConfig,
+    ReaderGateConfig,
+    decide,
+    decide_adapted,
+    pct,
+)
 from digitflow.registry import apply_decision
 from digitflow.storage import ObjectStore
 
@@ -48,7 +55,13 @@ def judge(
 ) -> PromotionResult:
     """Decide on an assessed run and apply the decision; the same result on a retry."""
     champion = report.champion.evaluation if report.champion else None
-    decision = decide([a.evaluation for a in report.candidates], champion, gate)
+    mnist = [a.evaluation for a in report.candidates]
+    if report.heldout is not None and champion is not None and isinstance(gate, ReaderGateConfig):
+        held = report.heldout
+        decision = decide_adapted(held.candidates, held.champion, mnist, champion, gate,
+                                  held.corrections_version)  # fmt: skip
+    else:
+        decision = decide(mnist, champion, gate)
     applied = apply_decision(store, decision, report.gate_round, layout)
     return PromotionResult(
         role="reader" if layout == READER else "classifier",
@@ -66,6 +79,11 @@ def judge(
 def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str, Any]]:
     """One table row per candidate and for the champion, on the same validation examples."""
     p_values = {r.id: r.p_value for r in decision.rows}
+    heldout = {}
+    if report.heldout is not None:
+        evals = [*report.heldout.candidates, report.heldout.champion]
+        heldout = {e.id if e is not report.heldout.champion else "champion": e.error
+                   for e in evals}  # fmt: skip
     rows: list[dict[str, Any]] = []
     for a in [*report.candidates, *([report.champion] if report.champion else [])]:
         p = p_values.get(a.id) if a.role == "candidate" else None
@@ -77,6 +95,11 @@ def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str,
             "McNemar p": None if p is None else round(p, 5),
             "promoted": a.id == decision.winner and decision.promoted,
         })  # fmt: skip
+        if heldout:
+            error = heldout.get("champion" if a.role == "champion" else a.id)
+            rows[-1]["held-out corrections error %"] = (
+                None if error is None else round(100 * error, 3)
+            )
     return rows
 
 
@@ -104,6 +127,10 @@ def decision_markdown(decision: Decision) -> str:
         f"least {100 * cfg.min_margin:.2f} pp and McNemar p < {cfg.alpha:g} on the same examples. "
         "b = examples only the champion gets right, c = only the candidate.",
         "",
+        *([f"Tuned on corrections {decision.corrections_version}: the table holds each "
+           "reader's error on the held-out corrections; on MNIST's validation strings: "
+           + ", ".join(f"`{k}` {pct(v)}" for k, v in decision.mnist_errors.items()) + ".", ""]
+          if decision.corrections_version else []),
         "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",
         "|---|---:|:---:|---:|---:|---:|---:|",
     ]  # fmt: skip

@@ -23,6 +23,7 @@ __all__ = [
     "ReaderGateConfig",
     "ValidationMismatch",
     "decide",
+    "decide_adapted",
 ]
 
 # A line reader's floor: the share of validation strings it may misread (any digit).
@@ -56,6 +57,11 @@ class ReaderGateConfig(GateConfig):
         default=READER_MAX_ERROR, ge=0, le=1,
         description="Share of validation strings a reader may misread (any digit wrong).",
     )  # fmt: skip
+    mnist_margin: float = Field(
+        default=0.01, ge=0, le=1,
+        description="A reader tuned on corrections may misread this much more of MNIST's "
+        "validation strings than the champion, and no more.",
+    )  # fmt: skip
 
 
 class CandidateRow(BaseModel):
@@ -84,6 +90,10 @@ class Decision(BaseModel):
     reason: str
     config: GateConfig
     rows: list[CandidateRow]
+    # Readers tuned on corrections: the version they were gated on, and each one's error
+    # on MNIST's validation strings (the rows hold the held-out corrections' errors).
+    corrections_version: str | None = None
+    mnist_errors: dict[str, float] = {}
 
 
 def pct(x: float) -> str:
@@ -192,3 +202,40 @@ def decide(
         config=config,
         rows=rows,
     )
+
+
+def decide_adapted(
+    heldout: list[CandidateEval], heldout_champion: CandidateEval, mnist: list[CandidateEval],
+    mnist_champion: CandidateEval, config: ReaderGateConfig, corrections_version: str,
+) -> Decision:  # fmt: skip
+    """The gate of readers tuned on corrections: the best on the held-out corrections wins
+    if it beats the champion there (margin and McNemar), and misreads no more of MNIST's
+    validation strings than the champion plus ``config.mnist_margin``."""
+    check_same_examples(mnist, mnist_champion)
+    on_heldout = config.model_copy(update={"max_error": 1.0})  # no floor on the user's lines
+    decision = decide(heldout, heldout_champion, on_heldout)
+    errors = {e.id: e.error for e in [*mnist, mnist_champion]}
+    update: dict = {"config": config, "corrections_version": corrections_version,
+                    "mnist_errors": errors}  # fmt: skip
+    winner = decision.winner
+    if winner is None:
+        update["reason"] = f"on the held-out corrections ({corrections_version}): " + (
+            decision.reason
+        )
+        return decision.model_copy(update=update)
+    worse = errors[winner] - errors[mnist_champion.id]
+    kept = worse <= config.mnist_margin + TOLERANCE
+    mnist_words = (
+        f"MNIST validation strings: error {pct(errors[winner])} vs champion "
+        f"{pct(errors[mnist_champion.id])} ({'within' if kept else 'beyond'} the margin "
+        f"{100 * config.mnist_margin:.2f} pp)"
+    )
+    update["reason"] = (
+        f"held-out corrections ({corrections_version}): {decision.reason}; {mnist_words}"
+        + ("" if kept else " → refused")
+    )
+    if not kept:
+        update.update(promoted=False, winner=None, winner_training_run=None,
+                      winner_model_name=None)  # fmt: skip
+    logger.info("adapted reader decision: %s", update["reason"])
+    return decision.model_copy(update=update)

@@ -33,7 +33,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())
 
 
-def _epoch_logger(config: TrainConfig) -> Any:
+def epoch_logger(config: TrainConfig) -> Any:
     """Log each epoch and advance the model's progress artifact."""
     logger = get_run_logger()
     artifact_id = create_progress_artifact(
@@ -84,7 +84,7 @@ def train_candidate(
 ) -> Card:
     """Train one model (in its own process unless ``isolate`` is off) into a candidate."""
     logger = get_run_logger()
-    on_epoch = _epoch_logger(config)
+    on_epoch = epoch_logger(config)
     kwargs: dict[str, Any] = {
         "store_uri": store_uri,
         "dataset_version": dataset_version,

@@ -10,8 +10,10 @@ from digitflow.promotion import (
     CandidateEval,
     Decision,
     GateConfig,
+    ReaderGateConfig,
     ValidationMismatch,
     decide,
+    decide_adapted,
 )
 
 N = 1000
@@ -160,3 +162,44 @@ def test_the_decision_page_shows_the_decision_then_the_images_inline() -> None:
     assert "### run1/cnn on the validation slice" in page
     assert "![Confusion matrix](data:image/png;base64,iVBORyBvbmU=)" in page
     assert decision_page(decision, None, {}) == decision_markdown(decision)
+
+
+def _strings(name: str, wrong: range, run: str, digest: str, n: int = 200) -> CandidateEval:
+    correct = np.ones(n, dtype=bool)
+    correct[list(wrong)] = False
+    return CandidateEval.from_mask(run, name, correct, "v1", digest)
+
+
+def _adapted(heldout_wrong: range, mnist_wrong: range) -> Decision:
+    """A reader tuned on corrections against a champion that misreads 60 of 200 held-out
+    corrections and 30 of 200 MNIST validation strings."""
+    return decide_adapted(
+        [_strings("line_reader", heldout_wrong, "tuned", "c1")],
+        _strings("line_reader", range(60), "champ", "c1"),
+        [_strings("line_reader", mnist_wrong, "tuned", "m")],
+        _strings("line_reader", range(30), "champ", "m"),
+        ReaderGateConfig(), "c1",
+    )  # fmt: skip
+
+
+def test_a_reader_tuned_on_corrections_wins_when_they_read_better_and_mnist_holds() -> None:
+    decision = _adapted(range(10), range(31))
+    assert decision.promoted and decision.winner == "tuned/line_reader", decision.reason
+    assert decision.corrections_version == "c1"
+    assert decision.mnist_errors == pytest.approx(
+        {"tuned/line_reader": 0.155, "champ/line_reader": 0.15}
+    )
+    assert "within the margin" in decision.reason
+    assert "MNIST" in decision_markdown(decision)
+
+
+def test_a_reader_tuned_on_corrections_that_forgets_mnist_is_refused() -> None:
+    decision = _adapted(range(10), range(40))  # 5 points worse on MNIST, margin 1
+    assert not decision.promoted and decision.winner is None
+    assert "beyond the margin" in decision.reason and "refused" in decision.reason
+
+
+def test_a_reader_tuned_on_corrections_that_reads_them_no_better_is_refused() -> None:
+    decision = _adapted(range(58), range(20))
+    assert not decision.promoted
+    assert decision.reason.startswith("on the held-out corrections (c1)")

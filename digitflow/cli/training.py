@@ -40,12 +40,27 @@ def train(
 
 
 @retrain_options
-def retrain(retraining: dict[str, Any], store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Ingest → train in parallel → evaluate → promote."""
+def retrain(
+    retraining: dict[str, Any],
+    adapt: Annotated[
+        bool,
+        typer.Option(
+            "--adapt",
+            help="Only tune the champion line reader on the corrections saved in review (no "
+            "training from scratch). Without it, the reader is tuned after training if there "
+            "are corrections.",
+        ),
+    ] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest → train in parallel → evaluate → promote; tune on corrections."""
     from flows.retrain import RetrainParams, retrain_flow
 
-    job = params(RetrainParams, {**retraining, "store": settings(store).store})
-    plan_training(job.train)
+    fields = {**retraining, "store": settings(store).store, "adapt": True if adapt else None}
+    job = params(RetrainParams, fields)
+    if not adapt:
+        plan_training(job.train)
     run_flow("Retraining…", lambda: retrain_flow(job), as_json, print_retrain, ("keras",))
 
 

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from digitflow import reports
-from digitflow.assessment import Assessment, RunAssessment
+from digitflow.assessment import Assessment, HeldoutAssessment, RunAssessment
 from digitflow.candidates import Card, RegistryError, run_candidates
 from digitflow.evaluation import CandidateEval
 from digitflow.layout import READER
@@ -75,9 +75,35 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
         prefix = READER.report(training_run, name)
         return assess_reader(store, card, validation, test, version, role, prefix)
 
+    adapted = sorted({c.corrections_version for c in listing.cards if c.corrections_version})
+    heldout = None
+    if adapted and champion is not None:
+        heldout = assess_heldout(store, listing.cards, champion, adapted[-1])
     return RunAssessment(
         training_run=training_run, gate_round=gate_round,
         candidates=[assess(c, "candidate", c.model_name) for c in listing.cards],
         champion=assess(champion, "champion", "champion") if champion else None,
-        unreadable=listing.unreadable,
+        unreadable=listing.unreadable, heldout=heldout,
+    )  # fmt: skip
+
+
+def assess_heldout(
+    store: ObjectStore, cards: list[Card], champion: Champion, corrections_version: str
+) -> HeldoutAssessment:
+    """Each candidate and the champion reading the held-out corrections of a version."""
+    from digitflow.corrections.dataset import read_part
+
+    lines = read_part(store, corrections_version, "heldout")
+    labelled = lines.labelled()
+
+    def on_heldout(card: Card | Champion) -> CandidateEval:
+        model = load_model(store, card.model_key, card.sha256)
+        read = [line.text for line in read_inputs(model, [f.pixels for f in labelled.fields])]
+        correct = score_strings(labelled.texts, read).correct
+        return CandidateEval.from_mask(card.training_run, card.model_name, correct,
+                                       corrections_version, corrections_version)  # fmt: skip
+
+    return HeldoutAssessment(
+        corrections_version=corrections_version,
+        candidates=[on_heldout(c) for c in cards], champion=on_heldout(champion),
     )  # fmt: skip

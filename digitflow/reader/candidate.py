@@ -68,7 +68,7 @@ def validation_seed(store: ObjectStore, version: str) -> int:
     return int(dataset.read_manifest(store, version)["validation"]["seed"])
 
 
-def _reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Callable:
+def reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Callable:
     def report(e: ReaderEpoch) -> None:
         metrics = EpochMetrics(
             model=config.model, epoch=e.epoch, epochs=e.epochs, loss=e.loss,
@@ -80,7 +80,7 @@ def _reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> 
     return report
 
 
-def _measure(model: object, strings: StringSet) -> tuple[Split, float]:
+def measure(model: object, strings: StringSet) -> tuple[Split, float]:
     exact, digit_accuracy, _ = evaluate(model, strings.strings)
     return Split(size=len(strings.strings), error=1.0 - exact), digit_accuracy
 
@@ -109,12 +109,12 @@ def train_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
         learning_rate=config.learning_rate,
-        on_epoch=_reporter(config, on_epoch),
+        on_epoch=reporter(config, on_epoch),
     )  # fmt: skip
     history_key = READER.candidate(training_run, config.model, "history.json")
     store.write_bytes(history_key, json.dumps([vars(e) for e in history]).encode())
-    validation, val_digits = _measure(model, validation_strings(images, seed))
-    test, test_digits = _measure(model, test_strings(images, seed))
+    validation, val_digits = measure(model, validation_strings(images, seed))
+    test, test_digits = measure(model, test_strings(images, seed))
     draft = CardDraft(
         training_run=training_run, model_name=config.model, role="reader",
         dataset_version=dataset_version, validation=validation, test=test,

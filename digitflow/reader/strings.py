@@ -48,7 +48,7 @@ def fixed_set(digits: Digits, count: int, seed: int) -> LabelledFields:
     return LabelledFields(fields, texts)
 
 
-def _squeeze(pixels: np.ndarray, width: int) -> np.ndarray:
+def squeeze(pixels: np.ndarray, width: int) -> np.ndarray:
     """Narrow an input wider than ``width`` to it (long strings in a bounded batch)."""
     import cv2
 
@@ -82,7 +82,7 @@ class StringBatches:
             grey, text = synth.make_field(
                 self.digits, by_label, rng, synth.random_text(rng, length)
             )
-            inputs.append(_squeeze(field.field_input(grey, dark=True), self.max_width))
+            inputs.append(squeeze(field.field_input(grey, dark=True), self.max_width))
             labels[k, : len(text)] = [int(c) + 1 for c in text]
         x, _ = field.pad_batch(inputs)
         return x, labels

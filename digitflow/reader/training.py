@@ -12,18 +12,31 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from digitflow.reader.infer import read_inputs, score_strings
-from digitflow.reader.strings import LabelledFields, StringBatches
+from digitflow.reader.strings import LabelledFields
 from digitflow.training import divergence_guard
 
 logger = logging.getLogger(__name__)
 
 # Gradients are clipped to this norm: CTC's early gradients can be large.
 CLIP_NORM = 5.0
+
+
+class Batches(Protocol):
+    """Training batches a function of (epoch, index): generated strings, or mixed ones."""
+
+    @property
+    def max_width(self) -> int:
+        """No batch is wider than this (input columns)."""
+        ...
+
+    def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (n, 32, W, 1) and CTC labels (n, 12) of batch ``index`` of ``epoch``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class ReaderEpoch:
     seconds: float
 
 
-def _keras_batches(source: StringBatches, steps: int, workers: int) -> Any:
+def _keras_batches(source: Batches, steps: int, workers: int) -> Any:
     """``source`` as a Keras PyDataset of ``steps`` batches per epoch, made in threads."""
     import keras
 
@@ -76,7 +89,7 @@ def evaluate(model: Any, strings: LabelledFields) -> tuple[float, float, np.ndar
 
 def fit_reader(
     model: Any,
-    source: StringBatches,
+    source: Batches,
     validation: LabelledFields,
     *,
     epochs: int,

@@ -1,0 +1,78 @@
+"""The reader champion tuned on corrections: a candidate that names what it learned from,
+gated on the held-out corrections and on MNIST's validation strings together."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from digitflow.candidates import read_card
+from digitflow.corrections import exchange
+from digitflow.history import history
+from digitflow.layout import READER
+from digitflow.pointer import current_champion
+from digitflow.promotion import ReaderGateConfig
+from digitflow.scoring import commits
+from digitflow.storage import open_store
+from flows.adapt import AdaptParams, adapt_flow
+from tests.corrections.conftest import ReviewBatch
+
+pytestmark = pytest.mark.slow
+
+
+def test_without_corrections_nothing_is_tuned(review_batch: ReviewBatch) -> None:
+    summary = adapt_flow(AdaptParams(store=review_batch.store))
+    assert summary.corrections is None and summary.training_run is None
+    assert not open_store(review_batch.store).list("datasets/corrections/")
+
+
+def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    ledger = commits.read_ledger(store, review_batch.batch_id).to_pylist()
+    path = tmp_path / "truth.csv"
+    with path.open("w", newline="") as f:
+        rows = [[r["file"], ln["page"], ln["line"], review_batch.truth[r["file"]]]
+                for r in ledger for ln in r["lines"]]  # fmt: skip
+        csv.writer(f).writerows([exchange.COLUMNS, *rows])
+    exchange.import_csv(store, review_batch.batch_id, path, by="test")
+    before, _ = current_champion(store, READER)
+    assert before is not None
+    # Any improvement on the held-out corrections counts here: they are only a handful.
+    gate = ReaderGateConfig(min_margin=0.0, alpha=1.0, mnist_margin=0.05)
+    summary = adapt_flow(AdaptParams(store=review_batch.store, epochs=2, steps=20,
+                                     reader_gate=gate))  # fmt: skip
+    corrections, promotion = summary.corrections, summary.promotion
+    assert corrections is not None and promotion is not None and summary.training_run
+    assert corrections.train + corrections.heldout == len(rows)
+    card = read_card(store, summary.training_run, "line_reader", READER)
+    assert (card.corrections_version, card.adapted_from) == (corrections.version, before.id)
+    assert card.train_examples == corrections.train
+    decision = promotion.decision
+    assert decision.corrections_version == corrections.version
+    assert set(decision.mnist_errors) == {before.id, f"{summary.training_run}/line_reader"}
+    assert "held-out corrections" in decision.reason
+    after, _ = current_champion(store, READER)
+    assert after is not None
+    assert after.id == (card.id if promotion.promoted else before.id)
+    [newest] = history(store, READER)[-1:]
+    assert newest.decision is not None
+    assert newest.decision["corrections_version"] == corrections.version
+
+
+def test_retrain_adapt_without_corrections_says_so_and_trains_nothing(
+    review_batch: ReviewBatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from digitflow.cli import app
+
+    store = open_store(review_batch.store)
+    runs = set(store.list(READER.candidates + "/"))
+    result = CliRunner().invoke(app, ["retrain", "--adapt", "--store", review_batch.store])
+    assert result.exit_code == 0, result.output
+    assert "No corrections in the store" in result.output
+    assert set(store.list(READER.candidates + "/")) == runs
