@@ -11,10 +11,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The browser tests drive Debian's Chromium (scripts/install-browser.sh) through Playwright;
+# Playwright's own browser downloads are never used.
+CHROMIUM = os.environ.get("DIGITFLOW_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = REPO / "out" / "screenshots"  # for a person to look at (git-ignored)
 
 # Prefect reads its settings at import: isolate it before any test module imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="digitflow-prefect-")
@@ -165,6 +170,22 @@ def reader_store(
     card = train_model(store, mnist_store[1], config, "reader-run")
     registry.promote(store, card, {"reason": "scoring tests"}, None, layout=READER)
     return store.uri
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium from the system's package, through Playwright."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: scripts/install-browser.sh installs it")
+    from playwright.sync_api import sync_playwright  # the dev extra; an ImportError is a bug
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
 
 
 def clone_store(source_uri: str, target: Path) -> str:

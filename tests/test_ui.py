@@ -7,15 +7,13 @@ are copied to out/screenshots/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import SCREENSHOTS
 
 if TYPE_CHECKING:
     from tests.deployed_system import PipelineRun
@@ -23,25 +21,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.deployed_system"]
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
-CHROMIUM = os.environ.get("DIGITFLOW_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = REPO / "out" / "screenshots"
 WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's package, through Playwright."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: scripts/install-browser.sh installs it")
-    from playwright.sync_api import sync_playwright  # the dev extra; an ImportError is a bug
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 class Pages:

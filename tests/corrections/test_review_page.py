@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import signal
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,13 +25,11 @@ from PIL import Image
 
 from digitflow.corrections import items, record
 from digitflow.storage import open_store
-from tests.conftest import REPO, free_port
+from tests.conftest import SCREENSHOTS, free_port
 from tests.corrections.conftest import ReviewBatch
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("DIGITFLOW_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = REPO / "out" / "screenshots"
 WAIT_MS = 30_000
 STARTED = re.compile(
     r"Review (\d+) items of batch (\S+) at (http://127\.0\.0\.1:(\d+)/) — Ctrl\+C to stop\n"
@@ -168,22 +164,6 @@ def shows_crop(page: Any, batch: ReviewBatch, item: items.ReviewItem) -> None:
         }""",
         arg=[f"crop/{quote(item.id, safe='')}", crop.width],
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's package, through Playwright."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: scripts/install-browser.sh installs it")
-    from playwright.sync_api import sync_playwright  # the dev extra; an ImportError is a bug
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
 
 
 def test_a_person_corrects_three_items_by_keyboard_and_finds_them_saved(
