@@ -1,8 +1,9 @@
 """The reader champion fine-tuned on people's corrections, as a new reader candidate.
 
-Each batch is half corrected lines (drawn again and again, each time a little stretched,
-shifted and re-stroked) and half strings generated from MNIST's training digits, so the
-reader learns the user's documents without forgetting the digits it was trained on. The
+A share of each batch is corrected lines (drawn again and again, each time a little
+stretched, shifted and re-stroked), the rest strings generated from MNIST's training
+digits, so the reader learns the user's documents without forgetting the digits it was
+trained on; its batch statistics stay the champion's. The
 candidate's card names the corrections version it learned from and the champion it
 started from; the gate (``digitflow.corrections.gate``) weighs it on the held-out
 corrections and on MNIST's validation strings together.
@@ -131,16 +132,17 @@ def adapt_reader(
     freeze_normalisation(model)
     images = load_images(store, dataset_version, config.limit, config.seed)
     seed = validation_seed(store, dataset_version)
-    half = config.batch_size // 2
-    generated = StringBatches(Digits(images.train, images.train_labels), config.batch_size - half,
-                              config.seed)  # fmt: skip
-    source = MixedBatches(lines, generated, half, config.seed)
+    corrected = max(1, round(config.batch_size * recipes.ADAPT_SHARE))
+    generated = StringBatches(Digits(images.train, images.train_labels),
+                              config.batch_size - corrected, config.seed)  # fmt: skip
+    source = MixedBatches(lines, generated, corrected, config.seed)
     heldout = read_part(store, corrections_version, "heldout")
     monitor = heldout.labelled() if len(heldout) else validation_strings(images, seed, 300).strings
     logger.info("adapting %s on %d corrected lines (%s)", champion.id, len(lines), device)
     fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
-        rate=config.learning_rate, learning_rate=config.learning_rate,
+        rate=recipes.learning_rate(config, steps * config.batch_size),
+        learning_rate=config.learning_rate,
         on_epoch=reporter(config, on_epoch),
     )  # fmt: skip
     validation, val_digits = measure(model, validation_strings(images, seed))
