@@ -16,7 +16,7 @@ the gate's verdict, and the tuning's wall time. The classifier is not tuned: its
 error does not move.
 
 Usage: python benchmarks/adapt.py --store STORE [--data DIR] [--counts 50,100,300]
-           [--epochs 4] [--steps 100]
+           [--epochs N] [--steps N]   (default: the recipe's, digitflow/recipes.py)
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from digitflow.corrections import exchange
 from digitflow.layout import READER
 from digitflow.pointer import current_champion
 from digitflow.reader.infer import score_strings
+from digitflow.recipes import ADAPT_RECIPE, ADAPT_STEPS
 from digitflow.scoring import commits
 from digitflow.storage import open_store
 from flows.adapt import AdaptParams, adapt_flow
@@ -88,8 +89,8 @@ def main() -> None:
     parser.add_argument("--store", required=True, help="a store with a line reader champion")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--counts", default="50,100,300")
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=ADAPT_RECIPE.epochs)
+    parser.add_argument("--steps", type=int, default=ADAPT_STEPS)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     source = args.data / "orand-car-a-train"
