@@ -28,6 +28,7 @@ from digitflow.storage import ObjectStore
 COLUMNS = ["file", "page", "line", "digits"]
 NOT_DIGITS = "-"  # in the digits column: the line holds no digits at all
 MAX_ROWS = 1_000_000
+MAX_BYTES = 64 << 20  # far more than a million rows of file,page,line,digits need
 
 
 class ImportSummary(BaseModel):
@@ -61,6 +62,9 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
 def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
     """(row number, file, page, line, digits) of each row, checked."""
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SourceError(f"{path} is over {MAX_BYTES >> 20} MiB: not a corrections CSV, "
+                              "or one to import in parts")  # fmt: skip
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read corrections from {path}: {exc}") from exc

@@ -26,6 +26,7 @@ from digitflow.storage import ObjectStore, open_store
 log = logging.getLogger(__name__)
 
 SEND = 'send {"digits": "123"} or {"not_digits": true} as application/json'
+MAX_BODY = 4096  # an answer is a few dozen bytes
 
 
 def item_json(item: ReviewItem, saved: record.Correction | None) -> dict[str, Any]:
@@ -99,8 +100,14 @@ def create_app(store_uri: str, batch_id: str, by: str) -> Starlette:
         if request.headers.get("content-type", "").split(";")[0] != "application/json":
             # a form on another site can post text/plain here, but not JSON
             return _error(415, f"the body is not JSON: {SEND}")
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_BODY:
+            return _error(413, f"an answer is at most {MAX_BODY} bytes, with its length: {SEND}")
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            return _error(413, f"an answer is at most {MAX_BODY} bytes: {SEND}")
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return _error(400, f"the body is not JSON: {SEND}")
         try:

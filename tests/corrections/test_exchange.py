@@ -86,6 +86,16 @@ def test_a_bad_row_stops_the_import_with_its_number_and_saves_nothing(
     assert record.read_all(store) == []
 
 
+def test_a_huge_file_is_refused_before_it_is_read(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    path = _write(tmp_path / "huge.csv", [])
+    with path.open("r+b") as f:
+        f.truncate(exchange.MAX_BYTES + 1)  # sparse: nothing is written to disk
+    with pytest.raises(SourceError, match="is over 64 MiB"):
+        exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, path)
+
+
 def test_a_file_without_the_columns_is_refused(review_batch: ReviewBatch, tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text("name,value\na,1\n")

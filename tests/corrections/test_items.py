@@ -66,3 +66,16 @@ def test_what_is_not_digits_is_refused_and_nothing_is_saved(
 def test_an_unknown_batch_is_named(review_batch: ReviewBatch) -> None:
     with pytest.raises(SourceError, match="no scoring batch 'nope'"):
         items.review_items(open_store(review_batch.store), "nope")
+
+
+def test_a_damaged_correction_is_named_and_stops_the_dataset(review_batch: ReviewBatch) -> None:
+    from digitflow.corrections import dataset
+
+    store = open_store(review_batch.store)
+    item = items.review_items(store, review_batch.batch_id)[0]
+    record.save(store, item, items.crop_pixels(store, item), review_batch.truth[item.file])
+    key = record.key(review_batch.batch_id, item.id, "json")
+    store.write_bytes(key, store.read_bytes(key)[:-20])  # cut short
+    with pytest.raises(SourceError, match=f"{key} is not a correction"):
+        dataset.build(store)
+    assert not store.list(f"{dataset.PREFIX}/")

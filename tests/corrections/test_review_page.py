@@ -131,6 +131,9 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         assert status == 200
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
 
+        status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "1" * 5000})
+        assert status == 413 and "at most 4096 bytes" in error["error"]
+
         status, error = post(f"{page.url}api/corrections/no-such-item", {"digits": "1"})
         assert status == 404 and "no item 'no-such-item'" in error["error"]
         assert get(page.url + "crop/no-such-item")[0] == 404
