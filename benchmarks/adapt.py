@@ -152,13 +152,16 @@ def main() -> None:
             print(json.dumps(table[-1]), flush=True)
     print(
         f"\n| corrections (imported) | exact on the other {len(rest)}: before → after | "
-        "MNIST test strings error: before → after | gate | tuning |"
+        "MNIST test digits read alone by the reader: error before → after | "
+        "MNIST test strings: error before → after | gate | tuning |"
     )
-    print("|---:|---:|---:|---|---:|")
+    print("|---:|---:|---:|---:|---|---:|")
     for t in table:
         print(
             f"| {t['corrections']} ({t['imported']}) | {100 * t['exact_before']:.1f} % → "
-            f"{100 * t['exact_after']:.1f} % | {100 * t['mnist_test_error_before']:.2f} % → "
+            f"{100 * t['exact_after']:.1f} % | {100 * t['mnist_digit_error_before']:.2f} % → "
+            f"{100 * t['mnist_digit_error_after']:.2f} % | "
+            f"{100 * t['mnist_test_error_before']:.2f} % → "
             f"{100 * t['mnist_test_error_after']:.2f} % | "
             f"{'promoted' if t['promoted'] else 'refused'} | {t['seconds']:.0f} s |"
         )
