@@ -172,9 +172,11 @@ def reader_store(
     return store.uri
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's package, through Playwright."""
+    """Headless Chromium from the system's package, through Playwright, for one module:
+    while Playwright's sync API is open, this thread runs an event loop, and Prefect's
+    sync calls (``Flow.from_source``) would turn into coroutines for every later test."""
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM}: scripts/install-browser.sh installs it")
     from playwright.sync_api import sync_playwright  # the dev extra; an ImportError is a bug
