@@ -79,11 +79,8 @@ def judge(
 def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str, Any]]:
     """One table row per candidate and for the champion, on the same validation examples."""
     p_values = {r.id: r.p_value for r in decision.rows}
-    heldout = {}
-    if report.heldout is not None:
-        evals = [*report.heldout.candidates, report.heldout.champion]
-        heldout = {e.id if e is not report.heldout.champion else "champion": e.error
-                   for e in evals}  # fmt: skip
+    held = report.heldout
+    heldout = {e.id: e.error for e in [*held.candidates, held.champion]} if held else {}
     rows: list[dict[str, Any]] = []
     for a in [*report.candidates, *([report.champion] if report.champion else [])]:
         p = p_values.get(a.id) if a.role == "candidate" else None
@@ -96,7 +93,7 @@ def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str,
             "promoted": a.id == decision.winner and decision.promoted,
         })  # fmt: skip
         if heldout:
-            error = heldout.get("champion" if a.role == "champion" else a.id)
+            error = heldout.get(a.id)
             rows[-1]["held-out corrections error %"] = (
                 None if error is None else round(100 * error, 3)
             )

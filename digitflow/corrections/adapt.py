@@ -102,10 +102,8 @@ def freeze_normalisation(model: Any) -> None:
 def trainable(lines: CorrectedLines) -> CorrectedLines:
     """The lines a reader can learn: at most as many digits as its labels hold."""
     keep = [k for k, t in enumerate(lines.texts) if len(t) <= synth.MAX_DIGITS]
-    return CorrectedLines(
-        [lines.ids[k] for k in keep], [lines.images[k] for k in keep],
-        [lines.texts[k] for k in keep], [lines.read[k] for k in keep],
-    )  # fmt: skip
+    return CorrectedLines([lines.ids[k] for k in keep], [lines.images[k] for k in keep],
+                          [lines.texts[k] for k in keep])  # fmt: skip
 
 
 def adapt_reader(

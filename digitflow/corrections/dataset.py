@@ -58,7 +58,6 @@ class CorrectedLines:
     ids: list[str]
     images: list[np.ndarray]  # uint8 (32, w), ink bright on black
     texts: list[str]
-    read: list[str]  # what the model read when the correction was given
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -67,11 +66,6 @@ class CorrectedLines:
         """The lines as the reader's fields, to read or train on."""
         fields = [Field(i.astype(np.float32) / 255.0, 0.0, 0.0, 1.0, 1.0) for i in self.images]
         return LabelledFields(fields, list(self.texts))
-
-    def head(self, count: int) -> CorrectedLines:
-        """The first ``count`` lines."""
-        return CorrectedLines(self.ids[:count], self.images[:count], self.texts[:count],
-                              self.read[:count])  # fmt: skip
 
 
 def part_of(correction_id: str) -> str:
@@ -143,8 +137,7 @@ def read_part(store: ObjectStore, version: str, name: str) -> CorrectedLines:
             "again with `digitflow retrain --adapt`"
         )
     table = pq.read_table(pa.BufferReader(store.read_bytes(key(version, f"{name}.parquet"))))
-    rows = table.select(["id", "digits", "read", "height", "width", "image"]).to_pylist()
+    rows = table.select(["id", "digits", "height", "width", "image"]).to_pylist()
     images = [np.frombuffer(r["image"], np.uint8).reshape(r["height"], r["width"])
               for r in rows]  # fmt: skip
-    return CorrectedLines([r["id"] for r in rows], images, [r["digits"] for r in rows],
-                          [r["read"] for r in rows])  # fmt: skip
+    return CorrectedLines([r["id"] for r in rows], images, [r["digits"] for r in rows])

@@ -29,11 +29,10 @@ def _read(model: object, strings: StringSet) -> list[str]:
 
 
 def assess_reader(
-    store: ObjectStore, card: Card | Champion, validation: StringSet, test: StringSet,
-    dataset_version: str, role: str, report_prefix: str,
+    store: ObjectStore, card: Card | Champion, model: object, validation: StringSet,
+    test: StringSet, dataset_version: str, role: str, report_prefix: str,
 ) -> Assessment:  # fmt: skip
-    """Read the validation and test strings with one stored reader (checksum-verified)."""
-    model = load_model(store, card.model_key, card.sha256)
+    """Read the validation and test strings with one stored reader (``model``, loaded)."""
     read = _read(model, validation)
     truth = validation.strings.texts
     scores = score_strings(truth, read)
@@ -71,14 +70,19 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
     seed = validation_seed(store, version)
     validation, test = validation_strings(images, seed), test_strings(images, seed)
 
+    # Each reader is loaded (and its checksum verified) once, for every set it reads.
+    readers: list[Card | Champion] = [*listing.cards, *([champion] if champion else [])]
+    models = {c.model_key: load_model(store, c.model_key, c.sha256) for c in readers}
+
     def assess(card: Card | Champion, role: str, name: str) -> Assessment:
         prefix = READER.report(training_run, name)
-        return assess_reader(store, card, validation, test, version, role, prefix)
+        model = models[card.model_key]
+        return assess_reader(store, card, model, validation, test, version, role, prefix)
 
     adapted = sorted({c.corrections_version for c in listing.cards if c.corrections_version})
     heldout = None
     if adapted and champion is not None:
-        heldout = assess_heldout(store, listing.cards, champion, adapted[-1])
+        heldout = assess_heldout(store, listing.cards, champion, models, adapted[-1])
     return RunAssessment(
         training_run=training_run, gate_round=gate_round,
         candidates=[assess(c, "candidate", c.model_name) for c in listing.cards],
@@ -88,18 +92,18 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
 
 
 def assess_heldout(
-    store: ObjectStore, cards: list[Card], champion: Champion, corrections_version: str
-) -> HeldoutAssessment:
-    """Each candidate and the champion reading the held-out corrections of a version."""
+    store: ObjectStore, cards: list[Card], champion: Champion, models: dict[str, object],
+    corrections_version: str,
+) -> HeldoutAssessment:  # fmt: skip
+    """Each candidate and the champion (``models``, loaded, by model key) reading the
+    held-out corrections of a version."""
     from digitflow.corrections.dataset import read_part
+    from digitflow.reader.training import evaluate
 
-    lines = read_part(store, corrections_version, "heldout")
-    labelled = lines.labelled()
+    labelled = read_part(store, corrections_version, "heldout").labelled()
 
     def on_heldout(card: Card | Champion) -> CandidateEval:
-        model = load_model(store, card.model_key, card.sha256)
-        read = [line.text for line in read_inputs(model, [f.pixels for f in labelled.fields])]
-        correct = score_strings(labelled.texts, read).correct
+        _, _, correct = evaluate(models[card.model_key], labelled)
         return CandidateEval.from_mask(card.training_run, card.model_name, correct,
                                        corrections_version, corrections_version)  # fmt: skip
 
