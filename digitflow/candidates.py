@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
 from digitflow import __version__
 from digitflow.errors import DigitflowError, NotFoundError, describe
-from digitflow.layout import CLASSIFIER, Layout
+from digitflow.layout import CLASSIFIER, ONNX, Layout
 from digitflow.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ class Card(CardDraft):
     sha256: str
     bytes: int
     created_at: datetime
+    # The model exported to ONNX (digitflow.exported), where it could be: what scores.
+    onnx_key: str | None = None
+    onnx_sha256: str | None = None
     code_version: str
 
     @computed_field  # type: ignore[prop-decorator]
@@ -145,11 +148,20 @@ def sha256_file(path: Path) -> str:
 
 
 def save_candidate(
-    store: ObjectStore, path: Path, draft: CardDraft, layout: Layout = CLASSIFIER
+    store: ObjectStore,
+    path: Path,
+    draft: CardDraft,
+    layout: Layout = CLASSIFIER,
+    onnx: Path | None = None,
 ) -> Card:
-    """Upload a saved model file as a candidate, then its card (written last)."""
+    """Upload a saved model file (and its ONNX export, if any) as a candidate, then its card
+    (written last)."""
     model_key = layout.model(draft.training_run, draft.model_name)
     store.put_file(model_key, path)
+    onnx_key = None
+    if onnx is not None:
+        onnx_key = layout.candidate(draft.training_run, draft.model_name, ONNX)
+        store.put_file(onnx_key, onnx)
     card = Card(
         **draft.model_dump(),
         card_key=layout.card(draft.training_run, draft.model_name),
@@ -158,6 +170,8 @@ def save_candidate(
         bytes=path.stat().st_size,
         created_at=utc_now(),
         code_version=code_version(),
+        onnx_key=onnx_key,
+        onnx_sha256=sha256_file(onnx) if onnx is not None else None,
     )
     store.write_bytes(card.card_key, card.model_dump_json(indent=2).encode())
     return card

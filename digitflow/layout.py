@@ -2,7 +2,7 @@
 
 The classifier's base is ``models``::
 
-    models/candidates/<training_run>/<model_name>/model.keras   (and history.json)
+    models/candidates/<training_run>/<model_name>/model.keras   (model.onnx, history.json)
     models/candidates/<training_run>/<model_name>/card.json     written last
     models/champion.json                                        the pointer
     models/history/<utc-timestamp>-<action>.json                append-only audit
@@ -18,6 +18,7 @@ from datetime import datetime
 
 CARD = "card.json"
 MODEL = "model.keras"
+ONNX = "model.onnx"  # the model exported to ONNX, beside model.keras where it could be
 
 
 @dataclass(frozen=True)

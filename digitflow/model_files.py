@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _fetch_verified(store: ObjectStore, model_key: str, sha256: str, path: Path) -> None:
+def fetch_verified(store: ObjectStore, model_key: str, sha256: str, path: Path) -> None:
     """Download ``model_key`` to ``path``; ModelError unless it exists and matches ``sha256``."""
     try:
         store.get_file(model_key, path)
@@ -41,7 +41,7 @@ def _fetch_verified(store: ObjectStore, model_key: str, sha256: str, path: Path)
 def verify_model(store: ObjectStore, model_key: str, sha256: str) -> None:
     """Raise ModelError unless the object at ``model_key`` exists and has checksum ``sha256``."""
     with tempfile.TemporaryDirectory(prefix="digitflow-verify-") as tmp:
-        _fetch_verified(store, model_key, sha256, Path(tmp) / "model.keras")
+        fetch_verified(store, model_key, sha256, Path(tmp) / "model.keras")
 
 
 def load_model(store: ObjectStore, model_key: str, sha256: str) -> keras.Model:
@@ -50,7 +50,7 @@ def load_model(store: ObjectStore, model_key: str, sha256: str) -> keras.Model:
 
     with tempfile.TemporaryDirectory(prefix="digitflow-model-") as tmp:
         path = Path(tmp) / "model.keras"
-        _fetch_verified(store, model_key, sha256, path)
+        fetch_verified(store, model_key, sha256, path)
         try:
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
         except Exception as exc:

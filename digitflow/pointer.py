@@ -33,6 +33,8 @@ class Champion(BaseModel):
     card_key: str
     dataset_version: str
     promoted_at: datetime
+    onnx_key: str | None = None  # its ONNX export, where it has one (what scores)
+    onnx_sha256: str | None = None
     action: Literal["promote", "rollback"] = "promote"
     reason: str = ""
     decision: dict[str, Any] | None = None  # the gate's decision that promoted it

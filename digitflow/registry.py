@@ -159,6 +159,8 @@ def promote(
         card_key=card.card_key,
         dataset_version=card.dataset_version,
         promoted_at=now,
+        onnx_key=card.onnx_key,
+        onnx_sha256=card.onnx_sha256,
         reason=str(decision.get("reason", "")),
         decision=decision,
         decision_id=decision_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Processes that find digits in scans while scoring. Unset: one per "
         "core; 1: in the scoring threads themselves.",
+    )
+    inference: Literal["auto", "keras"] = Field(
+        default="auto",
+        description="What runs the models when scoring. auto: ONNX Runtime on a model's ONNX "
+        "export where it has one (no TensorFlow to start), else Keras; keras: always Keras.",
     )
     work_dir: str = Field(
         default=".digitflow/work",

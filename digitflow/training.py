@@ -22,7 +22,8 @@ from digitflow import models, recipes, runtime
 from digitflow.candidates import Card, CardDraft, Split, save_candidate
 from digitflow.data import dataset
 from digitflow.errors import TrainingError
-from digitflow.layout import CLASSIFIER, Layout
+from digitflow.exported import export
+from digitflow.layout import CLASSIFIER, MODEL, ONNX, Layout
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore, open_store
 
@@ -179,11 +180,11 @@ def measure(model: Any, data: Data) -> tuple[Split, Split]:
 
 
 def save_model(store: ObjectStore, model: Any, draft: CardDraft, layout: Layout) -> Card:
-    """Save a fitted Keras model and store it as a candidate with its card."""
+    """Save a fitted Keras model (and its ONNX export) as a candidate with its card."""
     with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
-        path = Path(tmp) / "model.keras"
+        path, onnx = Path(tmp) / MODEL, Path(tmp) / ONNX
         model.save(path)
-        return save_candidate(store, path, draft, layout)
+        return save_candidate(store, path, draft, layout, onnx if export(model, onnx) else None)
 
 
 def train_model(

@@ -125,7 +125,7 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     """Read every digit of every file under the input; rerunning a batch resumes it."""
     settings = params.settings()
     store = settings.store
-    ref = resolve_model(store, params.model, params.reader)
+    ref = resolve_model(store, params.model, params.reader, settings.inference)
     if not params.dask:
         warm_up(settings.readers)  # the readers start while the model is checked and loaded
     # Before any file is read: a tampered or missing model stops the run here, once.

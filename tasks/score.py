@@ -18,7 +18,7 @@ from digitflow.imaging.fields import Layout
 from digitflow.progress import step
 from digitflow.scoring import batch, results
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult
-from digitflow.scoring.infer import ModelRef, ReaderChoice
+from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice
 from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
@@ -26,12 +26,15 @@ REPORT_ROWS = 50
 
 
 @task(name="resolve-model", **STORAGE_RETRIES)
-def resolve_model(store_uri: str, model: str | None, reader: ReaderChoice = "auto") -> ModelRef:
+def resolve_model(
+    store_uri: str, model: str | None, reader: ReaderChoice = "auto", inference: Inference = "auto"
+) -> ModelRef:
     """The model that scores: the champion of the reader chosen, or the named candidate."""
-    ref = batch.resolve_model(open_store(store_uri), model, reader)
+    ref = batch.resolve_model(open_store(store_uri), model, reader, inference)
     how = "lines read whole" if ref.reader == "line" else "digits cut out and classified"
+    how += f", on {ref.engine}"
     if ref.lone is not None:
-        how += f"; a line that is one lone digit by {ref.lone.version}"
+        how += f"; a line that is one lone digit by {ref.lone.version} on {ref.lone.engine}"
     get_run_logger().info("scoring with %s (%s)", ref.version, how)
     return ref
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from digitflow.api_server import start_early
 from digitflow.cli import registry, review
 from digitflow.cli.data import ingest
 from digitflow.cli.errors import OneLineErrors
@@ -28,8 +29,9 @@ app = typer.Typer(
 
 
 @app.callback()
-def root() -> None:
+def root(ctx: typer.Context) -> None:
     """digitflow: every flow, from a shell. Each command takes --store and --json."""
+    start_early(ctx.invoked_subcommand)  # Prefect's temporary server boots meanwhile
 
 
 app.command()(ingest)

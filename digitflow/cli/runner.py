@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
-from digitflow.cli.server import configure_logging, start_beside
+from digitflow.cli.server import configure_logging, start_beside, without_heartbeats
 from digitflow.console import flow_progress, print_summary
 
 Render = Callable[[Console, dict[str, Any]], None]
@@ -20,7 +20,7 @@ def show(
 ) -> None:
     """Run ``action`` with progress bars, then print its summary (one JSON line: --json)."""
     configure_logging()
-    with flow_progress(Console(stderr=True), title):
+    with flow_progress(Console(stderr=True), title), without_heartbeats():
         result = action().model_dump(mode="json")
     if as_json:
         print(json.dumps(result))
@@ -36,8 +36,9 @@ def run_flow(
     as_json: bool,
     render: Render | None = None,
     beside: tuple[str, ...] = (),
+    prepare: Callable[[], None] | None = None,
 ) -> None:
     """``show`` a flow's run, with Prefect's temporary server started beside ``beside``'s
-    imports when no Prefect API is set."""
-    start_beside(*beside)
+    imports and ``prepare`` when no Prefect API is set."""
+    start_beside(*beside, prepare=prepare)
     show(title, flow, as_json, render)

@@ -60,13 +60,20 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Read every digit on every page of a folder of scans; results go to the store."""
+    from digitflow.scoring import batch
     from flows.score import ScoreParams, score_flow
 
+    env = settings(store)
     fields = {
         "input": input, "batch_id": batch_id, "review_threshold": review_threshold,
         "model": model, "reader": reader, "layout": layout, "shard_size": shard_size,
         "rescore": rescore, "dask": dask,
-        "follow_outside_links": follow_outside_links, "store": settings(store).store,
+        "follow_outside_links": follow_outside_links, "store": env.store,
     }  # fmt: skip
     scoring = params(ScoreParams, fields)
-    run_flow("Scoring…", lambda: score_flow(scoring), as_json, beside=("keras",))
+
+    def prepare() -> None:  # the readers start and the models load while the server starts
+        if scoring.dask is None:
+            batch.prepare(env.store, model, scoring.reader, env.inference, env.readers)
+
+    run_flow("Scoring…", lambda: score_flow(scoring), as_json, prepare=prepare)

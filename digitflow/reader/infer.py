@@ -66,14 +66,22 @@ def forward(model: Any) -> Callable[[np.ndarray], Any]:
 
 
 def read_inputs(model: Any, inputs: Sequence[np.ndarray]) -> list[ReadLine]:
-    """Read (32, w) reader inputs with a loaded reader model, in input order."""
+    """Read (32, w) reader inputs with a loaded Keras reader model, in input order."""
     import keras
 
     run = forward(model)
+    return read_with(lambda x: keras.ops.convert_to_numpy(run(x)), inputs)
+
+
+def read_with(
+    run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarray]
+) -> list[ReadLine]:
+    """Read (32, w) reader inputs with a reader's forward pass (batch to logits), in input
+    order."""
     lines: list[ReadLine | None] = [None] * len(inputs)
     for chunk in _chunks(np.array([x.shape[1] for x in inputs], np.int64)):
         batch, widths = field.pad_batch([inputs[k] for k in chunk])
-        logits = keras.ops.convert_to_numpy(run(batch))
+        logits = run(batch)
         for k, line in zip(chunk, decode_batch(logits, widths), strict=True):
             lines[k] = line
     return [line for line in lines if line is not None]

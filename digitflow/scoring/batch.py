@@ -7,6 +7,7 @@ is committed once (``digitflow.scoring.commits``), so runs of one batch may over
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -15,12 +16,12 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import BaseModel
 
-from digitflow.errors import ModelError, PreconditionFailed, SourceError
+from digitflow.errors import DigitflowError, ModelError, PreconditionFailed, SourceError
 from digitflow.imaging.fields import Layout
 from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
-from digitflow.scoring.infer import ModelRef, resolve_model, scorer_for
+from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
 from digitflow.scoring.lines import line_reading, read_lone_digits
 from digitflow.scoring.results import ShardReading
@@ -146,6 +147,19 @@ def warm_up(reader_count: int | None = None) -> None:
     readers.start(reader_count)
 
 
+def prepare(
+    store_uri: str, model: str | None, choice: ReaderChoice, inference: Inference,
+    reader_count: int | None,
+) -> None:  # fmt: skip
+    """Start the readers and load the models a batch will use, ahead of its flow (a command
+    does it while Prefect's server starts). A model that cannot be found or loaded is left
+    to the flow, which stops on it and says why."""
+    warm_up(reader_count)
+    with contextlib.suppress(DigitflowError):
+        for ref in resolve_model(open_store(store_uri), model, choice, inference).models():
+            scorer_for(ref)
+
+
 def _advice(ref: ModelRef) -> str:
     if ref.champion:
         return (
@@ -156,16 +170,21 @@ def _advice(ref: ModelRef) -> str:
 
 
 def verify_model(ref: ModelRef, load: bool = True) -> None:
-    """Check the model's checksum (and load it) before any file is read.
+    """Check the model's checksums (and load it) before any file is read: its Keras file's
+    and, where it runs on ONNX, its export's. A tampered or missing file of either stops
+    the run.
 
-    Without ``load`` (shards scored elsewhere, on Dask) only the checksum is checked here.
+    Without ``load`` (shards scored elsewhere, on Dask) only the checksums are checked here.
     """
     for model in ref.models():
         try:
+            store = open_store(model.store_uri)
+            if model.engine == "onnx" or not load:
+                verify_checksum(store, model.model_key, model.sha256)
             if load:
-                scorer_for(model)
-            else:
-                verify_checksum(open_store(model.store_uri), model.model_key, model.sha256)
+                scorer_for(model)  # verifies the file that it loads
+            elif model.onnx_key is not None and model.onnx_sha256 is not None:
+                verify_checksum(store, model.onnx_key, model.onnx_sha256)
         except ModelError as exc:
             raise ModelError(f"{exc}. Nothing was read or scored: {_advice(model)}") from exc
 

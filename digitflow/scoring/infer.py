@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict
 
 from digitflow.candidates import Card, read_card
 from digitflow.errors import ModelError
+from digitflow.exported import Run, load_session
 from digitflow.imaging.fields import LineImage
 from digitflow.layout import LAYOUTS
 from digitflow.model_files import load_model
 from digitflow.models import ROLES, Role
 from digitflow.pointer import Champion, current_champion
 from digitflow.reader.decode import ReadLine
-from digitflow.reader.infer import read_inputs
+from digitflow.reader.infer import forward, read_with
 from digitflow.storage import ObjectStore, open_store
 from digitflow.training import to_inputs
 
@@ -26,6 +27,7 @@ _LOADING = threading.Lock()
 
 
 ReaderChoice = Literal["auto", "line", "classifier"]
+Inference = Literal["auto", "keras"]
 
 
 class ModelRef(BaseModel):
@@ -41,6 +43,14 @@ class ModelRef(BaseModel):
     role: Role = "classifier"  # a digit classifier, or a line reader
     # With a line reader: the classifier that reads a line that is one lone digit.
     lone: ModelRef | None = None
+    # Its ONNX export, where it has one and ONNX is not turned off: what scores then.
+    onnx_key: str | None = None
+    onnx_sha256: str | None = None
+
+    @property
+    def engine(self) -> Literal["onnx", "keras"]:
+        """What runs the model: ONNX Runtime on its export, or Keras."""
+        return "onnx" if self.onnx_key and self.onnx_sha256 else "keras"
 
     @property
     def reader(self) -> Literal["classifier", "line"]:
@@ -88,69 +98,94 @@ def _champion(store: ObjectStore, choice: ReaderChoice) -> tuple[Champion, Role]
     )
 
 
+def _ref(
+    store: ObjectStore, found: Card | Champion, role: Role, onnx: bool, **fields: Any
+) -> ModelRef:
+    """The reference to a candidate (its card) or a champion (its pointer)."""
+    exported = onnx and found.onnx_key is not None
+    return ModelRef(
+        store_uri=store.uri, model_key=found.model_key, sha256=found.sha256,
+        version=f"{found.id}@{found.sha256[:12]}", role=role,
+        onnx_key=found.onnx_key if exported else None,
+        onnx_sha256=found.onnx_sha256 if exported else None, **fields,
+    )  # fmt: skip
+
+
 def resolve_model(
-    store: ObjectStore, model: str | None = None, choice: ReaderChoice = "auto"
+    store: ObjectStore,
+    model: str | None = None,
+    choice: ReaderChoice = "auto",
+    inference: Inference = "auto",
 ) -> ModelRef:
     """The model that reads: the candidate ``training_run/model_name`` if named, else the
     champion of the reader chosen (auto: the line reader's, if there is one). A line reader
-    gets the classifier champion, if there is one, for lines that are one lone digit."""
+    gets the classifier champion, if there is one, for lines that are one lone digit.
+    ``inference`` auto runs each model's ONNX export where it has one; keras never does."""
+    onnx = inference == "auto"
+    found: Card | Champion
     if model:
-        card, role = _named(store, model, choice)
-        key, sha256, model_id = card.model_key, card.sha256, card.id
+        found, role = _named(store, model, choice)
     else:
-        champion, role = _champion(store, choice)
-        key, sha256, model_id = champion.model_key, champion.sha256, champion.id
+        found, role = _champion(store, choice)
     lone = None
     if role == "reader":
         classifier, _ = current_champion(store, LAYOUTS["classifier"])
         if classifier is not None:
-            lone = ModelRef(
-                store_uri=store.uri, model_key=classifier.model_key, sha256=classifier.sha256,
-                version=f"{classifier.id}@{classifier.sha256[:12]}", champion=True,
-            )  # fmt: skip
-    return ModelRef(
-        store_uri=store.uri, model_key=key, sha256=sha256, version=f"{model_id}@{sha256[:12]}",
-        champion=not model, role=role, lone=lone,
-    )  # fmt: skip
+            lone = _ref(store, classifier, "classifier", onnx, champion=True)
+    return _ref(store, found, role, onnx, champion=not model, lone=lone)
 
 
 _ROLE: dict[str, Role] = {"line": "reader", "classifier": "classifier"}
 
 
 class Scorer:
-    """A loaded model and a fast forward pass (no per-call `predict` set-up): digits for a
-    classifier, lines for a line reader."""
+    """A model's forward pass, loaded once (ONNX Runtime on its export, or Keras): digits
+    for a classifier, lines for a line reader."""
 
-    def __init__(self, model: Any, version: str) -> None:
-        self.model = model
+    def __init__(self, run: Run, version: str, engine: Literal["onnx", "keras"]) -> None:
+        self.run = run  # float32 inputs to probabilities (classifier) or logits (reader)
         self.version = version
+        self.engine = engine
 
     def probabilities(self, digits: np.ndarray) -> np.ndarray:
         """Softmax probabilities (N, 10) for uint8 digits (N, 28, 28), in large chunks."""
-        import keras
-
         out = np.zeros((len(digits), 10), np.float32)
         for start in range(0, len(digits), CHUNK):
             batch = to_inputs(digits[start : start + CHUNK])
-            out[start : start + len(batch)] = keras.ops.convert_to_numpy(
-                self.model(batch, training=False)
-            )
+            out[start : start + len(batch)] = self.run(batch)
         return out
 
     def read_lines(self, lines: list[LineImage]) -> list[ReadLine]:
         """Each line read whole by a line reader, batched by width."""
-        return read_inputs(self.model, [line.inputs() for line in lines])
+        return read_with(self.run, [line.inputs() for line in lines])
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_scorer(store_uri: str, model_key: str, sha256: str, version: str) -> Scorer:
-    return Scorer(load_model(open_store(store_uri), model_key, sha256), version)
+def _keras_run(model: Any, role: Role) -> Run:
+    """A Keras model's forward pass as a function of numpy arrays."""
+    import keras
+
+    call = forward(model) if role == "reader" else functools.partial(model, training=False)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        _ = model  # held here: ``forward`` holds the model only weakly
+        return keras.ops.convert_to_numpy(call(x))
+
+    return run
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_scorer(ref: ModelRef) -> Scorer:
+    store = open_store(ref.store_uri)
+    if ref.onnx_key is not None and ref.onnx_sha256 is not None:
+        return Scorer(load_session(store, ref.onnx_key, ref.onnx_sha256), ref.version, "onnx")
+    model = load_model(store, ref.model_key, ref.sha256)
+    return Scorer(_keras_run(model, ref.role), ref.version, "keras")
 
 
 def scorer_for(ref: ModelRef) -> Scorer:
     """The scorer of a model, loaded and checksum-verified once per process."""
     with _LOADING:  # shards running in threads must not each load the model
-        return _cached_scorer(ref.store_uri, ref.model_key, ref.sha256, ref.version)
+        return _cached_scorer(ref.model_copy(update={"lone": None}))
 
 
 def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,135 @@
+"""Prefect's temporary API server, started by a command before it imports anything else.
+
+With no Prefect API set, a flow starts a temporary server on its first call and waits for
+it: about 4 s on 2 cores, in a process of its own, after this process has imported Prefect
+and the flow (1.5 s) and Prefect's server module (1.5 s more) only to start it. A command
+that runs a flow starts that same server (Prefect's own command line and environment) as
+its first step, without importing Prefect, and adopts it once Prefect is imported if
+Prefect has no API of its own to use (``digitflow.cli.server``); otherwise it stops it
+unused. The server boots while the command imports and prepares. The command's lifeline
+(``digitflow.lifeline``) ends the server if the command is killed; otherwise the server
+lives until the process exits, as Prefect's would, so that every flow of the process can
+use it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from digitflow import lifeline
+from digitflow.errors import DigitflowError
+
+# The commands that run a flow, and so need an API.
+FLOW_COMMANDS = frozenset({"ingest", "train", "promote", "retrain", "pipeline", "score"})
+START_TIMEOUT_S = 60.0  # as Prefect's PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+PORT_IN_USE = 3  # uvicorn's exit code when its port was taken meanwhile
+DRAIN_TIMEOUT_S = 10.0  # the longest wait for the last logs and events to be sent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class TemporaryServer:
+    """Prefect's temporary API server in a process of its own, as Prefect runs it."""
+
+    def __init__(self) -> None:
+        self.process = self._launch()
+        atexit.register(self.stop)  # before Prefect's own exit handlers: it runs after them
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        self.port = _free_port()
+        # Prefect's SubprocessASGIServer command line, without importing its module here.
+        app_dir = next(Path(p) for p in sys.path if (Path(p) / "prefect").is_dir())
+        args = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+                "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+        env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **os.environ,
+               "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}  # fmt: skip
+        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
+
+    @property
+    def api_url(self) -> str:
+        """The server's API URL."""
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Return once the server answers its health check; DigitflowError if it cannot."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code == PORT_IN_USE:  # another process took the port since it was free
+                self.process = self._launch()
+            elif code is not None:
+                break
+            health = f"{self.api_url}/health"
+            with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.05)
+        raise DigitflowError(
+            f"Prefect's temporary API server did not start (exit code {self.process.poll()}, "
+            "its error is printed above): start one with `prefect server start` (or "
+            "`make up`) and set PREFECT_API_URL"
+        )
+
+    def stop(self) -> None:
+        """Send the flows' last logs and events, then end the server."""
+        if "prefect.logging.handlers" in sys.modules:  # (else no flow ran)
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            # They are sent at exit too, but after this exit handler: to a dead server.
+            for worker in (APILogWorker, EventsWorker):
+                worker.drain_all(timeout=DRAIN_TIMEOUT_S)
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+_started: list[TemporaryServer] = []  # the one this process started, if any
+
+
+def start_early(command: str | None) -> None:
+    """Start the temporary server now if ``command`` runs a flow and no API URL is set in
+    the environment (Prefect's profile may still set one: then ``stop_unused``)."""
+    if command not in FLOW_COMMANDS or "--help" in sys.argv or _started:
+        return
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    started()
+
+
+def started() -> TemporaryServer:
+    """The server this process started, started now if it has none."""
+    if not _started:
+        lifeline.start()  # before the server, which it must see start
+        _started.append(TemporaryServer())
+    return _started[0]
+
+
+def started_url() -> str | None:
+    """The API URL of the server this process started, if any."""
+    return _started[0].api_url if _started else None
+
+
+def stop_unused() -> None:
+    """Stop the server this process started: Prefect has an API of its own to use."""
+    while _started:
+        _started.pop().stop()

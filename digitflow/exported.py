@@ -1,0 +1,93 @@
+"""Models exported to ONNX: written beside ``model.keras`` when a candidate is saved, and
+run with ONNX Runtime when scoring.
+
+Scoring then needs no TensorFlow: ONNX Runtime imports in about 0.1 s where TensorFlow
+takes about 3, and on 2 cores it ran the classifier 1.9x and the line reader 1.25x as fast
+as Keras (benchmarks/score.py). An export is kept only if it gives the Keras model's
+outputs on a probe batch; a model that cannot be exported still scores, with Keras.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitflow.errors import ModelError
+from digitflow.layout import ONNX
+from digitflow.model_files import fetch_verified
+from digitflow.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+# Outputs of the exported model and of Keras may differ by float rounding only.
+RTOL, ATOL = 1e-3, 1e-4
+PROBE_WIDTH = 96  # columns of a line reader's probe lines (its width is free)
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+def _probe(model: Any) -> np.ndarray:
+    """A seeded batch of inputs of the model's shape, in [0, 1]."""
+    shape = [PROBE_WIDTH if size is None else size for size in model.inputs[0].shape[1:]]
+    return np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+
+
+def export(model: Any, path: Path) -> bool:
+    """Write ``model`` as ONNX to ``path`` if it converts and gives the model's outputs on a
+    probe batch; False (and no file) if not, with the reason logged."""
+    import keras
+
+    probe = _probe(model)
+    expected = keras.ops.convert_to_numpy(model(probe, training=False))
+    try:
+        with warnings.catch_warnings():  # the converter's own deprecation notices
+            warnings.simplefilter("ignore")
+            model.export(str(path), format="onnx", verbose=False)
+        got = session_run(path.read_bytes(), str(path))(probe)
+    except Exception as exc:  # a layer the converter lacks: the model scores with Keras
+        logger.warning("%s: no ONNX export (%s: %s); it scores with Keras",
+                       model.name, type(exc).__name__, exc)  # fmt: skip
+        path.unlink(missing_ok=True)
+        return False
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
+        worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else -1.0
+        logger.warning("%s: its ONNX export disagrees with it (largest difference %.3g); it "
+                       "scores with Keras", model.name, worst)  # fmt: skip
+        path.unlink()
+        return False
+    return True
+
+
+def session_run(data: bytes, where: str) -> Run:
+    """An ONNX Runtime session on a model's bytes, as a function of its one input."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: no notices about unused initialisers
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{where}: ONNX Runtime cannot load the model: {exc}") from exc
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
+        return out
+
+    return run
+
+
+def load_session(store: ObjectStore, key: str, sha256: str) -> Run:
+    """Download an exported model, check its sha256, and open it in ONNX Runtime."""
+    with tempfile.TemporaryDirectory(prefix="digitflow-onnx-") as tmp:
+        path = Path(tmp) / ONNX
+        fetch_verified(store, key, sha256, path)
+        run = session_run(path.read_bytes(), store.uri_of(key))
+    logger.info("loaded %s (sha256 %s…) in ONNX Runtime", store.uri_of(key), sha256[:12])
+    return run

@@ -1,0 +1,147 @@
+"""Scoring on the models' ONNX exports: written and checksummed with every candidate, the
+same readings as Keras, refused when tampered, and no TensorFlow to start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from digitflow import registry
+from digitflow.candidates import sha256_file
+from digitflow.cli import app
+from digitflow.exported import load_session
+from digitflow.layout import READER
+from digitflow.model_files import load_model
+from digitflow.reader import synth
+from digitflow.reader.infer import read_inputs, read_with
+from digitflow.reader.strings import fixed_set
+from digitflow.samples import load_mnist
+from digitflow.scoring import commits
+from digitflow.scoring.infer import resolve_model
+from digitflow.storage import LocalStore, open_store
+from flows.score import ScoreParams, score_flow
+from tests.conftest import REPO, clone_store
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_promoted_model_has_a_checksummed_export_that_reads_as_keras_does(
+    reader_store: str, mnist_dir: Path
+) -> None:
+    store = open_store(reader_store)
+    mnist = load_mnist(mnist_dir)
+    for layout in (registry.CLASSIFIER, READER):
+        champion, _ = registry.current_champion(store, layout)
+        assert champion is not None and champion.onnx_key is not None
+        card = registry.read_card(store, champion.training_run, champion.model_name, layout)
+        assert (card.onnx_key, card.onnx_sha256) == (champion.onnx_key, champion.onnx_sha256)
+        assert card.onnx_key.endswith("/model.onnx")
+        path = Path(reader_store, card.onnx_key)
+        assert sha256_file(path) == card.onnx_sha256
+        onnx = load_session(store, card.onnx_key, card.onnx_sha256)
+        keras_model = load_model(store, card.model_key, card.sha256)
+        if layout is READER:
+            digits = synth.Digits(mnist.images[:2000], mnist.labels[:2000])
+            inputs = [f.pixels for f in fixed_set(digits, 40, seed=5).fields]
+            ours, theirs = read_with(onnx, inputs), read_inputs(keras_model, inputs)
+            assert [a.text for a in ours] == [b.text for b in theirs]
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.confidence == pytest.approx(b.confidence, abs=1e-4)
+        else:
+            x = (mnist.images[:1000].astype(np.float32) / 255.0)[..., np.newaxis]
+            probs = onnx(x)
+            expected = keras_model(x, training=False).numpy()
+            assert np.abs(probs - expected).max() < 1e-4
+            assert (probs.argmax(1) == expected.argmax(1)).all()
+
+
+def test_a_batch_reads_the_same_on_onnx_and_on_keras(
+    reader_store: str,
+    sample_scans: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder, _ = sample_scans
+    store = LocalStore(clone_store(reader_store, tmp_path / "store"))
+    assert resolve_model(store).engine == "onnx"
+    assert resolve_model(store, inference="keras").engine == "keras"
+    onnx = score_flow(ScoreParams(input=str(folder), store=store.uri, batch_id="on-onnx"))
+    monkeypatch.setenv("DIGITFLOW_INFERENCE", "keras")
+    keras = score_flow(ScoreParams(input=str(folder), store=store.uri, batch_id="on-keras"))
+    assert onnx.digits == keras.digits > 0
+    a = commits.read_digits(store, "on-onnx").to_pylist()
+    b = commits.read_digits(store, "on-keras").to_pylist()
+
+    def place(row: dict) -> list:
+        return [row[k] for k in ("file", "page", "line", "x0")]
+
+    a, b = sorted(a, key=place), sorted(b, key=place)
+    assert [r["digit"] for r in a] == [r["digit"] for r in b]
+    assert np.allclose([r["confidence"] for r in a], [r["confidence"] for r in b], atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing"])
+def test_a_bad_export_is_refused_before_any_file_is_read(
+    reader_store: str, sample_scans: tuple[Path, Path], tmp_path: Path, damage: str
+) -> None:
+    store = LocalStore(clone_store(reader_store, tmp_path / "store"))
+    before = store.list("scoring/")
+    champion, _ = registry.current_champion(store, READER)
+    assert champion is not None and champion.onnx_key is not None
+    path = Path(store.uri, champion.onnx_key)
+    if damage == "tampered":
+        data = path.read_bytes()
+        path.write_bytes(data[:-64] + bytes(64))
+    else:
+        path.unlink()
+    result = CliRunner().invoke(app, ["score", str(sample_scans[0]), "--store", store.uri])
+    assert result.exit_code == 1, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert "model.onnx" in message
+    assert ("does not match" if damage == "tampered" else "does not exist") in message
+    assert "digitflow models rollback" in message
+    assert store.list("scoring/") == before  # no batch was opened, no file read
+
+
+def test_a_champion_without_an_export_scores_with_keras(
+    reader_store: str, sample_scans: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A champion promoted before models were exported still scores, the old way."""
+    store = LocalStore(clone_store(reader_store, tmp_path / "store"))
+    for layout in (registry.CLASSIFIER, READER):
+        path = Path(store.uri, layout.champion)
+        pointer = json.loads(path.read_text())
+        pointer.pop("onnx_key"), pointer.pop("onnx_sha256")
+        path.write_text(json.dumps(pointer))
+    ref = resolve_model(store)
+    assert ref.engine == "keras" and ref.lone is not None and ref.lone.engine == "keras"
+    summary = score_flow(ScoreParams(input=str(sample_scans[0]), store=store.uri))
+    assert summary.scored == summary.files and summary.digits > 0
+
+
+def test_scoring_on_onnx_never_starts_tensorflow(
+    reader_store: str, sample_scans: tuple[Path, Path]
+) -> None:
+    """`digitflow score` in a process of its own: TensorFlow (3 s to import) stays out."""
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from digitflow.cli import app\n"
+        "if __name__ == '__main__':\n"
+        f"    result = CliRunner().invoke(app, ['score', {str(sample_scans[0])!r}, "
+        f"'--store', {reader_store!r}, '--batch-id', 'no-tf', '--json'])\n"
+        "    assert result.exit_code == 0, result.output\n"
+        "    print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=300, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
