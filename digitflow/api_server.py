@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -87,13 +88,7 @@ class TemporaryServer:
 
     def stop(self) -> None:
         """Send the flows' last logs and events, then end the server."""
-        if "prefect.logging.handlers" in sys.modules:  # (else no flow ran)
-            from prefect.events.worker import EventsWorker
-            from prefect.logging.handlers import APILogWorker
-
-            # They are sent at exit too, but after this exit handler: to a dead server.
-            for worker in (APILogWorker, EventsWorker):
-                worker.drain_all(timeout=DRAIN_TIMEOUT_S)
+        send_pending()  # Prefect sends them at exit too, but after this: to a dead server
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -133,3 +128,21 @@ def stop_unused() -> None:
     """Stop the server this process started: Prefect has an API of its own to use."""
     while _started:
         _started.pop().stop()
+
+
+def send_pending() -> None:
+    """Send the flows' queued logs and events to the API now, and wait until they are sent."""
+    if "prefect.logging.handlers" not in sys.modules:  # no flow ran
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        # Waiting for them is this step's purpose: no notice that items remain.
+        notices = logging.getLogger(worker.__name__)
+        level = notices.level
+        notices.setLevel(logging.ERROR)
+        try:
+            worker.drain_all(timeout=DRAIN_TIMEOUT_S)
+        finally:
+            notices.setLevel(level)

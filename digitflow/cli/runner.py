@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
+from digitflow.api_server import send_pending
 from digitflow.cli.server import configure_logging, start_beside, without_heartbeats
 from digitflow.console import flow_progress, print_summary
 
@@ -21,7 +22,10 @@ def show(
     """Run ``action`` with progress bars, then print its summary (one JSON line: --json)."""
     configure_logging()
     with flow_progress(Console(stderr=True), title), without_heartbeats():
-        result = action().model_dump(mode="json")
+        try:
+            result = action().model_dump(mode="json")
+        finally:  # so that the run's last words come before its result (or its error)
+            send_pending()
     if as_json:
         print(json.dumps(result))
     elif render is not None:
