@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from champion import REPO, champion_store, mnist_dir
+from champion import REPO, champion_store, mnist_dir, with_reader
 from PIL import Image, ImageSequence
 
 from digitflow.scoring.truth import Accuracy, compare, read_lines, read_truth
@@ -181,6 +181,65 @@ def floor(files: list[Path]) -> int:
     return sum(1 for path in files for _ in load_pages(path.read_bytes(), path.name))
 
 
+_START = """
+import sys, time
+start = time.perf_counter()
+from digitflow.scoring.infer import resolve_model, scorer_for
+from digitflow.storage import open_store
+for ref in resolve_model(open_store(sys.argv[1]), inference=sys.argv[2]).models():
+    scorer_for(ref)
+print(time.perf_counter() - start, "tensorflow" in sys.modules)
+"""
+
+
+def start_up(store: str, inference: str) -> tuple[float, bool]:
+    """Seconds a fresh process takes to import the scorer and load the champions on an
+    engine (the best of three), and whether it imported TensorFlow."""
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", _START, store, inference], check=True,
+                             capture_output=True, text=True)  # fmt: skip
+        seconds, tensorflow = out.stdout.split()
+        runs.append((float(seconds), tensorflow == "True"))
+    return min(runs)
+
+
+def engines(store: str) -> None:
+    """The champions on ONNX Runtime and on Keras: start-up, speed, and agreement."""
+    from digitflow.reader import synth
+    from digitflow.reader.infer import read_with
+    from digitflow.reader.strings import fixed_set
+    from digitflow.samples import load_mnist
+    from digitflow.scoring.infer import resolve_model, scorer_for
+    from digitflow.storage import open_store
+
+    mnist = load_mnist(mnist_dir())
+    digits = mnist.images[-4096:]
+    lines = [f.pixels for f in fixed_set(synth.Digits(mnist.images, mnist.labels), 512, 9).fields]
+    print(f"\n{'engine':<8}{'start (s)':>10}{'TensorFlow':>12}{'digits/s':>10}{'lines/s':>9}")
+    out: dict[str, tuple] = {}
+    for inference in ("auto", "keras"):
+        reader = resolve_model(open_store(store), choice="line", inference=inference)
+        assert reader.lone is not None, "the store needs a classifier champion too"
+        classify, read = scorer_for(reader.lone), scorer_for(reader)
+        classify.probabilities(digits[:256]), read.run(np.zeros((8, 32, 64, 1), np.float32))
+        digit_s, probs = min(timed(lambda c=classify: c.probabilities(digits)) for _ in range(3))
+        line_s, texts = min(
+            timed(lambda r=read: [x.text for x in read_with(r.run, lines)]) for _ in range(3)
+        )
+        seconds, tensorflow = start_up(store, inference)
+        print(f"{reader.engine:<8}{seconds:>10.2f}{'yes' if tensorflow else 'no':>12}"
+              f"{len(digits) / digit_s:>10.0f}{len(lines) / line_s:>9.0f}")  # fmt: skip
+        out[reader.engine] = (probs, texts)
+    (p_onnx, t_onnx), (p_keras, t_keras) = out["onnx"], out["keras"]
+    same = np.mean(np.argmax(p_onnx, 1) == np.argmax(p_keras, 1))
+    agree = np.mean([a == b for a, b in zip(t_onnx, t_keras, strict=True)])
+    print(f"ONNX against Keras: the same digit for {100 * same:.2f} % of {len(digits)} digits "
+          f"(largest probability difference {np.abs(p_onnx - p_keras).max():.1e}), the same "
+          f"string for {100 * agree:.2f} % of "
+          f"{len(lines)} lines")  # fmt: skip
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     value = fn()
@@ -201,13 +260,21 @@ def main() -> None:
     parser.add_argument("--store", help="a store with a champion [default: train one now]")
     parser.add_argument("--model", default="simple_cnn")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--reader-epochs",
+        type=int,
+        default=3,
+        help="epochs of the line reader trained when the store has none",
+    )
     args = parser.parse_args()
     os.environ.update(TF_CPP_MIN_LOG_LEVEL="2", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PREFECT_HOME"] = str(Path(tmp) / "prefect")
         store = champion_store(args.store, Path(tmp), args.model, args.epochs)
+        with_reader(store, args.reader_epochs)
         folder, truth_csv = generate(Path(tmp), args.pages, args.seed)
         report(folder, read_truth(truth_csv), store, args.naive_files, max(2, args.copies))
+        engines(store)
 
 
 def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int) -> None:
