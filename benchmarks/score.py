@@ -2,8 +2,9 @@
 
 In one run, on the same folder of generated scans (--pages form pages as JPEG, PNG, PDF
 and TIFF, plus four single digits) and the same champion:
-  cli          `digitflow score` end to end (a subprocess: Python, TensorFlow, Prefect's
-               ephemeral server start); again against a running `prefect server` (`make up`)
+  cli          `digitflow score` end to end (a subprocess: Python, Prefect's temporary
+               server start, ONNX Runtime); again against a running `prefect server`
+               (`make up`); and on a folder of one page, the best of three, both ways
   cli --dask   the same with --dask local (one worker process per core)
   flow         score_flow in this process, timed once Prefect's ephemeral server is up and
                the model is loaded; on the copies again with DIGITFLOW_READERS=1 (no reader
@@ -20,9 +21,11 @@ batch sees) is the extra copies' pages over the time they added. One copy more i
 enough: every Prefect flow run ends by waiting for its heartbeat thread, which sleeps in
 whole seconds, so a run's time is rounded up to a whole second past its start.
 Prints pages/s, digits/s, ratios, and per-digit and exact-line accuracy against truth.csv.
+Then the champions on ONNX Runtime (as scoring runs them) against Keras: a fresh process's
+start-up, digits/s and lines/s, and whether they read the same.
 
 Usage: python benchmarks/score.py [--pages 120] [--naive-files 40] [--copies 9]
-           [--store STORE] [--model NAME] [--epochs N]
+           [--store STORE] [--model NAME] [--epochs N] [--reader-epochs N]
 """
 
 from __future__ import annotations
@@ -289,12 +292,19 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     empty.mkdir()
     for copy in range(copies):
         shutil.copytree(folder, many / f"copy{copy}")
+    one = folder.parent / "one"  # a folder of one page: what users score most often
+    one.mkdir()
+    shutil.copy(next(p for p in files if p.name.startswith("scan_")), one)
     run_cli(empty, store, "bench-cli-first")  # creates Prefect's database: not timed
     cli_s, summary = run_cli(folder, store, "bench-cli")
     cli_many, _ = run_cli(many, store, "bench-cli-many")
+    one_s = min(run_cli(one, store, f"bench-one-{k}")[0] for k in range(3))
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home)) as url:
         served_s, _ = run_cli(folder, store, "bench-served", api_url=url)
         served_many, _ = run_cli(many, store, "bench-served-many", api_url=url)
+        one_served_s = min(
+            run_cli(one, store, f"bench-one-served-{k}", api_url=url)[0] for k in range(3)
+        )
     dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
     flow_s = run_flow(folder, store, "bench-flow")
     flow_many = run_flow(many, store, "bench-flow-many")
@@ -349,6 +359,8 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
         + ", ".join(f"{name} {once - pages * steady[name]:.1f} s"
                     for name, (_, once) in marginal.items())
     )  # fmt: skip
+    print(f"digitflow score of a folder of one page (the best of three): {one_s:.1f} s on the "
+          f"temporary server, {one_served_s:.1f} s with a server running")  # fmt: skip
     print(
         "speed-up over the naive per-digit loop, end to end: "
         f"flow {digits / flow_s / naive_rate:.1f}x, CLI {digits / cli_s / naive_rate:.1f}x, "
