@@ -222,18 +222,27 @@ def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndarray:
-    """Median of each side×side block (NaN ignored); empty blocks take the blocks' median."""
+    """Median of each side×side block (NaN ignored); empty blocks take the blocks' median.
+
+    The sample's known values are whole grey levels (0-255): each block's median comes from
+    its histogram, a single pass over the pixels (a sort of every block took five times as
+    long, a tenth of the CPU that finding a page's lines costs).
+    """
     rows = -(-sample.shape[0] // side)
     cols = -(-sample.shape[1] // side)
-    padded = np.full((rows * side, cols * side), np.nan, np.float32)
-    padded[: sample.shape[0], : sample.shape[1]] = sample
-    blocks = padded.reshape(rows, side, cols, side).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
-    # One sort for all blocks (NaN sorts last), then each block's middle known values.
-    ordered = np.sort(blocks, axis=2)
-    known = np.count_nonzero(~np.isnan(blocks), axis=2)
-    low = np.take_along_axis(ordered, np.maximum(known - 1, 0)[..., None] // 2, axis=2)[..., 0]
-    high = np.take_along_axis(ordered, (known // 2)[..., None], axis=2)[..., 0]
-    grid = np.where(known > 0, (low + high) / 2, np.nan).astype(np.float32)
+    # Each block counts its pixels at 256 grey levels, and its unknown ones (NaN) at a 257th.
+    levels = np.where(np.isnan(sample), 256, sample).astype(np.int32)
+    if levels.size and (levels.min() < 0 or levels.max() > 256):
+        raise ValueError("expected grey levels 0-255 in the background sample")
+    levels += (np.arange(sample.shape[0], dtype=np.int32) // side * cols * 257)[:, None]
+    levels += np.arange(sample.shape[1], dtype=np.int32) // side * 257
+    counts = np.bincount(levels.ravel(), minlength=rows * cols * 257).reshape(rows * cols, 257)
+    below = np.cumsum(counts[:, :256], axis=1)  # known pixels at or below each level
+    count = below[:, -1]
+    # The order statistics either side of the middle: the first level holding each.
+    low = np.count_nonzero(below <= (np.maximum(count - 1, 0) // 2)[:, None], axis=1)
+    high = np.count_nonzero(below <= (count // 2)[:, None], axis=1)
+    grid = np.where(count > 0, (low + high) / 2, np.nan).reshape(rows, cols).astype(np.float32)
     if np.isnan(grid).all():
         return np.full((rows, cols), float(np.median(fallback)), np.float32)
     return np.where(np.isnan(grid), np.nanmedian(grid), grid)

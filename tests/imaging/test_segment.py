@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from digitflow.imaging import segment_page
-from digitflow.imaging.binarize import binarize, otsu_threshold
+from digitflow.imaging.binarize import _grid_median, binarize, otsu_threshold
 from digitflow.imaging.blobs import ink_box
 from tests.imaging.synthetic import (
     PAPER,
@@ -39,6 +39,25 @@ def test_ink_box_is_tight_round_the_ink() -> None:
 def test_otsu_splits_two_levels_between_them() -> None:
     values = np.array([20] * 50 + [200] * 50, np.uint8)
     assert 20 < otsu_threshold(values) < 200
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+@pytest.mark.parametrize("seed", range(6))
+def test_block_medians_are_those_of_each_blocks_known_pixels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    height, width = (int(n) for n in rng.integers(1, 300, 2))
+    side = int(rng.integers(1, 120))
+    sample = rng.integers(0, 256, (height, width)).astype(np.float32)
+    sample[rng.random(sample.shape) < seed / 6] = np.nan  # unknown: ink, or past the page
+    grid = _grid_median(sample, side, fallback=sample)
+    expected = [
+        [np.nanmedian(sample[r : r + side, c : c + side]) for c in range(0, width, side)]
+        for r in range(0, height, side)
+    ]
+    expected = np.array(expected, np.float32)
+    if np.isnan(expected).any():  # a block with no known pixel takes the others' median
+        expected[np.isnan(expected)] = np.nanmedian(expected)
+    np.testing.assert_array_equal(grid, expected)
 
 
 def test_digits_are_grouped_into_lines_and_read_left_to_right() -> None:
