@@ -6,7 +6,10 @@ and the flow (1.5 s) and Prefect's server module (1.5 s more) only to start it. 
 that runs a flow starts that same server (Prefect's own command line and environment) as
 its first step, without importing Prefect, and adopts it once Prefect is imported if
 Prefect has no API of its own to use (``digitflow.cli.server``); otherwise it stops it
-unused. The server boots while the command imports and prepares. The command's lifeline
+unused. The server boots while the command imports and prepares. Once a server has
+started in full on Prefect's database (its migrations run, its block types registered),
+later ones skip registering block types (a second of loading Prefect's collections) until
+the database or the installed packages change. The command's lifeline
 (``digitflow.lifeline``) ends the server if the command is killed; otherwise the server
 lives until the process exits, as Prefect's would, so that every flow of the process can
 use it.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -42,21 +46,75 @@ def _free_port() -> int:
         return port
 
 
+# Written beside Prefect's database once a server has started on it in full.
+SETTLED = "digitflow-temporary-server.json"
+# A settled database's server skips these (unless the environment says otherwise).
+_SETTLED_ENV = {
+    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+    "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",  # it loads every collection to decide
+}
+
+
+def _app_dir() -> Path:
+    """The directory that holds the installed ``prefect`` package."""
+    return next(Path(p) for p in sys.path if (Path(p) / "prefect").is_dir())
+
+
+def _database_state() -> tuple[Path, dict[str, object]] | None:
+    """Where a full start is recorded, and what it records: Prefect's default database
+    (none: nothing to record) and the installed packages, by their directory's change time
+    (any install, upgrade or removal changes it)."""
+    if any(name.endswith("DATABASE_CONNECTION_URL") for name in os.environ):
+        return None  # a database of the user's choosing: its server starts in full
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    database = home / "prefect.db"
+    try:
+        inode = database.stat().st_ino
+        packages = _app_dir().stat().st_mtime_ns
+    except OSError:
+        return None
+    return home / SETTLED, {"database": str(database), "inode": inode, "packages": packages}
+
+
+def _settled() -> bool:
+    """True when a server has started in full on this database with these packages."""
+    state = _database_state()
+    if state is None:
+        return False
+    try:
+        return bool(json.loads(state[0].read_text()) == state[1])
+    except (OSError, ValueError):
+        return False
+
+
+def _record_settled() -> None:
+    """Record that a server has started in full on the database (replaced whole)."""
+    state = _database_state()
+    if state is None:
+        return
+    path, record = state
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    with contextlib.suppress(OSError):  # a record not written costs a full start, no more
+        staged.write_text(json.dumps(record))
+        staged.replace(path)
+
+
 class TemporaryServer:
     """Prefect's temporary API server in a process of its own, as Prefect runs it."""
 
     def __init__(self) -> None:
+        self.settled = _settled()  # a full start has been made on this database
         self.process = self._launch()
         atexit.register(self.stop)  # before Prefect's own exit handlers: it runs after them
 
     def _launch(self) -> subprocess.Popen[bytes]:
         self.port = _free_port()
         # Prefect's SubprocessASGIServer command line, without importing its module here.
-        app_dir = next(Path(p) for p in sys.path if (Path(p) / "prefect").is_dir())
-        args = [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+        args = [sys.executable, "-m", "uvicorn", "--app-dir", str(_app_dir()), "--factory",
                 "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                 "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-        env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **os.environ,
+        env = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               **(_SETTLED_ENV if self.settled else {}), **os.environ,
                "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}  # fmt: skip
         return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
@@ -78,6 +136,9 @@ class TemporaryServer:
             health = f"{self.api_url}/health"
             with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=1) as answer:
                 if answer.status == 200:
+                    if not self.settled:  # its migrations and block types are done
+                        _record_settled()
+                        self.settled = True
                     return
             time.sleep(0.05)
         raise DigitflowError(
