@@ -5,7 +5,7 @@ and TIFF, plus four single digits) and the same champion:
   cli          `digitflow score` end to end (a subprocess: Python, Prefect's temporary
                server start, ONNX Runtime); again against a running `prefect server`
                (`make up`); and on a folder of one page, the best of three, both ways
-  cli --dask   the same with --dask local (one worker process per core)
+  cli --dask   the same with --dask local (one worker process per core), on the copies too
   flow         score_flow in this process, timed once Prefect's ephemeral server is up and
                the model is loaded; on the copies again with DIGITFLOW_READERS=1 (no reader
                processes)
@@ -306,6 +306,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
             run_cli(one, store, f"bench-one-served-{k}", api_url=url)[0] for k in range(3)
         )
     dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
+    dask_many, _ = run_cli(many, store, "bench-dask-many", "--dask", "local")
     flow_s = run_flow(folder, store, "bench-flow")
     flow_many = run_flow(many, store, "bench-flow-many")
     thread_many = run_flow(many, store, "bench-thread-many", readers=1)
@@ -332,6 +333,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     row(extra, (served_many - served_s) / (copies - 1), pages, digits, None)
     dask_acc = compare(truth, ledger_lines(store, "bench-dask"))
     row("digitflow score --dask local", dask_s, pages, digits, dask_acc)
+    row(extra, (dask_many - dask_s) / (copies - 1), pages, digits, None)
     row(
         "score flow (in process)",
         flow_s,
@@ -350,7 +352,8 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     row("floor: decode pages only", floor_s, int(floor_pages), 0, None)  # type: ignore[call-overload]
     naive_rate = digit_count / digit_s
     marginal = {"flow": (flow_many, flow_s), "CLI": (cli_many, cli_s),
-                "CLI+server": (served_many, served_s)}  # fmt: skip
+                "CLI+server": (served_many, served_s),
+                "CLI --dask": (dask_many, dask_s)}  # fmt: skip
     # Seconds per page at the steady rate.
     steady = {name: (more - once) / ((copies - 1) * pages)
               for name, (more, once) in marginal.items()}  # fmt: skip
