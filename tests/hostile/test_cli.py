@@ -170,3 +170,28 @@ def test_sigkill_of_score_takes_the_temporary_prefect_server_with_it(
         for pid in servers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["models", "list", "--json"], 0),
+        (["train", "--epochs", "0"], 2),
+        (["score", "no-such-folder"], 1),  # a flow command: its temporary server stops first
+    ],
+)
+def test_the_command_ends_with_its_own_status_and_all_its_output(
+    args: list[str], status: int, tmp_path: Path
+) -> None:
+    """The process ends without Python's module teardown: nothing of its output or its exit
+    status may be lost to that, even through a pipe."""
+    env = {**os.environ, "DIGITFLOW_STORE": str(tmp_path / "store"), "COLUMNS": "100"}
+    command = str(Path(sys.executable).with_name("digitflow"))
+    proc = subprocess.run([command, *args], capture_output=True, text=True, env=env, timeout=120)
+    in_process = CliRunner().invoke(app, args, env=env)
+    assert proc.returncode == in_process.exit_code == status, proc.stderr
+    assert proc.stdout == in_process.stdout
+    if status == 0:
+        assert proc.stdout.strip() != ""
+    else:
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
