@@ -3,8 +3,8 @@ flow will need one, starts before the command line loads (``digitflow.api_server
 
 The command ends its process once every exit handler has run (the temporary server's stop,
 the reader processes', the logs' flush), without Python's teardown of each module that
-Prefect, ONNX Runtime and pyarrow loaded: a third of a second, a tenth of a one-page
-``digitflow score``, with nothing left to write.
+Prefect, ONNX Runtime and pyarrow loaded: about a third of a second (a tenth of a one-page
+``digitflow score`` against a running server), with nothing left to write.
 """
 
 import atexit

@@ -225,8 +225,8 @@ def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndar
     """Median of each side×side block (NaN ignored); empty blocks take the blocks' median.
 
     The sample's known values are whole grey levels (0-255): each block's median comes from
-    its histogram, a single pass over the pixels (a sort of every block took five times as
-    long, a tenth of the CPU that finding a page's lines costs).
+    its histogram, a single pass over the pixels (sorting every block took 3.5 times as
+    long: 7.4 ms of the 46 ms of CPU that finding a page's lines cost).
     """
     rows = -(-sample.shape[0] // side)
     cols = -(-sample.shape[1] // side)
