@@ -2,7 +2,8 @@
 
 An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick, a 9 with
 a curled tail, a 2 with a loop), bent as another hand bends it, then scaled, sheared,
-turned and thickened or thinned to the writer's pen.
+turned and thickened or thinned to the writer's pen. Some writers write their zeros small,
+on the line, like the letter o.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Style:
     elastic: float  # largest bend of a digit's strokes, in pixels of its 28x28 (0: none)
     joined: float  # probability that a digit is joined to the next by a stroke
     small_cents: bool  # the last two digits written small and high, as cents often are
+    small_zeros: float  # probability that a 0 is written small, on the line, like an o
 
 
 def random_style(rng: np.random.Generator) -> Style:
@@ -53,15 +55,16 @@ def random_style(rng: np.random.Generator) -> Style:
         stroke=int(rng.choice([-2, -2, -1, -1, 0, 0, 1, 2])),
         flag_ones=bool(rng.random() < 0.65),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
-        barred_sevens=bool(rng.random() < 0.25),
+        barred_sevens=bool(rng.random() < 0.4),
         ticked_sevens=bool(rng.random() < 0.3),
         curly_nines=bool(rng.random() < 0.45),
-        looped_twos=bool(rng.random() < 0.3),
+        looped_twos=bool(rng.random() < 0.4),
         wobble=float(rng.uniform(0.0, 0.07)),
         drift=float(rng.normal(0.0, 0.04)),
         elastic=float(rng.uniform(1.0, 3.0)) if rng.random() < ELASTIC_SHARE else 0.0,
         joined=float(rng.choice([0.0, 0.0, rng.uniform(0.2, 0.8)])),
         small_cents=bool(rng.random() < 0.08),
+        small_zeros=float(rng.choice([0.0, 0.0, 0.0, 0.0, rng.uniform(0.5, 1.0)])),
     )  # fmt: skip
 
 
@@ -96,8 +99,8 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
             cv2.line(out, (bottom_x - half, bottom), (bottom_x + half, bottom), 255, thick,
                      cv2.LINE_AA)  # fmt: skip
     elif label == 7:
-        if style.barred_sevens:
-            _bar(out, top + int(height * rng.uniform(0.45, 0.6)), thick, rng)
+        if style.barred_sevens:  # often long, crossing the stem like a +
+            _bar(out, top + int(height * rng.uniform(0.45, 0.6)), thick, rng, longest=9)
         if style.ticked_sevens:  # a short stroke down from the left end of the top bar
             row = ink[ink[:, 0] <= top + 2]
             x = int(row[:, 1].min())
@@ -112,17 +115,19 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
     elif label == 2 and style.looped_twos:
         base = ink[ink[:, 0] >= top + 0.7 * height]
         x, y = int(base[:, 1].min()), int(base[np.argmin(base[:, 1]), 0])
-        axes = (int(rng.integers(3, 6)), int(rng.integers(2, 4)))
+        axes = (int(rng.integers(3, 8)), int(rng.integers(2, 6)))
         cv2.ellipse(out, (x + axes[0] - 1, y - axes[1]), axes, 0, 0, 360, 255, 1, cv2.LINE_AA)
     return out
 
 
-def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator) -> None:
-    """A short bar across the digit's stroke at ``row`` (a 7's, as in much of Europe)."""
+def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator,
+         longest: int = 5) -> None:  # fmt: skip
+    """A bar across the digit's stroke at ``row`` (a 7's, as in much of Europe and Latin
+    America), reaching 3 to ``longest`` pixels either side."""
     cols = np.flatnonzero(image[row] > 100)
     if cols.size:
         centre = int(cols.mean())
-        half = int(rng.integers(3, 6))
+        half = int(rng.integers(3, longest + 1))
         cv2.line(image, (centre - half, row), (centre + half, row), 255, thick, cv2.LINE_AA)
 
 

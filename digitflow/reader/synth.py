@@ -26,6 +26,9 @@ _LENGTH_WEIGHTS = np.array([4, 5, 8, 12, 14, 13, 10, 8, 6, 5, 4, 3], np.float64)
 LENGTHS = np.arange(1, 13)
 LENGTH_SHARES = _LENGTH_WEIGHTS / _LENGTH_WEIGHTS.sum()
 MAX_DIGITS = 12
+# Fields cut tight round the writing, or a little into it at the top or the bottom, as
+# the boxes of many forms and cheques cut it.
+TIGHT_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ def _marks_for(text: str, rng: np.random.Generator) -> tuple[dict[int, str], str
             after[k] = sep
     if n >= 3 and rng.random() < 0.08:  # a decimal part
         after[n - 3] = "," if rng.random() < 0.5 else "."
-    trail = str(rng.choice(["", "", "", "-", "=", ".", ".-", "/", "--", ","]))
+    # A slash only before a dash or an equals sign (as in 100/-): alone, it is a 1.
+    trail = str(rng.choice(["", "", "", "-", "=", ".", ".-", "/-", "--", ",", "/="]))
     lead = str(rng.choice(["", "", "", "", "", "", "-", "=", "'"]))
     return after, lead, trail
 
@@ -129,6 +133,8 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
         if style.elastic:
             image = bend(image, style.elastic, rng)
         ink = warp(image, style, rng)
+        if label == 0 and rng.random() < style.small_zeros:  # an o on the line
+            ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.85), fy=rng.uniform(0.45, 0.7))
         top = 1.0 - ink.shape[0] / d + float(rng.normal(0, style.wobble))
         if k >= small:  # cents: smaller, and up against the top line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.8), fy=rng.uniform(0.55, 0.8))
@@ -193,6 +199,14 @@ def _crop_ink(canvas: np.ndarray, rng: np.random.Generator, d: float) -> np.ndar
     bottom = rows[-1] + int(d * rng.uniform(0.02, 0.35))
     left = cols[0] - int(d * rng.uniform(-0.03, 0.6))
     right = cols[-1] + int(d * rng.uniform(-0.03, 0.6))
+    if rng.random() < TIGHT_SHARE:
+        side = rng.random()
+        if side < 0.7:
+            top = rows[0] + int(d * rng.uniform(-0.03, 0.15))
+        if side > 0.4:
+            bottom = rows[-1] - int(d * rng.uniform(-0.03, 0.1))
+        if rng.random() < 0.3:
+            left = cols[0] - int(d * rng.uniform(-0.03, 0.05))
     pad = int(d)
     padded = np.pad(canvas, pad)
     return padded[top + pad : bottom + pad + 1, left + pad : right + pad + 1]

@@ -72,3 +72,25 @@ def test_a_bent_digit_moves_its_strokes_no_further_than_the_bend(digits: Digits)
 
     assert np.abs(centre(bent) - centre(image)).max() <= 2.0
     assert np.array_equal(hands.bend(image, 0.0, rng), image)
+
+
+def test_a_slash_is_written_only_before_a_dash_or_an_equals_sign() -> None:
+    """Alone at the end of a string a slash is a 1: the reader must not learn to drop it."""
+    rng = np.random.default_rng(5)
+    tails = [synth._marks_for("123456", rng)[2] for _ in range(3000)]
+    slashed = [t for t in tails if "/" in t]
+    assert slashed and all(t in ("/-", "/=") for t in slashed)
+
+
+def test_some_crops_are_tight_and_none_cuts_deep_into_the_writing() -> None:
+    d = 40.0
+    canvas = np.zeros((120, 300), np.float32)
+    canvas[40:80, 30:270] = 1.0  # the writing: rows 40-79, columns 30-269
+    rng = np.random.default_rng(6)
+    crops = [synth._crop_ink(canvas, rng, d) for _ in range(600)]
+    ink_rows = np.array([int((out.max(axis=1) > 0.5).sum()) for out in crops])
+    paper_rows = np.array([out.shape[0] for out in crops]) - ink_rows
+    assert 0.1 < np.mean(ink_rows < 40) < 0.5  # a share of the crops cut into the writing
+    assert ink_rows.min() >= 40 - (0.15 + 0.1) * d - 1  # by a quarter of a digit at most
+    assert np.mean(paper_rows <= 0.05 * d) > 0.1  # and some more leave no margin
+    assert np.mean(paper_rows >= 0.2 * d) > 0.4  # most leave the margins they did
