@@ -1,9 +1,9 @@
 """How one writer writes one digit: its style, and the strokes and bends it adds.
 
 An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick, a 9 with
-a curled tail, a 2 with a loop), bent as another hand bends it, then scaled, sheared,
-turned and thickened or thinned to the writer's pen. Some writers write their zeros small,
-on the line, like the letter o.
+a curled tail, a 2 with a loop), bent as another hand bends it, then scaled, sheared (some
+writers' 1s lean like a slash), turned and thickened or thinned to the writer's pen. Some
+writers write their zeros small, on the line, like the letter o.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Style:
     spacing_jitter: float
     stroke: int  # pixels of thickening (+) or thinning (-), as drawn
     flag_ones: bool
+    slashed_ones: bool  # 1s leaning far more than the other digits, like a slash
     foot_ones: float  # probability that a 1 gets a foot
     barred_sevens: bool
     ticked_sevens: bool
@@ -54,6 +55,7 @@ def random_style(rng: np.random.Generator) -> Style:
         spacing_jitter=float(rng.uniform(0.02, 0.12)),
         stroke=int(rng.choice([-2, -2, -1, -1, 0, 0, 1, 2])),
         flag_ones=bool(rng.random() < 0.65),
+        slashed_ones=bool(rng.random() < 0.3),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
         barred_sevens=bool(rng.random() < 0.4),
         ticked_sevens=bool(rng.random() < 0.3),
@@ -164,15 +166,17 @@ def bend(image: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.nd
     return cv2.remap(image, xs + dx * scale, ys + dy * scale, cv2.INTER_LINEAR)
 
 
-def warp(image: np.ndarray, style: Style, rng: np.random.Generator) -> np.ndarray:
-    """A tight MNIST digit scaled to the style's height, sheared and turned a little."""
+def warp(image: np.ndarray, style: Style, rng: np.random.Generator, lean: float = 0.0
+         ) -> np.ndarray:  # fmt: skip
+    """A tight MNIST digit scaled to the style's height, sheared (``lean`` more than the
+    writer's slant) and turned a little."""
     tight = _tight(image).astype(np.float32)
     h, w = tight.shape
     sy = style.height * float(rng.uniform(0.88, 1.12)) / max(h, 1)
     if h < 0.5 * 20:  # a flat digit stays flat, rather than growing to full height
         sy = style.height / 20.0
     sx = sy * float(rng.uniform(0.8, 1.2))
-    shear = style.slant + float(rng.normal(0.0, 0.06))
+    shear = style.slant + lean + float(rng.normal(0.0, 0.06))
     turn = math.radians(float(rng.normal(0.0, 3.0)))
     c, s = math.cos(turn), math.sin(turn)
     # Scale, then shear x by y (upwards is negative y), then rotate, about the centre.

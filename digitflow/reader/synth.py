@@ -48,6 +48,10 @@ def random_text(rng: np.random.Generator, length: int | None = None) -> str:
     have them)."""
     n = length or int(rng.choice(LENGTHS, p=LENGTH_SHARES))
     digits = rng.integers(0, 10, n)
+    if n > 1 and rng.random() < 0.15:  # a digit written two or three times running
+        run = int(rng.integers(2, min(n, 3) + 1))
+        start = int(rng.integers(0, n - run + 1))
+        digits[start : start + run] = 1 if rng.random() < 0.5 else digits[start]
     if n > 1 and rng.random() < 0.35:  # amounts end in zeros more often than not
         zeros = int(rng.integers(1, min(n, 4) + 1))
         digits[-zeros:] = 0
@@ -101,7 +105,8 @@ def _marks_for(text: str, rng: np.random.Generator) -> tuple[dict[int, str], str
     if n >= 3 and rng.random() < 0.08:  # a decimal part
         after[n - 3] = "," if rng.random() < 0.5 else "."
     # A slash only before a dash or an equals sign (as in 100/-): alone, it is a 1.
-    trail = str(rng.choice(["", "", "", "-", "=", ".", ".-", "/-", "--", ",", "/="]))
+    trail = str(rng.choice(["", "", "", "", "-", "-", "=", "=", ".", ".", ".-", "--", ",",
+                            "/-", "/="]))  # fmt: skip
     lead = str(rng.choice(["", "", "", "", "", "", "-", "=", "'"]))
     return after, lead, trail
 
@@ -132,7 +137,8 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
             image = restyle(image, label, style, rng)
         if style.elastic:
             image = bend(image, style.elastic, rng)
-        ink = warp(image, style, rng)
+        lean = float(rng.uniform(0.2, 0.6)) if label == 1 and style.slashed_ones else 0.0
+        ink = warp(image, style, rng, lean)
         if label == 0 and rng.random() < style.small_zeros:  # an o on the line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.85), fy=rng.uniform(0.45, 0.7))
         top = 1.0 - ink.shape[0] / d + float(rng.normal(0, style.wobble))

@@ -94,3 +94,21 @@ def test_some_crops_are_tight_and_none_cuts_deep_into_the_writing() -> None:
     assert ink_rows.min() >= 40 - (0.15 + 0.1) * d - 1  # by a quarter of a digit at most
     assert np.mean(paper_rows <= 0.05 * d) > 0.1  # and some more leave no margin
     assert np.mean(paper_rows >= 0.2 * d) > 0.4  # most leave the margins they did
+
+
+def test_digits_run_two_or_three_times_more_often_than_by_chance() -> None:
+    """Runs (111, 1000) must be learnt: CTC reads a run only with a blank between each."""
+    rng = np.random.default_rng(7)
+    texts = [synth.random_text(rng, 6) for _ in range(4000)]
+    ones = np.mean(["111" in t for t in texts])
+    assert ones > 0.02  # by chance, four places in a thousand
+
+
+def test_a_slashed_one_leans_by_its_lean(digits: Digits) -> None:
+    one = digits.images[int(np.flatnonzero(digits.labels == 1)[0])]
+    style = hands.random_style(np.random.default_rng(0))
+    upright = hands.warp(one, style, np.random.default_rng(9))
+    leaning = hands.warp(one, style, np.random.default_rng(9), lean=0.5)
+    assert abs(leaning.shape[0] - upright.shape[0]) <= 2
+    widening = leaning.shape[1] - upright.shape[1]  # half its height more, less the turn's
+    assert 0.3 * upright.shape[0] < widening < 0.7 * upright.shape[0]
