@@ -102,7 +102,7 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
                      cv2.LINE_AA)  # fmt: skip
     elif label == 7:
         if style.barred_sevens:  # often long, crossing the stem like a +
-            _bar(out, top + int(height * rng.uniform(0.45, 0.6)), thick, rng, longest=9)
+            _bar(out, top + int(height * rng.uniform(0.45, 0.6)), thick, rng)
         if style.ticked_sevens:  # a short stroke down from the left end of the top bar
             row = ink[ink[:, 0] <= top + 2]
             x = int(row[:, 1].min())
@@ -122,14 +122,13 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
     return out
 
 
-def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator,
-         longest: int = 5) -> None:  # fmt: skip
+def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator) -> None:
     """A bar across the digit's stroke at ``row`` (a 7's, as in much of Europe and Latin
-    America), reaching 3 to ``longest`` pixels either side."""
+    America), reaching 3 to 9 pixels either side."""
     cols = np.flatnonzero(image[row] > 100)
     if cols.size:
         centre = int(cols.mean())
-        half = int(rng.integers(3, longest + 1))
+        half = int(rng.integers(3, 10))
         cv2.line(image, (centre - half, row), (centre + half, row), 255, thick, cv2.LINE_AA)
 
 
