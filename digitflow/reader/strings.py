@@ -7,6 +7,7 @@ can be repeated, and two readers compared on a validation set see the very same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
@@ -15,8 +16,9 @@ from digitflow.reader.synth import Digits
 
 # Long strings are squeezed to this width (in input columns) for training.
 MAX_WIDTH = 256
-# The batch's strings are of about one length, so that little of a batch is padding.
-_LENGTH_SPREAD = 1
+# Batches are written this many at a time and cut by width, so that a batch's strings are
+# about as wide as each other and little of it is padding: its cost goes with its widest.
+GROUP = 8
 
 
 def strings_per_epoch(digits: int) -> int:
@@ -62,27 +64,43 @@ class StringBatches:
     """Training batches of generated strings: inputs (n, 32, W, 1) and CTC labels (n, 12).
 
     Labels hold digit + 1, padded with 0 (the CTC blank, as Keras' CTC loss expects).
+    Batches ``GROUP * g`` to ``GROUP * g + GROUP - 1`` of an epoch are written together
+    (lengths as documents have them), sorted by width and cut in turn, in an order drawn
+    with them. The last group is kept, so asking for batches in order writes each once.
     """
 
     digits: Digits
     batch_size: int
     seed: int
     max_width: int = MAX_WIDTH
+    _kept: dict = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index`` of ``epoch``."""
-        rng = np.random.default_rng([self.seed, epoch, index])
+        key = (epoch, index // GROUP)
+        if key not in self._kept:
+            self._kept.clear()
+            self._kept[key] = self._group(*key)
+        return self._kept[key][index % GROUP]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_kept": {}}  # a copy for another process: not the group
+
+    def _group(self, epoch: int, group: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([self.seed, epoch, group])
         by_label = self.digits.by_label()
-        centre = int(rng.choice(synth.LENGTHS, p=synth.LENGTH_SHARES))
-        labels = np.zeros((self.batch_size, synth.MAX_DIGITS), np.int32)
-        inputs = []
-        for k in range(self.batch_size):
-            spread = int(rng.integers(-_LENGTH_SPREAD, _LENGTH_SPREAD + 1))
-            length = int(np.clip(centre + spread, 1, synth.MAX_DIGITS))
-            grey, text = synth.make_field(
-                self.digits, by_label, rng, synth.random_text(rng, length)
-            )
+        inputs, texts = [], []
+        for _ in range(GROUP * self.batch_size):
+            grey, text = synth.make_field(self.digits, by_label, rng, synth.random_text(rng))
             inputs.append(squeeze(field.field_input(grey, dark=True), self.max_width))
-            labels[k, : len(text)] = [int(c) + 1 for c in text]
-        x, _ = field.pad_batch(inputs)
-        return x, labels
+            texts.append(text)
+        by_width = np.argsort([x.shape[1] for x in inputs], kind="stable")
+        batches = []
+        for part in rng.permutation(GROUP):
+            members = by_width[part * self.batch_size : (part + 1) * self.batch_size]
+            labels = np.zeros((self.batch_size, synth.MAX_DIGITS), np.int32)
+            for k, m in enumerate(members):
+                labels[k, : len(texts[m])] = [int(c) + 1 for c in texts[m]]
+            x, _ = field.pad_batch([inputs[m] for m in members])
+            batches.append((x, labels))
+        return batches

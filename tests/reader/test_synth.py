@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from digitflow.reader import field, hands, synth
-from digitflow.reader.strings import StringBatches, fixed_set
+from digitflow.reader.strings import GROUP, StringBatches, fixed_set
 from digitflow.reader.synth import Digits
 
 
@@ -49,12 +49,48 @@ def test_a_batch_holds_inputs_and_ctc_labels(digits: Digits) -> None:
     assert other.shape != x.shape or not np.array_equal(other, x)
 
 
+def _padding(x: np.ndarray) -> float:
+    """The share of a batch that is padding: columns right of each input's last ink."""
+    inked = (x[:, :, :, 0] > 0).any(axis=1)  # (n, W)
+    last = x.shape[2] - np.argmax(inked[:, ::-1], axis=1)
+    return float(1.0 - last.mean() / x.shape[2])
+
+
+def test_a_batch_holds_strings_about_as_wide_as_each_other(digits: Digits) -> None:
+    """A batch costs as much as its widest input: padding is cut by writing batches
+    together and cutting them by width (at random, half of a batch of 32 is padding)."""
+    source = StringBatches(digits, batch_size=32, seed=2)
+    batches = [source.batch(0, index)[0] for index in range(2 * GROUP)]
+    widths = {x.shape[2] for x in batches}
+    assert len(widths) >= GROUP // 2  # narrow batches and wide ones, not all at the cap
+    assert np.mean([_padding(x) for x in batches]) < 0.2
+    # Labels still go with their inputs: the more digits, the wider the ink.
+    lengths, extents = [], []
+    for index in range(2 * GROUP):
+        x, y = source.batch(0, index)
+        inked = (x[:, :, :, 0] > 0).any(axis=1)
+        extents += list(x.shape[2] - np.argmax(inked[:, ::-1], axis=1))
+        lengths += list((y > 0).sum(axis=1))
+    assert np.corrcoef(lengths, extents)[0, 1] > 0.5  # about 0 if they were mixed up
+
+
+def test_a_batch_is_the_same_in_any_order_it_is_asked_for(digits: Digits) -> None:
+    source = StringBatches(digits, batch_size=4, seed=6)
+    late, _ = source.batch(0, GROUP + 1)
+    early, early_labels = source.batch(0, 2)
+    fresh = StringBatches(digits, batch_size=4, seed=6)
+    np.testing.assert_array_equal(fresh.batch(0, 2)[0], early)
+    np.testing.assert_array_equal(fresh.batch(0, 2)[1], early_labels)
+    np.testing.assert_array_equal(source.batch(0, GROUP + 1)[0], late)
+
+
 def test_the_first_batch_leaves_keras_the_width_free(digits: Digits) -> None:
     """Keras takes its input spec from the first two batches: they must differ in width."""
-    from digitflow.reader.training import _keras_batches
+    from digitflow.reader.training import EpochWriter, _keras_batches
 
     for seed in range(8):
-        batches = _keras_batches(StringBatches(digits, batch_size=4, seed=seed), 3, 0)
+        writer = EpochWriter(StringBatches(digits, batch_size=4, seed=seed), 3, processes=1)
+        batches = _keras_batches(writer)
         first, second = batches[0][0], batches[1][0]
         assert first.shape[2] != second.shape[2]
         assert first.shape[2] > batches[2][0].shape[2]  # wider than any other
