@@ -57,12 +57,17 @@ class TcpProxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
+    def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        """Called with each chunk before it goes through: a proxy that looks for a cue in
+        a request overrides it (after the request is sent, its answer may come first)."""
+
     def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
         """Called after each chunk goes through: a proxy that cuts on a cue overrides it."""
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self.arriving(source, sink, data)
                 sink.sendall(data)
                 self.passed(source, sink, data)
         except OSError:

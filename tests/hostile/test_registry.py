@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -136,6 +137,9 @@ def test_history_write_that_fails_after_the_pointer_moved_is_completed_next_time
     assert registry.current_champion(store)[0] == champion  # nothing moved a second time
 
 
+POINTER_WRITE = re.compile(rb"PUT /[^ \r\n]*/models/champion\.json ")
+
+
 class CutAfterPointer(TcpProxy):
     """A proxy that cuts the network right after the champion pointer's write is answered,
     and restores it ``outage_s`` later."""
@@ -144,15 +148,23 @@ class CutAfterPointer(TcpProxy):
         super().__init__(target_port)
         self.outage_s = outage_s
         self.armed: set[socket.socket] = set()  # client connections that wrote the pointer
+        self.tails: dict[socket.socket, bytes] = {}  # the last bytes each client sent
         self.cut = threading.Event()
 
+    def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        if sink.getpeername()[1] != self.target_port:
+            return
+        # A request line may come in two reads: look at it with the end of the one before.
+        seen = self.tails.get(source, b"") + data
+        self.tails[source] = seen[-512:]
+        if POINTER_WRITE.search(seen):
+            self.armed.add(source)
+
     def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
-        upstream = sink.getpeername()[1] == self.target_port
-        client = source if upstream else sink
-        if upstream and data.startswith(b"PUT ") and b"/models/champion.json " in data:
-            self.armed.add(client)
-        answered = not upstream and not data.startswith(b"HTTP/1.1 100")
-        if answered and client in self.armed and not self.cut.is_set():
+        if sink.getpeername()[1] == self.target_port:
+            return
+        answered = not data.startswith(b"HTTP/1.1 100")
+        if answered and sink in self.armed and not self.cut.is_set():
             self.cut.set()  # the pointer's answer went through: the network goes
             threading.Thread(target=self._outage, daemon=True).start()
 
