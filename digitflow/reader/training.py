@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -62,8 +63,19 @@ _SOURCE: Batches | None = None  # in a writer process: the batches it writes
 
 
 def _adopt(source: Batches) -> None:
+    """A writer process's start: keep its source, and end when its parent has ended (a
+    killed training leaves no writers behind: they hold the write end of their own queue,
+    so they would wait for work forever)."""
     global _SOURCE
     _SOURCE = source
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _write(epoch: int, indices: range) -> list[tuple[np.ndarray, np.ndarray]]:
