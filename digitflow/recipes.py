@@ -78,8 +78,8 @@ CHALLENGER = Recipe(
 # The line reader's recipe: an epoch is as many generated strings as it takes to write
 # each training digit about once (``digitflow.reader.strings.strings_per_epoch``). Wall
 # times on the 2-core CPU machine: the README's line-reader section.
-READER_RECIPE = Recipe(epochs=24, batch_size=64, learning_rate=2e-3, lr_schedule="cosine")
-READER_BEST = READER_RECIPE.model_copy(update={"epochs": 72})
+READER_RECIPE = Recipe(epochs=48, batch_size=64, learning_rate=2e-3, lr_schedule="cosine")
+READER_BEST = READER_RECIPE.model_copy(update={"epochs": 144})
 READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000})
 # The reader champion fine-tuned on corrections (``digitflow.corrections.adapt``): short
 # epochs at a low peak rate, a quarter of each batch corrected lines and the rest generated,
