@@ -12,7 +12,8 @@
 Each way trains a fresh reader for --epochs epochs of --steps batches of 64 strings written
 with the MNIST training digits, and reports the median seconds a step of the epochs after
 the first (a step's share of the writing included), the mean batch width and the share of
-the batches that is padding. Ratios are against the first way, measured in the same run.
+the batches that is padding. Each way runs in a process of its own, one after another.
+Ratios are against the first way, measured in the same run.
 
 Usage: python benchmarks/reader_steps.py [--steps 60] [--epochs 3]
 """
@@ -20,8 +21,11 @@ Usage: python benchmarks/reader_steps.py [--steps 60] [--epochs 3]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -118,34 +122,44 @@ def seconds_a_step(batches: object, steps: int, epochs: int) -> float:
     return statistics.median(times[1:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="batches an epoch")
-    parser.add_argument(
-        "--epochs", type=int, default=3, help="epochs a way (the first not counted)"
-    )
-    args = parser.parse_args()
+WAYS = ("one length, beside", "by width, beside", "by width, first")
+
+
+def measure(way: str, steps: int, epochs: int) -> tuple[float, float, float]:
+    """Mean batch width, padding share and seconds a step of one way, in this process."""
     images = read_idx(mnist_dir() / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
     labels = read_idx(mnist_dir() / "train-labels-idx1-ubyte.gz", 8)
     digits = Digits(images[:55000], labels[:55000])
-    one, cut = OneLength(digits, seed=0), StringBatches(digits, BATCH, seed=0)
+    source = OneLength(digits, seed=0) if way == WAYS[0] else StringBatches(digits, BATCH, 0)
+    width, pad = padding(source, min(steps, 24))
+    if way != WAYS[2]:
+        return width, pad, seconds_a_step(beside(source, steps), steps, epochs)
+    writer = EpochWriter(source, steps, processes=os.cpu_count() or 1)
+    try:
+        return width, pad, seconds_a_step(_keras_batches(writer), steps, epochs)
+    finally:
+        writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="batches an epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="a way's epochs (not the first)")
+    parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # one way, here
+    args = parser.parse_args()
+    if args.way:
+        print(json.dumps(measure(args.way, args.steps, args.epochs)))
+        return
     rows = []
-    for name, source, first in (
-        ("one length, beside", one, False),
-        ("by width, beside", cut, False),
-        ("by width, first", cut, True),
-    ):
-        width, pad = padding(source, min(args.steps, 24))
-        if first:
-            writer = EpochWriter(cut, args.steps, processes=os.cpu_count() or 1)
-            try:
-                step = seconds_a_step(_keras_batches(writer), args.steps, args.epochs)
-            finally:
-                writer.close()
-        else:
-            step = seconds_a_step(beside(source, args.steps), args.steps, args.epochs)
-        rows.append((name, width, pad, step))
-        print(f"{name}: {step:.3f} s a step", flush=True)
+    for way in WAYS:
+        run = subprocess.run(
+            [sys.executable, __file__, "--way", way, "--steps", str(args.steps),
+             "--epochs", str(args.epochs)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        width, pad, step = json.loads(run.stdout.strip().splitlines()[-1])
+        rows.append((way, width, pad, step))
+        print(f"{way}: {step:.3f} s a step", flush=True)
     base = rows[0][3]
     print(f"\n{args.steps} steps an epoch, batches of {BATCH}, median of epochs 2-{args.epochs}")
     print("| batches | mean width | padding | s a step | steps a second | vs one length, beside |")
