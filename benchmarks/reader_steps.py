@@ -102,7 +102,7 @@ def padding(source: object, count: int) -> tuple[float, float]:
     return float(np.mean(widths)), float(np.mean(pads))
 
 
-def seconds_a_step(batches: object, steps: int, epochs: int) -> float:
+def seconds_a_step(batches: object, steps: int, epochs: int) -> list[float]:
     import keras
 
     from digitflow.models import line_reader
@@ -119,14 +119,15 @@ def seconds_a_step(batches: object, steps: int, epochs: int) -> float:
             times.append((time.perf_counter() - self.started) / steps)
 
     model.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=[Clock()])
-    return statistics.median(times[1:])
+    return times
 
 
 WAYS = ("one length, beside", "by width, beside", "by width, first")
 
 
-def measure(way: str, steps: int, epochs: int) -> tuple[float, float, float]:
-    """Mean batch width, padding share and seconds a step of one way, in this process."""
+def measure(way: str, steps: int, epochs: int) -> tuple[float, float, list[float]]:
+    """Mean batch width, padding share and each epoch's seconds a step of one way, in this
+    process."""
     images = read_idx(mnist_dir() / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
     labels = read_idx(mnist_dir() / "train-labels-idx1-ubyte.gz", 8)
     digits = Digits(images[:55000], labels[:55000])
@@ -157,9 +158,11 @@ def main() -> None:
              "--epochs", str(args.epochs)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        width, pad, step = json.loads(run.stdout.strip().splitlines()[-1])
+        width, pad, times = json.loads(run.stdout.strip().splitlines()[-1])
+        step = statistics.median(times[1:])
         rows.append((way, width, pad, step))
-        print(f"{way}: {step:.3f} s a step", flush=True)
+        each = ", ".join(f"{t:.3f}" for t in times)
+        print(f"{way}: {step:.3f} s a step (each epoch: {each})", flush=True)
     base = rows[0][3]
     print(f"\n{args.steps} steps an epoch, batches of {BATCH}, median of epochs 2-{args.epochs}")
     print("| batches | mean width | padding | s a step | steps a second | vs one length, beside |")
