@@ -2,9 +2,9 @@
 
 Each batch is a function of (seed, epoch, index), so a run can be repeated, and no more
 than an epoch's strings are ever held. An epoch's batches are written before it starts,
-in processes, one per core: on a CPU a batch written beside the training step takes a
-core that the step's own threads need (measured on 2 cores: a step of 0.31 s took 0.55 s
-with strings written beside it, against 0.09 s a batch to write them first). After each
+in processes, one per core, so that no writing runs beside the training step and takes
+the cores its own threads need (``benchmarks/reader_steps.py`` compares it with writing
+beside the step; on 2 cores the epochs of both vary too much to rank them yet). After each
 epoch the reader reads the fixed validation strings; that exact-string accuracy is what
 the epoch reports.
 """
