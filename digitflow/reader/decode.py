@@ -61,6 +61,11 @@ def _runs(best: np.ndarray) -> list[tuple[int, int, int]]:
     return runs
 
 
+def steps_of(steps: int, width: int) -> int:
+    """How many of a batch's ``steps`` output steps cover an input ``width`` columns wide."""
+    return max(1, min(steps, -(-width // STRIDE)))
+
+
 def decode_line(probs: np.ndarray, width: int) -> ReadLine:
     """Decode one line's step probabilities (T, 11) for an input ``width`` columns wide.
 
@@ -68,7 +73,7 @@ def decode_line(probs: np.ndarray, width: int) -> ReadLine:
     from halfway after the previous digit's steps to halfway before the next one's, so the
     digits tile the line like the cells of a form.
     """
-    steps = max(1, min(len(probs), -(-width // STRIDE)))
+    steps = steps_of(len(probs), width)
     probs = probs[:steps]
     best = probs.argmax(axis=1)
     runs = _runs(best)
@@ -103,3 +108,51 @@ def decode_batch(logits: np.ndarray, widths: np.ndarray) -> list[ReadLine]:
     """Decode a batch of reader outputs (n, T, 11 logits), one input width per line."""
     probs = softmax(np.asarray(logits, np.float32))
     return [decode_line(p, int(w)) for p, w in zip(probs, widths, strict=True)]
+
+
+# Pairs of (line, string) scored together: their steps and labels padded to the longest.
+_PAIRS = 512
+
+
+def log_likelihoods(probs: list[np.ndarray], texts: list[str]) -> np.ndarray:
+    """log P(text | line) under CTC, for each line's step probabilities (T, 11) and string.
+
+    The forward (alpha) recursion in log space, over many pairs at once: pairs of about
+    as many steps go together, so little of the work is padding.
+    """
+    out = np.empty(len(texts), np.float64)
+    order = np.argsort([len(p) for p in probs], kind="stable")
+    for start in range(0, len(order), _PAIRS):
+        chunk = order[start : start + _PAIRS]
+        out[chunk] = _forward([probs[k] for k in chunk], [texts[k] for k in chunk])
+    return out
+
+
+def _forward(probs: list[np.ndarray], texts: list[str]) -> np.ndarray:
+    """CTC log-likelihoods of one chunk of (line, string) pairs."""
+    n = len(texts)
+    steps = np.array([len(p) for p in probs])
+    states = np.array([2 * len(t) + 1 for t in texts])  # blank, digit, blank, ..., blank
+    labels = np.full((n, max(2, int(states.max()))), BLANK, np.int64)
+    for k, text in enumerate(texts):
+        labels[k, 1 : 2 * len(text) : 2] = [int(c) + 1 for c in text]
+    logp = np.full((n, int(steps.max()), probs[0].shape[1]), -np.inf, np.float64)
+    for k, p in enumerate(probs):
+        logp[k, : len(p)] = np.log(np.maximum(p, 1e-30))
+    # emit[k, t, s]: log-probability of state s's class at step t
+    emit = np.take_along_axis(logp, np.repeat(labels[:, None, :], logp.shape[1], axis=1), 2)
+    # A digit may follow the digit two states back (skipping the blank) unless they are equal.
+    skip = np.zeros(labels.shape, bool)
+    skip[:, 2:] = (labels[:, 2:] != BLANK) & (labels[:, 2:] != labels[:, :-2])
+    alpha = np.full(labels.shape, -np.inf)
+    alpha[:, :2] = emit[:, 0, :2]
+    alpha[states == 1, 1] = -np.inf
+    for t in range(1, logp.shape[1]):
+        one = np.concatenate([np.full((n, 1), -np.inf), alpha[:, :-1]], axis=1)
+        two = np.concatenate([np.full((n, 2), -np.inf), alpha[:, :-2]], axis=1)
+        moved = np.logaddexp(np.logaddexp(alpha, one), np.where(skip, two, -np.inf)) + emit[:, t]
+        alpha = np.where((t < steps)[:, None], moved, alpha)
+    rows = np.arange(n)
+    last = alpha[rows, states - 1]
+    before = np.where(states > 1, alpha[rows, np.maximum(states - 2, 0)], -np.inf)
+    return np.logaddexp(last, before)

@@ -174,6 +174,20 @@ def field_input(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     return prepare(grey, dark).pixels
 
 
+def stretched_width(width: int, share: float) -> int:
+    """The width of an input ``width`` columns wide, stretched to ``share`` of it."""
+    return width if share == 1.0 else max(STRIDE, round(width * share))
+
+
+def stretch(x: np.ndarray, share: float) -> np.ndarray:
+    """A (32, w) reader input resized to ``share`` of its width (at least one stride)."""
+    width = stretched_width(x.shape[1], share)
+    if width == x.shape[1]:
+        return x
+    method = cv2.INTER_AREA if width < x.shape[1] else cv2.INTER_LINEAR
+    return cv2.resize(x, (width, x.shape[0]), interpolation=method)
+
+
 def pad_batch(inputs: list[np.ndarray], multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Stack (32, w) inputs into (n, 32, W, 1), right-padded with paper; also each w.
 

@@ -5,19 +5,30 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from digitflow.reader import field
-from digitflow.reader.decode import ReadLine, decode_batch
+from digitflow.reader.decode import (
+    ReadLine,
+    decode_line,
+    log_likelihoods,
+    softmax,
+    steps_of,
+)
 from digitflow.scoring.truth import align
 
 # Inputs of about one width go through the reader together: at most this many, and at
 # most this many input columns in all (the batch's memory).
 BATCH = 256
 BATCH_COLUMNS = 256 * 256
+# Each input is read at these widths (shares of its own), and the string most likely over
+# all of them is kept. Hands write wider and narrower than the strings the reader learnt
+# from, and where one width's reading stumbles (a dash taken for a 1, two digits for one)
+# the others seldom stumble the same way.
+WIDTHS = (0.8, 1.0, 1.25)
 
 
 def _chunks(widths: np.ndarray) -> list[np.ndarray]:
@@ -74,17 +85,69 @@ def read_inputs(model: Any, inputs: Sequence[np.ndarray]) -> list[ReadLine]:
 
 
 def read_with(
-    run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarray]
+    run: Callable[[np.ndarray], np.ndarray],
+    inputs: Sequence[np.ndarray],
+    widths: Sequence[float] = WIDTHS,
 ) -> list[ReadLine]:
     """Read (32, w) reader inputs with a reader's forward pass (batch to logits), in input
-    order."""
-    lines: list[ReadLine | None] = [None] * len(inputs)
+    order, each at ``widths`` of its width.
+
+    Every width's greedy reading is a candidate; the one kept is the most likely under all
+    widths together (the sum of its CTC log-likelihoods). Its digits, places and doubts are
+    those of a width that read it, its places brought back to the input's columns. A line's
+    confidence is at most the kept string's share of the candidates' likelihood, so that
+    widths which disagree make a line doubtful.
+    """
+    if not inputs:
+        return []
+    # Every width of every input in one go, so that batches of one width fill up.
+    sized = [field.stretch(x, share) for share in widths for x in inputs]
+    every = _probabilities(run, sized)
+    readings = []  # per width: each input's step probabilities and greedy reading
+    for at in range(0, len(sized), len(inputs)):
+        probs = every[at : at + len(inputs)]
+        greedy = [decode_line(p, x.shape[1]) for p, x in zip(probs, sized[at:], strict=False)]
+        readings.append((probs, greedy))
+    candidates = [sorted({greedy[k].text for _, greedy in readings}) for k in range(len(inputs))]
+    pairs = [(k, text) for k, texts in enumerate(candidates) for text in texts]
+    scores = np.array(
+        [
+            log_likelihoods([probs[k] for k, _ in pairs], [t for _, t in pairs])
+            for probs, _ in readings
+        ]
+    ).reshape(len(readings), len(pairs))
+    # Finite for one candidate at least: the narrowest width's reading fits every width.
+    totals = scores.sum(axis=0)
+    lines, at = [], 0
+    for k, texts in enumerate(candidates):
+        span = slice(at, at + len(texts))
+        at += len(texts)
+        best = int(np.argmax(totals[span]))
+        share_of_all = float(np.exp(totals[span][best] - np.logaddexp.reduce(totals[span])))
+        # Of the widths that read the kept string, the one that found it likeliest.
+        chosen = max(
+            range(len(readings)),
+            key=lambda i: (readings[i][1][k].text == texts[best], scores[i, span][best]),
+        )
+        line = readings[chosen][1][k]
+        width = inputs[k].shape[1]
+        scale = width / field.stretched_width(width, widths[chosen])
+        digits = [replace(d, x0=d.x0 * scale, x1=d.x1 * scale) for d in line.digits]
+        lines.append(ReadLine(digits, min(line.confidence, share_of_all)))
+    return lines
+
+
+def _probabilities(
+    run: Callable[[np.ndarray], np.ndarray], inputs: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Each input's step probabilities (T, 11), its padding's steps left out."""
+    out: list[np.ndarray] = [np.empty((0, 11), np.float32)] * len(inputs)
     for chunk in _chunks(np.array([x.shape[1] for x in inputs], np.int64)):
         batch, widths = field.pad_batch([inputs[k] for k in chunk])
-        logits = run(batch)
-        for k, line in zip(chunk, decode_batch(logits, widths), strict=True):
-            lines[k] = line
-    return [line for line in lines if line is not None]
+        probs = softmax(np.asarray(run(batch), np.float32))
+        for k, p, w in zip(chunk, probs, widths, strict=True):
+            out[k] = p[: steps_of(len(p), int(w))]
+    return out
 
 
 @dataclass(frozen=True)

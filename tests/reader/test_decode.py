@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from digitflow.reader.decode import decode_batch, decode_line
+from digitflow.reader.decode import decode_batch, decode_line, log_likelihoods
 from digitflow.reader.field import STRIDE
 
 
@@ -53,3 +53,23 @@ def test_batch_decoding_takes_logits() -> None:
     logits = np.log(np.stack([_steps([4, 0, 4]), _steps([0, 10, 0])]))
     lines = decode_batch(logits, np.array([3 * STRIDE, 3 * STRIDE]))
     assert [line.text for line in lines] == ["33", "9"]
+
+
+def test_ctc_likelihood_sums_every_alignment_of_the_string() -> None:
+    """Against the definition: every path of T steps that collapses to the string."""
+    rng = np.random.default_rng(3)
+    steps = (1, 2, 3, 4, 4, 2)
+    probs = [rng.dirichlet(np.ones(11), n).astype(np.float32) for n in steps]
+    texts = ["", "7", "11", "12", "101", "11"]
+    ours = log_likelihoods(probs, texts)
+    for p, text, got in zip(probs, texts, ours, strict=True):
+        total = 0.0
+        for path in itertools.product(range(11), repeat=len(p)):
+            collapsed = [c for k, c in enumerate(path) if c != 0 and (k == 0 or path[k - 1] != c)]
+            if "".join(str(c - 1) for c in collapsed) == text:
+                total += float(np.prod(p[np.arange(len(p)), path]))
+        expected = np.log(total) if total else -np.inf
+        assert got == pytest.approx(expected, rel=1e-5)
+    assert ours[-1] == -np.inf  # two equal digits need a blank between them: 3 steps
+    nothing = log_likelihoods(probs[:2], ["", ""])  # a chunk of empty strings alone
+    assert nothing == pytest.approx([np.log(p[:, 0]).sum() for p in probs[:2]], rel=1e-5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from digitflow.reader import infer
+from digitflow.reader.field import STRIDE
 
 
 def test_batches_keep_similar_widths_together_within_the_limits() -> None:
@@ -44,3 +45,30 @@ def test_string_scores(truth: list[str], read: list[str], exact: float, accuracy
     assert scores.exact_rate == exact
     assert scores.digit_accuracy == pytest.approx(accuracy)
     assert scores.correct.tolist() == [t == r for t, r in zip(truth, read, strict=True)]
+
+
+def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() -> None:
+    """At 0.8 of its width the line reads 1 and is sure; at 1 and 1.25 it reads 7 and is
+    not: over the three widths together, 1 is far likelier, though two widths read 7."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-4, np.float32)
+        probs[:, :, 0] = 1.0  # blanks after the first step
+        for k, x in enumerate(batch):
+            if (x[0, :, 0] > 0).sum() < 50:  # 60 columns at 0.8: 48; at 1.25: 75
+                probs[k, 0, [0, 2, 8]] = 0.05, 0.9, 0.05  # a 1, surely
+            else:
+                probs[k, 0, [0, 2, 8]] = 0.0001, 0.4, 0.6  # a 7, or a 1
+        return np.log(probs)
+
+    inputs = [np.ones((32, 60), np.float32)]
+    assert [line.text for line in infer.read_with(run, inputs, widths=(1.0,))] == ["7"]
+    assert [line.text for line in infer.read_with(run, inputs, widths=(1.25,))] == ["7"]
+    (line,) = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25))
+    assert line.text == "1"
+    (one,) = line.digits
+    assert one.confidence == pytest.approx(0.9, abs=0.01)  # as the width that read it
+    assert one.x1 == pytest.approx(2.5 * STRIDE * 60 / 48)  # in the input's own columns
+    # P("1") over P("1") + P("7"): 0.9 x 0.4 x 0.4 against 0.05 x 0.6 x 0.6.
+    assert line.confidence == pytest.approx(0.144 / (0.144 + 0.018), abs=0.01)
+    assert infer.read_with(run, [], widths=(0.8, 1.0)) == []
