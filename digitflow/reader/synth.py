@@ -4,8 +4,8 @@ Each string is written with MNIST digits of one split, the way people write amou
 codes on real documents: one to twelve digits, spacing from overlapping to wide, per-digit
 scale, baseline and slant jitter, stroke width, 1s with a flag or a foot and 7s with a
 bar (as much of the world writes them), separators and trailing strokes that are not
-digits, drawn by hand (`.` `,` `-` `=` `~` `/`, a check mark), on paper with textures,
-security patterns, ruled lines, blur, low resolution and JPEG. Only the digits are the label.
+digits (`.` `,` `-` `=` `/`), on paper with textures, security patterns, ruled lines,
+blur, low resolution and JPEG. Only the digits are the label.
 
 The result is a greyscale field image, dark ink on light paper, as a scanner gives it;
 ``digitflow.reader.field.field_input`` turns it into the reader's input, as for a scan.
@@ -60,55 +60,14 @@ def random_text(rng: np.random.Generator, length: int | None = None) -> str:
     return "".join(str(int(d)) for d in digits)
 
 
-def _stroke(*strokes: np.ndarray, t: int) -> np.ndarray:
-    """Ink of pen strokes, each through its points (x, y), ``t`` pixels thick, on a canvas
-    of their own."""
-    every = np.vstack(strokes)
-    lo = every.min(axis=0) - t - 2
-    size = np.ceil(every.max(axis=0) - lo + t + 2).astype(int)
-    img = np.zeros((size[1], size[0]), np.float32)
-    lines = [np.rint(p - lo).astype(np.int32) for p in strokes]
-    cv2.polylines(img, lines, False, 1.0, t, cv2.LINE_AA)
-    return img
-
-
-def _hand_line(length: float, d: float, rng: np.random.Generator, wave: float = 0.0
-               ) -> np.ndarray:  # fmt: skip
-    """The points of a line drawn by hand: bowed, tilted, its pen shaking, sometimes waved
-    (``wave``: its height, in digit heights) or hooked up or down at its end."""
-    u = np.linspace(0.0, 1.0, 16)
-    x = u * length
-    y = rng.uniform(-0.15, 0.15) * length * 4 * u * (1 - u)
-    y += np.cumsum(rng.normal(0.0, 0.01 * d, u.size))
-    if wave:
-        y += wave * d * np.sin(2 * np.pi * u * rng.uniform(1.0, 2.5) + rng.uniform(0, np.pi))
-    points = np.stack([x, y], axis=1)
-    if rng.random() < 0.25:  # a hook at the end, the pen turning as it leaves
-        r = d * rng.uniform(0.08, 0.25)
-        turn = np.linspace(0.0, rng.uniform(0.6, 1.6), 6)[1:] * (1 if rng.random() < 0.5 else -1)
-        hook = np.stack([x[-1] + r * np.sin(np.abs(turn)), y[-1] + r * (1 - np.cos(turn))], 1)
-        points = np.vstack([points, hook])
-    tilt = np.radians(rng.normal(-6.0, 10.0))  # most rise a little to the right
-    c, s = np.cos(tilt), np.sin(tilt)
-    return points @ np.array([[c, s], [-s, c]])
-
-
 def _mark(kind: str, style: Style, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """A separator or stroke that is not a digit, drawn by hand: its ink and its vertical
-    place, where its top sits, as a share of the digit height below the top line.
+    """A separator or stroke that is not a digit: its ink and its vertical place.
 
-    ``.`` ``,`` a dot or a comma (a dot is often a short tick); ``-`` a dash, short or long,
-    bowed or hooked; ``=`` two of them, often small and high; ``~`` a wave; ``_`` a long
-    line to the end of the field; ``/`` a slash; ``'`` a tick high up; ``v`` a check mark.
+    The place is where its top sits, as a share of the digit height below the top line.
     """
     d = style.height
-    t = max(2, round(d * rng.uniform(0.05, 0.12)))
+    t = max(2, round(d * rng.uniform(0.06, 0.12)))
     if kind in ".,":
-        if kind == "." and rng.random() < 0.4:  # a tick, the pen barely moving
-            length = d * rng.uniform(0.06, 0.18)
-            angle = rng.uniform(0.3, 1.4)
-            points = np.array([[0.0, 0.0], [length * np.cos(angle), length * np.sin(angle)]])
-            return _stroke(points, t=t), float(rng.uniform(0.75, 1.0))
         r = max(1, round(d * rng.uniform(0.04, 0.09)))
         tail = int(d * rng.uniform(0.15, 0.3)) if kind == "," else 0
         img = np.zeros((2 * r + tail + 4, 2 * r + tail // 2 + 4), np.float32)
@@ -125,25 +84,14 @@ def _mark(kind: str, style: Style, rng: np.random.Generator) -> tuple[np.ndarray
         img = np.zeros((h + 4, w + 4), np.float32)
         cv2.line(img, (w + 1, 2), (2, h + 1), 1.0, t, cv2.LINE_AA)
         return img, 0.0
-    if kind == "v":  # a check mark before the amount: a short stroke down, a long one up
-        wide, high = d * rng.uniform(0.3, 0.6), d * rng.uniform(0.5, 1.0)
-        points = np.array([[0.0, 0.55 * high], [0.3 * wide, high], [wide, 0.0]])
-        points += rng.normal(0.0, 0.02 * d, points.shape)
-        return _stroke(points, t=t), float(rng.uniform(0.0, 0.3))
-    if kind == "=":
-        length = d * rng.uniform(0.25, 0.9)
-        gap = d * rng.uniform(0.12, 0.3)
-        upper = _hand_line(length, d, rng)
-        lower = _hand_line(length * rng.uniform(0.7, 1.15), d, rng)
-        lower += [rng.uniform(-0.15, 0.15) * length, gap]
-        top = rng.uniform(0.0, 0.3) if rng.random() < 0.5 else rng.uniform(0.3, 0.6)
-        return _stroke(upper, lower, t=t), float(top)  # high ones: small, after the cents
-    if kind == "~":
-        points = _hand_line(d * rng.uniform(0.5, 1.5), d, rng, wave=rng.uniform(0.05, 0.12))
-        return _stroke(points, t=t), float(rng.uniform(0.25, 0.6))
-    long = kind == "_" or rng.random() < 0.1
-    length = d * (rng.uniform(1.5, 4.0) if long else rng.uniform(0.25, 1.2))
-    return _stroke(_hand_line(length, d, rng), t=t), float(rng.uniform(0.2, 0.7))
+    length = int(d * rng.uniform(0.4, 1.6))
+    lines = 2 if kind == "=" else 1
+    gap = int(d * rng.uniform(0.15, 0.3))
+    img = np.zeros((lines * gap + t + 4, length + 4), np.float32)
+    for k in range(lines):
+        y = 2 + k * gap + t // 2
+        cv2.line(img, (2, y + int(rng.integers(-1, 2))), (length + 1, y), 1.0, t, cv2.LINE_AA)
+    return img, float(rng.uniform(0.3, 0.6))
 
 
 def _marks_for(text: str, rng: np.random.Generator) -> tuple[dict[int, str], str, str]:
@@ -157,9 +105,9 @@ def _marks_for(text: str, rng: np.random.Generator) -> tuple[dict[int, str], str
     if n >= 3 and rng.random() < 0.08:  # a decimal part
         after[n - 3] = "," if rng.random() < 0.5 else "."
     # A slash only before a dash or an equals sign (as in 100/-): alone, it is a 1.
-    trail = str(rng.choice(["", "", "", "", "-", "-", "-", "=", "=", ".", ".", ".-", "-.", "--",
-                            ",", "/-", "/=", "~", "_", ".="]))  # fmt: skip
-    lead = str(rng.choice(["", "", "", "", "", "", "-", "=", "'", "v"]))
+    trail = str(rng.choice(["", "", "", "", "-", "-", "=", "=", ".", ".", ".-", "--", ",",
+                            "/-", "/="]))  # fmt: skip
+    lead = str(rng.choice(["", "", "", "", "", "", "-", "=", "'"]))
     return after, lead, trail
 
 
@@ -224,8 +172,6 @@ def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style,
         gap = style.spacing + float(rng.normal(0, style.spacing_jitter))
         if k + 1 < len(pieces) and min(ink.shape[1], pieces[k + 1][0].shape[1]) < 0.3 * d:
             gap = max(gap, 0.0) * 0.5  # marks are written beside digits, not over them
-        if k + 1 < len(pieces) and not pieces[k + 1][2] and rng.random() < 0.25:
-            gap = -float(rng.uniform(0.0, 0.12))  # a mark against the digit before it
         x += ink.shape[1] + int(gap * d)
         x = max(x, int(right - 0.5 * ink.shape[1]))
     return placed

@@ -148,35 +148,3 @@ def test_a_slashed_one_leans_by_its_lean(digits: Digits) -> None:
     assert abs(leaning.shape[0] - upright.shape[0]) <= 2
     widening = leaning.shape[1] - upright.shape[1]  # half its height more, less the turn's
     assert 0.3 * upright.shape[0] < widening < 0.7 * upright.shape[0]
-
-
-def test_dashes_are_drawn_by_hand_not_ruled() -> None:
-    """A ruled dash teaches the reader nothing about the bowed, tilted or hooked dashes
-    that end real amounts, and those it then reads as 1s and 0s."""
-    style = hands.random_style(np.random.default_rng(0))
-    rng = np.random.default_rng(8)
-    widths, crooked = [], 0
-    for _ in range(400):
-        ink, _ = synth._mark("-", style, rng)
-        rows, cols = np.nonzero(ink > 0.5)
-        centre = np.array([rows[cols == c].mean() for c in np.unique(cols)])
-        x = np.arange(centre.size, dtype=np.float64)
-        slope, offset = np.polyfit(x, centre, 1)
-        bent = np.abs(centre - (slope * x + offset)).max()
-        crooked += abs(slope) > np.tan(np.radians(5.0)) or bent > 1.5
-        widths.append(ink.shape[1] / style.height)
-    assert crooked / 400 > 0.4
-    assert min(widths) < 0.5 and max(widths) > 1.5  # short ticks and long lines
-
-
-def test_a_mark_is_sometimes_written_against_the_digit_before_it() -> None:
-    style = hands.random_style(np.random.default_rng(0))
-    style.spacing, style.spacing_jitter = 0.2, 0.0
-    digit = np.ones((40, 30), np.float32)
-    dot = np.ones((5, 5), np.float32)
-    touching = 0
-    rng = np.random.default_rng(9)
-    for _ in range(400):
-        placed = synth._place([(digit, 0.0, True), (dot, 0.9, False)], style, rng)
-        touching += placed[1][0] < placed[0][0] + digit.shape[1]
-    assert 0.1 < touching / 400 < 0.5
