@@ -104,27 +104,31 @@ def decode_line(probs: np.ndarray, width: int) -> ReadLine:
     return ReadLine(digits, confidence)
 
 
-def decode_batch(logits: np.ndarray, widths: np.ndarray) -> list[ReadLine]:
-    """Decode a batch of reader outputs (n, T, 11 logits), one input width per line."""
-    probs = softmax(np.asarray(logits, np.float32))
-    return [decode_line(p, int(w)) for p, w in zip(probs, widths, strict=True)]
-
-
-# Pairs of (line, string) scored together: their steps and labels padded to the longest.
-_PAIRS = 512
+# Pairs of (line, string) are scored together, their steps and labels padded to the
+# longest, up to this many (pair, step, state) cells (float64: 128 MiB at most).
+_CELLS = 1 << 24
 
 
 def log_likelihoods(probs: list[np.ndarray], texts: list[str]) -> np.ndarray:
     """log P(text | line) under CTC, for each line's step probabilities (T, 11) and string.
 
     The forward (alpha) recursion in log space, over many pairs at once: pairs of about
-    as many steps go together, so little of the work is padding.
+    as many steps go together, so little of the work is padding, and no more of them than
+    fit the memory bound, however long a line is or however many digits it was read as.
     """
     out = np.empty(len(texts), np.float64)
     order = np.argsort([len(p) for p in probs], kind="stable")
-    for start in range(0, len(order), _PAIRS):
-        chunk = order[start : start + _PAIRS]
-        out[chunk] = _forward([probs[k] for k in chunk], [texts[k] for k in chunk])
+    chunk: list[int] = []
+    steps = states = 0
+    for k in map(int, order):
+        wider = max(steps, len(probs[k])), max(states, 2 * len(texts[k]) + 1)
+        if chunk and (len(chunk) + 1) * wider[0] * wider[1] > _CELLS:
+            out[chunk] = _forward([probs[j] for j in chunk], [texts[j] for j in chunk])
+            chunk, wider = [], (len(probs[k]), 2 * len(texts[k]) + 1)
+        chunk.append(k)
+        steps, states = wider
+    if chunk:
+        out[chunk] = _forward([probs[j] for j in chunk], [texts[j] for j in chunk])
     return out
 
 

@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from digitflow.reader.decode import decode_batch, decode_line, log_likelihoods
+from digitflow.reader import decode
+from digitflow.reader.decode import decode_line, log_likelihoods
 from digitflow.reader.field import STRIDE
 
 
@@ -49,12 +50,6 @@ def test_an_empty_line_reads_nothing() -> None:
     assert line.text == "" and line.digits == []
 
 
-def test_batch_decoding_takes_logits() -> None:
-    logits = np.log(np.stack([_steps([4, 0, 4]), _steps([0, 10, 0])]))
-    lines = decode_batch(logits, np.array([3 * STRIDE, 3 * STRIDE]))
-    assert [line.text for line in lines] == ["33", "9"]
-
-
 def test_ctc_likelihood_sums_every_alignment_of_the_string() -> None:
     """Against the definition: every path of T steps that collapses to the string."""
     rng = np.random.default_rng(3)
@@ -73,3 +68,23 @@ def test_ctc_likelihood_sums_every_alignment_of_the_string() -> None:
     assert ours[-1] == -np.inf  # two equal digits need a blank between them: 3 steps
     nothing = log_likelihoods(probs[:2], ["", ""])  # a chunk of empty strings alone
     assert nothing == pytest.approx([np.log(p[:, 0]).sum() for p in probs[:2]], rel=1e-5)
+
+
+def test_long_lines_are_scored_in_chunks_within_the_memory_bound(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A noisy page read as one field may be hundreds of steps and digits long."""
+    rng = np.random.default_rng(4)
+    probs = [rng.dirichlet(np.ones(11), n).astype(np.float32) for n in (5, 40, 300, 300, 7)]
+    texts = ["12", "3" * 10, "45" * 60, "", "9"]
+    whole = log_likelihoods(probs, texts)
+    sizes = []
+    forward = decode._forward
+
+    def counted(p, t):  # type: ignore[no-untyped-def]
+        sizes.append(len(t) * max(len(x) for x in p) * (2 * max(map(len, t)) + 1))
+        return forward(p, t)
+
+    monkeypatch.setattr(decode, "_CELLS", 300 * 241)
+    monkeypatch.setattr(decode, "_forward", counted)
+    chunked = log_likelihoods(probs, texts)
+    assert len(sizes) > 1 and max(sizes) <= 300 * 241
+    assert chunked == pytest.approx(whole)
