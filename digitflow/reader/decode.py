@@ -117,19 +117,25 @@ def log_likelihoods(probs: list[np.ndarray], texts: list[str]) -> np.ndarray:
     fit the memory bound, however long a line is or however many digits it was read as.
     """
     out = np.empty(len(texts), np.float64)
-    order = np.argsort([len(p) for p in probs], kind="stable")
-    chunk: list[int] = []
-    steps = states = 0
-    for k in map(int, order):
-        wider = max(steps, len(probs[k])), max(states, 2 * len(texts[k]) + 1)
-        if chunk and (len(chunk) + 1) * wider[0] * wider[1] > _CELLS:
-            out[chunk] = _forward([probs[j] for j in chunk], [texts[j] for j in chunk])
-            chunk, wider = [], (len(probs[k]), 2 * len(texts[k]) + 1)
-        chunk.append(k)
-        steps, states = wider
-    if chunk:
-        out[chunk] = _forward([probs[j] for j in chunk], [texts[j] for j in chunk])
+    for chunk in pair_chunks([len(p) for p in probs], [2 * len(t) + 1 for t in texts]):
+        out[chunk] = _forward([probs[k] for k in chunk], [texts[k] for k in chunk])
     return out
+
+
+def pair_chunks(steps: list[int], states: list[int], cells: int = _CELLS) -> list[list[int]]:
+    """Indices of (line, string) pairs in chunks, fewest steps first, each chunk padded to
+    its longest within ``cells`` (pairs x steps x states), or one pair alone."""
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    most = (0, 0)
+    for k in map(int, np.argsort(steps, kind="stable")):
+        wider = max(most[0], steps[k]), max(most[1], states[k])
+        if chunk and (len(chunk) + 1) * wider[0] * wider[1] > cells:
+            chunks.append(chunk)
+            chunk, wider = [], (steps[k], states[k])
+        chunk.append(k)
+        most = wider
+    return [*chunks, chunk] if chunk else chunks
 
 
 def _forward(probs: list[np.ndarray], texts: list[str]) -> np.ndarray:

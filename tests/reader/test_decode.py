@@ -70,21 +70,17 @@ def test_ctc_likelihood_sums_every_alignment_of_the_string() -> None:
     assert nothing == pytest.approx([np.log(p[:, 0]).sum() for p in probs[:2]], rel=1e-5)
 
 
-def test_long_lines_are_scored_in_chunks_within_the_memory_bound(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_long_lines_are_scored_in_chunks_within_the_memory_bound() -> None:
     """A noisy page read as one field may be hundreds of steps and digits long."""
+    steps, states = [5, 40, 300, 300, 7], [5, 21, 241, 1, 3]
+    chunks = decode.pair_chunks(steps, states, cells=300 * 241)
+    assert sorted(k for chunk in chunks for k in chunk) == list(range(5))
+    assert len(chunks) > 1
+    for chunk in chunks:
+        padded = len(chunk) * max(steps[k] for k in chunk) * max(states[k] for k in chunk)
+        assert padded <= 300 * 241
     rng = np.random.default_rng(4)
-    probs = [rng.dirichlet(np.ones(11), n).astype(np.float32) for n in (5, 40, 300, 300, 7)]
+    probs = [rng.dirichlet(np.ones(11), n).astype(np.float32) for n in steps]
     texts = ["12", "3" * 10, "45" * 60, "", "9"]
-    whole = log_likelihoods(probs, texts)
-    sizes = []
-    forward = decode._forward
-
-    def counted(p, t):  # type: ignore[no-untyped-def]
-        sizes.append(len(t) * max(len(x) for x in p) * (2 * max(map(len, t)) + 1))
-        return forward(p, t)
-
-    monkeypatch.setattr(decode, "_CELLS", 300 * 241)
-    monkeypatch.setattr(decode, "_forward", counted)
-    chunked = log_likelihoods(probs, texts)
-    assert len(sizes) > 1 and max(sizes) <= 300 * 241
-    assert chunked == pytest.approx(whole)
+    one_by_one = [log_likelihoods([p], [t])[0] for p, t in zip(probs, texts, strict=True)]
+    assert log_likelihoods(probs, texts) == pytest.approx(one_by_one)
