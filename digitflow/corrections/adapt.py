@@ -30,9 +30,10 @@ from digitflow.pointer import current_champion
 from digitflow.reader import field, synth
 from digitflow.reader.candidate import (
     INPUT,
-    measure,
+    digit_scores,
+    measure_sets,
     reporter,
-    test_strings,
+    save_reads,
     validation_seed,
     validation_strings,
 )
@@ -143,20 +144,22 @@ def adapt_reader(
         learning_rate=config.learning_rate,
         on_epoch=reporter(config, on_epoch),
     )  # fmt: skip
-    validation, val_digits = measure(model, validation_strings(images, seed))
-    test, test_digits = measure(model, test_strings(images, seed))
-    scores = {"validation_digit_accuracy": val_digits, "test_digit_accuracy": test_digits}
+    sets = measure_sets(model, images, seed)
+    scores = digit_scores(sets)
     if len(heldout):
         scores["heldout_corrections_exact"] = evaluate(model, heldout.labelled())[0]
     draft = CardDraft(
         training_run=training_run, model_name=config.model, role="reader",
-        dataset_version=dataset_version, validation=validation, test=test,
+        dataset_version=dataset_version, validation=sets["validation"][1].split,
+        test=sets["test"][1].split,
         parameter_count=int(model.count_params()), wall_s=time.perf_counter() - start,
         device=device, input=INPUT, params=config.model_dump(),
         train_examples=len(lines), scores=scores,
         corrections_version=corrections_version, adapted_from=champion.id,
     )  # fmt: skip
-    return save_model(store, model, draft, READER)
+    card = save_model(store, model, draft, READER)
+    save_reads(store, card, sets)
+    return card
 
 
 def adapt_from_uri(

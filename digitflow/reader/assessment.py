@@ -15,7 +15,13 @@ from digitflow.evaluation import CandidateEval
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
-from digitflow.reader.candidate import StringSet, test_strings, validation_seed, validation_strings
+from digitflow.reader.candidate import (
+    StringSet,
+    stored_reads,
+    test_strings,
+    validation_seed,
+    validation_strings,
+)
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.registry import GateRound
 from digitflow.storage import ObjectStore
@@ -24,7 +30,13 @@ from digitflow.training import load_images
 logger = logging.getLogger(__name__)
 
 
-def _read(model: object, strings: StringSet) -> list[str]:
+def _read(
+    store: ObjectStore, reader: Card | Champion, model: object, part: str, strings: StringSet
+) -> list[str]:
+    """What ``reader`` reads of ``strings``: as it was stored with it, or read now."""
+    stored = stored_reads(store, reader, part, strings)
+    if stored is not None:
+        return stored
     return [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
 
 
@@ -32,11 +44,12 @@ def assess_reader(
     store: ObjectStore, card: Card | Champion, model: object, validation: StringSet,
     test: StringSet, dataset_version: str, role: str, report_prefix: str,
 ) -> Assessment:  # fmt: skip
-    """Read the validation and test strings with one stored reader (``model``, loaded)."""
-    read = _read(model, validation)
+    """One stored reader (``model``, loaded) on the validation and test strings: what it
+    read of them when it was stored, or, where that was not kept, what it reads now."""
+    read = _read(store, card, model, "validation", validation)
     truth = validation.strings.texts
     scores = score_strings(truth, read)
-    test_scores = score_strings(test.strings.texts, _read(model, test))
+    test_scores = score_strings(test.strings.texts, _read(store, card, model, "test", test))
     wrong = np.flatnonzero(~scores.correct)
     gallery_key = f"{report_prefix}/misread.png"
     store.write_bytes(gallery_key, reports.misread_strings_png(

@@ -4,7 +4,9 @@ test split (reported only), and stored under the reader's layout with its card.
 
 The validation strings are a function of the dataset version (its validation slice and
 seed) and their count alone, so every reader, the champion included, is measured on the
-very same images: the gate's paired test compares like with like.
+very same images: the gate's paired test compares like with like. What a reader read of
+them when it was trained is stored beside it (``reads.json``), so that the gate, which
+needs every string's reading, does not read them all again.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import numpy as np
 from digitflow import models, recipes, runtime
 from digitflow.candidates import Card, CardDraft, Split
 from digitflow.data import dataset
+from digitflow.errors import NotFoundError
 from digitflow.layout import READER
+from digitflow.pointer import Champion
+from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import LabelledFields, StringBatches, fixed_set, strings_per_epoch
 from digitflow.reader.synth import Digits
-from digitflow.reader.training import ReaderEpoch, evaluate, fit_reader
+from digitflow.reader.training import ReaderEpoch, fit_reader
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore
 from digitflow.training import EpochMetrics, Images, load_images, save_model
@@ -35,6 +40,8 @@ INPUT = "float32 (32, W, 1) in [0, 1], ink bright on black (digitflow.reader.fie
 VALIDATION_STRINGS = 1000
 TEST_STRINGS = 1000
 MONITOR_STRINGS = 300  # read after each epoch, for its progress line
+READS = "reads.json"  # beside a reader: what it read of its validation and test strings
+_DIGITS = set("0123456789")
 
 
 @dataclass(frozen=True)
@@ -80,9 +87,54 @@ def reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> C
     return report
 
 
-def measure(model: object, strings: StringSet) -> tuple[Split, float]:
-    exact, digit_accuracy, _ = evaluate(model, strings.strings)
-    return Split(size=len(strings.strings), error=1.0 - exact), digit_accuracy
+@dataclass(frozen=True)
+class Measured:
+    """How well a reader read a string set, and what it read of each string."""
+
+    split: Split
+    digit_accuracy: float
+    read: list[str]
+
+
+def measure(model: object, strings: StringSet) -> Measured:
+    read = [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
+    scores = score_strings(strings.strings.texts, read)
+    split = Split(size=len(strings.strings), error=1.0 - scores.exact_rate)
+    return Measured(split, scores.digit_accuracy, read)
+
+
+def save_reads(store: ObjectStore, card: Card, sets: dict[str, tuple[StringSet, Measured]]) -> None:
+    """Store what a stored reader read of each string set (``validation``, ``test``), for
+    that model file (its checksum) and those strings (their digest) only."""
+    body = {part: {"digest": s.digest, "read": m.read} for part, (s, m) in sets.items()}
+    key = READER.candidate(card.training_run, card.model_name, READS)
+    store.write_bytes(key, json.dumps({"sha256": card.sha256, **body}).encode())
+
+
+def stored_reads(
+    store: ObjectStore, reader: Card | Champion, part: str, strings: StringSet
+) -> list[str] | None:
+    """What ``reader`` read of ``strings`` (its ``part``: validation or test) when it was
+    stored, if that was kept for this very model file and these very strings; else None,
+    and it must read them again. A missing or damaged record is not an error: it costs a
+    reading, nothing else."""
+    key = READER.candidate(reader.training_run, reader.model_name, READS)
+    try:
+        body = json.loads(store.read_bytes(key))
+        entry = body[part]
+        fits = body["sha256"] == reader.sha256 and entry["digest"] == strings.digest
+        read = entry["read"]
+    except NotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignoring %s: %s", key, exc)
+        return None
+    if not fits or not isinstance(read, list) or len(read) != len(strings.strings):
+        return None
+    if not all(isinstance(text, str) and set(text) <= _DIGITS for text in read):
+        logger.warning("ignoring %s: a reading that is not a digit string", key)
+        return None
+    return read
 
 
 def train_reader(
@@ -113,14 +165,26 @@ def train_reader(
     )  # fmt: skip
     history_key = READER.candidate(training_run, config.model, "history.json")
     store.write_bytes(history_key, json.dumps([vars(e) for e in history]).encode())
-    validation, val_digits = measure(model, validation_strings(images, seed))
-    test, test_digits = measure(model, test_strings(images, seed))
+    sets = measure_sets(model, images, seed)
     draft = CardDraft(
         training_run=training_run, model_name=config.model, role="reader",
-        dataset_version=dataset_version, validation=validation, test=test,
-        parameter_count=int(model.count_params()), wall_s=time.perf_counter() - start,
-        device=device, input=INPUT, params=config.model_dump(),
-        train_examples=len(images.train_labels), history_key=history_key,
-        scores={"validation_digit_accuracy": val_digits, "test_digit_accuracy": test_digits},
+        dataset_version=dataset_version, validation=sets["validation"][1].split,
+        test=sets["test"][1].split, parameter_count=int(model.count_params()),
+        wall_s=time.perf_counter() - start, device=device, input=INPUT,
+        params=config.model_dump(), train_examples=len(images.train_labels),
+        history_key=history_key, scores=digit_scores(sets),
     )  # fmt: skip
-    return save_model(store, model, draft, READER)
+    card = save_model(store, model, draft, READER)
+    save_reads(store, card, sets)
+    return card
+
+
+def measure_sets(model: object, images: Images, seed: int) -> dict[str, tuple[StringSet, Measured]]:
+    """A fitted reader measured on the validation and the test strings."""
+    sets = {"validation": validation_strings(images, seed), "test": test_strings(images, seed)}
+    return {part: (strings, measure(model, strings)) for part, strings in sets.items()}
+
+
+def digit_scores(sets: dict[str, tuple[StringSet, Measured]]) -> dict[str, float]:
+    """The card's digit accuracies of what ``measure_sets`` measured."""
+    return {f"{part}_digit_accuracy": m.digit_accuracy for part, (_, m) in sets.items()}

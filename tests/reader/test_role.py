@@ -13,7 +13,10 @@ from digitflow import registry
 from digitflow.cli import app
 from digitflow.layout import READER
 from digitflow.promotion import GateConfig, ReaderGateConfig
+from digitflow.reader.assessment import assess_reader_run
+from digitflow.reader.candidate import READS, stored_reads, validation_seed, validation_strings
 from digitflow.storage import LocalStore
+from digitflow.training import load_images
 from flows.promote import PromoteParams, promote_flow
 from flows.train import TrainParams, train_flow
 from tests.conftest import clone_store
@@ -103,3 +106,48 @@ def test_promote_can_gate_one_role_alone(trained: tuple[str, str], tmp_path: Pat
     )
     assert result.classifier is not None and result.reader is None
     assert registry.history(LocalStore(uri), READER) == []
+
+
+def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
+    trained: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gate needs every validation string's reading. It takes the one stored beside
+    the reader when it was trained, for that model file and those strings only, and reads
+    the strings again where that record is missing, damaged or another model's."""
+    uri = clone_store(trained[0], tmp_path / "store")
+    run = trained[1]
+    store = LocalStore(uri)
+    card = registry.read_card(store, run, "line_reader", READER)
+    key = READER.candidate(run, "line_reader", READS)
+    stored = json.loads(store.read_bytes(key))
+    assert stored["sha256"] == card.sha256
+    assert len(stored["validation"]["read"]) == len(stored["test"]["read"]) == 1000
+
+    def assessed() -> tuple[float, float, str]:
+        (reader,) = assess_reader_run(store, run).candidates
+        return reader.validation_error, reader.test_error, reader.evaluation.correct_bits
+
+    kept = assessed()
+    assert kept[:2] == (card.validation.error, card.test.error)
+    store.delete(key)
+    assert assessed() == kept  # read again: the same readings
+
+    images = load_images(store, card.dataset_version, None, 1)
+    strings = validation_strings(images, validation_seed(store, card.dataset_version))
+    right = {**stored, "validation": {**stored["validation"], "read": strings.strings.texts}}
+    store.write_bytes(key, json.dumps(right).encode())
+    assert stored_reads(store, card, "validation", strings) == strings.strings.texts
+    assert assessed()[0] == 0.0  # what was stored is what the gate takes
+
+    for damaged in (
+        {**right, "sha256": "0" * 64},  # another model file's
+        {**right, "validation": {**right["validation"], "digest": "0" * 16}},  # other strings
+        {**right, "validation": {**right["validation"], "read": strings.strings.texts[:-1]}},
+        {**right, "validation": {**right["validation"], "read": ["1a"] * 1000}},
+        {"sha256": card.sha256},
+    ):
+        store.write_bytes(key, json.dumps(damaged).encode())
+        assert stored_reads(store, card, "validation", strings) is None, damaged.keys()
+    store.write_bytes(key, b'{"sha256": "')
+    assert stored_reads(store, card, "validation", strings) is None
+    assert f"ignoring {key}" in caplog.text
