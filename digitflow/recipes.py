@@ -43,6 +43,11 @@ class Recipe(BaseModel):
         ge=0,
         description="Epochs on the plain digits at the schedule's final rate, after the others.",
     )
+    warm_start: bool = Field(
+        default=False,
+        description="The line reader starts from the reader champion's weights, on strings "
+        "it has not seen (the classifiers start afresh).",
+    )
 
 
 class TrainConfig(Recipe):

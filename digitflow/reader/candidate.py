@@ -17,15 +17,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from digitflow import models, recipes, runtime
-from digitflow.candidates import Card, CardDraft, Split
+from digitflow.candidates import Card, CardDraft, Split, read_card
 from digitflow.data import dataset
-from digitflow.errors import NotFoundError
+from digitflow.errors import NotFoundError, TrainingError
 from digitflow.layout import READER
-from digitflow.pointer import Champion
+from digitflow.model_files import load_model
+from digitflow.pointer import Champion, current_champion
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import LabelledFields, StringBatches, fixed_set, strings_per_epoch
 from digitflow.reader.synth import Digits
@@ -151,12 +153,14 @@ def train_reader(
     images = load_images(store, dataset_version, config.limit, config.seed)
     seed = validation_seed(store, dataset_version)
     monitor = validation_strings(images, seed, MONITOR_STRINGS).strings
+    model, origin = starting_point(store, config)
     source = StringBatches(Digits(images.train, images.train_labels), config.batch_size,
-                           config.seed)  # fmt: skip
+                           config.seed, first_epoch=origin.first_epoch)  # fmt: skip
     strings = strings_per_epoch(len(images.train_labels))
     steps = max(1, strings // config.batch_size)
-    logger.info("training %s on %d strings an epoch (%s)", config.model, strings, device)
-    model = models.build(config.model)
+    logger.info("training %s on %d strings an epoch (%s)%s", config.model, strings, device,
+                f", from {origin.started_from} at epoch {origin.first_epoch + 1}"
+                if origin.started_from else "")  # fmt: skip
     history = fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
@@ -171,12 +175,46 @@ def train_reader(
         dataset_version=dataset_version, validation=sets["validation"][1].split,
         test=sets["test"][1].split, parameter_count=int(model.count_params()),
         wall_s=time.perf_counter() - start, device=device, input=INPUT,
-        params=config.model_dump(), train_examples=len(images.train_labels),
+        params={**config.model_dump(), **origin.params()},
+        train_examples=len(images.train_labels),
         history_key=history_key, scores=digit_scores(sets),
     )  # fmt: skip
     card = save_model(store, model, draft, READER)
     save_reads(store, card, sets)
     return card
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a reader's training starts: its weights' origin and its strings' first epoch."""
+
+    started_from: str | None  # the champion it goes on from (None: new weights)
+    first_epoch: int  # epochs of strings that the weights have already learnt from
+
+    def params(self) -> dict[str, object]:
+        """What the card records of it."""
+        return {"started_from": self.started_from, "first_epoch": self.first_epoch}
+
+
+def starting_point(store: ObjectStore, config: TrainConfig) -> tuple[Any, Start]:
+    """The reader to fit: a new one, or, with ``warm_start``, the reader champion, to go on
+    from the epoch after the last whose strings it (and the readers it went on from) saw."""
+    if not config.warm_start:
+        return models.build(config.model), Start(None, 0)
+    champion, _ = current_champion(store, READER)
+    if champion is None:
+        raise TrainingError(
+            f"{config.model}: a warm start needs a reader champion to start from, and "
+            f"{store.uri} has none: train and promote a reader first"
+        )
+    if champion.model_name != config.model:
+        raise TrainingError(
+            f"{config.model}: the reader champion is a {champion.model_name}, not a "
+            f"{config.model}: a warm start goes on from a model of the same kind"
+        )
+    card = read_card(store, champion.training_run, champion.model_name, READER)
+    seen = int(card.params.get("first_epoch") or 0) + int(card.params.get("epochs") or 0)
+    return load_model(store, champion.model_key, champion.sha256), Start(champion.id, seen)
 
 
 def measure_sets(model: object, images: Images, seed: int) -> dict[str, tuple[StringSet, Measured]]:

@@ -73,11 +73,14 @@ class StringBatches:
     batch_size: int
     seed: int
     max_width: int = MAX_WIDTH
+    # Epoch 0 writes the strings of this epoch: a reader that goes on training from where
+    # an earlier run stopped sees strings that run did not.
+    first_epoch: int = 0
     _kept: dict = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index`` of ``epoch``."""
-        key = (epoch, index // GROUP)
+        key = (self.first_epoch + epoch, index // GROUP)
         if key not in self._kept:
             self._kept.clear()
             self._kept[key] = self._group(*key)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from digitflow import registry
 from digitflow.cli import app
+from digitflow.errors import TrainingError
 from digitflow.layout import READER
+from digitflow.model_files import load_model
 from digitflow.promotion import GateConfig, ReaderGateConfig
 from digitflow.reader.assessment import assess_reader_run
 from digitflow.reader.candidate import READS, stored_reads, validation_seed, validation_strings
@@ -151,3 +154,29 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     store.write_bytes(key, b'{"sha256": "')
     assert stored_reads(store, card, "validation", strings) is None
     assert f"ignoring {key}" in caplog.text
+
+
+def test_a_warm_start_goes_on_from_the_reader_champion_on_new_strings(
+    trained: tuple[str, str], tmp_path: Path
+) -> None:
+    uri = clone_store(trained[0], tmp_path / "store")
+    store = LocalStore(uri)
+    with pytest.raises(TrainingError, match="warm start needs a reader champion"):
+        train_flow(TrainParams(models=["line_reader"], epochs=1, limit=600, store=uri,
+                               warm_start=True))  # fmt: skip
+
+    promote_flow(PromoteParams(training_run=trained[1], store=uri, role="reader",
+                               reader_gate=ReaderGateConfig(max_error=1.0)))  # fmt: skip
+    champion, _ = registry.current_champion(store, READER)
+    assert champion is not None
+    # A rate too small to move a weight: the weights trained are the champion's own.
+    summary = train_flow(TrainParams(models=["line_reader"], epochs=1, limit=600, store=uri,
+                                     warm_start=True, learning_rate=1e-12))  # fmt: skip
+    assert summary.failures == {}
+    card = registry.read_card(store, summary.training_run, "line_reader", READER)
+    assert card.params["started_from"] == champion.id
+    assert card.params["first_epoch"] == 1  # the champion learnt from epoch 0's strings
+    went_on = load_model(store, card.model_key, card.sha256)
+    started = load_model(store, champion.model_key, champion.sha256)
+    for a, b in zip(went_on.trainable_weights, started.trainable_weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
