@@ -17,12 +17,13 @@ from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
 from digitflow.reader.candidate import (
     StringSet,
+    read_texts,
     stored_reads,
     test_strings,
     validation_seed,
     validation_strings,
 )
-from digitflow.reader.infer import read_inputs, score_strings
+from digitflow.reader.infer import score_strings
 from digitflow.registry import GateRound
 from digitflow.storage import ObjectStore
 from digitflow.training import load_images
@@ -37,7 +38,7 @@ def _read(
     stored = stored_reads(store, reader, part, strings)
     if stored is not None:
         return stored
-    return [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
+    return read_texts(model, strings)
 
 
 def assess_reader(

@@ -98,8 +98,13 @@ class Measured:
     read: list[str]
 
 
+def read_texts(model: object, strings: StringSet) -> list[str]:
+    """What a loaded reader reads of each string of a set."""
+    return [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
+
+
 def measure(model: object, strings: StringSet) -> Measured:
-    read = [line.text for line in read_inputs(model, [f.pixels for f in strings.strings.fields])]
+    read = read_texts(model, strings)
     scores = score_strings(strings.strings.texts, read)
     split = Split(size=len(strings.strings), error=1.0 - scores.exact_rate)
     return Measured(split, scores.digit_accuracy, read)
