@@ -40,6 +40,7 @@ class PromotionResult(BaseModel):
     decision: Decision
     record: str | None = None  # the decision's history record; None: nothing recorded
     completed: str | None = None  # an earlier promotion whose missing record was written
+    change: str | None = None  # the history key of the change that made the champion
     unreadable: list[Unreadable] = []  # candidates of the run whose card cannot be read
 
     def news(self) -> str | None:
@@ -72,6 +73,7 @@ def judge(
         decision=decision,
         record=applied.record,
         completed=applied.completed.id if applied.completed else None,
+        change=applied.champion.record_key if applied.champion else None,
         unreadable=report.unreadable,
     )
 

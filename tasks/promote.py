@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
@@ -74,13 +76,20 @@ def apply_gate(
 
 @task(name="announce-promotion")
 def announce_promotion(result: PromotionResult, store_uri: str) -> None:
-    """Emit the model-promoted event that scoring deployments react to."""
+    """Emit the model-promoted event that scoring deployments react to.
+
+    The event's id comes from the champion's change (its history key in its store), so
+    every round that announces one change, two rounds racing or a retry, sends the same
+    event, and Prefect stores and reacts to it once.
+    """
     champion = result.news()
     if champion is None:
         return
     run, _, model = champion.partition("/")
+    change = open_store(store_uri).uri_of(result.change or champion)
     emit_event(
         event=PROMOTED_EVENT,
+        id=uuid.uuid5(uuid.NAMESPACE_URL, change),
         resource={
             "prefect.resource.id": f"digitflow.model.{run}.{model}",
             "prefect.resource.name": champion,

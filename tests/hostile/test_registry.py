@@ -219,6 +219,58 @@ def test_two_promotions_of_one_run_at_once_promote_it_once(store: ObjectStore) -
     assert len(promoted_events(since)) == 1
 
 
+HISTORY_WRITE = re.compile(rb"PUT /[^ \r\n]*/models/history/[^ \r\n]+ ")
+
+
+class HoldHistoryWrite(TcpProxy):
+    """A proxy that holds back the first history write (a slow network, one request):
+    the pointer has moved, its record is not there yet, until ``release`` is set."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        if sink.getpeername()[1] != self.target_port or self.holding.is_set():
+            return
+        if HISTORY_WRITE.search(data):
+            self.holding.set()
+            self.release.wait(timeout=50)
+
+
+def test_a_promotion_whose_record_is_on_its_way_is_announced_once(
+    trained: str, s3_bucket: str, s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second round sees the new pointer before its record: it writes the record (as
+    for a crash) and announces; the first round's own write then finds it there. Both
+    announce the one change, and Prefect keeps one event."""
+    proxy = HoldHistoryWrite(int(s3_server.endpoint.rsplit(":", 1)[1]))
+    proxy.up()
+    store = copy_store(trained, open_store(f"s3://{s3_bucket}/held"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+    since = datetime.now(UTC)
+    params = PromoteParams(training_run="r1", store=store.uri, gate={"max_error": 0.5})
+    first: list[Any] = []
+    slow = threading.Thread(target=lambda: first.append(promote_flow(params).classifier))
+    slow.start()
+    try:
+        assert proxy.holding.wait(timeout=120), "the first round wrote no history record"
+        second = promote_flow(params).classifier
+    finally:
+        proxy.release.set()
+        slow.join()
+    [winner] = first
+    assert winner.promoted and winner.champion is not None
+    assert not second.promoted and second.completed == winner.champion
+    assert "already the champion" in second.reason
+    # The second round decided with a champion in place: it records its refusal.
+    assert actions(open_store(store.uri)) == ["promote", "refuse"]
+    [event] = promoted_events(since)
+    assert event.resource.id == "digitflow.model." + winner.champion.replace("/", ".")
+    proxy.down()
+
+
 def test_an_unknown_training_run_is_an_error_and_nothing_is_recorded(store: ObjectStore) -> None:
     result = cli("promote", "--training-run", "no-such-run", "--store", store.uri, "--json")
     assert result.exit_code == 1 and result.stdout == ""
