@@ -93,6 +93,10 @@ READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000})
 ADAPT_RECIPE = Recipe(epochs=12, batch_size=32, learning_rate=3e-4, lr_schedule="cosine")
 ADAPT_STEPS = 100  # batches an epoch
 ADAPT_SHARE = 0.25  # of each batch: corrected lines
+# On the generated strings of each batch, the tuned reader pays this times its divergence
+# from the champion's reading (``digitflow.reader.training.Teacher``): it learns the
+# user's hand without forgetting MNIST's.
+ADAPT_DISTIL = 1.0
 PROFILES: dict[str, Profile] = {
     "quick": Profile(SEED_MODELS + READERS, Recipe(epochs=2, limit=5000),
                      own=(("line_reader", READER_QUICK),)),

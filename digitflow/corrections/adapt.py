@@ -3,7 +3,9 @@
 A share of each batch is corrected lines (drawn again and again, each time a little
 stretched, shifted and re-stroked), the rest strings generated from MNIST's training
 digits, so the reader learns the user's documents without forgetting the digits it was
-trained on; its batch statistics stay the champion's. The
+trained on: on the generated strings it is also held to the champion's own reading (a
+frozen copy of the champion as teacher, ``digitflow.reader.training.Teacher``), and its
+batch statistics stay the champion's. The
 candidate's card names the corrections version it learned from and the champion it
 started from; the gate (``digitflow.corrections.gate``) weighs it on the held-out
 corrections and on MNIST's validation strings together.
@@ -39,7 +41,7 @@ from digitflow.reader.candidate import (
 )
 from digitflow.reader.strings import MAX_WIDTH, StringBatches, squeeze
 from digitflow.reader.synth import Digits
-from digitflow.reader.training import evaluate, fit_reader
+from digitflow.reader.training import Teacher, evaluate, fit_reader
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore
 from digitflow.training import EpochMetrics, load_images, save_model
@@ -137,12 +139,16 @@ def adapt_reader(
     source = MixedBatches(lines, generated, corrected, config.seed)
     heldout = read_part(store, corrections_version, "heldout")
     monitor = heldout.labelled() if len(heldout) else validation_strings(images, seed, 300).strings
+    teacher = None
+    if recipes.ADAPT_DISTIL > 0:
+        teacher = Teacher(load_model(store, champion.model_key, champion.sha256),
+                          rows=generated.batch_size, weight=recipes.ADAPT_DISTIL)  # fmt: skip
     logger.info("adapting %s on %d corrected lines (%s)", champion.id, len(lines), device)
     fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
         learning_rate=config.learning_rate,
-        on_epoch=reporter(config, on_epoch),
+        on_epoch=reporter(config, on_epoch), teacher=teacher,
     )  # fmt: skip
     sets = measure_sets(model, images, seed)
     scores = digit_scores(sets)
@@ -153,7 +159,7 @@ def adapt_reader(
         dataset_version=dataset_version, validation=sets["validation"][1].split,
         test=sets["test"][1].split,
         parameter_count=int(model.count_params()), wall_s=time.perf_counter() - start,
-        device=device, input=INPUT, params=config.model_dump(),
+        device=device, input=INPUT, params={**config.model_dump(), "distil": recipes.ADAPT_DISTIL},
         train_examples=len(lines), scores=scores,
         corrections_version=corrections_version, adapted_from=champion.id,
     )  # fmt: skip

@@ -149,6 +149,43 @@ def evaluate(model: Any, strings: LabelledFields) -> tuple[float, float, np.ndar
     return scores.exact_rate, scores.digit_accuracy, scores.correct
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """A reader to stay close to: on the first ``rows`` of each batch, the trained reader
+    pays ``weight`` times its divergence from the teacher's reading, frame by frame (the
+    KL divergence of their distributions over blank and digits, summed over frames)."""
+
+    model: Any
+    rows: int
+    weight: float
+
+
+def _distilling(model: Any, teacher: Teacher) -> tuple[Any, Any]:
+    """A model that gives the reader's logits and the (frozen) teacher's side by side, and
+    its loss: CTC on the reader's, plus the weighted divergence on the teacher's rows."""
+    import keras
+    from keras import ops
+
+    teacher.model.trainable = False
+    # Its own name: the teacher is most often the same model as the reader, loaded again.
+    taught = keras.Model(teacher.model.inputs[0], teacher.model.outputs[0], name="teacher")
+    classes = model.output_shape[-1]
+    inputs = keras.Input(shape=model.input_shape[1:], name="line")
+    both = keras.layers.Concatenate(axis=-1)([model(inputs), taught(inputs)])
+    pair = keras.Model(inputs, both, name=f"{model.name}_distilling")
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        own, taught = y_pred[..., :classes], y_pred[..., classes:]
+        ctc = keras.losses.ctc(y_true, own)
+        rows = teacher.rows
+        target = ops.log_softmax(taught[:rows], axis=-1)
+        kl = ops.sum(ops.exp(target) * (target - ops.log_softmax(own[:rows], axis=-1)), (1, 2))
+        pad = ops.zeros_like(ctc[rows:])
+        return ctc + teacher.weight * ops.concatenate([kl, pad], axis=0)
+
+    return pair, loss
+
+
 def fit_reader(
     model: Any,
     source: Batches,
@@ -160,16 +197,16 @@ def fit_reader(
     learning_rate: float,
     on_epoch: Callable[[ReaderEpoch], None] = lambda e: None,
     processes: int | None = None,
+    teacher: Teacher | None = None,
 ) -> list[ReaderEpoch]:
     """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule
     peaking at ``learning_rate``), its batches written by ``processes`` processes (default:
-    one per core); the per-epoch record. A loss that is not finite stops it with
-    TrainingError."""
+    one per core), close to ``teacher`` if one is given; the per-epoch record. A loss that
+    is not finite stops it with TrainingError."""
     import keras
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(rate, clipnorm=CLIP_NORM), loss=keras.losses.CTC()
-    )
+    trained, loss = (model, keras.losses.CTC()) if teacher is None else _distilling(model, teacher)
+    trained.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=CLIP_NORM), loss=loss)
     history: list[ReaderEpoch] = []
 
     class Report(keras.callbacks.Callback):
@@ -177,7 +214,7 @@ def fit_reader(
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            exact, digit_accuracy, _ = evaluate(self.model, validation)
+            exact, digit_accuracy, _ = evaluate(model, validation)
             record = ReaderEpoch(
                 epoch=epoch + 1, epochs=epochs, loss=float((logs or {}).get("loss", np.nan)),
                 val_exact=exact, val_digit_accuracy=digit_accuracy,
@@ -188,7 +225,7 @@ def fit_reader(
 
     writer = EpochWriter(source, steps_per_epoch, processes or os.cpu_count() or 1)
     try:
-        model.fit(
+        trained.fit(
             _keras_batches(writer),
             epochs=epochs,
             shuffle=False,  # each batch is drawn already

@@ -14,6 +14,7 @@ from digitflow.history import history
 from digitflow.layout import READER
 from digitflow.pointer import current_champion
 from digitflow.promotion import ReaderGateConfig
+from digitflow.recipes import ADAPT_DISTIL
 from digitflow.scoring import commits
 from digitflow.storage import open_store
 from flows.adapt import AdaptParams, adapt_flow
@@ -51,6 +52,7 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     card = read_card(store, summary.training_run, "line_reader", READER)
     assert (card.corrections_version, card.adapted_from) == (corrections.version, before.id)
     assert card.train_examples == corrections.train
+    assert card.params["distil"] == ADAPT_DISTIL  # held to the champion's reading
     decision = promotion.decision
     assert decision.corrections_version == corrections.version
     assert set(decision.mnist_errors) == {before.id, f"{summary.training_run}/line_reader"}
