@@ -111,6 +111,9 @@ class HeldoutAssessment(BaseModel):
     corrections_version: str
     candidates: list[CandidateEval]
     champion: CandidateEval
+    # The same readers on MNIST's guard strings (``digitflow.reader.candidate.guard_strings``)
+    guard_candidates: list[CandidateEval]
+    guard_champion: CandidateEval
 
 
 class RunAssessment(BaseModel):

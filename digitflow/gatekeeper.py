@@ -59,8 +59,8 @@ def judge(
     mnist = [a.evaluation for a in report.candidates]
     if report.heldout is not None and champion is not None and isinstance(gate, ReaderGateConfig):
         held = report.heldout
-        decision = decide_adapted(held.candidates, held.champion, mnist, champion, gate,
-                                  held.corrections_version)  # fmt: skip
+        decision = decide_adapted(held.candidates, held.champion, held.guard_candidates,
+                                  held.guard_champion, gate, held.corrections_version)  # fmt: skip
     else:
         decision = decide(mnist, champion, gate)
     applied = apply_decision(store, decision, report.gate_round, layout)
@@ -127,7 +127,7 @@ def decision_markdown(decision: Decision) -> str:
         "b = examples only the champion gets right, c = only the candidate.",
         "",
         *([f"Tuned on corrections {decision.corrections_version}: the table holds each "
-           "reader's error on the held-out corrections; on MNIST's validation strings: "
+           "reader's error on the held-out corrections; on MNIST's guard strings: "
            + ", ".join(f"`{k}` {pct(v)}" for k, v in decision.mnist_errors.items()) + ".", ""]
           if decision.corrections_version else []),
         "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",

@@ -60,7 +60,8 @@ class ReaderGateConfig(GateConfig):
     mnist_margin: float = Field(
         default=0.01, ge=0, le=1,
         description="A reader tuned on corrections may misread this much more of MNIST's "
-        "validation strings than the champion, and no more.",
+        "guard strings (validation digits, strings no gate selects on) than the champion, "
+        "and no more.",
     )  # fmt: skip
 
 
@@ -91,7 +92,7 @@ class Decision(BaseModel):
     config: GateConfig
     rows: list[CandidateRow]
     # Readers tuned on corrections: the version they were gated on, and each one's error
-    # on MNIST's validation strings (the rows hold the held-out corrections' errors).
+    # on MNIST's guard strings (the rows hold the held-out corrections' errors).
     corrections_version: str | None = None
     mnist_errors: dict[str, float] = {}
 
@@ -210,7 +211,8 @@ def decide_adapted(
 ) -> Decision:  # fmt: skip
     """The gate of readers tuned on corrections: the best on the held-out corrections wins
     if it beats the champion there (margin and McNemar), and misreads no more of MNIST's
-    validation strings than the champion plus ``config.mnist_margin``."""
+    guard strings (``mnist``: strings of the validation slice that no gate selects on)
+    than the champion plus ``config.mnist_margin``."""
     check_same_examples(mnist, mnist_champion)
     on_heldout = config.model_copy(update={"max_error": 1.0})  # no floor on the user's lines
     decision = decide(heldout, heldout_champion, on_heldout)
@@ -226,7 +228,7 @@ def decide_adapted(
     worse = errors[winner] - errors[mnist_champion.id]
     kept = worse <= config.mnist_margin + TOLERANCE
     mnist_words = (
-        f"MNIST validation strings: error {pct(errors[winner])} vs champion "
+        f"MNIST guard strings: error {pct(errors[winner])} vs champion "
         f"{pct(errors[mnist_champion.id])} ({'within' if kept else 'beyond'} the margin "
         f"{100 * config.mnist_margin:.2f} pp)"
     )

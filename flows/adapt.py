@@ -40,7 +40,7 @@ class AdaptSummary(BaseModel):
 @flow(name="adapt")
 def adapt_flow(params: AdaptParams | None = None) -> AdaptSummary:
     """Build the corrections dataset, tune the reader champion on it, and gate the result
-    on the held-out corrections and MNIST's validation strings together."""
+    on the held-out corrections and MNIST's guard strings together."""
     params = params or AdaptParams()
     store = params.settings().store
     corrections = build_corrections(store)

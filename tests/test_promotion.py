@@ -172,7 +172,7 @@ def _strings(name: str, wrong: range, run: str, digest: str, n: int = 200) -> Ca
 
 def _adapted(heldout_wrong: range, mnist_wrong: range) -> Decision:
     """A reader tuned on corrections against a champion that misreads 60 of 200 held-out
-    corrections and 30 of 200 MNIST validation strings."""
+    corrections and 30 of 200 MNIST guard strings."""
     return decide_adapted(
         [_strings("line_reader", heldout_wrong, "tuned", "c1")],
         _strings("line_reader", range(60), "champ", "c1"),

@@ -8,7 +8,7 @@ frozen copy of the champion as teacher, ``digitflow.reader.training.Teacher``), 
 batch statistics stay the champion's. The
 candidate's card names the corrections version it learned from and the champion it
 started from; the gate (``digitflow.corrections.gate``) weighs it on the held-out
-corrections and on MNIST's validation strings together.
+corrections and on MNIST's guard strings together.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from digitflow.reader import field, synth
 from digitflow.reader.candidate import (
     INPUT,
     digit_scores,
+    guard_strings,
+    measure,
     measure_sets,
     reporter,
     save_reads,
@@ -152,6 +154,8 @@ def adapt_reader(
     )  # fmt: skip
     sets = measure_sets(model, images, seed)
     scores = digit_scores(sets)
+    guard = guard_strings(images, seed)
+    sets["guard"] = (guard, measure(model, guard))
     if len(heldout):
         scores["heldout_corrections_exact"] = evaluate(model, heldout.labelled())[0]
     draft = CardDraft(

@@ -17,6 +17,7 @@ from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
 from digitflow.reader.candidate import (
     StringSet,
+    guard_strings,
     read_texts,
     stored_reads,
     test_strings,
@@ -96,7 +97,9 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
     adapted = sorted({c.corrections_version for c in listing.cards if c.corrections_version})
     heldout = None
     if adapted and champion is not None:
-        heldout = assess_heldout(store, listing.cards, champion, models, adapted[-1])
+        guard = guard_strings(images, seed)
+        heldout = assess_heldout(store, listing.cards, champion, models, adapted[-1], guard,
+                                 version)  # fmt: skip
     return RunAssessment(
         training_run=training_run, gate_round=gate_round,
         candidates=[assess(c, "candidate", c.model_name) for c in listing.cards],
@@ -107,10 +110,10 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
 
 def assess_heldout(
     store: ObjectStore, cards: list[Card], champion: Champion, models: dict[str, object],
-    corrections_version: str,
+    corrections_version: str, guard: StringSet, dataset_version: str,
 ) -> HeldoutAssessment:  # fmt: skip
     """Each candidate and the champion (``models``, loaded, by model key) reading the
-    held-out corrections of a version."""
+    held-out corrections of a version, and MNIST's guard strings."""
     from digitflow.corrections.dataset import read_part
     from digitflow.reader.training import evaluate
 
@@ -121,7 +124,14 @@ def assess_heldout(
         return CandidateEval.from_mask(card.training_run, card.model_name, correct,
                                        corrections_version, corrections_version)  # fmt: skip
 
+    def on_guard(card: Card | Champion) -> CandidateEval:
+        read = _read(store, card, models[card.model_key], "guard", guard)
+        correct = score_strings(guard.strings.texts, read).correct
+        return CandidateEval.from_mask(card.training_run, card.model_name, correct,
+                                       dataset_version, guard.digest)  # fmt: skip
+
     return HeldoutAssessment(
         corrections_version=corrections_version,
         candidates=[on_heldout(c) for c in cards], champion=on_heldout(champion),
+        guard_candidates=[on_guard(c) for c in cards], guard_champion=on_guard(champion),
     )  # fmt: skip

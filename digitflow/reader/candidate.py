@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 INPUT = "float32 (32, W, 1) in [0, 1], ink bright on black (digitflow.reader.field)"
 VALIDATION_STRINGS = 1000
 TEST_STRINGS = 1000
+GUARD_STRINGS = 1000
 MONITOR_STRINGS = 300  # read after each epoch, for its progress line
 READS = "reads.json"  # beside a reader: what it read of its validation and test strings
 _DIGITS = set("0123456789")
@@ -70,6 +71,14 @@ def test_strings(images: Images, seed: int, count: int = TEST_STRINGS) -> String
     """Strings of the test split: reported, never selected on."""
     indices = np.arange(len(images.test_labels))
     return string_set(Digits(images.test, images.test_labels), indices, count, seed + 1)
+
+
+def guard_strings(images: Images, seed: int, count: int = GUARD_STRINGS) -> StringSet:
+    """Strings of the validation slice that no gate selects on: the gate of tuned readers
+    checks on them that MNIST is read no worse. A champion was chosen for reading the
+    validation strings well, so on those it looks better than it reads; on these it does
+    not."""
+    return string_set(Digits(images.val, images.val_labels), images.val_indices, count, seed + 2)
 
 
 def validation_seed(store: ObjectStore, version: str) -> int:
@@ -111,7 +120,8 @@ def measure(model: object, strings: StringSet) -> Measured:
 
 
 def save_reads(store: ObjectStore, card: Card, sets: dict[str, tuple[StringSet, Measured]]) -> None:
-    """Store what a stored reader read of each string set (``validation``, ``test``), for
+    """Store what a stored reader read of each string set (``validation``, ``test``, and
+    ``guard`` for a tuned reader), for
     that model file (its checksum) and those strings (their digest) only."""
     body = {part: {"digest": s.digest, "read": m.read} for part, (s, m) in sets.items()}
     key = READER.candidate(card.training_run, card.model_name, READS)
@@ -121,7 +131,7 @@ def save_reads(store: ObjectStore, card: Card, sets: dict[str, tuple[StringSet, 
 def stored_reads(
     store: ObjectStore, reader: Card | Champion, part: str, strings: StringSet
 ) -> list[str] | None:
-    """What ``reader`` read of ``strings`` (its ``part``: validation or test) when it was
+    """What ``reader`` read of ``strings`` (its ``part``: validation, test or guard) when it was
     stored, if that was kept for this very model file and these very strings; else None,
     and it must read them again. A missing or damaged record is not an error: it costs a
     reading, nothing else."""

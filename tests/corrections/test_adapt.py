@@ -1,22 +1,34 @@
 """The reader champion tuned on corrections: a candidate that names what it learned from,
-gated on the held-out corrections and on MNIST's validation strings together."""
+gated on the held-out corrections and on MNIST's guard strings together."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digitflow.candidates import read_card
 from digitflow.corrections import exchange
 from digitflow.history import history
 from digitflow.layout import READER
+from digitflow.model_files import load_model
 from digitflow.pointer import current_champion
 from digitflow.promotion import ReaderGateConfig
+from digitflow.reader.assessment import assess_reader_run
+from digitflow.reader.candidate import (
+    guard_strings,
+    read_texts,
+    stored_reads,
+    validation_seed,
+    validation_strings,
+)
+from digitflow.reader.infer import score_strings
 from digitflow.recipes import ADAPT_DISTIL
 from digitflow.scoring import commits
 from digitflow.storage import open_store
+from digitflow.training import load_images
 from flows.adapt import AdaptParams, adapt_flow
 from tests.corrections.conftest import ReviewBatch
 
@@ -57,6 +69,21 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     assert decision.corrections_version == corrections.version
     assert set(decision.mnist_errors) == {before.id, f"{summary.training_run}/line_reader"}
     assert "held-out corrections" in decision.reason
+    # The MNIST side is the guard strings, which no gate selects on, read by each reader
+    # (the candidate's reading of them stored with it).
+    images = load_images(store, card.dataset_version, None, 1)
+    seed = validation_seed(store, card.dataset_version)
+    guard, validation = guard_strings(images, seed), validation_strings(images, seed)
+    assert guard.digest != validation.digest
+    assert stored_reads(store, card, "guard", guard) is not None
+    held = assess_reader_run(store, summary.training_run).heldout
+    assert held is not None
+    for reader, on_guard in ((card, held.guard_candidates[0]), (before, held.guard_champion)):
+        assert on_guard.validation_digest == guard.digest
+        model = load_model(store, reader.model_key, reader.sha256)
+        correct = score_strings(guard.strings.texts, read_texts(model, guard)).correct
+        np.testing.assert_array_equal(on_guard.correct, correct)
+        assert decision.mnist_errors[reader.id] == pytest.approx(on_guard.error)
     after, _ = current_champion(store, READER)
     assert after is not None
     assert after.id == (card.id if promotion.promoted else before.id)
