@@ -43,7 +43,7 @@ VALIDATION_STRINGS = 1000
 TEST_STRINGS = 1000
 GUARD_STRINGS = 1000
 MONITOR_STRINGS = 300  # read after each epoch, for its progress line
-READS = "reads.json"  # beside a reader: what it read of its validation and test strings
+READS = "reads.json"  # beside a reader: what it read of its validation, test (guard) strings
 _DIGITS = set("0123456789")
 
 

@@ -175,10 +175,10 @@ def _distilling(model: Any, teacher: Teacher) -> tuple[Any, Any]:
     pair = keras.Model(inputs, both, name=f"{model.name}_distilling")
 
     def loss(y_true: Any, y_pred: Any) -> Any:
-        own, taught = y_pred[..., :classes], y_pred[..., classes:]
+        own, theirs = y_pred[..., :classes], y_pred[..., classes:]
         ctc = keras.losses.ctc(y_true, own)
         rows = teacher.rows
-        target = ops.log_softmax(taught[:rows], axis=-1)
+        target = ops.log_softmax(theirs[:rows], axis=-1)
         kl = ops.sum(ops.exp(target) * (target - ops.log_softmax(own[:rows], axis=-1)), (1, 2))
         pad = ops.zeros_like(ctc[rows:])
         return ctc + teacher.weight * ops.concatenate([kl, pad], axis=0)
