@@ -75,13 +75,17 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     seed = validation_seed(store, card.dataset_version)
     guard, validation = guard_strings(images, seed), validation_strings(images, seed)
     assert guard.digest != validation.digest
-    assert stored_reads(store, card, "guard", guard) is not None
+    stored = stored_reads(store, card, "guard", guard)
+    assert stored is not None
     held = assess_reader_run(store, summary.training_run).heldout
     assert held is not None
-    for reader, on_guard in ((card, held.guard_candidates[0]), (before, held.guard_champion)):
+    champion_model = load_model(store, before.model_key, before.sha256)
+    for reader, on_guard, read in (
+        (card, held.guard_candidates[0], stored),
+        (before, held.guard_champion, read_texts(champion_model, guard)),
+    ):
         assert on_guard.validation_digest == guard.digest
-        model = load_model(store, reader.model_key, reader.sha256)
-        correct = score_strings(guard.strings.texts, read_texts(model, guard)).correct
+        correct = score_strings(guard.strings.texts, read).correct
         np.testing.assert_array_equal(on_guard.correct, correct)
         assert decision.mnist_errors[reader.id] == pytest.approx(on_guard.error)
     after, _ = current_champion(store, READER)
