@@ -130,6 +130,8 @@ def adapt_reader(
             f"adapting needs at least {MIN_CORRECTIONS}: review more, then run it again"
         )
     device = runtime.configure(config.threads)
+    import keras
+
     runtime.set_seeds(config.seed)
     model = load_model(store, champion.model_key, champion.sha256)
     freeze_normalisation(model)
@@ -142,9 +144,10 @@ def adapt_reader(
     heldout = read_part(store, corrections_version, "heldout")
     monitor = heldout.labelled() if len(heldout) else validation_strings(images, seed, 300).strings
     teacher = None
-    if recipes.ADAPT_DISTIL > 0:
-        teacher = Teacher(load_model(store, champion.model_key, champion.sha256),
-                          rows=generated.batch_size, weight=recipes.ADAPT_DISTIL)  # fmt: skip
+    if recipes.ADAPT_DISTIL > 0:  # the champion as it was loaded, before any step
+        teacher = Teacher(keras.models.clone_model(model), rows=generated.batch_size,
+                          weight=recipes.ADAPT_DISTIL)  # fmt: skip
+        teacher.model.set_weights(model.get_weights())
     logger.info("adapting %s on %d corrected lines (%s)", champion.id, len(lines), device)
     fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
