@@ -36,10 +36,10 @@ from digitflow.reader.candidate import (
     guard_strings,
     measure,
     measure_sets,
+    monitor_strings,
     reporter,
     save_reads,
     validation_seed,
-    validation_strings,
 )
 from digitflow.reader.strings import MAX_WIDTH, StringBatches, squeeze
 from digitflow.reader.synth import Digits
@@ -142,7 +142,7 @@ def adapt_reader(
                               config.batch_size - corrected, config.seed)  # fmt: skip
     source = MixedBatches(lines, generated, corrected, config.seed)
     heldout = read_part(store, corrections_version, "heldout")
-    monitor = heldout.labelled() if len(heldout) else validation_strings(images, seed, 300).strings
+    monitor = heldout.labelled() if len(heldout) else monitor_strings(images, seed)
     teacher = None
     if recipes.ADAPT_DISTIL > 0:  # the champion as it was loaded, before any step
         teacher = Teacher(keras.models.clone_model(model), rows=generated.batch_size,

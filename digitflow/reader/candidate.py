@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,11 +57,31 @@ class StringSet:
     digest: str
 
 
+# The sets written last in this process, by digest and images: a run that trains a reader
+# and gates it, or trains several, writes each set once (about 4 s a thousand strings).
+_WRITTEN: OrderedDict[tuple[str, str], StringSet] = OrderedDict()
+_WRITTEN_KEPT = 4
+_WRITING = threading.Lock()
+
+
 def string_set(digits: Digits, indices: np.ndarray, count: int, seed: int) -> StringSet:
-    """``count`` strings written with ``digits`` (the examples ``indices`` of a split)."""
+    """``count`` strings written with ``digits`` (the examples ``indices`` of a split).
+
+    Written once per process: a set asked for again (the same digest, written with the
+    same images) is the one already written, its pixels read-only."""
     identity = np.concatenate([np.asarray(indices, np.int64), [count, seed]]).astype(np.int64)
     digest = hashlib.sha256(identity.tobytes()).hexdigest()[:16]
-    return StringSet(fixed_set(digits, count, seed), digest)
+    ink = hashlib.sha256(digits.images.tobytes() + digits.labels.tobytes()).hexdigest()
+    with _WRITING:
+        if (digest, ink) not in _WRITTEN:
+            strings = fixed_set(digits, count, seed)
+            for f in strings.fields:
+                f.pixels.setflags(write=False)
+            _WRITTEN[(digest, ink)] = StringSet(strings, digest)
+            while len(_WRITTEN) > _WRITTEN_KEPT:
+                _WRITTEN.popitem(last=False)
+        _WRITTEN.move_to_end((digest, ink))
+        return _WRITTEN[(digest, ink)]
 
 
 def validation_strings(images: Images, seed: int, count: int = VALIDATION_STRINGS) -> StringSet:
@@ -71,6 +93,13 @@ def test_strings(images: Images, seed: int, count: int = TEST_STRINGS) -> String
     """Strings of the test split: reported, never selected on."""
     indices = np.arange(len(images.test_labels))
     return string_set(Digits(images.test, images.test_labels), indices, count, seed + 1)
+
+
+def monitor_strings(images: Images, seed: int) -> LabelledFields:
+    """The first validation strings, read after each epoch for its progress line (a set
+    is a function of its seed: the first of a thousand are the set of that many)."""
+    strings = validation_strings(images, seed).strings
+    return LabelledFields(strings.fields[:MONITOR_STRINGS], strings.texts[:MONITOR_STRINGS])
 
 
 def guard_strings(images: Images, seed: int, count: int = GUARD_STRINGS) -> StringSet:
@@ -167,7 +196,7 @@ def train_reader(
     runtime.set_seeds(config.seed)
     images = load_images(store, dataset_version, config.limit, config.seed)
     seed = validation_seed(store, dataset_version)
-    monitor = validation_strings(images, seed, MONITOR_STRINGS).strings
+    monitor = monitor_strings(images, seed)
     model, origin = starting_point(store, config)
     source = StringBatches(Digits(images.train, images.train_labels), config.batch_size,
                            config.seed, first_epoch=origin.first_epoch)  # fmt: skip

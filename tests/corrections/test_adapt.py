@@ -56,7 +56,7 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     assert before is not None
     # Any improvement on the held-out corrections counts here: they are only a handful.
     gate = ReaderGateConfig(min_margin=0.0, alpha=1.0, mnist_margin=0.05)
-    summary = adapt_flow(AdaptParams(store=review_batch.store, epochs=2, steps=20,
+    summary = adapt_flow(AdaptParams(store=review_batch.store, epochs=1, steps=20,
                                      reader_gate=gate))  # fmt: skip
     corrections, promotion = summary.corrections, summary.promotion
     assert corrections is not None and promotion is not None and summary.training_run

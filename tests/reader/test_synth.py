@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from digitflow.reader import field, hands, synth
+from digitflow.reader.candidate import string_set
 from digitflow.reader.strings import GROUP, StringBatches, fixed_set
 from digitflow.reader.synth import Digits
 
@@ -32,6 +34,28 @@ def test_the_same_seed_makes_the_same_set(digits: Digits) -> None:
     for x, y in zip(a.fields, b.fields, strict=True):
         np.testing.assert_array_equal(x.pixels, y.pixels)
     assert fixed_set(digits, 5, seed=4).texts != a.texts
+    # A set's first strings are the smaller set of that seed (the monitor's strings are
+    # the validation strings' first).
+    longer = fixed_set(digits, 8, seed=3)
+    assert longer.texts[:5] == a.texts
+    for x, y in zip(a.fields, longer.fields[:5], strict=True):
+        np.testing.assert_array_equal(x.pixels, y.pixels)
+
+
+def test_a_string_set_is_written_once_a_process_and_only_for_the_same_images(
+    digits: Digits,
+) -> None:
+    indices = np.arange(len(digits.labels))
+    first = string_set(digits, indices, 6, seed=21)
+    assert string_set(digits, indices, 6, seed=21) is first
+    with pytest.raises(ValueError, match="read-only"):
+        first.strings.fields[0].pixels[0, 0] = 1.0
+    # Other images at the same indices (another dataset version): another set.
+    other = string_set(Digits(digits.images[::-1].copy(), digits.labels[::-1].copy()),
+                       indices, 6, seed=21)  # fmt: skip
+    assert other is not first and other.digest == first.digest
+    assert not np.array_equal(other.strings.fields[0].pixels, first.strings.fields[0].pixels)
+    assert string_set(digits, indices, 6, seed=22).strings.texts != first.strings.texts
 
 
 def test_a_batch_holds_inputs_and_ctc_labels(digits: Digits) -> None:
