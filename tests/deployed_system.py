@@ -28,10 +28,18 @@ from tests.conftest import REPO
 from tests.prefect_server import PREFECT, PrefectServer
 
 # Small enough for 2 cores, big enough that a model reads digits at all; the gate's floor
-# is lowered so that a one-epoch model is promoted and its promotion event fires.
+# is lowered so that a one-epoch model is promoted and its promotion event fires. Two
+# classifiers, each a train-model run on gpu: a line reader of one short epoch reads no
+# string and its gate refuses it, so it would only cost time here (tests/test_workers.py
+# trains every model, the reader too, on the pool).
 RETRAIN_PARAMS: dict[str, Any] = {
     "params": {
-        "train": {"mode": "workers", "limit": 1500, "epochs": 1},
+        "train": {
+            "mode": "workers",
+            "models": ["baseline_mlp", "simple_cnn"],
+            "limit": 1500,
+            "epochs": 1,
+        },
         "promote": {"gate": {"max_error": 0.5}},
     }
 }
