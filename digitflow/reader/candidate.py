@@ -57,8 +57,9 @@ class StringSet:
     digest: str
 
 
-# The sets written last in this process, by digest and images: a run that trains a reader
-# and gates it, or trains several, writes each set once (about 4 s a thousand strings).
+# The sets written last in this process, by digest and images: a training's progress line
+# and its measurement share the validation strings, and gates or trainings that follow one
+# another in a process write each set once (about 4 s a thousand strings on 2 cores).
 _WRITTEN: OrderedDict[tuple[str, str], StringSet] = OrderedDict()
 _WRITTEN_KEPT = 4
 _WRITING = threading.Lock()
