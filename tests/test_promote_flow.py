@@ -12,7 +12,6 @@ import pytest
 from digitflow import registry
 from digitflow.data.ingest import ingest
 from digitflow.errors import ModelError, NotFoundError, StoreError
-from digitflow.models import SEED_MODELS
 from digitflow.promotion import GateConfig
 from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
@@ -25,6 +24,9 @@ from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 LENIENT = GateConfig(max_error=0.5)
+# Retrains pick the better of two small models: two are as many as picking needs, and the
+# flow's parallel training of all of them is tests/test_train_flow.py's.
+TWO = ["baseline_mlp", "simple_cnn"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_retrain_promotes_refuses_identical_and_rolls_back(mnist_dir: Path, stor
     def retrain(**train: object) -> object:
         params = RetrainParams.model_validate({
             "ingest": {"source": str(mnist_dir)}, "store": uri,
-            "train": {"models": list(SEED_MODELS), "limit": 1500, "epochs": 1, **train},
+            "train": {"models": TWO, "limit": 1500, "epochs": 1, **train},
             "promote": {"gate": LENIENT},
         })  # fmt: skip
         return retrain_flow(params)
