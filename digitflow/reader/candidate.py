@@ -57,9 +57,10 @@ class StringSet:
     digest: str
 
 
-# The sets written last in this process, by digest and images: a training's progress line
-# and its measurement share the validation strings, and gates or trainings that follow one
-# another in a process write each set once (about 4 s a thousand strings on 2 cores).
+# The sets written last in this process, by what they were asked for (indices, count, seed)
+# and the images they were written with: a training's progress line and its measurement
+# share the validation strings, and gates or trainings that follow one another in a
+# process write each set once (about 4 s a thousand strings on 2 cores).
 _WRITTEN: OrderedDict[tuple[str, str], StringSet] = OrderedDict()
 _WRITTEN_KEPT = 4
 _WRITING = threading.Lock()
@@ -68,21 +69,36 @@ _WRITING = threading.Lock()
 def string_set(digits: Digits, indices: np.ndarray, count: int, seed: int) -> StringSet:
     """``count`` strings written with ``digits`` (the examples ``indices`` of a split).
 
-    Written once per process: a set asked for again (the same digest, written with the
-    same images) is the one already written, its pixels read-only."""
+    Its digest is a hash of the strings themselves, texts and pixels: what a reader read
+    of a set (stored readings, a gate's paired masks) holds for another set only if it is
+    the same, however it was asked for, and a change in how strings are written changes
+    the digest. Written once per process: a set asked for again (the same indices, count
+    and seed, with the same images) is the one already written, its pixels read-only."""
     identity = np.concatenate([np.asarray(indices, np.int64), [count, seed]]).astype(np.int64)
-    digest = hashlib.sha256(identity.tobytes()).hexdigest()[:16]
-    ink = hashlib.sha256(digits.images.tobytes() + digits.labels.tobytes()).hexdigest()
+    key = (
+        hashlib.sha256(identity.tobytes()).hexdigest(),
+        hashlib.sha256(digits.images.tobytes() + digits.labels.tobytes()).hexdigest(),
+    )
     with _WRITING:
-        if (digest, ink) not in _WRITTEN:
+        if key not in _WRITTEN:
             strings = fixed_set(digits, count, seed)
             for f in strings.fields:
                 f.pixels.setflags(write=False)
-            _WRITTEN[(digest, ink)] = StringSet(strings, digest)
+            _WRITTEN[key] = StringSet(strings, _fingerprint(strings))
             while len(_WRITTEN) > _WRITTEN_KEPT:
                 _WRITTEN.popitem(last=False)
-        _WRITTEN.move_to_end((digest, ink))
-        return _WRITTEN[(digest, ink)]
+        _WRITTEN.move_to_end(key)
+        return _WRITTEN[key]
+
+
+def _fingerprint(strings: LabelledFields) -> str:
+    """A hash of a set's texts and pixels, in order (16 hex digits)."""
+    h = hashlib.sha256()
+    for f, text in zip(strings.fields, strings.texts, strict=True):
+        pixels = np.ascontiguousarray(f.pixels)
+        h.update(f"{text}:{pixels.dtype}:{pixels.shape};".encode())
+        h.update(pixels.tobytes())
+    return h.hexdigest()[:16]
 
 
 def validation_strings(images: Images, seed: int, count: int = VALIDATION_STRINGS) -> StringSet:

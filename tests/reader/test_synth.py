@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -50,12 +52,33 @@ def test_a_string_set_is_written_once_a_process_and_only_for_the_same_images(
     assert string_set(digits, indices, 6, seed=21) is first
     with pytest.raises(ValueError, match="read-only"):
         first.strings.fields[0].pixels[0, 0] = 1.0
-    # Other images at the same indices (another dataset version): another set.
+    # Other images at the same indices (another dataset version): another set, and another
+    # digest, as readings of one are not readings of the other.
     other = string_set(Digits(digits.images[::-1].copy(), digits.labels[::-1].copy()),
                        indices, 6, seed=21)  # fmt: skip
-    assert other is not first and other.digest == first.digest
+    assert other is not first and other.digest != first.digest
     assert not np.array_equal(other.strings.fields[0].pixels, first.strings.fields[0].pixels)
     assert string_set(digits, indices, 6, seed=22).strings.texts != first.strings.texts
+
+
+def test_a_string_sets_digest_is_what_its_strings_are(digits: Digits) -> None:
+    """Written again, a set has its digest again; one pixel or one text else, another."""
+    from digitflow.reader import candidate
+    from digitflow.reader.strings import LabelledFields
+
+    indices = np.arange(len(digits.labels))
+    first = string_set(digits, indices, 6, seed=23)
+    candidate._WRITTEN.clear()
+    again = string_set(digits, indices, 6, seed=23)
+    assert again is not first and again.digest == first.digest
+    fields, texts = list(first.strings.fields), list(first.strings.texts)
+    assert candidate._fingerprint(LabelledFields(fields, texts)) == first.digest
+    touched = fields[3].pixels.copy()
+    touched[5, 5] += 0.01
+    changed = [*fields[:3], replace(fields[3], pixels=touched), *fields[4:]]
+    assert candidate._fingerprint(LabelledFields(changed, texts)) != first.digest
+    retold = [*texts[:5], texts[5] + "1"]
+    assert candidate._fingerprint(LabelledFields(fields, retold)) != first.digest
 
 
 def test_a_batch_holds_inputs_and_ctc_labels(digits: Digits) -> None:
