@@ -35,16 +35,13 @@ def test_every_training_runs_on_gpu_pool_workers(
         ).deploy(name="train-model", work_pool_name="gpu", print_next_steps=False)
         worker = server.start_worker("gpu")
         uri = clone_store(mnist_store[0], tmp_path / "store")
-        summary = train_flow(TrainParams(mode="workers", limit=600, epochs=1, store=uri))
+        # A model of each role: the classifiers' trainings all take the same path.
+        summary = train_flow(TrainParams(mode="workers", models=["simple_cnn", "line_reader"],
+                                         limit=600, epochs=1, store=uri))  # fmt: skip
     assert worker.poll() is None, "the worker died"
     assert summary.failures == {}
-    # The seed models and the line reader, each a run on the gpu pool.
-    assert sorted(c.model_name for c in summary.candidates) == [
-        "baseline_mlp",
-        "larger_cnn",
-        "line_reader",
-        "simple_cnn",
-    ]
+    # The classifier and the line reader, each a run on the gpu pool.
+    assert sorted(c.model_name for c in summary.candidates) == ["line_reader", "simple_cnn"]
     store = LocalStore(uri)
     for candidate in summary.candidates:
         assert store.exists(candidate.card_key)
@@ -52,4 +49,4 @@ def test_every_training_runs_on_gpu_pool_workers(
         "models/reader/candidates/"
     )
     runs = server.cli("flow-run", "ls", "--flow-name", "train-model", "--state", "COMPLETED")
-    assert runs.count("train-") >= 4
+    assert runs.count("train-") >= 2
