@@ -1,9 +1,12 @@
 """How one writer writes one digit: its style, and the strokes and bends it adds.
 
 An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick, a 9 with
-a curled tail, a 2 with a loop), bent as another hand bends it, then scaled, sheared (some
-writers' 1s lean like a slash), turned and thickened or thinned to the writer's pen. Some
-writers write their zeros small, on the line, like the letter o.
+a curled tail, a 2 with a loop or a curled start), bent as another hand bends it, then
+scaled, sheared (some writers' 1s lean like a slash), turned and thickened or thinned to
+the writer's pen. Some writers write their zeros small, on the line, like the letter o.
+Some write a 9 or a 4 in a shape MNIST hardly has, and those are drawn stroke by stroke:
+a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top whose
+right stroke is short (like an L with a tick).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ class Style:
     barred_sevens: bool
     ticked_sevens: bool
     curly_nines: bool  # a 9 whose tail curls to the left, as in much of Latin America
+    drawn_nines: bool  # a 9 whose stem drops from the bottom of its loop, like a ρ
     looped_twos: bool
+    curled_twos: bool  # a 2 that starts with a curl at its top left
+    open_fours: bool  # a 4 open at the top, its right stroke short
     wobble: float  # baseline jitter, in digit heights
     drift: float  # baseline slope across the string
     elastic: float  # largest bend of a digit's strokes, in pixels of its 28x28 (0: none)
@@ -60,7 +66,10 @@ def random_style(rng: np.random.Generator) -> Style:
         barred_sevens=bool(rng.random() < 0.4),
         ticked_sevens=bool(rng.random() < 0.3),
         curly_nines=bool(rng.random() < 0.45),
+        drawn_nines=bool(rng.random() < 0.3),
         looped_twos=bool(rng.random() < 0.4),
+        curled_twos=bool(rng.random() < 0.3),
+        open_fours=bool(rng.random() < 0.3),
         wobble=float(rng.uniform(0.0, 0.07)),
         drift=float(rng.normal(0.0, 0.04)),
         elastic=float(rng.uniform(1.0, 3.0)) if rng.random() < ELASTIC_SHARE else 0.0,
@@ -83,7 +92,12 @@ _PAD = 6  # room round a 28x28 digit for the strokes a style adds
 
 def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generator) -> np.ndarray:
     """A 28x28 MNIST digit (ink bright) written the writer's way: a 1 with a flag or a foot,
-    a 7 with a bar or a tick, a 9 with a curled tail, a 2 with a loop."""
+    a 7 with a bar or a tick, a 9 with a curled tail or drawn like a ρ, a 2 with a loop or a
+    curled start, a 4 drawn open. The result is padded for the strokes a style adds."""
+    if label == 9 and style.drawn_nines:
+        return _drawn_nine(rng)
+    if label == 4 and style.open_fours:
+        return _open_four(rng)
     out = np.pad(image, _PAD)
     ink = np.argwhere(out > 100)
     if ink.size == 0:
@@ -119,16 +133,101 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
         x, y = int(base[:, 1].min()), int(base[np.argmin(base[:, 1]), 0])
         axes = (int(rng.integers(3, 8)), int(rng.integers(2, 6)))
         cv2.ellipse(out, (x + axes[0] - 1, y - axes[1]), axes, 0, 0, 360, 255, 1, cv2.LINE_AA)
+    if label == 2 and style.curled_twos:  # the pen's start rolls inwards, a little loop
+        upper = ink[ink[:, 0] <= top + 0.4 * height]
+        y, x = (int(v) for v in upper[np.argmin(upper[:, 1])])
+        r = float(rng.uniform(1.5, 3.5))
+        centre = (x + r * rng.uniform(0.3, 0.8), y + r * rng.uniform(0.4, 0.9))
+        start = math.atan2(y - centre[1], x - centre[0])
+        _arc(out, centre, (r, r), 0.0, start, start + rng.uniform(1.4, 2.0) * math.pi, thick)
     return out
+
+
+# The drawn digits: their height, as MNIST's digits are about 20 pixels of a 28x28 box,
+# and the box, as restyle's output is padded.
+_DRAWN = 20.0
+_BOX = 28 + 2 * _PAD
+
+
+def _pen(rng: np.random.Generator) -> int:
+    return int(rng.choice([2, 2, 3]))
+
+
+def _soft(image: np.ndarray) -> np.ndarray:
+    """A drawn digit's edges softened as a scanned pen stroke's are."""
+    return cv2.GaussianBlur(image, (0, 0), 0.6)
+
+
+def _arc(image: np.ndarray, centre: tuple[float, float], axes: tuple[float, float],
+         tilt: float, start: float, stop: float, thick: int) -> None:  # fmt: skip
+    """A stroke along an ellipse (angles in radians, y down) from ``start`` to ``stop``."""
+    a = np.linspace(start, stop, max(8, int(abs(stop - start) * 6)))
+    x, y = axes[0] * np.cos(a), axes[1] * np.sin(a)
+    c, s = math.cos(tilt), math.sin(tilt)
+    points = np.stack([centre[0] + c * x - s * y, centre[1] + s * x + c * y], axis=1)
+    cv2.polylines(image, [np.rint(points).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
+
+
+def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
+    """A 9 whose stem drops from the bottom or left of its loop (like a ρ, as much of Latin
+    America writes it), straight or ending in a hook to the left."""
+    out = np.zeros((_BOX, _BOX), np.uint8)
+    height = _DRAWN * rng.uniform(0.9, 1.1)
+    top = (_BOX - height) / 2
+    rx, ry = height * rng.uniform(0.2, 0.34), height * rng.uniform(0.2, 0.3)
+    centre = (_BOX / 2 + rng.uniform(0.0, 0.15) * height, top + ry)
+    tilt = float(rng.uniform(-0.4, 0.4))
+    thick = _pen(rng)
+    # Where the stem leaves the loop: from its bottom (pi/2) round to its left (pi).
+    leave = float(rng.uniform(0.5, 1.0) * math.pi)
+    begin = leave + rng.choice([-1.0, 1.0]) * rng.uniform(0.0, 0.3)
+    turn = float(rng.choice([-1.0, 1.0]))  # the pen goes round either way
+    _arc(out, centre, (rx, ry), tilt, begin, begin + turn * rng.uniform(2.0, 2.3) * math.pi,
+         thick)  # fmt: skip
+    c, s = math.cos(tilt), math.sin(tilt)
+    ex, ey = rx * math.cos(leave), ry * math.sin(leave)
+    start = (centre[0] + c * ex - s * ey, centre[1] + s * ex + c * ey)
+    bottom = top + height
+    end = (start[0] + rng.uniform(-0.2, 0.1) * height, bottom)
+    middle = ((start[0] + end[0]) / 2 + rng.uniform(-0.08, 0.08) * height, (start[1] + bottom) / 2)
+    _curve(out, start, middle, end, thick)
+    if rng.random() < 0.5:  # the hook at the foot
+        hook = (end[0] - rng.uniform(0.1, 0.3) * height, end[1] - rng.uniform(0.0, 0.15) * height)
+        _curve(out, end, (end[0] - 0.05 * height, end[1] + 0.06 * height), hook, thick)
+    return _soft(out)
+
+
+def _open_four(rng: np.random.Generator) -> np.ndarray:
+    """A 4 open at the top: a stroke down to the left, a bar to the right, and a short
+    right stroke that starts below the top (an L with a tick), crossing the bar or not."""
+    out = np.zeros((_BOX, _BOX), np.uint8)
+    height = _DRAWN * rng.uniform(0.9, 1.1)
+    top = (_BOX - height) / 2
+    bottom = top + height
+    thick = _pen(rng)
+    width = height * rng.uniform(0.45, 0.7)
+    left = _BOX / 2 - width / 2
+    bar = top + height * rng.uniform(0.55, 0.75)
+    start = (left + width * rng.uniform(0.1, 0.35), top)
+    corner = (left, bar)
+    _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
+    right = (left + width, bar - height * rng.uniform(-0.03, 0.05))
+    _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
+    x = left + width * rng.uniform(0.6, 0.85)
+    tick_top = top + height * rng.uniform(0.15, 0.5)
+    tick_end = bar + rng.uniform(0.0, 1.0) * (bottom - bar) if rng.random() < 0.7 else bar
+    _curve(out, (x, tick_top), (x - 0.5, (tick_top + tick_end) / 2),
+           (x - rng.uniform(0.0, 0.1) * height, tick_end), thick)  # fmt: skip
+    return _soft(out)
 
 
 def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator) -> None:
     """A bar across the digit's stroke at ``row`` (a 7's, as in much of Europe and Latin
-    America), reaching 3 to 9 pixels either side."""
+    America), reaching 3 to 12 pixels either side."""
     cols = np.flatnonzero(image[row] > 100)
     if cols.size:
         centre = int(cols.mean())
-        half = int(rng.integers(3, 10))
+        half = int(rng.integers(3, 13))
         cv2.line(image, (centre - half, row), (centre + half, row), 255, thick, cv2.LINE_AA)
 
 

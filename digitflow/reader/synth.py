@@ -133,7 +133,7 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
     for k, ch in enumerate(text):
         label = int(ch)
         image = digits.images[int(rng.choice(by_label[label]))]
-        if label in (1, 2, 7, 9):
+        if label in (1, 2, 4, 7, 9):
             image = restyle(image, label, style, rng)
         if style.elastic:
             image = bend(image, style.elastic, rng)

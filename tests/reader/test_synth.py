@@ -207,3 +207,58 @@ def test_a_slashed_one_leans_by_its_lean(digits: Digits) -> None:
     assert abs(leaning.shape[0] - upright.shape[0]) <= 2
     widening = leaning.shape[1] - upright.shape[1]  # half its height more, less the turn's
     assert 0.3 * upright.shape[0] < widening < 0.7 * upright.shape[0]
+
+
+def _ink(image: np.ndarray) -> np.ndarray:
+    """(row, column) of every inked pixel."""
+    return np.argwhere(image > 100)
+
+
+def test_a_drawn_nine_drops_its_stem_from_the_bottom_or_left_of_its_loop(digits: Digits) -> None:
+    """MNIST's 9s drop their stems from the right of the loop: the drawn ones do not."""
+    style = hands.random_style(np.random.default_rng(0))
+    nine = digits.images[int(np.flatnonzero(digits.labels == 9)[0])]
+    rng = np.random.default_rng(11)
+
+    def stem_right_of_loop(image: np.ndarray) -> float:
+        ink = _ink(image)
+        top, bottom = ink[:, 0].min(), ink[:, 0].max()
+        loop = ink[ink[:, 0] <= top + 0.4 * (bottom - top)]
+        foot = ink[ink[:, 0] >= top + 0.75 * (bottom - top)]
+        # Where the stem's foot stands, in shares of the loop's width from its middle.
+        left, right = loop[:, 1].min(), loop[:, 1].max()
+        return float((foot[:, 1].mean() - (left + right) / 2) / max(right - left, 1))
+
+    drawn = [hands.restyle(nine, 9, replace(style, drawn_nines=True), rng) for _ in range(200)]
+    assert all(d.shape == (40, 40) and d.max() > 200 for d in drawn)
+    assert np.mean([stem_right_of_loop(d) for d in drawn]) < 0.0
+    mnist = digits.images[digits.labels == 9][:200]
+    assert np.mean([stem_right_of_loop(d) for d in mnist]) > 0.1
+
+
+def test_a_drawn_four_is_open_at_the_top(digits: Digits) -> None:
+    """Only its left stroke reaches the top: the right one starts lower down."""
+    style = replace(hands.random_style(np.random.default_rng(0)), open_fours=True)
+    four = digits.images[int(np.flatnonzero(digits.labels == 4)[0])]
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        ink = _ink(hands.restyle(four, 4, style, rng))
+        top, bottom = ink[:, 0].min(), ink[:, 0].max()
+        left, right = ink[:, 1].min(), ink[:, 1].max()
+        crown = ink[ink[:, 0] <= top + 0.1 * (bottom - top)]
+        assert crown[:, 1].max() < left + 0.6 * (right - left)
+
+
+def test_a_curled_two_is_its_digit_with_a_curl_at_the_top_left(digits: Digits) -> None:
+    style = replace(hands.random_style(np.random.default_rng(0)), looped_twos=False)
+    twos = digits.images[digits.labels == 2][:50]
+    for k, two in enumerate(twos):
+        plain = hands.restyle(two, 2, replace(style, curled_twos=False), np.random.default_rng(k))
+        curled = hands.restyle(two, 2, replace(style, curled_twos=True), np.random.default_rng(k))
+        added = np.argwhere(curled.astype(np.int16) - plain > 60)
+        assert len(added), "no curl"
+        ink = _ink(plain)
+        top, bottom = ink[:, 0].min(), ink[:, 0].max()
+        upper = ink[ink[:, 0] <= top + 0.4 * (bottom - top)]
+        start = upper[np.argmin(upper[:, 1])]  # where the pen starts a 2: its top left
+        assert np.abs(added - start).max() <= 10  # the curl hangs on it, a few pixels wide
