@@ -17,6 +17,11 @@ _RULE_LENGTH = 3.0
 # Ink blobs smaller than this fraction of a digit's height (both ways) are dust.
 _SPECK_SIDE = 0.25
 _FEW_BLOBS = 4
+# Where the digit-shaped pieces hold less than this share of the ink, the digits are on
+# rules (or beside printed bands) and tell nothing of their size until the rules are out.
+_SHAPED_SHARE = 0.2
+# Runs this long (a share of the page's longer side) are rules or bands at any digit size.
+_PAGE_RULE = 0.1
 # A blob whose four sides are this much inked is a box drawn round fields.
 _FRAMED = 0.7
 _MIN_FRAME = 24
@@ -73,6 +78,12 @@ def find_digits(blobs: list[Blob], shape: tuple[int, int]) -> list[Blob]:
     height = digit_height(blobs)
     if height == 0:
         return []
+    if _shaped_share(blobs) < _SHAPED_SHARE:
+        # Every digit touches a rule (or a printed band outweighs them): the size that the
+        # few free pieces, dust mostly, would give is no digit's. Take out what is long at
+        # any size first, then measure.
+        blobs = _without_rules(blobs, int(_PAGE_RULE * max(shape)) | 1)
+        height = digit_height(blobs) or height
     blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1)
     height = digit_height(blobs) or height
     blobs = [b for b in blobs if not _is_dust(b, height) and not _is_furniture(b, height)]
@@ -93,6 +104,19 @@ def _inside_margins(blobs: list[Blob], shape: tuple[int, ...]) -> list[Blob]:
     return clear if len(clear) >= _FEW_BLOBS else blobs
 
 
+def _is_shaped(blob: Blob) -> bool:
+    """Shaped like a digit (or a few touching ones): not a rule, a band or a hollow frame."""
+    return blob.width <= 5 * blob.height and blob.area >= 0.08 * blob.width * blob.height
+
+
+def _shaped_share(blobs: list[Blob]) -> float:
+    """The share of the ink in pieces shaped like digits (1.0 for three pieces or fewer)."""
+    solid = [b for b in blobs if b.area >= 4]
+    if len(solid) < _FEW_BLOBS:
+        return 1.0
+    return sum(b.area for b in solid if _is_shaped(b)) / sum(b.area for b in solid)
+
+
 def digit_height(blobs: list[Blob]) -> float:
     """Typical digit height: the height of the blob holding the median pixel of ink.
 
@@ -103,7 +127,7 @@ def digit_height(blobs: list[Blob]) -> float:
     solid = [b for b in blobs if b.area >= 4] or blobs
     if len(solid) < _FEW_BLOBS:
         return float(max(b.y1 for b in solid) - min(b.y0 for b in solid)) if solid else 0.0
-    shaped = [b for b in solid if b.width <= 5 * b.height and b.area >= 0.08 * b.width * b.height]
+    shaped = [b for b in solid if _is_shaped(b)]
     chosen = sorted(shaped or solid, key=lambda b: b.height)
     ink = np.cumsum([b.area for b in chosen])
     return float(chosen[int(np.searchsorted(ink, ink[-1] / 2))].height)

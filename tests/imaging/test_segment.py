@@ -167,6 +167,19 @@ def test_form_rules_frames_and_title_bars_are_ignored(ruled: bool, framed: bool)
     assert line_counts(segment_page(page).boxes) == [6, 4, 5]
 
 
+def test_digits_all_on_rules_under_a_printed_band_are_found() -> None:
+    """A wide grey band outweighs digits that all touch their rules, and a speck of dust is
+    the only free piece: the digits' size comes from the digits, not from the speck."""
+    ink = ink_lines(["699332", "5097321", "0963329"], margin=60)
+    ink = np.vstack([np.zeros((120, ink.shape[1])), ink])
+    ink[15:105, 20:-20] = 0.45  # the form's printed header
+    for row in np.flatnonzero(ink[120:].max(axis=1) > 0.5):
+        if row + 120 + 1 < ink.shape[0] and ink[row + 121].max() < 0.5:
+            ink[row + 120 : row + 122, 10:-10] = 1.0  # every line written on its rule
+    ink[-12:-10, 30:33] = 1.0  # dust
+    assert line_counts(segment_page(on_paper(ink)).boxes) == [6, 7, 7]
+
+
 def test_empty_form_has_no_digits() -> None:
     assert segment_page(form([" ", " "], ruled=True, framed=True)).boxes == []
 
