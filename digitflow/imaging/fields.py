@@ -71,7 +71,7 @@ def field_lines(grey: np.ndarray) -> list[LineImage]:
 
 def page_lines(grey: np.ndarray) -> list[LineImage]:
     """Each line of digits the page segmentation finds, cut out of the page, top to bottom."""
-    segmentation = segment_page(grey)
+    segmentation = segment_page(grey, split=False)
     by_line: dict[int, list[DigitBox]] = {}
     for box in segmentation.boxes:
         by_line.setdefault(box.line, []).append(box)

@@ -58,12 +58,17 @@ class Segmentation:
         return self.binary.ink_at(box.y0, box.y1, box.x0, box.x1)
 
 
-def segment_page(page: np.ndarray) -> Segmentation:
-    """Find every digit on a greyscale page (or single-digit image), by line, left to right."""
+def segment_page(page: np.ndarray, split: bool = True) -> Segmentation:
+    """Find every digit on a greyscale page (or single-digit image), by line, left to right.
+
+    With ``split`` false, digits that touch stay one piece: enough to find the lines (a
+    line reader reads touching digits whole), and a piece of a split digit, its top or its
+    bottom, can sit far enough off its line to start a line of its own.
+    """
     if page.ndim != 2 or page.size == 0:
         raise ValueError(f"expected a greyscale page (non-empty 2-D array), got {page.shape}")
     binary = binarize(page)
-    blobs = find_digits(binary.blobs, binary.shape)
+    blobs = find_digits(binary.blobs, binary.shape, split)
     boxes = [
         DigitBox(line, position, b.x0, b.y0, b.x1, b.y1, b.mask)
         for line, row in enumerate(group_lines(blobs))
@@ -72,8 +77,9 @@ def segment_page(page: np.ndarray) -> Segmentation:
     return Segmentation(boxes=boxes, binary=binary)
 
 
-def find_digits(blobs: list[Blob], shape: tuple[int, int]) -> list[Blob]:
-    """Turn the pieces of ink of a page of this shape into digit-sized blobs, unordered."""
+def find_digits(blobs: list[Blob], shape: tuple[int, int], split: bool = True) -> list[Blob]:
+    """Turn the pieces of ink of a page of this shape into digit-sized blobs, unordered
+    (touching digits left whole unless ``split``)."""
     blobs = _open_frames(blobs)
     height = digit_height(blobs)
     if height == 0:
@@ -90,7 +96,7 @@ def find_digits(blobs: list[Blob], shape: tuple[int, int]) -> list[Blob]:
     blobs = _inside_margins(blobs, shape)
     blobs = merge_pieces(blobs, height)
     blobs = [b for b in blobs if max(b.width, b.height) >= _SPECK_SIDE * height]
-    return split_wide(blobs, height)
+    return split_wide(blobs, height) if split else blobs
 
 
 def _inside_margins(blobs: list[Blob], shape: tuple[int, ...]) -> list[Blob]:

@@ -10,7 +10,8 @@ from scipy import ndimage
 
 from digitflow.imaging import segment_page
 from digitflow.imaging.binarize import _grid_median, binarize, otsu_threshold
-from digitflow.imaging.blobs import ink_box
+from digitflow.imaging.blobs import Blob, ink_box
+from digitflow.imaging.lines import group_lines
 from tests.imaging.synthetic import (
     PAPER,
     glyph,
@@ -114,6 +115,25 @@ def test_slightly_rotated_page_keeps_its_lines() -> None:
 def test_touching_digits_are_split() -> None:
     page = on_paper(ink_lines(["3 4 0+0 7 8", "12 5+8+6 90"]))
     assert line_counts(segment_page(page).boxes) == [6, 7]
+
+
+def test_touching_digits_stay_whole_for_finding_lines() -> None:
+    page = on_paper(ink_lines(["3 4 0+0 7 8", "12 5+8+6 90"]))
+    assert line_counts(segment_page(page, split=False).boxes) == [5, 5]
+
+
+def test_a_piece_of_a_digit_off_the_lines_centre_stays_in_its_line() -> None:
+    """Touching digits that a rule broke: the bottom of one, then the top of the next, each
+    within the line's band but far from the other's centre."""
+
+    def blob(x0: int, y0: int, x1: int, y1: int) -> Blob:
+        return Blob(x0, y0, x1, y1, np.ones((y1 - y0, x1 - x0), bool))
+
+    line = [blob(10 + 30 * k, 100, 34 + 30 * k, 124) for k in range(4)]  # 24 px high
+    bottom, top = blob(130, 112, 150, 124), blob(145, 100, 165, 107)  # centres 118, 103.5
+    below = [blob(10 + 30 * k, 160, 34 + 30 * k, 184) for k in range(3)]
+    lines = group_lines([*line, bottom, top, blob(170, 101, 194, 125), *below])
+    assert [len(row) for row in lines] == [7, 3]
 
 
 def test_broken_stroke_is_merged() -> None:
