@@ -61,9 +61,8 @@ class Segmentation:
 def segment_page(page: np.ndarray, split: bool = True) -> Segmentation:
     """Find every digit on a greyscale page (or single-digit image), by line, left to right.
 
-    With ``split`` false, digits that touch stay one piece: enough to find the lines (a
-    line reader reads touching digits whole), and a piece of a split digit, its top or its
-    bottom, can sit far enough off its line to start a line of its own.
+    With ``split`` false, digits that touch stay one piece: enough to find the lines for a
+    line reader, which reads touching digits whole and needs no pieces cut from them.
     """
     if page.ndim != 2 or page.size == 0:
         raise ValueError(f"expected a greyscale page (non-empty 2-D array), got {page.shape}")
