@@ -9,11 +9,12 @@ a page is segmented into lines first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from digitflow.imaging.normalize import normalize_digit
 from digitflow.imaging.segment import DigitBox, segment_page
 from digitflow.reader import field
 
@@ -29,8 +30,20 @@ _LINE_MARGIN_X = 0.6
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A piece of ink that the page segmentation found in a line: its columns [x0, x1) on
+    the page and its ink normalised as an MNIST digit, for the classifier to read where
+    it is one digit on its own."""
+
+    x0: int
+    x1: int
+    digit: np.ndarray  # uint8 (28, 28)
+
+
+@dataclass(frozen=True)
 class LineImage:
-    """One line for the reader: its input and where it lies on its page.
+    """One line for the reader: its input and where it lies on its page, and, for a line
+    found on a page, its pieces of ink left to right.
 
     Input column ``c`` lies at page x ``x0 + c * x_scale``, row ``r`` at ``y0 + r * y_scale``.
     """
@@ -41,6 +54,7 @@ class LineImage:
     y0: float
     x_scale: float
     y_scale: float
+    pieces: tuple[Piece, ...] = ()
 
     def inputs(self) -> np.ndarray:
         """The reader's float input, in [0, 1]."""
@@ -84,7 +98,11 @@ def page_lines(grey: np.ndarray) -> list[LineImage]:
         left = max(0, int(min(b.x0 for b in boxes) - _LINE_MARGIN_X * size))
         right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
         crop = grey[top:bottom, left:right]
-        lines.append(_line_image(number, crop, top, left, segmentation.dark_ink))
+        pieces = tuple(
+            Piece(b.x0, b.x1, normalize_digit(segmentation.ink(b), b.mask)) for b in boxes
+        )
+        line = _line_image(number, crop, top, left, segmentation.dark_ink)
+        lines.append(replace(line, pieces=pieces))
     return lines
 
 

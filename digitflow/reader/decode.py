@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,7 +14,8 @@ BLANK = 0
 @dataclass(frozen=True)
 class ReadDigit:
     """One digit of a line: its value and runner-up with their probabilities, and its
-    columns [x0, x1) in the reader's input."""
+    columns [x0, x1) in the reader's input; ``scores``, where known, what each of the ten
+    digits got at the step that read it (summing to 1), for weighing with another model."""
 
     digit: int
     confidence: float
@@ -22,6 +23,7 @@ class ReadDigit:
     runner_up_confidence: float
     x0: float
     x1: float
+    scores: tuple[float, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def decode_line(probs: np.ndarray, width: int) -> ReadLine:
                 runner_up_confidence=float(others[second]),
                 x0=left,
                 x1=right,
+                scores=tuple((probs[peak, 1:] / probs[peak, 1:].sum()).tolist()),
             )
         )
     confidence = float(probs[np.arange(steps), best].min())

@@ -23,7 +23,7 @@ from digitflow.scoring import commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
-from digitflow.scoring.lines import line_reading, read_lone_digits
+from digitflow.scoring.lines import line_reading, read_lone_digits, second_opinion
 from digitflow.scoring.results import ShardReading
 from digitflow.storage import ObjectStore, open_store
 
@@ -235,7 +235,8 @@ def read_shard(
         lines = [line for f in files for _, line in f.lines]
         reads = scorer.read_lines(lines) if lines else []
         if ref.lone is not None:
-            reads = read_lone_digits(files, reads, scorer_for(ref.lone))
+            classifier = scorer_for(ref.lone)
+            reads = read_lone_digits(files, second_opinion(files, reads, classifier), classifier)
         return line_reading(files, reads, ref.version, threshold, batch_id)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer.probabilities(digits) if len(digits) else np.zeros((0, 10))

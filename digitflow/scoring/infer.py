@@ -41,7 +41,8 @@ class ModelRef(BaseModel):
     version: str  # shown in every result row: "<training_run>/<model>@<sha256[:12]>"
     champion: bool = False  # the champion, rather than a candidate named by the user
     role: Role = "classifier"  # a digit classifier, or a line reader
-    # With a line reader: the classifier that reads a line that is one lone digit.
+    # With a line reader: the classifier that reads a line that is one lone digit, and
+    # weighs in on each digit of a page's line that stands alone.
     lone: ModelRef | None = None
     # Its ONNX export, where it has one and ONNX is not turned off: what scores then.
     onnx_key: str | None = None
@@ -119,7 +120,8 @@ def resolve_model(
 ) -> ModelRef:
     """The model that reads: the candidate ``training_run/model_name`` if named, else the
     champion of the reader chosen (auto: the line reader's, if there is one). A line reader
-    gets the classifier champion, if there is one, for lines that are one lone digit.
+    gets the classifier champion, if there is one, for lines that are one lone digit and
+    digits that stand alone.
     ``inference`` auto runs each model's ONNX export where it has one; keras never does."""
     onnx = inference == "auto"
     found: Card | Champion

@@ -40,3 +40,23 @@ def test_a_page_is_cut_into_its_lines_top_to_bottom(mnist_dir: Path) -> None:
     assert tops == sorted(tops)
     for line in lines:  # each a strip of writing, many times wider than high
         assert line.pixels.shape[1] > 3 * field.HEIGHT
+
+
+def test_a_pages_lines_carry_their_pieces_of_ink_as_mnist_digits(mnist_dir: Path) -> None:
+    scan = make_page(load_mnist(mnist_dir), np.random.default_rng(5))
+    lines = find_lines(scan.pixels)
+    digits = sum(len(text) for text in scan.lines)
+    # A piece is a digit, or two that touch (a few on these pages).
+    assert 0.85 * digits <= sum(len(line.pieces) for line in lines) <= digits
+    for line in lines:
+        assert [p.x0 for p in line.pieces] == sorted(p.x0 for p in line.pieces)
+        right = line.x0 + line.pixels.shape[1] * line.x_scale
+        for piece in line.pieces:
+            assert line.x0 <= piece.x0 < piece.x1 <= right + 1
+            assert piece.digit.shape == (28, 28) and piece.digit.dtype == np.uint8
+            ink = piece.digit.astype(np.float64)
+            rows, cols = np.indices(ink.shape)
+            # Normalised as MNIST was: the centre of mass at the middle.
+            assert (rows * ink).sum() / ink.sum() == pytest.approx(14, abs=1.5)
+            assert (cols * ink).sum() / ink.sum() == pytest.approx(14, abs=1.5)
+    assert find_lines(paper_with_bars(bars=(40, 120)))[0].pieces == ()  # a field: none
