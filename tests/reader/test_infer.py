@@ -72,3 +72,26 @@ def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() ->
     # P("1") over P("1") + P("7"): 0.9 x 0.4 x 0.4 against 0.05 x 0.6 x 0.6.
     assert line.confidence == pytest.approx(0.144 / (0.144 + 0.018), abs=0.01)
     assert infer.read_with(run, [], widths=(0.8, 1.0)) == []
+
+
+def test_a_line_read_surely_at_its_own_width_is_not_read_at_the_others() -> None:
+    seen: list[int] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-4, np.float32)
+        probs[:, :, 0] = 1.0
+        for k, x in enumerate(batch):
+            width = int((x[0, :, 0] > 0).sum())  # the input's own columns, not the padding
+            seen.append(width)
+            sure = 0.95 if width == 64 else 0.6  # the first input is sure of its 3
+            probs[k, 0, [0, 4]] = 1 - sure, sure
+        return np.log(probs)
+
+    inputs = [np.ones((32, 64), np.float32), np.ones((32, 96), np.float32)]
+    lines = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=0.9)
+    assert [line.text for line in lines] == ["3", "3"]
+    assert lines[0].confidence == pytest.approx(0.95, abs=0.01)
+    assert sorted(seen) == [64, 77, 96, 120]  # the doubtful one at 0.8, 1 and 1.25
+    seen.clear()
+    infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=None)
+    assert sorted(seen) == [51, 64, 77, 80, 96, 120]
