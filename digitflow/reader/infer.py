@@ -31,7 +31,7 @@ BATCH_COLUMNS = 256 * 256
 WIDTHS = (0.8, 1.0, 1.25)
 # A line read at its own width with every step at least this sure is kept as read there,
 # and only the others are read at the other widths too: the same strings, or better ones,
-# on the check amounts, form lines and generated strings, for about three passes in four.
+# on the check amounts, form lines and generated strings, for about four passes in five.
 SURE = 0.9
 
 
