@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from digitflow.imaging.normalize import normalize_digit
+from digitflow.imaging.normalize import normalize_boxes
 from digitflow.imaging.segment import DigitBox, segment_page
 from digitflow.reader import field
 
@@ -86,9 +86,12 @@ def field_lines(grey: np.ndarray) -> list[LineImage]:
 def page_lines(grey: np.ndarray) -> list[LineImage]:
     """Each line of digits the page segmentation finds, cut out of the page, top to bottom."""
     segmentation = segment_page(grey, split=False)
+    digits = normalize_boxes(segmentation)
     by_line: dict[int, list[DigitBox]] = {}
-    for box in segmentation.boxes:
+    pieces: dict[int, list[Piece]] = {}
+    for box, digit in zip(segmentation.boxes, digits, strict=True):
         by_line.setdefault(box.line, []).append(box)
+        pieces.setdefault(box.line, []).append(Piece(box.x0, box.x1, digit))
     lines = []
     height, width = grey.shape
     for number, boxes in sorted(by_line.items()):
@@ -98,11 +101,8 @@ def page_lines(grey: np.ndarray) -> list[LineImage]:
         left = max(0, int(min(b.x0 for b in boxes) - _LINE_MARGIN_X * size))
         right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
         crop = grey[top:bottom, left:right]
-        pieces = tuple(
-            Piece(b.x0, b.x1, normalize_digit(segmentation.ink(b), b.mask)) for b in boxes
-        )
         line = _line_image(number, crop, top, left, segmentation.dark_ink)
-        lines.append(replace(line, pieces=pieces))
+        lines.append(replace(line, pieces=tuple(pieces[number])))
     return lines
 
 

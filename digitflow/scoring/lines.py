@@ -122,7 +122,7 @@ def _alone(line: LineImage, digit: ReadDigit) -> Piece | None:
     return piece if piece.x0 >= left - spill and piece.x1 <= right + spill else None
 
 
-def _weighed(digit: ReadDigit, classified: np.ndarray) -> ReadDigit:
+def _weighed_digit(digit: ReadDigit, classified: np.ndarray) -> ReadDigit:
     """The digit as the reader's and the classifier's probabilities weighed together."""
     logs = np.log(np.maximum(digit.scores, 1e-6)) + _CLASSIFIER_WEIGHT * np.log(
         np.maximum(classified, 1e-6)
@@ -161,7 +161,7 @@ def second_opinion(
     weighed: dict[int, list[ReadDigit]] = {}
     for (k, j, _), probs in zip(picked, classified, strict=True):
         digits = weighed.setdefault(k, list(reads[k].digits))
-        digits[j] = _weighed(digits[j], probs)
+        digits[j] = _weighed_digit(digits[j], probs)
     for k, digits in weighed.items():
         out[k] = replace(reads[k], digits=digits)
     return out
