@@ -80,21 +80,24 @@ def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     """Ink strength (float32, 0 on paper, 1 at a typical stroke) of a greyscale field."""
     if grey.ndim != 2 or min(grey.shape) < 2:
         raise ValueError(f"expected a greyscale field image (2-D, 2x2 or larger), got {grey.shape}")
-    image = grey.astype(np.float32)
+    # A scan's whole grey levels are closed as they are: the same levels, four times faster
+    # than in float. Any other image (a generated string) is closed in float.
+    image = grey if grey.dtype == np.uint8 else grey.astype(np.float32)
     if dark is None:
         dark = dark_ink(image)
     if not dark:
-        image = 255.0 - image
+        image = 255 - image
     # A closing keeps smooth lighting as it is and fills in everything narrower than its
     # window: pen strokes, and the thin lines of a security pattern.
     side = max(3, round(_CLOSING_SHARE * image.shape[0])) | 1
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
     paper = cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
-    ink = np.maximum(paper - image, 0.0)
+    # A closing never darkens: the paper is at least the image everywhere.
+    ink = cv2.subtract(paper, image)
     flat = ink.ravel()
     k = min(flat.size - 1, int(flat.size * _INK_PERCENTILE / 100.0))
     level = max(float(np.partition(flat, k)[k]), _MIN_LEVEL)
-    return np.minimum(ink * (1.0 / level), 1.0)
+    return np.minimum(ink.astype(np.float32) * (1.0 / level), 1.0)
 
 
 def to_height(ink: np.ndarray, height: int = HEIGHT) -> np.ndarray:

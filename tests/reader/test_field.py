@@ -72,3 +72,15 @@ def test_no_input_is_wider_than_the_reader_takes() -> None:
     prepared = field.prepare(grey)
     assert prepared.pixels.shape == (field.HEIGHT, field.MAX_ASPECT * field.HEIGHT)
     assert prepared.source_x(prepared.pixels.shape[1]) > 3940  # the last stroke, mapped back
+
+
+def test_a_scans_grey_levels_and_the_same_levels_in_float_give_the_same_ink() -> None:
+    # A scan (uint8) is closed in its own grey levels, a generated string in float: one
+    # field, both ways, both polarities, must come out the same to the last bit.
+    rng = np.random.default_rng(3)
+    dark = np.clip(paper_with_bars() + rng.normal(0, 6, paper_with_bars().shape), 0, 255)
+    for grey in (dark.astype(np.uint8), (255 - dark).astype(np.uint8)):
+        as_float = grey.astype(np.float64)
+        assert np.array_equal(field.ink_image(grey), field.ink_image(as_float))
+        assert field.ink_image(grey).dtype == np.float32
+        assert np.array_equal(field.prepare(grey).pixels, field.prepare(as_float).pixels)
