@@ -94,10 +94,17 @@ def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     paper = cv2.morphologyEx(image, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
     # A closing never darkens: the paper is at least the image everywhere.
     ink = cv2.subtract(paper, image)
-    flat = ink.ravel()
-    k = min(flat.size - 1, int(flat.size * _INK_PERCENTILE / 100.0))
-    level = max(float(np.partition(flat, k)[k]), _MIN_LEVEL)
+    k = min(ink.size - 1, int(ink.size * _INK_PERCENTILE / 100.0))
+    level = max(_kth_smallest(ink, k), _MIN_LEVEL)
     return np.minimum(ink.astype(np.float32) * (1.0 / level), 1.0)
+
+
+def _kth_smallest(values: np.ndarray, k: int) -> float:
+    """The k-th smallest of the values (from 0); whole grey levels are counted, not sorted."""
+    if values.dtype != np.uint8:
+        return float(np.partition(values.ravel(), k)[k])
+    counts = np.cumsum(np.bincount(values.ravel(), minlength=256))
+    return float(np.searchsorted(counts, k + 1))
 
 
 def to_height(ink: np.ndarray, height: int = HEIGHT) -> np.ndarray:
