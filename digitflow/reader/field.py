@@ -14,6 +14,8 @@ import numpy as np
 HEIGHT = 32
 # The reader pools the width by this much: one output step per 4 input columns.
 STRIDE = 4
+# A batch of inputs is padded to a multiple of this many columns.
+BATCH_MULTIPLE = 16
 # Paper is estimated by a grey closing this wide (a share of the field's height): wider
 # than the boldest stroke of a digit that fills its crop.
 _CLOSING_SHARE = 0.4
@@ -198,7 +200,9 @@ def stretch(x: np.ndarray, share: float) -> np.ndarray:
     return cv2.resize(x, (width, x.shape[0]), interpolation=method)
 
 
-def pad_batch(inputs: list[np.ndarray], multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(
+    inputs: list[np.ndarray], multiple: int = BATCH_MULTIPLE
+) -> tuple[np.ndarray, np.ndarray]:
     """Stack (32, w) inputs into (n, 32, W, 1), right-padded with paper; also each w.
 
     W is the widest input rounded up to ``multiple`` (at least one reader stride).

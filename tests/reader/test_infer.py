@@ -18,6 +18,34 @@ def test_batches_keep_similar_widths_together_within_the_limits() -> None:
         assert len(chunk) * widths[chunk].max() <= max(infer.BATCH_COLUMNS, widths[chunk].max())
 
 
+def _cost(widths: np.ndarray, chunks: list[np.ndarray]) -> int:
+    """Columns read for these batches (each padded to its widest), plus a pass's cost each."""
+    multiple = infer.field.BATCH_MULTIPLE
+    padded = [-(-max(int(widths[c].max()), STRIDE) // multiple) * multiple for c in chunks]
+    return sum(len(c) * p + infer.CALL_COLUMNS for c, p in zip(chunks, padded, strict=True))
+
+
+def test_batches_are_cut_where_padding_and_passes_cost_least() -> None:
+    rng = np.random.default_rng(5)
+    for n in range(1, 8):
+        widths = rng.integers(4, 1200, n)
+        chunks = infer._chunks(widths)
+        assert sorted(np.concatenate(chunks).tolist()) == list(range(n))
+        # Every way of cutting the inputs, sorted by width, into runs: none costs less.
+        order = np.argsort(widths, kind="stable")
+        cheapest = min(
+            _cost(widths, np.split(order, [k for k in range(1, n) if mask >> (k - 1) & 1]))
+            for mask in range(2 ** (n - 1))
+        )
+        assert _cost(widths, chunks) == cheapest
+    # The lines of form pages (90-220 columns): padding adds a fifth at most, where one
+    # batch of them all would read half as many columns again as the lines hold.
+    lines = rng.integers(90, 221, 100)
+    padded = sum(len(c) * int(lines[c].max()) for c in infer._chunks(lines))
+    assert padded < 1.2 * lines.sum()
+    assert len(lines) * lines.max() > 1.3 * lines.sum()
+
+
 def test_lines_come_back_in_input_order() -> None:
     import keras
 
