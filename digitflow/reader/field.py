@@ -82,8 +82,8 @@ def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     """Ink strength (float32, 0 on paper, 1 at a typical stroke) of a greyscale field."""
     if grey.ndim != 2 or min(grey.shape) < 2:
         raise ValueError(f"expected a greyscale field image (2-D, 2x2 or larger), got {grey.shape}")
-    # A scan's whole grey levels are closed as they are: the same levels, four times faster
-    # than in float. Any other image (a generated string) is closed in float.
+    # A scan's whole grey levels are closed as they are: the same levels, twice as fast as
+    # in float. Any other image (a generated string) is closed in float.
     image = grey if grey.dtype == np.uint8 else grey.astype(np.float32)
     if dark is None:
         dark = dark_ink(image)
