@@ -295,21 +295,24 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     one = folder.parent / "one"  # a folder of one page: what users score most often
     one.mkdir()
     shutil.copy(next(p for p in files if p.name.startswith("scan_")), one)
-    run_cli(empty, store, "bench-cli-first")  # creates Prefect's database: not timed
-    cli_s, summary = run_cli(folder, store, "bench-cli")
-    cli_many, _ = run_cli(many, store, "bench-cli-many")
-    one_s = min(run_cli(one, store, f"bench-one-{k}")[0] for k in range(3))
+    # Batches of this run's own: a store used before keeps its batches, each bound to
+    # the folder it scored.
+    run = time.strftime("bench-%Y%m%dT%H%M%S")
+    run_cli(empty, store, f"{run}-cli-first")  # creates Prefect's database: not timed
+    cli_s, summary = run_cli(folder, store, f"{run}-cli")
+    cli_many, _ = run_cli(many, store, f"{run}-cli-many")
+    one_s = min(run_cli(one, store, f"{run}-one-{k}")[0] for k in range(3))
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home)) as url:
-        served_s, _ = run_cli(folder, store, "bench-served", api_url=url)
-        served_many, _ = run_cli(many, store, "bench-served-many", api_url=url)
+        served_s, _ = run_cli(folder, store, f"{run}-served", api_url=url)
+        served_many, _ = run_cli(many, store, f"{run}-served-many", api_url=url)
         one_served_s = min(
-            run_cli(one, store, f"bench-one-served-{k}", api_url=url)[0] for k in range(3)
+            run_cli(one, store, f"{run}-one-served-{k}", api_url=url)[0] for k in range(3)
         )
-    dask_s, _ = run_cli(folder, store, "bench-dask", "--dask", "local")
-    dask_many, _ = run_cli(many, store, "bench-dask-many", "--dask", "local")
-    flow_s = run_flow(folder, store, "bench-flow")
-    flow_many = run_flow(many, store, "bench-flow-many")
-    thread_many = run_flow(many, store, "bench-thread-many", readers=1)
+    dask_s, _ = run_cli(folder, store, f"{run}-dask", "--dask", "local")
+    dask_many, _ = run_cli(many, store, f"{run}-dask-many", "--dask", "local")
+    flow_s = run_flow(folder, store, f"{run}-flow")
+    flow_many = run_flow(many, store, f"{run}-flow-many")
+    thread_many = run_flow(many, store, f"{run}-thread-many", readers=1)
     champion, _ = current_champion(open_store(store))
     assert champion is not None
     model = load_model(open_store(store), champion.model_key, champion.sha256)
@@ -320,7 +323,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     floor_s, floor_pages = min(timed(lambda: floor(files)) for _ in range(3))
     naive_pages = int(floor(few))
     pages, digits = summary["pages"], summary["digits"]
-    ours = compare(truth, ledger_lines(store, "bench-cli"))
+    ours = compare(truth, ledger_lines(store, f"{run}-cli"))
     print(f"\n{len(files)} files, {pages} pages, {ours.digits} digits in truth.csv; "
           f"model {summary['model_version']}; {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'':<30}{'seconds':>8}{'pages/s':>9}{'digits/s':>10}{'digit acc':>11}"
@@ -328,10 +331,10 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     row("digitflow score (CLI)", cli_s, pages, digits, ours)
     extra = f"  steady: {copies - 1} copies more"
     row(extra, (cli_many - cli_s) / (copies - 1), pages, digits, None)
-    served_acc = compare(truth, ledger_lines(store, "bench-served"))
+    served_acc = compare(truth, ledger_lines(store, f"{run}-served"))
     row("CLI, prefect server up", served_s, pages, digits, served_acc)
     row(extra, (served_many - served_s) / (copies - 1), pages, digits, None)
-    dask_acc = compare(truth, ledger_lines(store, "bench-dask"))
+    dask_acc = compare(truth, ledger_lines(store, f"{run}-dask"))
     row("digitflow score --dask local", dask_s, pages, digits, dask_acc)
     row(extra, (dask_many - dask_s) / (copies - 1), pages, digits, None)
     row(
@@ -339,7 +342,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
         flow_s,
         pages,
         digits,
-        compare(truth, ledger_lines(store, "bench-flow")),
+        compare(truth, ledger_lines(store, f"{run}-flow")),
     )
     row(extra, (flow_many - flow_s) / (copies - 1), pages, digits, None)
     # The same digits are found either way: only the time of a copy is of interest here.
