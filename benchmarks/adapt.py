@@ -12,8 +12,8 @@ given is never changed, and digitflow's shipped models never see these fields):
 For each N: exact-string rate on the 780 before and after; MNIST test error before and
 after, twice: the 10,000 test digits each read alone by the reader (as a field of one
 digit), and the 1,000 strings written with test digits (the reader's card; reported only);
-the gate's verdict, and the tuning's wall time. The classifier is not tuned: its MNIST test
-error does not move.
+the gate's verdict, and the tuning's wall time; and how the misread fields were misread.
+The classifier is not tuned: its MNIST test error does not move.
 
 Usage: python benchmarks/adapt.py --store STORE [--data DIR] [--counts 50,100,300]
            [--epochs N] [--steps N]   (default: the recipe's, digitflow/recipes.py)
@@ -39,6 +39,7 @@ from digitflow.pointer import current_champion
 from digitflow.reader.infer import score_strings
 from digitflow.recipes import ADAPT_RECIPE, ADAPT_STEPS
 from digitflow.scoring import commits
+from digitflow.scoring.truth import misreadings
 from digitflow.storage import open_store
 from flows.adapt import AdaptParams, adapt_flow
 from flows.score import ScoreParams, score_flow
@@ -77,11 +78,12 @@ def mnist_digit_error(store: str, model_key: str, sha256: str) -> float:
     return float(np.mean([r != str(label) for r, label in zip(read, test.labels, strict=True)]))
 
 
-def exact(rows: list[dict], truth: dict[str, str]) -> float:
-    """Share of ``truth``'s fields read exactly."""
+def exact(rows: list[dict], truth: dict[str, str], label: str) -> float:
+    """Share of ``truth``'s fields read exactly; how the others were misread is printed."""
     got = {r["file"]: "".join(ln["digits"] for ln in r["lines"] or []) for r in rows}
-    names = sorted(truth)
-    return score_strings([truth[n] for n in names], [got.get(n, "") for n in names]).exact_rate
+    texts = [truth[n] for n in sorted(truth)], [got.get(n, "") for n in sorted(truth)]
+    print(f"{label}: {misreadings(*texts).summary()}", flush=True)
+    return score_strings(*texts).exact_rate
 
 
 def main() -> None:
@@ -113,7 +115,7 @@ def main() -> None:
                                 READER)  # fmt: skip
         digits_before = mnist_digit_error(base, champion.model_key, champion.sha256)
         rows = read(base, root / "all", "car-a")
-        before = exact([r for r in rows if r["file"] in rest], rest)
+        before = exact([r for r in rows if r["file"] in rest], rest, "before tuning")
         lines = {r["file"]: r["lines"] or [] for r in rows}
         print(
             f"champion {champion.id}: {100 * before:.1f} % exact on the {len(rest)} fields; "
@@ -137,7 +139,8 @@ def main() -> None:
             seconds = time.perf_counter() - start
             assert summary.training_run and summary.promotion is not None
             card = read_card(open_store(store), summary.training_run, "line_reader", READER)
-            after = exact(read(store, root / "rest", f"rest-{count}", card.id), rest)
+            after = exact(read(store, root / "rest", f"rest-{count}", card.id), rest,
+                          f"after tuning on {count}")  # fmt: skip
             table.append({
                 "corrections": count, "imported": imported.saved,
                 "exact_before": before, "exact_after": after,

@@ -11,7 +11,8 @@ score flow reads three sets, each twice (``--reader classifier`` and ``--reader 
                  on its own)
 For each: strings (fields, lines, digits) read exactly, and digit accuracy (1 - edit
 distance over the truth's digits), and files (or pages) a second through the flow in this
-process (the flow's fixed start, about a second, included).
+process (the flow's fixed start, about a second, included); for the fields and digits, how
+the misread ones were misread (too few digits, too many, or digits confused, and which).
 
 Usage: python benchmarks/strings.py --store STORE [--data DIR] [--pages 40] [--limit N]
 The store needs both champions: `digitflow retrain` (default profile) trains and promotes
@@ -33,7 +34,7 @@ from champion import REPO, mnist_dir
 from digitflow.reader.infer import score_strings
 from digitflow.samples import HARD, make_sample_folder
 from digitflow.scoring.infer import ReaderChoice
-from digitflow.scoring.truth import compare, read_lines, read_truth
+from digitflow.scoring.truth import compare, misreadings, read_lines, read_truth
 
 DATA = REPO.parent / "shared/data/realscans-dev"
 
@@ -111,7 +112,9 @@ def main() -> None:
                 seconds, rows = score(folder, args.store, batch, reader)
                 read = per_file(rows)
                 names = sorted(truth)
-                s = score_strings([truth[n] for n in names], [read.get(n, "") for n in names])
+                texts = [truth[n] for n in names], [read.get(n, "") for n in names]
+                s = score_strings(*texts)
+                print(f"{name}, {reader}: {misreadings(*texts).summary()}", flush=True)
                 table.append((name, reader, len(names), s.exact_rate, s.digit_accuracy,
                               len(names) / seconds, "files"))  # fmt: skip
             seconds, rows = score(forms, args.store, f"bench-{stamp}-forms-{reader}", reader)

@@ -8,6 +8,7 @@ line. Lines count as exact when their whole digit string was read right.
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,3 +91,35 @@ def compare(truth: dict[Page, list[str]], read: dict[Page, list[str]]) -> Accura
         lines += len(want)
         exact += align(want, got)[0]
     return Accuracy(digits=digits, correct=correct, extra=extra, lines=lines, exact_lines=exact)
+
+
+@dataclass(frozen=True)
+class Misreadings:
+    """How strings were misread: too few digits, too many, or as many with some wrong."""
+
+    strings: int
+    short: int
+    long: int
+    swapped: int
+    confusions: Counter[tuple[str, str]]  # (true digit, read digit), in the swapped strings
+
+    def summary(self, top: int = 6) -> str:
+        """One line: the kinds of misreading and the commonest confusions."""
+        pairs = ", ".join(f"{t}→{r} {n}" for (t, r), n in self.confusions.most_common(top))
+        return (f"of {self.strings}: {self.short} read short, {self.long} long, {self.swapped} "
+                f"with a digit wrong ({pairs or 'none'})")  # fmt: skip
+
+
+def misreadings(truth: Sequence[str], read: Sequence[str]) -> Misreadings:
+    """The kinds of misreading of ``read`` against ``truth``, string by string."""
+    confusions: Counter[tuple[str, str]] = Counter()
+    short = long = swapped = 0
+    for t, r in zip(truth, read, strict=True):
+        if len(r) < len(t):
+            short += 1
+        elif len(r) > len(t):
+            long += 1
+        elif r != t:
+            swapped += 1
+            confusions.update((a, b) for a, b in zip(t, r, strict=True) if a != b)
+    return Misreadings(len(truth), short, long, swapped, confusions)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digitflow.scoring.truth import align, compare, read_lines, read_truth
+from digitflow.scoring.truth import align, compare, misreadings, read_lines, read_truth
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,12 @@ def test_compare_survives_a_spurious_line_and_counts_exact_lines(tmp_path: Path)
     assert (accuracy.digits, accuracy.correct, accuracy.extra) == (6, 4, 1)
     assert (accuracy.lines, accuracy.exact_lines) == (3, 1)
     assert accuracy.digit_accuracy == pytest.approx(4 / 6)
+
+
+def test_misreadings_are_counted_by_kind_with_the_confusions_of_strings_read_as_long() -> None:
+    truth = ["1234", "1000", "77", "90", "5"]
+    read = ["1234", "100", "717", "98", "6"]
+    found = misreadings(truth, read)
+    assert (found.strings, found.short, found.long, found.swapped) == (5, 1, 1, 2)
+    assert found.confusions == {("0", "8"): 1, ("5", "6"): 1}  # not 7→1: that string is long
+    assert found.summary() == "of 5: 1 read short, 1 long, 2 with a digit wrong (0→8 1, 5→6 1)"
