@@ -81,7 +81,8 @@ def mnist_digit_error(store: str, model_key: str, sha256: str) -> float:
 def exact(rows: list[dict], truth: dict[str, str], label: str) -> float:
     """Share of ``truth``'s fields read exactly; how the others were misread is printed."""
     got = {r["file"]: "".join(ln["digits"] for ln in r["lines"] or []) for r in rows}
-    texts = [truth[n] for n in sorted(truth)], [got.get(n, "") for n in sorted(truth)]
+    names = sorted(truth)
+    texts = [truth[n] for n in names], [got.get(n, "") for n in names]
     print(f"{label}: {misreadings(*texts).summary()}", flush=True)
     return score_strings(*texts).exact_rate
 

@@ -2,7 +2,8 @@
 
 Digits are compared page by page after an edit-distance alignment of the page's digit
 string with the truth's, so a missed or an extra digit costs one error, not a shifted
-line. Lines count as exact when their whole digit string was read right.
+line. Lines count as exact when their whole digit string was read right. Strings read
+wrong are sorted by how (``misreadings``): too few digits, too many, or digits confused.
 """
 
 from __future__ import annotations

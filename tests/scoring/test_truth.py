@@ -41,7 +41,7 @@ def test_compare_survives_a_spurious_line_and_counts_exact_lines(tmp_path: Path)
     assert accuracy.digit_accuracy == pytest.approx(4 / 6)
 
 
-def test_misreadings_are_counted_by_kind_with_the_confusions_of_strings_read_as_long() -> None:
+def test_misreadings_are_counted_by_kind_and_confusions_only_where_the_length_is_right() -> None:
     truth = ["1234", "1000", "77", "90", "5"]
     read = ["1234", "100", "717", "98", "6"]
     found = misreadings(truth, read)
