@@ -20,6 +20,9 @@ from digitflow.models import CHALLENGERS, READERS, SEED_MODELS
 
 # The cosine schedule ends at this share of the peak rate.
 FINAL_SHARE = 0.01
+# A line reader is measured on this many strings of the validation slice (which select),
+# as many of the test split (reported only) and, when tuned, as many guard strings.
+READER_STRINGS = 1000
 
 
 class Recipe(BaseModel):
@@ -47,6 +50,13 @@ class Recipe(BaseModel):
         default=False,
         description="The line reader starts from the reader champion's weights, on strings "
         "it has not seen (the classifiers start afresh).",
+    )
+    strings: int = Field(
+        default=READER_STRINGS,
+        ge=10,
+        description="The line reader is measured on this many generated validation strings "
+        "and as many test strings, and its gate compares it with the champion on the same "
+        "(fewer: a quicker, less sure gate; the classifiers ignore it).",
     )
 
 
@@ -85,7 +95,7 @@ CHALLENGER = Recipe(
 # times on the 2-core CPU machine: the README's line-reader section.
 READER_RECIPE = Recipe(epochs=48, batch_size=64, learning_rate=2e-3, lr_schedule="cosine")
 READER_BEST = READER_RECIPE.model_copy(update={"epochs": 144})
-READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000})
+READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000, "strings": 200})
 # The reader champion fine-tuned on corrections (``digitflow.corrections.adapt``): short
 # epochs at a low peak rate, a quarter of each batch corrected lines and the rest generated,
 # the batch normalisation frozen. Measured against other shares and rates on real check

@@ -22,6 +22,10 @@ class AdaptParams(StoreParams):
     dataset_version: str | None = Field(default=None, description="Empty: the newest.")
     epochs: int = Field(default=ADAPT_RECIPE.epochs, ge=1, description="Epochs of tuning.")
     steps: int = Field(default=ADAPT_STEPS, ge=1, description="Batches an epoch.")
+    strings: int = Field(
+        default=ADAPT_RECIPE.strings, ge=10,
+        description="MNIST strings the tuned reader is measured on: validation, test and guard.",
+    )  # fmt: skip
     reader_gate: ReaderGateConfig = Field(
         default_factory=ReaderGateConfig,
         description="The readers' gate: held-out corrections, and MNIST within its margin.",
@@ -48,7 +52,9 @@ def adapt_flow(params: AdaptParams | None = None) -> AdaptSummary:
         return AdaptSummary(corrections=None)
     version = params.dataset_version or latest_dataset(store)
     run = f"{new_training_run()}-adapt"
-    adapt_reader(store, version, corrections.version, run, params.epochs, params.steps)
+    adapt_reader(
+        store, version, corrections.version, run, params.epochs, params.steps, params.strings
+    )
     gate = PromoteParams(store=store, training_run=run, role="reader",
                          reader_gate=params.reader_gate)  # fmt: skip
     promotion = promote_flow(gate)

@@ -36,10 +36,11 @@ def build_corrections(store_uri: str) -> CorrectionsVersion | None:
 def adapt_reader(
     store_uri: str, dataset_version: str, corrections_version: str, training_run: str,
     epochs: int = ADAPT_RECIPE.epochs, steps: int = ADAPT_STEPS,
+    strings: int = ADAPT_RECIPE.strings,
 ) -> Card:  # fmt: skip
     """Fine-tune the reader champion on the corrections, in its own process."""
     logger = get_run_logger()
-    recipe = ADAPT_RECIPE.model_copy(update={"epochs": epochs})
+    recipe = ADAPT_RECIPE.model_copy(update={"epochs": epochs, "strings": strings})
     config = TrainConfig(model="line_reader", **recipe.model_dump())
     on_epoch = epoch_logger(config)
     kwargs = {"store_uri": store_uri, "dataset_version": dataset_version,

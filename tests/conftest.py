@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Playwright's own browser downloads are never used.
 CHROMIUM = os.environ.get("DIGITFLOW_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = REPO / "out" / "screenshots"  # for a person to look at (git-ignored)
+# Line readers trained by the tests are measured, and gated, on this many generated strings
+# (the recipe's ``strings``): every path of the gate, at a fifth of the default's cost.
+STRINGS = 200
 
 # Prefect reads its settings at import: isolate it before any test module imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="digitflow-prefect-")
@@ -166,7 +169,7 @@ def reader_store(
 
     store = open_store(clone_store(champion_store, tmp_path_factory.mktemp("lines") / "store"))
     config = TrainConfig(model="line_reader", epochs=2, limit=6000, batch_size=32,
-                         learning_rate=2e-3, lr_schedule="cosine")  # fmt: skip
+                         learning_rate=2e-3, lr_schedule="cosine", strings=STRINGS)  # fmt: skip
     card = train_model(store, mnist_store[1], config, "reader-run")
     registry.promote(store, card, {"reason": "scoring tests"}, None, layout=READER)
     return store.uri

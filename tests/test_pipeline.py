@@ -20,7 +20,8 @@ def test_pipeline_retrains_promotes_and_reads_the_sample_scans(
     monkeypatch.setenv("DIGITFLOW_WORK_DIR", str(tmp_path / "work"))
     store = str(tmp_path / "store")
     args = ["pipeline", "--source", str(mnist_dir), "--store", store, "--limit", "3000",
-            "--epochs", "2", "--max-error", "0.5", "--pages", "4", "--json"]  # fmt: skip
+            "--epochs", "2", "--strings", "200", "--max-error", "0.5", "--pages", "4",
+            "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ from digitflow.cli import app
 from digitflow.models import SEED_MODELS
 from digitflow.storage import LocalStore
 from flows.train import TrainParams, train_flow
-from tests.conftest import clone_store
+from tests.conftest import STRINGS, clone_store
 from tests.prefect_api import latest_artifact
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 def test_cli_trains_the_three_in_parallel(mnist_store: tuple[str, str], tmp_path: Path) -> None:
     uri = clone_store(mnist_store[0], tmp_path / "store")
-    result = CliRunner().invoke(
-        app, ["train", "--limit", "600", "--epochs", "2", "--store", uri, "--json"]
-    )
+    args = ["train", "--limit", "600", "--epochs", "2", "--strings", str(STRINGS),
+            "--store", uri, "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["failures"] == {}
@@ -34,8 +34,9 @@ def test_cli_trains_the_three_in_parallel(mnist_store: tuple[str, str], tmp_path
         assert candidate["dataset_version"] == mnist_store[1]
         if candidate["role"] == "classifier":
             assert candidate["val_error"] < 0.9  # better than chance after 2 short epochs
-        else:  # the line reader, in its own role's layout
+        else:  # the line reader, in its own role's layout, measured on the strings asked for
             assert candidate["model_key"].startswith("models/reader/candidates/")
+            assert candidate["validation"]["size"] == candidate["test"]["size"] == STRINGS
     rows = json.loads(latest_artifact("training-candidates").data)
     assert [r["status"] for r in rows] == ["trained"] * 4
     assert rows == sorted(rows, key=lambda r: r["validation error %"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from digitflow.storage import LocalStore
-from tests.conftest import REPO, clone_store
+from tests.conftest import REPO, STRINGS, clone_store
 from tests.prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -37,7 +37,8 @@ def test_every_training_runs_on_gpu_pool_workers(
         uri = clone_store(mnist_store[0], tmp_path / "store")
         # A model of each role: the classifiers' trainings all take the same path.
         summary = train_flow(TrainParams(mode="workers", models=["simple_cnn", "line_reader"],
-                                         limit=600, epochs=1, store=uri))  # fmt: skip
+                                         limit=600, epochs=1, strings=STRINGS,
+                                         store=uri))  # fmt: skip
     assert worker.poll() is None, "the worker died"
     assert summary.failures == {}
     # The classifier and the line reader, each a run on the gpu pool.

@@ -142,7 +142,7 @@ def adapt_reader(
                               config.batch_size - corrected, config.seed)  # fmt: skip
     source = MixedBatches(lines, generated, corrected, config.seed)
     heldout = read_part(store, corrections_version, "heldout")
-    monitor = heldout.labelled() if len(heldout) else monitor_strings(images, seed)
+    monitor = heldout.labelled() if len(heldout) else monitor_strings(images, seed, config.strings)
     teacher = None
     if recipes.ADAPT_DISTIL > 0:  # the champion as it was loaded, before any step
         teacher = Teacher(keras.models.clone_model(model), rows=generated.batch_size,
@@ -155,9 +155,9 @@ def adapt_reader(
         learning_rate=config.learning_rate,
         on_epoch=reporter(config, on_epoch), teacher=teacher,
     )  # fmt: skip
-    sets = measure_sets(model, images, seed)
+    sets = measure_sets(model, images, seed, config.strings)
     scores = digit_scores(sets)
-    guard = guard_strings(images, seed)
+    guard = guard_strings(images, seed, config.strings)
     sets["guard"] = (guard, measure(model, guard))
     if len(heldout):
         scores["heldout_corrections_exact"] = evaluate(model, heldout.labelled())[0]

@@ -1,6 +1,7 @@
 """Line readers assessed for the gate: a training run's reader candidates and the reader
-champion, each reading the same validation strings (exact strings select; the test
-strings are reported only), with a gallery of what each misread."""
+champion, each reading the same validation strings, as many as the candidates were
+measured on (exact strings select; the test strings are reported only), with a gallery of
+what each misread."""
 
 from __future__ import annotations
 
@@ -83,7 +84,10 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
     version = sorted({c.dataset_version for c in listing.cards})[0]
     images = load_images(store, version, None, 1)
     seed = validation_seed(store, version)
-    validation, test = validation_strings(images, seed), test_strings(images, seed)
+    # Every reader reads as many strings as the run's candidates were measured on.
+    count = max(c.validation.size for c in listing.cards)
+    validation = validation_strings(images, seed, count)
+    test = test_strings(images, seed, max(c.test.size for c in listing.cards))
 
     # Each reader is loaded (and its checksum verified) once, for every set it reads.
     readers: list[Card | Champion] = [*listing.cards, *([champion] if champion else [])]
@@ -97,7 +101,7 @@ def assess_reader_run(store: ObjectStore, training_run: str) -> RunAssessment:
     adapted = sorted({c.corrections_version for c in listing.cards if c.corrections_version})
     heldout = None
     if adapted and champion is not None:
-        guard = guard_strings(images, seed)
+        guard = guard_strings(images, seed, count)
         heldout = assess_heldout(store, listing.cards, champion, models, adapted[-1], guard,
                                  version)  # fmt: skip
     return RunAssessment(

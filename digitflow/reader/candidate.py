@@ -41,10 +41,7 @@ from digitflow.training import EpochMetrics, Images, load_images, save_model
 logger = logging.getLogger(__name__)
 
 INPUT = "float32 (32, W, 1) in [0, 1], ink bright on black (digitflow.reader.field)"
-VALIDATION_STRINGS = 1000
-TEST_STRINGS = 1000
-GUARD_STRINGS = 1000
-MONITOR_STRINGS = 300  # read after each epoch, for its progress line
+MONITOR_STRINGS = 300  # at most: the first validation strings, read after each epoch
 READS = "reads.json"  # beside a reader: what it read of its validation, test (guard) strings
 _DIGITS = set("0123456789")
 
@@ -101,25 +98,25 @@ def _fingerprint(strings: LabelledFields) -> str:
     return h.hexdigest()[:16]
 
 
-def validation_strings(images: Images, seed: int, count: int = VALIDATION_STRINGS) -> StringSet:
+def validation_strings(images: Images, seed: int, count: int = recipes.READER_STRINGS) -> StringSet:
     """The strings of a version's validation slice that readers are selected on."""
     return string_set(Digits(images.val, images.val_labels), images.val_indices, count, seed)
 
 
-def test_strings(images: Images, seed: int, count: int = TEST_STRINGS) -> StringSet:
+def test_strings(images: Images, seed: int, count: int = recipes.READER_STRINGS) -> StringSet:
     """Strings of the test split: reported, never selected on."""
     indices = np.arange(len(images.test_labels))
     return string_set(Digits(images.test, images.test_labels), indices, count, seed + 1)
 
 
-def monitor_strings(images: Images, seed: int) -> LabelledFields:
-    """The first validation strings, read after each epoch for its progress line (a set
-    is a function of its seed: the first of a thousand are the set of that many)."""
-    strings = validation_strings(images, seed).strings
+def monitor_strings(images: Images, seed: int, count: int) -> LabelledFields:
+    """The first validation strings of the set of ``count``, read after each epoch for its
+    progress line (the set is then written once, for this and the reader's measure)."""
+    strings = validation_strings(images, seed, count).strings
     return LabelledFields(strings.fields[:MONITOR_STRINGS], strings.texts[:MONITOR_STRINGS])
 
 
-def guard_strings(images: Images, seed: int, count: int = GUARD_STRINGS) -> StringSet:
+def guard_strings(images: Images, seed: int, count: int = recipes.READER_STRINGS) -> StringSet:
     """Strings of the validation slice that no gate selects on: the gate of tuned readers
     checks on them that MNIST is read no worse. A champion was chosen for reading the
     validation strings well, so on those it looks better than it reads; on these it does
@@ -213,7 +210,7 @@ def train_reader(
     runtime.set_seeds(config.seed)
     images = load_images(store, dataset_version, config.limit, config.seed)
     seed = validation_seed(store, dataset_version)
-    monitor = monitor_strings(images, seed)
+    monitor = monitor_strings(images, seed, config.strings)
     model, origin = starting_point(store, config)
     source = StringBatches(Digits(images.train, images.train_labels), config.batch_size,
                            config.seed, first_epoch=origin.first_epoch)  # fmt: skip
@@ -230,7 +227,7 @@ def train_reader(
     )  # fmt: skip
     history_key = READER.candidate(training_run, config.model, "history.json")
     store.write_bytes(history_key, json.dumps([vars(e) for e in history]).encode())
-    sets = measure_sets(model, images, seed)
+    sets = measure_sets(model, images, seed, config.strings)
     draft = CardDraft(
         training_run=training_run, model_name=config.model, role="reader",
         dataset_version=dataset_version, validation=sets["validation"][1].split,
@@ -278,9 +275,14 @@ def starting_point(store: ObjectStore, config: TrainConfig) -> tuple[Any, Start]
     return load_model(store, champion.model_key, champion.sha256), Start(champion.id, seen)
 
 
-def measure_sets(model: object, images: Images, seed: int) -> dict[str, tuple[StringSet, Measured]]:
-    """A fitted reader measured on the validation and the test strings."""
-    sets = {"validation": validation_strings(images, seed), "test": test_strings(images, seed)}
+def measure_sets(
+    model: object, images: Images, seed: int, count: int
+) -> dict[str, tuple[StringSet, Measured]]:
+    """A fitted reader measured on ``count`` validation and as many test strings."""
+    sets = {
+        "validation": validation_strings(images, seed, count),
+        "test": test_strings(images, seed, count),
+    }
     return {part: (strings, measure(model, strings)) for part, strings in sets.items()}
 
 

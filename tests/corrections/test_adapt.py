@@ -30,6 +30,7 @@ from digitflow.scoring import commits
 from digitflow.storage import open_store
 from digitflow.training import load_images
 from flows.adapt import AdaptParams, adapt_flow
+from tests.conftest import STRINGS
 from tests.corrections.conftest import ReviewBatch
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     # Any improvement on the held-out corrections counts here: they are only a handful.
     gate = ReaderGateConfig(min_margin=0.0, alpha=1.0, mnist_margin=0.05)
     summary = adapt_flow(AdaptParams(store=review_batch.store, epochs=1, steps=20,
-                                     reader_gate=gate))  # fmt: skip
+                                     strings=STRINGS, reader_gate=gate))  # fmt: skip
     corrections, promotion = summary.corrections, summary.promotion
     assert corrections is not None and promotion is not None and summary.training_run
     assert corrections.train + corrections.heldout == len(rows)
@@ -73,7 +74,8 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     # (the candidate's reading of them stored with it).
     images = load_images(store, card.dataset_version, None, 1)
     seed = validation_seed(store, card.dataset_version)
-    guard, validation = guard_strings(images, seed), validation_strings(images, seed)
+    guard = guard_strings(images, seed, STRINGS)
+    validation = validation_strings(images, seed, STRINGS)
     assert guard.digest != validation.digest
     stored = stored_reads(store, card, "guard", guard)
     assert stored is not None

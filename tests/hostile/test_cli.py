@@ -43,6 +43,7 @@ def cli(*args: str) -> Any:
         (["train", "--mode", "cluster"], "--mode"),
         (["train", "--no-such-option"], "--no-such-option"),
         (["retrain", "--limit", "5"], "--limit"),
+        (["retrain", "--strings", "3"], "--strings"),
         (["pipeline", "--pages", "0"], "--pages"),
         (["promote", "--alpha", "0"], "--alpha"),
         (["promote", "--max-error", "2"], "--max-error"),

@@ -22,7 +22,7 @@ from digitflow.storage import LocalStore
 from digitflow.training import load_images
 from flows.promote import PromoteParams, promote_flow
 from flows.train import TrainParams, train_flow
-from tests.conftest import clone_store
+from tests.conftest import STRINGS, clone_store
 
 pytestmark = pytest.mark.slow
 LENIENT = GateConfig(max_error=0.9)
@@ -35,7 +35,9 @@ def trained(
     """A store with one run of a classifier and a (barely trained) line reader."""
     uri = clone_store(mnist_store[0], tmp_path_factory.mktemp("role") / "store")
     summary = train_flow(
-        TrainParams(models=["baseline_mlp", "line_reader"], epochs=1, limit=600, store=uri)
+        TrainParams(
+            models=["baseline_mlp", "line_reader"], epochs=1, limit=600, strings=STRINGS, store=uri
+        )
     )
     assert summary.failures == {}
     return uri, summary.training_run
@@ -56,7 +58,7 @@ def test_the_reader_trains_beside_the_classifier_into_its_own_layout(
     assert card.role == "reader"
     assert card.model_key.startswith("models/reader/candidates/")
     assert store.exists(card.model_key)
-    assert card.validation.size == card.test.size == 1000  # strings, not digits
+    assert card.validation.size == card.test.size == STRINGS  # strings, not digits
     assert 0.0 <= card.scores["validation_digit_accuracy"] <= 1.0
     assert not store.exists(f"models/candidates/{run}/line_reader/card.json")
     assert registry.read_card(store, run, "baseline_mlp").role == "classifier"
@@ -124,7 +126,7 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     key = READER.candidate(run, "line_reader", READS)
     stored = json.loads(store.read_bytes(key))
     assert stored["sha256"] == card.sha256
-    assert len(stored["validation"]["read"]) == len(stored["test"]["read"]) == 1000
+    assert len(stored["validation"]["read"]) == len(stored["test"]["read"]) == STRINGS
 
     def assessed() -> tuple[float, float, str]:
         (reader,) = assess_reader_run(store, run).candidates
@@ -136,7 +138,7 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     assert assessed() == kept  # read again: the same readings
 
     images = load_images(store, card.dataset_version, None, 1)
-    strings = validation_strings(images, validation_seed(store, card.dataset_version))
+    strings = validation_strings(images, validation_seed(store, card.dataset_version), STRINGS)
     right = {**stored, "validation": {**stored["validation"], "read": strings.strings.texts}}
     store.write_bytes(key, json.dumps(right).encode())
     assert stored_reads(store, card, "validation", strings) == strings.strings.texts
@@ -146,7 +148,7 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
         {**right, "sha256": "0" * 64},  # another model file's
         {**right, "validation": {**right["validation"], "digest": "0" * 16}},  # other strings
         {**right, "validation": {**right["validation"], "read": strings.strings.texts[:-1]}},
-        {**right, "validation": {**right["validation"], "read": ["1a"] * 1000}},
+        {**right, "validation": {**right["validation"], "read": ["1a"] * STRINGS}},
         {"sha256": card.sha256},
     ):
         store.write_bytes(key, json.dumps(damaged).encode())
@@ -163,7 +165,7 @@ def test_a_warm_start_goes_on_from_the_reader_champion_on_new_strings(
     store = LocalStore(uri)
     with pytest.raises(TrainingError, match="warm start needs a reader champion"):
         train_flow(TrainParams(models=["line_reader"], epochs=1, limit=600, store=uri,
-                               warm_start=True))  # fmt: skip
+                               strings=STRINGS, warm_start=True))  # fmt: skip
 
     promote_flow(PromoteParams(training_run=trained[1], store=uri, role="reader",
                                reader_gate=ReaderGateConfig(max_error=1.0)))  # fmt: skip
@@ -171,7 +173,8 @@ def test_a_warm_start_goes_on_from_the_reader_champion_on_new_strings(
     assert champion is not None
     # A rate too small to move a weight: the weights trained are the champion's own.
     summary = train_flow(TrainParams(models=["line_reader"], epochs=1, limit=600, store=uri,
-                                     warm_start=True, learning_rate=1e-12))  # fmt: skip
+                                     strings=STRINGS, warm_start=True,
+                                     learning_rate=1e-12))  # fmt: skip
     assert summary.failures == {}
     card = registry.read_card(store, summary.training_run, "line_reader", READER)
     assert card.params["started_from"] == champion.id
