@@ -191,6 +191,15 @@ def test_the_plan_hands_the_profile_recipe_to_every_model() -> None:
     assert reader.model_dump(include=set(Recipe.model_fields)) == READER_BEST.model_dump()
 
 
+def test_the_quick_readers_strings_are_few_and_the_option_wins_over_them() -> None:
+    def reader(request: TrainRequest) -> int:
+        return {c.model: c for c in plan_training(request).configs}["line_reader"].strings
+
+    assert reader(TrainRequest(profile="quick")) == 200
+    assert reader(TrainRequest(profile="quick", strings=500)) == 500
+    assert reader(TrainRequest()) == recipes.READER_STRINGS
+
+
 def test_the_line_reader_keeps_its_recipe_under_the_options_given() -> None:
     given = TrainRequest(epochs=2, limit=3000)  # the main job's shrunk options
     configs = {c.model: c for c in plan_training(given).configs}

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from digitflow.cli import app
 from digitflow.storage import LocalStore
+from tests.conftest import STRINGS
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ def test_pipeline_retrains_promotes_and_reads_the_sample_scans(
     monkeypatch.setenv("DIGITFLOW_WORK_DIR", str(tmp_path / "work"))
     store = str(tmp_path / "store")
     args = ["pipeline", "--source", str(mnist_dir), "--store", store, "--limit", "3000",
-            "--epochs", "2", "--strings", "200", "--max-error", "0.5", "--pages", "4",
+            "--epochs", "2", "--strings", str(STRINGS), "--max-error", "0.5", "--pages", "4",
             "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
