@@ -20,7 +20,9 @@ both are timed on --copies copies of the folder too, and their steady rate (what
 batch sees) is the extra copies' pages over the time they added. One copy more is not
 enough: every Prefect flow run ends by waiting for its heartbeat thread, which sleeps in
 whole seconds, so a run's time is rounded up to a whole second past its start.
-Prints pages/s, digits/s, ratios, and per-digit and exact-line accuracy against truth.csv.
+Prints pages/s, digits/s, ratios, and per-digit and exact-line accuracy against truth.csv,
+and where a page's CPU goes in the flow's steady run: the reader processes (decoding and
+finding lines) and the scoring process (reading them, writing results, Prefect).
 Then the champions on ONNX Runtime (as scoring runs them) against Keras: a fresh process's
 start-up, digits/s and lines/s, and whether they read the same.
 
@@ -108,9 +110,27 @@ def run_cli(
     return seconds, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_flow(folder: Path, store: str, batch_id: str, readers: int | None = None) -> float:
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user and system) so far of this process and of its live children (the
+    reader processes)."""
+    import psutil
+
+    me = psutil.Process()
+    children = 0.0
+    for child in me.children(recursive=True):
+        try:
+            children += sum(child.cpu_times()[:2])
+        except psutil.Error:  # gone meanwhile
+            continue
+    return sum(me.cpu_times()[:2]), children
+
+
+def run_flow(
+    folder: Path, store: str, batch_id: str, readers: int | None = None
+) -> tuple[float, tuple[float, float]]:
     """score_flow in this process, after a trivial flow has started the ephemeral server
-    and loaded the model: wall seconds. ``readers``: DIGITFLOW_READERS for this run."""
+    and loaded the model: wall seconds, and the CPU seconds the run took in this process
+    and in the reader processes. ``readers``: DIGITFLOW_READERS for this run."""
     from prefect import flow
 
     from digitflow.scoring import batch
@@ -125,11 +145,13 @@ def run_flow(folder: Path, store: str, batch_id: str, readers: int | None = None
         os.environ["DIGITFLOW_READERS"] = str(readers)
     else:  # a batch once through, so the reader processes are up
         score_flow(ScoreParams(input=str(folder), store=store, batch_id=f"{batch_id}-warm-up"))
+    before = cpu_seconds()
     start = time.perf_counter()
     score_flow(ScoreParams(input=str(folder), store=store, batch_id=batch_id))
     seconds = time.perf_counter() - start
+    after = cpu_seconds()
     os.environ.pop("DIGITFLOW_READERS", None)
-    return seconds
+    return seconds, (after[0] - before[0], after[1] - before[1])
 
 
 def ledger_lines(store: str, batch_id: str) -> Lines:
@@ -310,9 +332,9 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
         )
     dask_s, _ = run_cli(folder, store, f"{run}-dask", "--dask", "local")
     dask_many, _ = run_cli(many, store, f"{run}-dask-many", "--dask", "local")
-    flow_s = run_flow(folder, store, f"{run}-flow")
-    flow_many = run_flow(many, store, f"{run}-flow-many")
-    thread_many = run_flow(many, store, f"{run}-thread-many", readers=1)
+    flow_s, _ = run_flow(folder, store, f"{run}-flow")
+    flow_many, (own_cpu, readers_cpu) = run_flow(many, store, f"{run}-flow-many")
+    thread_many, _ = run_flow(many, store, f"{run}-thread-many", readers=1)
     champion, _ = current_champion(open_store(store))
     assert champion is not None
     model = load_model(open_store(store), champion.model_key, champion.sha256)
@@ -378,6 +400,12 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
         for name, seconds in steady.items()
     ))  # fmt: skip
     floor_rate = floor_pages / floor_s
+    every = copies * pages
+    print(f"CPU a page, score flow over {copies} copies ({flow_many:.1f} s): the reader "
+          f"processes (decoding, finding lines) {1000 * readers_cpu / every:.1f} ms, the "
+          f"scoring process (reading lines, writing, Prefect) {1000 * own_cpu / every:.1f} ms, "
+          f"{(own_cpu + readers_cpu) / flow_many:.2f} cores busy; decoding alone "
+          f"{1000 / floor_rate:.1f} ms")  # fmt: skip
     print(f"reader processes ({os.cpu_count()}) against finding digits in the shard threads: "
           f"{thread_many / flow_many:.2f}x ({copies} copies)")  # fmt: skip
     share = {name: 100 / seconds / floor_rate for name, seconds in steady.items()}
