@@ -4,7 +4,9 @@ run with ONNX Runtime when scoring.
 Scoring then needs no TensorFlow: ONNX Runtime imports in about 0.1 s where TensorFlow
 takes about 3, and on 2 cores it ran the classifier 1.9x and the line reader 1.25x as fast
 as Keras (benchmarks/score.py). An export is kept only if it gives the Keras model's
-outputs on a probe batch; a model that cannot be exported still scores, with Keras.
+outputs on a probe batch; a model that cannot be exported still scores, with Keras. A line
+reader's export is then stored in 8 bits where that reads as well
+(digitflow.reader.quantize).
 """
 
 from __future__ import annotations

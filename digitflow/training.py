@@ -179,12 +179,21 @@ def measure(model: Any, data: Data) -> tuple[Split, Split]:
     )
 
 
-def save_model(store: ObjectStore, model: Any, draft: CardDraft, layout: Layout) -> Card:
-    """Save a fitted Keras model (and its ONNX export) as a candidate with its card."""
+def save_model(
+    store: ObjectStore, model: Any, draft: CardDraft, layout: Layout,
+    refine: Callable[[Path], dict[str, float]] | None = None,
+) -> Card:  # fmt: skip
+    """Save a fitted Keras model (and its ONNX export) as a candidate with its card.
+
+    ``refine`` may rewrite the export in place before it is stored (the line reader's in
+    8 bits); what it returns joins the card's scores."""
     with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
         path, onnx = Path(tmp) / MODEL, Path(tmp) / ONNX
         model.save(path)
-        return save_candidate(store, path, draft, layout, onnx if export(model, onnx) else None)
+        exported = export(model, onnx)
+        if exported and refine is not None:
+            draft = draft.model_copy(update={"scores": {**draft.scores, **refine(onnx)}})
+        return save_candidate(store, path, draft, layout, onnx if exported else None)
 
 
 def train_model(

@@ -34,6 +34,7 @@ from digitflow.reader.candidate import (
     INPUT,
     digit_scores,
     guard_strings,
+    in_8_bits,
     measure,
     measure_sets,
     monitor_strings,
@@ -170,7 +171,7 @@ def adapt_reader(
         train_examples=len(lines), scores=scores,
         corrections_version=corrections_version, adapted_from=champion.id,
     )  # fmt: skip
-    card = save_model(store, model, draft, READER)
+    card = save_model(store, model, draft, READER, in_8_bits(*sets["validation"]))
     save_reads(store, card, sets)
     return card
 

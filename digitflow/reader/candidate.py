@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
 from digitflow.reader.infer import read_inputs, score_strings
+from digitflow.reader.quantize import quantize_export
 from digitflow.reader.strings import LabelledFields, StringBatches, fixed_set, strings_per_epoch
 from digitflow.reader.synth import Digits
 from digitflow.reader.training import ReaderEpoch, fit_reader
@@ -237,9 +239,21 @@ def train_reader(
         train_examples=len(images.train_labels),
         history_key=history_key, scores=digit_scores(sets),
     )  # fmt: skip
-    card = save_model(store, model, draft, READER)
+    card = save_model(store, model, draft, READER, in_8_bits(*sets["validation"]))
     save_reads(store, card, sets)
     return card
+
+
+def in_8_bits(strings: StringSet, measured: Measured) -> Callable[[Path], dict[str, float]]:
+    """What turns a reader's export into 8 bits, where it reads ``strings`` (the validation
+    strings, which Keras read as ``measured``) as well (digitflow.reader.quantize)."""
+
+    def refine(onnx: Path) -> dict[str, float]:
+        fields = strings.strings
+        return quantize_export(onnx, [f.pixels for f in fields.fields], fields.texts,
+                               measured.read)  # fmt: skip
+
+    return refine
 
 
 @dataclass(frozen=True)
