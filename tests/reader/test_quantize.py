@@ -22,13 +22,24 @@ from digitflow.storage import open_store
 pytestmark = pytest.mark.slow
 
 
+Export = tuple[Path, list, list[str], list[str]]
+
+
 def _ops(path: Path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
+def _copy(source: Path, folder: Path) -> Path:
+    """A copy of an export to quantise, the source kept to compare with."""
+    path = folder / "model.onnx"
+    path.write_bytes(source.read_bytes())
+    return path
+
+
 @pytest.fixture(scope="module")
-def float_export(reader_store: str, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[Path, list, list[str], list[str]]:  # fmt: skip
+def float_export(
+    reader_store: str, mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Export:
     """The reader champion exported in float, 60 strings of MNIST digits, and what Keras
     reads of them."""
     store = open_store(reader_store)
@@ -44,11 +55,10 @@ def float_export(reader_store: str, mnist_dir: Path, tmp_path_factory: pytest.Te
 
 
 def test_the_8_bit_export_replaces_the_float_one_where_it_reads_as_well(
-    float_export: tuple[Path, list, list[str], list[str]], tmp_path: Path
+    float_export: Export, tmp_path: Path
 ) -> None:
     source, inputs, texts, keras_read = float_export
-    path = tmp_path / "model.onnx"
-    path.write_bytes(source.read_bytes())
+    path = _copy(source, tmp_path)
     assert "QuantizeLinear" not in _ops(path)
     scores = quantize.quantize_export(path, inputs, texts, keras_read)
     assert scores[quantize.INT8] == 1.0
@@ -63,11 +73,10 @@ def test_the_8_bit_export_replaces_the_float_one_where_it_reads_as_well(
 
 
 def test_the_float_export_is_kept_where_the_8_bit_one_reads_worse(
-    float_export: tuple[Path, list, list[str], list[str]], tmp_path: Path
+    float_export: Export, tmp_path: Path
 ) -> None:
     source, inputs, _, keras_read = float_export
-    path = tmp_path / "model.onnx"
-    path.write_bytes(source.read_bytes())
+    path = _copy(source, tmp_path)
     # Texts that Keras read perfectly and the 8-bit export cannot: each Keras reading with
     # a digit more, and Keras said to have read them all.
     longer = [text + "7" for text in keras_read]
@@ -90,7 +99,7 @@ def test_a_trained_reader_scores_on_its_8_bit_export_and_its_card_says_so(
 
 
 def test_an_export_that_cannot_be_quantised_is_kept_in_float(
-    reader_store: str, float_export: tuple[Path, list, list[str], list[str]], tmp_path: Path
+    reader_store: str, float_export: Export, tmp_path: Path
 ) -> None:
     """The classifier's export, handed line images (of another shape) to calibrate on:
     ONNX Runtime fails, and the export is stored as it was."""
@@ -98,7 +107,6 @@ def test_an_export_that_cannot_be_quantised_is_kept_in_float(
     champion, _ = registry.current_champion(open_store(reader_store))
     assert champion is not None and champion.onnx_key is not None
     source = Path(reader_store, champion.onnx_key)
-    path = tmp_path / "model.onnx"
-    path.write_bytes(source.read_bytes())
+    path = _copy(source, tmp_path)
     assert quantize.quantize_export(path, inputs, texts, keras_read) == {quantize.INT8: 0.0}
     assert path.read_bytes() == source.read_bytes()
