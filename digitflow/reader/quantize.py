@@ -1,9 +1,10 @@
 """The line reader's export in 8 bits, where it reads as well: what scoring runs.
 
-Reading lines is about half of what a page costs the scoring process, and nearly all of
-that is the reader's convolutions. ONNX Runtime runs them in 8-bit integers (weights per
-channel, activations calibrated on validation strings) for 1.6x less CPU than in float
-(`benchmarks/quantize.py`); the GRU and the dense layers stay in float. Quantising moves
+Reading lines is most of what a page costs the scoring process (about half of a page's
+CPU in all), and most of the reading is the reader's convolutions. ONNX Runtime runs them
+in 8-bit integers (weights per channel, activations calibrated on validation strings):
+the reader reads with 1.7x less CPU than in float (`benchmarks/quantize.py`); the GRU and
+the dense layers stay in float. Quantising moves
 a reading here and there, so the 8-bit export replaces the float one only if it reads
 the reader's validation strings, as scoring reads them, no worse than the Keras model
 less ``MARGIN``; otherwise the float export (which reads as Keras does) is kept.
