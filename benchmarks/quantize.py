@@ -39,7 +39,7 @@ from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import current_champion
 from digitflow.reader.candidate import test_strings, validation_seed, validation_strings
-from digitflow.reader.infer import read_with
+from digitflow.reader.infer import read_with, score_strings
 from digitflow.reader.quantize import CALIBRATION, quantize
 from digitflow.samples import HARD, make_sample_folder
 from digitflow.scoring.truth import compare, read_truth
@@ -131,7 +131,7 @@ def main() -> None:
                 exact = {kind: compare(read_truth(forms_csv), _by_page(where, texts)).line_accuracy
                          for kind, texts in read.items()}  # fmt: skip
             else:
-                exact = {kind: float(np.mean([a == b for a, b in zip(texts, truth, strict=True)]))
+                exact = {kind: score_strings(truth, texts).exact_rate
                          for kind, texts in read.items()}  # fmt: skip
             differ = sum(a != b for a, b in zip(read["float"], read["int8"], strict=True))
             ratio = cpu["float"] / cpu["int8"]

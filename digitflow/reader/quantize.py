@@ -22,7 +22,7 @@ import numpy as np
 
 from digitflow.exported import session_run
 from digitflow.reader import field
-from digitflow.reader.infer import read_with
+from digitflow.reader.infer import read_with, score_strings
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def quantize_export(
     """Replace the float export at ``onnx`` by its 8-bit one if that reads the validation
     strings (``inputs``, whose digits are ``texts``) no worse than Keras read them
     (``keras_read``) less ``MARGIN``. Returns the card's scores of the export."""
-    keras_exact = _exact(keras_read, texts)
+    keras_exact = score_strings(texts, keras_read).exact_rate
     with tempfile.TemporaryDirectory(prefix="digitflow-int8-") as tmp:
         int8 = Path(tmp) / onnx.name
         try:
@@ -95,7 +95,7 @@ def quantize_export(
             logger.warning("no 8-bit export (%s: %s); the float one scores",
                            type(exc).__name__, exc)  # fmt: skip
             return {INT8: 0.0}
-        exact = _exact(read, texts)
+        exact = score_strings(texts, read).exact_rate
         if exact < keras_exact - MARGIN:
             logger.warning("the 8-bit export reads %.1f %% of the validation strings exactly, "
                            "Keras %.1f %%: the float export scores", 100 * exact,
@@ -105,7 +105,3 @@ def quantize_export(
     logger.info("the 8-bit export reads %.1f %% of the validation strings exactly (Keras "
                 "%.1f %%): it scores", 100 * exact, 100 * keras_exact)  # fmt: skip
     return {INT8: 1.0, EXPORT_EXACT: exact}
-
-
-def _exact(read: Sequence[str], texts: Sequence[str]) -> float:
-    return float(np.mean([a == b for a, b in zip(read, texts, strict=True)])) if texts else 1.0

@@ -3,6 +3,7 @@ well as Keras, what the card says of it, and the float export kept where it does
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnx
@@ -73,15 +74,17 @@ def test_the_8_bit_export_replaces_the_float_one_where_it_reads_as_well(
 
 
 def test_the_float_export_is_kept_where_the_8_bit_one_reads_worse(
-    float_export: Export, tmp_path: Path
+    float_export: Export, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     source, inputs, _, keras_read = float_export
     path = _copy(source, tmp_path)
     # Texts that Keras read perfectly and the 8-bit export cannot: each Keras reading with
     # a digit more, and Keras said to have read them all.
     longer = [text + "7" for text in keras_read]
-    assert quantize.quantize_export(path, inputs, longer, longer) == {quantize.INT8: 0.0}
+    with caplog.at_level(logging.WARNING, logger="digitflow.reader.quantize"):
+        assert quantize.quantize_export(path, inputs, longer, longer) == {quantize.INT8: 0.0}
     assert path.read_bytes() == source.read_bytes()
+    assert "the float export scores" in caplog.text  # the training log says why
 
 
 def test_a_trained_reader_scores_on_its_8_bit_export_and_its_card_says_so(
