@@ -1,5 +1,5 @@
 """The temporary API server a command starts: a full start on a new database, and a
-quicker one (no block registration) once that database has had one."""
+quicker one (no migrations, no block registration) once that database has had one."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def start(expect_settled: bool) -> api_server.TemporaryServer:
     server.wait_ready()
     environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
     assert (b"PREFECT_API_BLOCKS_REGISTER_ON_START=false" in environ) is expect_settled
+    assert (b"PREFECT_API_DATABASE_MIGRATE_ON_START=false" in environ) is expect_settled
+    command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"digitflow.api_server:create_app" in command  # Prefect's app, built by ours
     return server
 
 
