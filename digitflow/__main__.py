@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 
-from digitflow import api_server
+from digitflow import api_server, collector
 
 _status = [1]  # the process's exit status: 1 unless the command says otherwise
 
@@ -35,7 +35,10 @@ def _exit_status(code: object) -> int:
 def main() -> None:
     """Entry point of the ``digitflow`` console script: it ends the process when it is done."""
     atexit.register(_end_process)  # registered first, so it runs after every other handler
-    api_server.start_early(sys.argv[1] if len(sys.argv) > 1 else None)
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    api_server.start_early(command)
+    if command in api_server.FLOW_COMMANDS:
+        collector.pause()  # while it loads: resumed before its flow runs (cli.runner)
     from digitflow.cli import main as command_line
 
     try:

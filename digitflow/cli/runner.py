@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
+from digitflow import collector
 from digitflow.api_server import send_pending
 from digitflow.cli.server import configure_logging, start_beside, without_heartbeats
 from digitflow.console import flow_progress, print_summary
@@ -44,5 +45,7 @@ def run_flow(
 ) -> None:
     """``show`` a flow's run, with Prefect's temporary server started beside ``beside``'s
     imports and ``prepare`` when no Prefect API is set."""
-    start_beside(*beside, prepare=prepare)
+    # A flow encodes its parameters with FastAPI's encoder on its first call.
+    start_beside("fastapi.encoders", *beside, prepare=prepare)
+    collector.resume()  # paused while the command loaded (digitflow.__main__)
     show(title, flow, as_json, render)
