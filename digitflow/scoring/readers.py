@@ -3,8 +3,9 @@
 Decoders run on untrusted files: in a reader process, a crash or an out-of-memory kill
 ends the reader, not the scoring run. Processes are faster too: on 2 cores the score flow
 ran 1.43x faster with readers than with the digits found in its shard threads
-(benchmarks/score.py). The readers start on first use and live as long as the scoring
-process, so a run pays their start-up (about a second, while the model loads) once.
+(benchmarks/score.py). The first reader starts on first use, the others as files find the
+started ones busy, and they live as long as the scoring process, so a run pays their
+start-up (about a second each, the first while the model loads) once.
 
 Each reader has a pipe of its own and reads one file at a time, so a reader that dies
 (killed for memory, or a decoder crash on a hostile file) takes only the file it was
@@ -142,20 +143,38 @@ class _Reader:
 
 
 class _Readers:
-    """``count`` readers, each driven by one thread that waits on its answers."""
+    """Up to ``count`` readers, each driven by one thread that waits on its answers.
+
+    One reader starts at once; another starts only when a file finds every started reader
+    busy. A batch of one file (what users score most often) starts one process, not one a
+    core: each start costs about a second of CPU, which a one-page command's other processes
+    (Prefect's temporary server starting) need meanwhile.
+    """
 
     def __init__(self, count: int) -> None:
         self._idle: queue.SimpleQueue[_Reader] = queue.SimpleQueue()
-        for _ in range(count):
-            self._idle.put(_Reader())
         self._count = count
+        self._started = 1
+        self._grow = threading.Lock()
+        self._idle.put(_Reader())
         self._threads = ThreadPoolExecutor(count, thread_name_prefix="digitflow-reader")
 
     def submit(self, data: bytes, name: str, reading: Reading) -> Future[FileDigits]:
         return self._threads.submit(self._read, data, name, reading)
 
+    def _take(self) -> _Reader:
+        """An idle reader, or a new one while fewer than ``count`` have started. (It never
+        waits long: there are as many threads as readers may start.)"""
+        with contextlib.suppress(queue.Empty):
+            return self._idle.get_nowait()
+        with self._grow:
+            if self._started < self._count:
+                self._started += 1
+                return _Reader()
+        return self._idle.get()
+
     def _read(self, data: bytes, name: str, reading: Reading) -> FileDigits:
-        reader = self._idle.get()  # never waits: there are as many readers as threads
+        reader = self._take()
         try:
             for attempt in ("reading it", "reading it again"):
                 result = reader.read(data, name, reading)
@@ -174,8 +193,9 @@ class _Readers:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
-        for _ in range(self._count):
-            self._idle.get().close()
+        with self._grow:
+            for _ in range(self._started):
+                self._idle.get().close()
 
 
 _LOCK = threading.Lock()

@@ -79,6 +79,19 @@ def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: 
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
 
 
+def test_a_file_alone_starts_one_reader_and_files_at_once_start_the_others(
+    folder: Path, two_readers: int
+) -> None:
+    names = _names(folder)
+    readers.read_files(str(folder), names[:1], two_readers)
+    first = _readers()
+    assert len(first) == 1  # one file: one process started, not one a core
+    readers.read_files(str(folder), names[:1], two_readers)
+    assert _readers() == first  # kept for the next batch
+    readers.read_files(str(folder), names[:4], two_readers)
+    assert len(_readers()) == 2 and first[0] in _readers()
+
+
 def _cpu_ticks(pid: int) -> int:
     """User and system CPU time a process has used, in clock ticks (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
