@@ -7,7 +7,6 @@ from functools import cached_property
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from digitflow.imaging.blobs import Blob, blobs_of, ink_box
 
@@ -182,7 +181,7 @@ def _block_background(
             return _surface(every, paper, float(grid[0, 0]))
         return float(grid[0, 0])
     if min(grid.shape) >= 3:
-        grid = ndimage.median_filter(grid, size=3, mode="nearest")  # outvote ink-filled blocks
+        grid = _median_3x3(grid)  # outvote ink-filled blocks
     # Linear interpolation between block centres, held flat beyond the outer ones.
     height, width = shape or sample.shape
     return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -219,6 +218,15 @@ def _surface(grey: np.ndarray, paper: np.ndarray, level: float) -> np.ndarray | 
 def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Columns 1, x, y, x², xy, y² for points at (y, x)."""
     return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+def _median_3x3(grid: np.ndarray) -> np.ndarray:
+    """Each block's median with its eight neighbours, the edge blocks repeated beyond the
+    grid (as ``scipy.ndimage.median_filter(grid, size=3, mode="nearest")``)."""
+    padded = np.pad(grid, 1, mode="edge")
+    height, width = grid.shape
+    around = [padded[y : y + height, x : x + width] for y in range(3) for x in range(3)]
+    return np.median(np.stack(around), axis=0).astype(grid.dtype, copy=False)
 
 
 def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy import ndimage
 
 # Broken pieces merge only while the result still has a digit's proportions.
 _MAX_MERGED_HEIGHT = 1.35
@@ -90,9 +89,13 @@ def blobs_of(
     (x0, y0) is where the labelling's corner lies on the page. The blobs come in raster
     order of their first pixel, the order scipy numbers components in.
     """
-    blobs = []
     # find_objects is far cheaper than OpenCV's statistics, which are mostly unused here.
-    for index, where in enumerate(ndimage.find_objects(labels), start=1):
+    # Imported here: loading scipy.ndimage costs a quarter of a second, which the scoring
+    # process, whose readers find the blobs, need not pay before its first page.
+    from scipy.ndimage import find_objects
+
+    blobs = []
+    for index, where in enumerate(find_objects(labels), start=1):
         if where is not None and (keep is None or keep[index]):
             rows, cols = where
             left, top = x0 + cols.start, y0 + rows.start

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from digitflow.imaging import segment_page
-from digitflow.imaging.binarize import _grid_median, binarize, otsu_threshold
+from digitflow.imaging.binarize import _grid_median, _median_3x3, binarize, otsu_threshold
 from digitflow.imaging.blobs import Blob, ink_box
 from digitflow.imaging.lines import group_lines
 from tests.imaging.synthetic import (
@@ -59,6 +59,15 @@ def test_block_medians_are_those_of_each_blocks_known_pixels(seed: int) -> None:
     if np.isnan(expected).any():  # a block with no known pixel takes the others' median
         expected[np.isnan(expected)] = np.nanmedian(expected)
     np.testing.assert_array_equal(grid, expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (3, 8), (17, 23)])
+def test_the_blocks_median_with_their_neighbours_is_scipys(shape: tuple[int, int]) -> None:
+    grid = np.random.default_rng(sum(shape)).integers(0, 256, shape).astype(np.float32)
+    grid[0, :2] = grid[-1, -1] = 255.0  # ties, and an edge block repeated beyond the grid
+    expected = ndimage.median_filter(grid, size=3, mode="nearest")
+    assert _median_3x3(grid).dtype == np.float32
+    np.testing.assert_array_equal(_median_3x3(grid), expected)
 
 
 def test_digits_are_grouped_into_lines_and_read_left_to_right() -> None:
