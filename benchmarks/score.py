@@ -4,7 +4,8 @@ In one run, on the same folder of generated scans (--pages form pages as JPEG, P
 and TIFF, plus four single digits) and the same champion:
   cli          `digitflow score` end to end (a subprocess: Python, Prefect's temporary
                server start, ONNX Runtime); again against a running `prefect server`
-               (`make up`); and on a folder of one page, the best of three, both ways
+               (`make up`); and on a folder of one page, the best of three, both ways,
+               beside Prefect's temporary server started alone
   cli --dask   the same with --dask local (one worker process per core), on the copies too
   flow         score_flow in this process, timed once Prefect's ephemeral server is up and
                the model is loaded; on the copies again with DIGITFLOW_READERS=1 (no reader
@@ -51,6 +52,7 @@ import numpy as np
 from champion import REPO, champion_store, mnist_dir, with_reader
 from PIL import Image, ImageSequence
 
+from digitflow import api_server
 from digitflow.scoring.truth import Accuracy, compare, read_lines, read_truth
 
 Lines = dict[tuple[str, int], list[str]]
@@ -108,6 +110,19 @@ def run_cli(
     if out.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return seconds, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def server_alone() -> float:
+    """Seconds from starting Prefect's temporary server as a command starts it to its first
+    answer, with nothing else running: the part of a one-page `digitflow score` on the
+    temporary server that its own work cannot overlap."""
+    start = time.perf_counter()
+    server = api_server.TemporaryServer()
+    try:
+        server.wait_ready()
+        return time.perf_counter() - start
+    finally:
+        server.stop()
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -324,6 +339,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     cli_s, summary = run_cli(folder, store, f"{run}-cli")
     cli_many, _ = run_cli(many, store, f"{run}-cli-many")
     one_s = min(run_cli(one, store, f"{run}-one-{k}")[0] for k in range(3))
+    alone_s = min(server_alone() for _ in range(3))
     with tempfile.TemporaryDirectory() as home, prefect_server(Path(home)) as url:
         served_s, _ = run_cli(folder, store, f"{run}-served", api_url=url)
         served_many, _ = run_cli(many, store, f"{run}-served-many", api_url=url)
@@ -388,7 +404,8 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
                     for name, (_, once) in marginal.items())
     )  # fmt: skip
     print(f"digitflow score of a folder of one page (the best of three): {one_s:.1f} s on the "
-          f"temporary server, {one_served_s:.1f} s with a server running")  # fmt: skip
+          f"temporary server (which alone answers in {alone_s:.1f} s), {one_served_s:.1f} s "
+          "with a server running")  # fmt: skip
     print(
         "speed-up over the naive per-digit loop, end to end: "
         f"flow {digits / flow_s / naive_rate:.1f}x, CLI {digits / cli_s / naive_rate:.1f}x, "
