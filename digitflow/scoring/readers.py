@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -75,6 +76,16 @@ def _serve(conn: Connection) -> None:
             conn.send((True, extract(data, name, reading)))
         except Exception as exc:  # extract never raises: this is a result that cannot be sent
             conn.send((False, f"{name}: {type(exc).__name__} in the reader process: {exc}"))
+
+
+@functools.cache  # once a process
+def _reading_here() -> None:
+    """This process finds digits itself (a Dask worker, or DIGITFLOW_READERS=1): it keeps
+    the memory of freed pages as a reader process does. Dask's nanny starts its workers
+    with glibc told to give freed memory back at once (MALLOC_TRIM_THRESHOLD_=65536), and a
+    third of their CPU went to the kernel: `--dask local` on 366 pages on 2 cores spent 26 s
+    of 95 there, and 6 s of 72 once they keep it (52 s → 41 s end to end)."""
+    _reuse_freed_memory()
 
 
 class _Reader:
@@ -208,6 +219,7 @@ def _pool(count: int) -> _Readers | None:
     global _POOL
     # A daemonic process (a Dask worker) may not have children; it is one reader itself.
     if count <= 1 or mp.current_process().daemon:
+        _reading_here()
         return None
     with _LOCK:
         if _POOL is None:
