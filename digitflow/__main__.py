@@ -1,5 +1,7 @@
 """The ``digitflow`` command (and ``python -m digitflow``): Prefect's temporary server, if a
-flow will need one, starts before the command line loads (``digitflow.api_server``).
+flow will need one, starts before the command line loads (``digitflow.api_server``), and
+such a command loads with the garbage collector paused until its flow starts
+(``digitflow.collector``).
 
 The command ends its process once every exit handler has run (the temporary server's stop,
 the reader processes', the logs' flush), without Python's teardown of each module that
