@@ -2,9 +2,9 @@
 
 A command that runs a flow imports Prefect, pyarrow, ONNX Runtime and its flow before it
 reads anything: about 2 s on 2 cores, making hundreds of thousands of objects that live as
-long as the process, and few cycles. The collector's passes over them were a fifth of that
-time (a one-page ``digitflow score`` against a running server: 4.1-4.5 s → 3.5-3.8 s).
-Prefect's temporary server loads its app the same way (``digitflow.api_server``).
+long as the process, and few cycles, over which the collector passes again and again.
+Prefect's temporary server loads its app the same way (``digitflow.api_server``). What
+this and the rest of a command's lighter start saved is in the README ("A lighter start").
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def without_heartbeats() -> Iterator[None]:
     is set): their thread sleeps in whole seconds, and each run waits up to a second for it
     at its end. A command's runs are watched by the person who started it.
 
-    The settings are copied, not validated again as Prefect's ``temporary_settings`` does
-    (a quarter of a second of a one-page ``digitflow score``)."""
+    The settings are copied, not validated again as Prefect's ``temporary_settings``
+    does: every setting, from every source, before each command's flow."""
     from prefect.context import SettingsContext, get_settings_context
 
     context = get_settings_context()
