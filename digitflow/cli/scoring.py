@@ -61,9 +61,12 @@ def score(
 ) -> None:
     """Read every digit on every page of a folder of scans; results go to the store."""
     from digitflow.scoring import batch
-    from flows.score import ScoreParams, score_flow
 
     env = settings(store)
+    if dask is None:  # the first reader starts while Prefect and the flow load
+        batch.warm_up(env.readers)
+    from flows.score import ScoreParams, score_flow
+
     fields = {
         "input": input, "batch_id": batch_id, "review_threshold": review_threshold,
         "model": model, "reader": reader, "layout": layout, "shard_size": shard_size,

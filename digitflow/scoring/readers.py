@@ -61,6 +61,10 @@ def _serve(conn: Connection) -> None:
     """A reader process: extract each file sent until told to stop or the parent is gone."""
     import cv2
 
+    # Loaded now, while the scoring process still loads Prefect and the model: on the first
+    # page it held up a one-page run by a quarter of a second (digitflow.imaging.blobs).
+    import scipy.ndimage  # noqa: F401
+
     cv2.setNumThreads(1)  # one page per process already keeps every core busy
     _reuse_freed_memory()
     conn.send(True)  # started: from now on, a death is the file's doing (or memory's)
