@@ -55,15 +55,18 @@ def test_a_settled_database_starts_without_registering_blocks_again(
     assert api_server._settled()  # and recorded again
 
     for name in ("prefect.db", "prefect.db-wal", "prefect.db-shm"):
-        (tmp_path / name).unlink(missing_ok=True)  # a new database starts in full again
-    start(expect_settled=False).stop()
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "prefect.db").touch()  # a new database (another inode) is not settled:
+    assert not api_server._settled()  # its server starts in full, as the first one did
 
 
 def test_a_database_of_the_users_choosing_always_starts_in_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    start(expect_settled=False).stop()
+    (tmp_path / "prefect.db").touch()
+    api_server._record_settled()  # Prefect's default database is settled
+    assert api_server._settled()
     database = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
     monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", database)
     server = start(expect_settled=False)
