@@ -54,10 +54,13 @@ def test_a_settled_database_starts_without_registering_blocks_again(
     start(expect_settled=False).stop()
     assert api_server._settled()  # and recorded again
 
-    for name in ("prefect.db", "prefect.db-wal", "prefect.db-shm"):
+    # A new database in its place (made before the old one goes, so its inode cannot be
+    # the old one's) is not settled: its server starts in full, as the first one did.
+    (tmp_path / "new.db").touch()
+    (tmp_path / "new.db").replace(tmp_path / "prefect.db")
+    for name in ("prefect.db-wal", "prefect.db-shm"):
         (tmp_path / name).unlink(missing_ok=True)
-    (tmp_path / "prefect.db").touch()  # a new database (another inode) is not settled:
-    assert not api_server._settled()  # its server starts in full, as the first one did
+    assert not api_server._settled()
 
 
 def test_a_database_of_the_users_choosing_always_starts_in_full(
