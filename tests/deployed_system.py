@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from uuid import UUID
 import pytest
 
 from tests.conftest import REPO
-from tests.prefect_server import PREFECT, PrefectServer
+from tests.prefect_server import PREFECT, PrefectServer, stop_workers
 
 # Small enough for 2 cores, big enough that a model reads digits at all; the gate's floor
 # is lowered so that a one-epoch model is promoted and its promotion event fires. Two
@@ -105,21 +104,7 @@ class DeployedSystem:
         return out.stdout
 
     def stop(self) -> None:
-        # A Prefect 3.8 worker can hang after one SIGTERM (its "finish and stop"); the
-        # second is its "stop now".
-        for proc in self.workers:
-            self._signal(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._signal(proc, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._signal(proc, signal.SIGKILL)
-                    proc.wait(timeout=10)
+        stop_workers(self.workers, self._signal)  # each with the flow runs it started
         self.server.stop()
 
     @staticmethod

@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import free_port
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+# A Prefect 3.8 worker can hang after its first SIGTERM ("finish and stop"); its second is
+# "stop now". A test's workers have nothing left to finish: the second comes soon.
+WORKER_GRACE_S = 2.0
+
+Signal = Callable[[subprocess.Popen, int], None]
+
+
+def send(proc: subprocess.Popen, sig: int) -> None:
+    """Signal one process (gone already: nothing to do)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+
+
+def stop_workers(workers: list[subprocess.Popen], signal_to: Signal = send) -> None:
+    """End Prefect workers: SIGTERM, again after a short grace, then SIGKILL."""
+    for proc in workers:
+        signal_to(proc, signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_GRACE_S
+    for proc in workers:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            signal_to(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                signal_to(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
 
 
 class PrefectServer:
@@ -80,13 +110,15 @@ class PrefectServer:
         )
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if not self.procs:  # never started
+            return
+        server, *workers = self.procs
+        stop_workers(workers)
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
     @contextmanager
     def client_settings(self) -> Iterator[None]:
