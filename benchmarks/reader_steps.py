@@ -1,21 +1,22 @@
-"""The line reader's training speed: seconds a step, three ways of feeding it, in one run.
+"""The line reader's training speed: seconds an epoch, two ways of giving Keras its
+batches, in one run.
 
-  one length, beside    each batch's strings of about one length (a length drawn for the
-                        batch, each string within one of it), padded to the widest;
-                        written in the input pipeline's thread while the step runs (how
-                        the reader trained before)
-  by width, beside      eight batches written together and cut by width
-                        (``StringBatches``), still written beside the step
-  by width, first       the same batches, an epoch written before it starts, one process
-                        per core (``EpochWriter``: how ``fit_reader`` trains)
+  an iterator an epoch  a dataset of an epoch's length, the epoch's number kept by its
+                        ``on_epoch_end``: Keras makes a new iterator over it at each
+                        epoch's end (how the reader trained before)
+  one iterator          one endless dataset for the whole fit, batch k being batch
+                        k % steps of epoch k // steps, and ``steps_per_epoch`` given to
+                        ``fit`` (``_keras_batches``: how ``fit_reader`` trains now)
 
-Each way trains a fresh reader for --epochs epochs of --steps batches of 64 strings written
-with the MNIST training digits, and reports the median seconds a step of the epochs after
-the first (a step's share of the writing included), the mean batch width and the share of
-the batches that is padding. Each way runs in a process of its own, one after another.
-Ratios are against the first way, measured in the same run.
+Both train a fresh reader for --epochs epochs of --steps batches of 64 strings written
+with the MNIST training digits, cut by width and an epoch written before it starts, one
+process per core (``EpochWriter``). For each epoch after the first it reports the
+seconds a step (the epoch's wall time over its steps, the writing included) and the
+seconds before its first step began; the medians, and the total. Each way runs in a
+process of its own, one after the other, the first way first; ratios are against it,
+measured in the same run.
 
-Usage: python benchmarks/reader_steps.py [--steps 60] [--epochs 3]
+Usage: python benchmarks/reader_steps.py [--steps 60] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from champion import mnist_dir
 
-from digitflow.reader import field, synth
-from digitflow.reader.strings import MAX_WIDTH, StringBatches, squeeze
+from digitflow.reader.strings import StringBatches
 from digitflow.reader.synth import Digits
 from digitflow.reader.training import EpochWriter, _keras_batches
 from digitflow.samples import read_idx
@@ -41,113 +41,85 @@ from digitflow.samples import read_idx
 BATCH = 64
 
 
-@dataclass(frozen=True)
-class OneLength:
-    """Batches of strings of about one length, each a function of (epoch, index)."""
-
-    digits: Digits
-    seed: int
-    max_width: int = MAX_WIDTH
-
-    def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch, index])
-        by_label = self.digits.by_label()
-        centre = int(rng.choice(synth.LENGTHS, p=synth.LENGTH_SHARES))
-        labels = np.zeros((BATCH, synth.MAX_DIGITS), np.int32)
-        inputs = []
-        for k in range(BATCH):
-            length = int(np.clip(centre + rng.integers(-1, 2), 1, synth.MAX_DIGITS))
-            grey, text = synth.make_field(
-                self.digits, by_label, rng, synth.random_text(rng, length)
-            )
-            inputs.append(squeeze(field.field_input(grey, dark=True), self.max_width))
-            labels[k, : len(text)] = [int(c) + 1 for c in text]
-        x, _ = field.pad_batch(inputs)
-        return x, labels
-
-
-def beside(source: object, steps: int) -> object:
-    """Batches written one at a time in the input pipeline's thread, beside the step."""
+def an_iterator_an_epoch(writer: EpochWriter) -> Any:
+    """The batches as ``fit_reader`` gave them before: an epoch's length, the epoch kept
+    by ``on_epoch_end``, the first batch of every epoch padded to leave Keras the width."""
     import keras
 
-    class Beside(keras.utils.PyDataset):
+    class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
             self.epoch = 0
+            self.written: tuple[int, list] = (-1, [])
 
         def __len__(self) -> int:
-            return steps
+            return writer.steps
 
         def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-            x, y = source.batch(self.epoch, index)  # type: ignore[attr-defined]
-            if index == 0:  # as fit_reader does: Keras must leave the width free
-                x = np.pad(x, ((0, 0), (0, 0), (0, MAX_WIDTH + 16 - x.shape[2]), (0, 0)))
+            if self.written[0] != self.epoch:
+                self.written = (-1, [])
+                self.written = (self.epoch, writer.epoch(self.epoch))
+            x, y = self.written[1][index]
+            if index == 0:
+                wider = writer.source.max_width + 16 - x.shape[2]
+                x = np.pad(x, ((0, 0), (0, 0), (0, wider), (0, 0)))
             return x, y
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
 
-    return Beside()
+    return Batches()
 
 
-def padding(source: object, count: int) -> tuple[float, float]:
-    """Mean width of ``count`` batches, and the share of them that is padding."""
-    widths, pads = [], []
-    for index in range(count):
-        x, _ = source.batch(0, index)  # type: ignore[attr-defined]
-        inked = (x[:, :, :, 0] > 0).any(axis=1)
-        last = x.shape[2] - np.argmax(inked[:, ::-1], axis=1)
-        widths.append(x.shape[2])
-        pads.append(1.0 - last.mean() / x.shape[2])
-    return float(np.mean(widths)), float(np.mean(pads))
+WAYS = ("an iterator an epoch", "one iterator")
 
 
-def seconds_a_step(batches: object, steps: int, epochs: int) -> list[float]:
+def measure(way: str, steps: int, epochs: int) -> list[tuple[float, float]]:
+    """Each epoch's (seconds a step, seconds before its first step) of one way, here."""
     import keras
 
     from digitflow.models import line_reader
 
+    images = read_idx(mnist_dir() / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    labels = read_idx(mnist_dir() / "train-labels-idx1-ubyte.gz", 8)
+    source = StringBatches(Digits(images[:55000], labels[:55000]), BATCH, 0)
     model = line_reader.build()
     model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0), loss=keras.losses.CTC())
-    times: list[float] = []
+    epochs_seen: list[tuple[float, float]] = []
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.started = time.perf_counter()
+            self.first: float | None = None
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if self.first is None:
+                self.first = time.perf_counter() - self.started
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            times.append((time.perf_counter() - self.started) / steps)
+            epochs_seen.append(((time.perf_counter() - self.started) / steps, self.first or 0.0))
 
-    model.fit(batches, epochs=epochs, verbose=0, shuffle=False, callbacks=[Clock()])
-    return times
-
-
-WAYS = ("one length, beside", "by width, beside", "by width, first")
-
-
-def measure(way: str, steps: int, epochs: int) -> tuple[float, float, list[float]]:
-    """Mean batch width, padding share and each epoch's seconds a step of one way, in this
-    process."""
-    images = read_idx(mnist_dir() / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    labels = read_idx(mnist_dir() / "train-labels-idx1-ubyte.gz", 8)
-    digits = Digits(images[:55000], labels[:55000])
-    source = OneLength(digits, seed=0) if way == WAYS[0] else StringBatches(digits, BATCH, 0)
-    width, pad = padding(source, min(steps, 24))
-    if way != WAYS[2]:
-        return width, pad, seconds_a_step(beside(source, steps), steps, epochs)
     writer = EpochWriter(source, steps, processes=os.cpu_count() or 1)
     try:
-        return width, pad, seconds_a_step(_keras_batches(writer), steps, epochs)
+        if way == WAYS[0]:
+            model.fit(an_iterator_an_epoch(writer), epochs=epochs, verbose=0, shuffle=False,
+                      callbacks=[Clock()])  # fmt: skip
+        else:
+            model.fit(_keras_batches(writer, epochs), epochs=epochs, steps_per_epoch=steps,
+                      verbose=0, shuffle=False, callbacks=[Clock()])  # fmt: skip
     finally:
         writer.close()
+    return epochs_seen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="batches an epoch")
-    parser.add_argument("--epochs", type=int, default=3, help="a way's epochs (not the first)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs a way (not the first)")
     parser.add_argument("--way", choices=WAYS, help=argparse.SUPPRESS)  # one way, here
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch is not counted")
     if args.way:
         print(json.dumps(measure(args.way, args.steps, args.epochs)))
         return
@@ -158,18 +130,24 @@ def main() -> None:
              "--epochs", str(args.epochs)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        width, pad, times = json.loads(run.stdout.strip().splitlines()[-1])
-        step = statistics.median(times[1:])
-        rows.append((way, width, pad, step))
-        each = ", ".join(f"{t:.3f}" for t in times)
-        print(f"{way}: {step:.3f} s a step (each epoch: {each})", flush=True)
-    base = rows[0][3]
-    print(f"\n{args.steps} steps an epoch, batches of {BATCH}, median of epochs 2-{args.epochs}")
-    print("| batches | mean width | padding | s a step | steps a second | vs one length, beside |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, width, pad, step in rows:
-        ratio = base / step
-        print(f"| {name} | {width:.0f} | {pad:.0%} | {step:.3f} | {1 / step:.2f} | {ratio:.2f}x |")
+        seen = [tuple(e) for e in json.loads(run.stdout.strip().splitlines()[-1])][1:]
+        step = statistics.median(s for s, _ in seen)
+        waits = [w for _, w in seen]
+        total = sum(s for s, _ in seen) * args.steps
+        rows.append((way, step, statistics.median(waits), max(waits), total))
+        each = ", ".join(f"{s:.3f} (waited {w:.1f} s)" for s, w in seen)
+        print(f"{way}: {step:.3f} s a step; epochs 2-{args.epochs}: {each}", flush=True)
+    base = rows[0][4]
+    print(f"\n{args.steps} steps an epoch, batches of {BATCH}, epochs 2-{args.epochs}")
+    print(
+        "| batches | s a step, median | s before the first step: median, most | "
+        "epochs 2 on, s | vs an iterator an epoch |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for name, step, wait, most, total in rows:
+        print(
+            f"| {name} | {step:.3f} | {wait:.1f}, {most:.1f} | {total:.0f} | {base / total:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Fit the line reader on generated strings, with CTC loss.
 
 Each batch is a function of (seed, epoch, index), so a run can be repeated, and no more
-than an epoch's strings are ever held. An epoch's batches are written before it starts,
-in processes, one per core, so that no writing runs beside the training step and takes
-the cores its own threads need (``benchmarks/reader_steps.py`` compares it with writing
-beside the step; on 2 cores the epochs of both vary too much to rank them yet). After each
-epoch the reader reads the fixed validation strings; that exact-string accuracy is what
-the epoch reports.
-"""
+than an epoch's strings are ever held. An epoch's batches are written together, in
+processes, one per core, when its first batch is asked for (Keras reads a batch or two
+ahead, so during the last steps of the epoch before), not one by one beside each training
+step, whose threads need the cores. Keras is given one endless dataset for the whole fit,
+so that it never stops to make a new iterator (``benchmarks/reader_steps.py``). After
+each epoch the reader reads the fixed validation strings; that exact-string accuracy is
+what the epoch reports."""
 
 from __future__ import annotations
 
@@ -109,35 +109,46 @@ class EpochWriter:
             self.pool.shutdown(cancel_futures=True)
 
 
-def _keras_batches(writer: EpochWriter) -> Any:
-    """An ``EpochWriter``'s batches as a Keras PyDataset, an epoch written at its start."""
+def _keras_batches(writer: EpochWriter, epochs: int) -> Any:
+    """An ``EpochWriter``'s batches for ``epochs`` epochs as one endless Keras PyDataset:
+    batch ``k`` is batch ``k % steps`` of epoch ``k // steps``, each epoch written when its
+    first batch is asked for.
+
+    One dataset for the whole fit (``steps_per_epoch`` given to ``fit``), so that Keras
+    makes one iterator over it. With a dataset of an epoch's length, Keras made a new one
+    at each epoch's end, and about every other epoch then waited 5-10 s with no core busy
+    before its first step (``benchmarks/reader_steps.py``); that new iterator also fetched
+    its first batch before the epoch was counted as ended, so that each epoch began with
+    the last one's first batch.
+    """
     import keras
+
+    last = epochs * writer.steps - 1
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
-            self.epoch = 0
             self.written: tuple[int, list] = (-1, [])
 
-        def __len__(self) -> int:
-            return writer.steps
+        @property
+        def num_batches(self) -> None:
+            return None  # endless: Keras takes the steps of an epoch from ``fit``
 
-        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-            if self.written[0] != self.epoch:
+        def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+            # Keras reads a batch or two ahead of its last step: those repeat the last
+            # batch, and no epoch is written that will not be trained on.
+            epoch, index = divmod(min(k, last), writer.steps)
+            if self.written[0] != epoch:
                 self.written = (-1, [])  # the last epoch's go before the next are written
-                self.written = (self.epoch, writer.epoch(self.epoch))
+                self.written = (epoch, writer.epoch(epoch))
             x, y = self.written[1][index]
-            if index == 0:
+            if k == 0:
                 # Keras takes the input spec from the first two batches: make their widths
                 # differ (no other batch is wider than the source's widest), so that it
-                # leaves the width free. Every epoch: with one batch an epoch, Keras sees
-                # only this one, and each epoch's must then be as wide.
+                # leaves the width free.
                 wider = writer.source.max_width + 16 - x.shape[2]
                 x = np.pad(x, ((0, 0), (0, 0), (0, wider), (0, 0)))
             return x, y
-
-        def on_epoch_end(self) -> None:
-            self.epoch += 1
 
     return Batches()
 
@@ -226,8 +237,9 @@ def fit_reader(
     writer = EpochWriter(source, steps_per_epoch, processes or os.cpu_count() or 1)
     try:
         trained.fit(
-            _keras_batches(writer),
+            _keras_batches(writer, epochs),
             epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
             shuffle=False,  # each batch is drawn already
             verbose=0,
             callbacks=[divergence_guard(model.name, learning_rate), Report()],

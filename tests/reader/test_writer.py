@@ -1,4 +1,5 @@
-"""An epoch's batches written in processes: the same batches, and no process left behind."""
+"""An epoch's batches written in processes: the same batches, and no process left behind;
+and given to Keras in order, each epoch once."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digitflow.reader.strings import GROUP, StringBatches
+from digitflow.reader.strings import GROUP, StringBatches, fixed_set
 from digitflow.reader.synth import Digits
-from digitflow.reader.training import EpochWriter
+from digitflow.reader.training import EpochWriter, _keras_batches, fit_reader
 
 STEPS = 2 * GROUP + 3  # two whole groups and part of a third
 
@@ -82,3 +83,46 @@ def test_writers_end_when_the_training_is_killed(tmp_path: Path) -> None:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class _Recorded:
+    """Generated batches that record which (epoch, index) each call wrote."""
+
+    def __init__(self, strings: StringBatches) -> None:
+        self.strings = strings
+        self.asked: list[tuple[int, int]] = []
+
+    @property
+    def max_width(self) -> int:
+        return self.strings.max_width
+
+    def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        self.asked.append((epoch, index))
+        return self.strings.batch(epoch, index)
+
+
+def test_batch_k_is_batch_k_mod_steps_of_epoch_k_div_steps(digits: Digits) -> None:
+    """One endless dataset for a fit: each batch its epoch's, and none past the last."""
+    strings = StringBatches(digits, batch_size=4, seed=2)
+    source = _Recorded(strings)
+    batches = _keras_batches(EpochWriter(source, 3, processes=1), epochs=2)
+    for k in range(6):
+        x, y = batches[k]
+        want_x, want_y = strings.batch(k // 3, k % 3)
+        np.testing.assert_array_equal(y, want_y)
+        np.testing.assert_array_equal(x[:, :, : want_x.shape[2]], want_x)  # the first padded
+    for k in (6, 7, 50):  # Keras reads ahead of its last step: the last batch, nothing written
+        np.testing.assert_array_equal(batches[k][1], strings.batch(1, 2)[1])
+    assert source.asked == [(e, k) for e in range(2) for k in range(3)]
+
+
+def test_a_fit_writes_each_epoch_once_in_order_and_no_more(digits: Digits) -> None:
+    from digitflow.models import line_reader
+
+    source = _Recorded(StringBatches(digits, batch_size=4, seed=3))
+    history = fit_reader(
+        line_reader.build(units=8), source, fixed_set(digits, 4, seed=1), epochs=3,
+        steps_per_epoch=2, rate=1e-3, learning_rate=1e-3, processes=1,
+    )  # fmt: skip
+    assert [e.epoch for e in history] == [1, 2, 3]
+    assert source.asked == [(e, k) for e in range(3) for k in range(2)]
