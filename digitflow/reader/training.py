@@ -7,7 +7,8 @@ ahead, so during the last steps of the epoch before), not one by one beside each
 step, whose threads need the cores. Keras is given one endless dataset for the whole fit,
 so that it never stops to make a new iterator (``benchmarks/reader_steps.py``). After
 each epoch the reader reads the fixed validation strings; that exact-string accuracy is
-what the epoch reports."""
+what the epoch reports.
+"""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def _keras_batches(writer: EpochWriter, epochs: int) -> Any:
 
     One dataset for the whole fit (``steps_per_epoch`` given to ``fit``), so that Keras
     makes one iterator over it. With a dataset of an epoch's length, Keras made a new one
-    at each epoch's end, and about every other epoch then waited 5-10 s with no core busy
+    at each epoch's end, and about every other epoch then waited 5-26 s with no core busy
     before its first step (``benchmarks/reader_steps.py``); that new iterator also fetched
     its first batch before the epoch was counted as ended, so that each epoch began with
     the last one's first batch.
