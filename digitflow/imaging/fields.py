@@ -55,6 +55,7 @@ class LineImage:
     x_scale: float
     y_scale: float
     pieces: tuple[Piece, ...] = ()
+    field: bool = False  # the whole image, read as one line
 
     def inputs(self) -> np.ndarray:
         """The reader's float input, in [0, 1]."""
@@ -80,7 +81,7 @@ def _line_image(line: int, grey: np.ndarray, top: int, left: int, dark: bool | N
 
 def field_lines(grey: np.ndarray) -> list[LineImage]:
     """The whole image as one line (a field)."""
-    return [_line_image(0, grey, 0, 0, None)]
+    return [replace(_line_image(0, grey, 0, 0, None), field=True)]
 
 
 def page_lines(grey: np.ndarray) -> list[LineImage]:

@@ -200,6 +200,25 @@ def stretch(x: np.ndarray, share: float) -> np.ndarray:
     return cv2.resize(x, (width, x.shape[0]), interpolation=method)
 
 
+def shear_margin(slope: float) -> int:
+    """The columns a slant of ``slope`` adds to each side of an input."""
+    return int(np.ceil(abs(slope) * HEIGHT / 2))
+
+
+def shear(x: np.ndarray, slope: float) -> np.ndarray:
+    """A (32, w) reader input slanted by ``slope`` (columns a row, about its middle row),
+    widened by ``shear_margin`` on each side so that no ink is cut."""
+    if not slope:
+        return x
+    height, width = x.shape
+    margin = shear_margin(slope)
+    # x' = x - slope * (y - h/2) + margin: the top row moves right for a positive slope.
+    move = np.array([[1.0, -slope, slope * height / 2 + margin], [0.0, 1.0, 0.0]], np.float32)
+    slanted = cv2.warpAffine(x, move, (width + 2 * margin, height), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)  # fmt: skip
+    return np.asarray(slanted, np.float32)
+
+
 def pad_batch(
     inputs: list[np.ndarray], multiple: int = BATCH_MULTIPLE
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from digitflow.model_files import load_model
 from digitflow.models import ROLES, Role
 from digitflow.pointer import Champion, current_champion
 from digitflow.reader.decode import ReadLine
-from digitflow.reader.infer import forward, read_with
+from digitflow.reader.infer import FIELD_SHEARS, forward, read_with
 from digitflow.storage import ObjectStore, open_store
 from digitflow.training import to_inputs
 
@@ -158,8 +158,14 @@ class Scorer:
         return out
 
     def read_lines(self, lines: list[LineImage]) -> list[ReadLine]:
-        """Each line read whole by a line reader, batched by width."""
-        return read_with(self.run, [line.inputs() for line in lines])
+        """Each line read whole by a line reader, batched by width; fields slanted too."""
+        out: list[ReadLine | None] = [None] * len(lines)
+        for is_field, shears in ((False, ()), (True, FIELD_SHEARS)):
+            some = [k for k, line in enumerate(lines) if line.field == is_field]
+            read = read_with(self.run, [lines[k].inputs() for k in some], shears=shears)
+            for k, line in zip(some, read, strict=True):
+                out[k] = line
+        return [line for line in out if line is not None]
 
 
 def _keras_run(model: Any, role: Role) -> Run:

@@ -27,6 +27,7 @@ def test_a_field_is_one_line_mapped_onto_the_image() -> None:
     lines = find_lines(paper_with_bars(bars=(40, 120)))
     assert len(lines) == 1
     line = lines[0]
+    assert line.field  # read slanted too
     assert line.pixels.dtype == np.uint8 and line.pixels.shape[0] == field.HEIGHT
     inked = np.flatnonzero(line.pixels.max(axis=0) > 128)
     assert line.x0 + inked.min() * line.x_scale == pytest.approx(40, abs=3)
@@ -38,6 +39,7 @@ def test_a_page_is_cut_into_its_lines_top_to_bottom(mnist_dir: Path) -> None:
     assert len(lines) == len(scan.lines)
     tops = [line.y0 for line in lines]
     assert tops == sorted(tops)
+    assert not any(line.field for line in lines)
     for line in lines:  # each a strip of writing, many times wider than high
         assert line.pixels.shape[1] > 3 * field.HEIGHT
 

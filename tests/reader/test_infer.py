@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitflow.reader import infer
+from digitflow.reader import field, infer
 from digitflow.reader.field import STRIDE
 
 
@@ -100,6 +100,32 @@ def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() ->
     # P("1") over P("1") + P("7"): 0.9 x 0.4 x 0.4 against 0.05 x 0.6 x 0.6.
     assert line.confidence == pytest.approx(0.144 / (0.144 + 0.018), abs=0.01)
     assert infer.read_with(run, [], widths=(0.8, 1.0)) == []
+
+
+def test_a_field_slanted_both_ways_is_read_in_each_and_placed_back_on_its_columns() -> None:
+    """Upright, the bar reads as a doubtful 7; slanted either way, surely as a 1: the 1 is
+    kept, its place brought back from the slanted input's wider columns."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-4, np.float32)
+        probs[:, :, 0] = 1.0
+        for k, x in enumerate(batch):
+            top, bottom = np.argmax(x[1, :, 0] > 0.5), np.argmax(x[-2, :, 0] > 0.5)
+            upright = abs(int(top) - int(bottom)) < 4
+            probs[k, 3, [0, 2, 8]] = (0.0001, 0.4, 0.6) if upright else (0.05, 0.9, 0.05)
+        return np.log(probs)
+
+    bar = np.zeros((32, 60), np.float32)
+    bar[:, 12:16] = 1.0
+    assert [line.text for line in infer.read_with(run, [bar], (1.0,))] == ["7"]
+    (line,) = infer.read_with(run, [bar], (1.0,), shears=infer.FIELD_SHEARS)
+    assert line.text == "1"
+    (one,) = line.digits
+    assert one.confidence == pytest.approx(0.9, abs=0.01)
+    margin = field.shear_margin(infer.FIELD_SHEARS[0])
+    assert margin > 0 and field.shear(bar, infer.FIELD_SHEARS[0]).shape == (32, 60 + 2 * margin)
+    centre = 3.5 * STRIDE - margin  # of the step that read it, on the bar's own columns
+    assert (one.x0, one.x1) == (max(0.0, centre - 2 * STRIDE), centre + 2 * STRIDE)
 
 
 def test_a_line_read_surely_at_its_own_width_is_not_read_at_the_others() -> None:
