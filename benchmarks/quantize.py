@@ -9,8 +9,9 @@ reader champion of --store:
      the convolutions and poolings in 8 bits (weights per channel), calibrated on the
      first 256 of the 1,000 validation strings (MNIST's validation slice); the GRU and
      the dense layers stay in float;
-  2. the float export and the 8-bit one read, as scoring reads (``read_with``: each line
-     at its own width, the unsure ones at three): the 1,080 real check amounts of
+  2. the float export and the 8-bit one read, as scoring reads a page's lines
+     (``read_with``: each line at its own width, the unsure ones at three; scoring also
+     slants the unsure fields, which this leaves out): the 1,080 real check amounts of
      orand-car-a-train, the lines found on --pages generated hard form pages, and 1,000
      strings written with MNIST test digits, none of them calibrated on.
 Prints per set the exact strings of each, the strings the two read differently, and the

@@ -159,13 +159,12 @@ class Scorer:
 
     def read_lines(self, lines: list[LineImage]) -> list[ReadLine]:
         """Each line read whole by a line reader, batched by width; fields slanted too."""
-        out: list[ReadLine | None] = [None] * len(lines)
+        reads: dict[int, ReadLine] = {}
         for is_field, shears in ((False, ()), (True, FIELD_SHEARS)):
             some = [k for k, line in enumerate(lines) if line.field == is_field]
             read = read_with(self.run, [lines[k].inputs() for k in some], shears=shears)
-            for k, line in zip(some, read, strict=True):
-                out[k] = line
-        return [line for line in out if line is not None]
+            reads.update(zip(some, read, strict=True))
+        return [reads[k] for k in range(len(lines))]
 
 
 def _keras_run(model: Any, role: Role) -> Run:
