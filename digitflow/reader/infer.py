@@ -123,9 +123,9 @@ def read_with(
     order, each at ``widths`` of its width, and at its own width slanted by ``shears``.
 
     Every such variant's greedy reading is a candidate; the one kept is the most likely
-    under all variants together (the sum of its CTC log-likelihoods). Its digits, places
-    and doubts are those of a variant that read it, its places brought back to the input's
-    columns. A line's confidence is at most the kept string's share of the candidates'
+    under the variants as a mixture (the sum of its CTC likelihoods in each). Its digits,
+    places and doubts are those of a variant that read it, its places brought back to the
+    input's columns. A line's confidence is at most the kept string's share of the candidates'
     likelihood, so that variants which disagree make a line doubtful. With ``sure``, each
     input is read as it is first, and one read there with every step at least that sure
     is kept as read.
@@ -195,8 +195,11 @@ def _read_variants(
             for probs, _ in readings
         ]
     ).reshape(len(readings), len(pairs))
-    # Finite for one candidate at least: the narrowest width's reading fits every width.
-    totals = scores.sum(axis=0)
+    # The variants as a mixture: a string's likelihood is the sum of its likelihoods in
+    # each, not their product, so that one variant which all but rules a string out does
+    # not outvote the others that read it. On the check amounts, 72.1 → 73.0 % exact read
+    # directly (README).
+    totals = np.logaddexp.reduce(scores, axis=0)
     lines, at = [], 0
     for k, texts in enumerate(candidates):
         span = slice(at, at + len(texts))

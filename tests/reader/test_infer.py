@@ -77,7 +77,7 @@ def test_string_scores(truth: list[str], read: list[str], exact: float, accuracy
 
 def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() -> None:
     """At 0.8 of its width the line reads 1 and is sure; at 1 and 1.25 it reads 7 and is
-    not: over the three widths together, 1 is far likelier, though two widths read 7."""
+    not: over the three widths together, 1 is likelier, though two widths read 7."""
 
     def run(batch: np.ndarray) -> np.ndarray:
         probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-4, np.float32)
@@ -97,9 +97,31 @@ def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() ->
     (one,) = line.digits
     assert one.confidence == pytest.approx(0.9, abs=0.01)  # as the width that read it
     assert one.x1 == pytest.approx(2.5 * STRIDE * 60 / 48)  # in the input's own columns
-    # P("1") over P("1") + P("7"): 0.9 x 0.4 x 0.4 against 0.05 x 0.6 x 0.6.
-    assert line.confidence == pytest.approx(0.144 / (0.144 + 0.018), abs=0.01)
+    # P("1") over P("1") + P("7"), summed over the widths: 0.9 + 0.4 + 0.4 against
+    # 0.05 + 0.6 + 0.6.
+    assert line.confidence == pytest.approx(1.7 / (1.7 + 1.25), abs=0.01)
     assert infer.read_with(run, [], widths=(0.8, 1.0)) == []
+
+
+def test_one_width_that_all_but_rules_a_string_out_does_not_outvote_the_others() -> None:
+    """Two widths read 7 surely, and give a 1 a little; the third reads 1 surely and gives
+    a 7 almost nothing. As a product the 1 would win (0.95 x 0.04 x 0.04 against 0.0001 x
+    0.95 x 0.95); as a mixture of the widths the 7 does (1.03 against 1.9)."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-6, np.float32)
+        probs[:, :, 0] = 1.0
+        for k, x in enumerate(batch):
+            if (x[0, :, 0] > 0).sum() < 50:  # 0.8 of 60 columns
+                probs[k, 0, [0, 2, 8]] = 0.0499, 0.95, 0.0001
+            else:
+                probs[k, 0, [0, 2, 8]] = 0.01, 0.04, 0.95
+        return np.log(probs)
+
+    inputs = [np.ones((32, 60), np.float32)]
+    (line,) = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=None)
+    assert line.text == "7"
+    assert line.confidence == pytest.approx(1.9001 / (1.9001 + 1.03), abs=0.01)
 
 
 def test_a_field_slanted_both_ways_is_read_in_each_and_placed_back_on_its_columns() -> None:
