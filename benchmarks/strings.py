@@ -13,6 +13,11 @@ For each: strings (fields, lines, digits) read exactly, and digit accuracy (1 - 
 distance over the truth's digits), and files (or pages) a second through the flow in this
 process (the flow's fixed start, about a second, included); for the fields and digits, how
 the misread ones were misread (too few digits, too many, or digits confused, and which).
+And what the review threshold (its default) made of them: the share of strings sent to
+review (a digit of them needs review, or nothing was read), the share of the misread ones
+among those, and how many of the others were read exactly (a form line counts as misread
+unless its page was found with as many lines as its truth has and the line reads as its
+truth's line of that place).
 
 Usage: python benchmarks/strings.py --store STORE [--data DIR] [--pages 40] [--limit N]
 The store needs both champions: `digitflow retrain` (default profile) trains and promotes
@@ -69,8 +74,9 @@ def singles_folder(data: Path, root: Path, group: str, limit: int | None
 
 def score(
     folder: Path, store: str, batch_id: str, reader: ReaderChoice
-) -> tuple[float, list[dict]]:
-    """The score flow over a folder with one reader: seconds, and the per-file rows."""
+) -> tuple[float, list[dict], list[dict]]:
+    """The score flow over a folder with one reader: seconds, the per-file rows and the
+    digit rows."""
     from digitflow.scoring import commits
     from digitflow.storage import open_store
     from flows.score import ScoreParams, score_flow
@@ -79,12 +85,54 @@ def score(
     summary = score_flow(ScoreParams(input=str(folder), store=store, batch_id=batch_id,
                                      reader=reader))  # fmt: skip
     seconds = time.perf_counter() - start
-    return seconds, commits.read_ledger(open_store(store), summary.batch_id).to_pylist()
+    ledger, digits = commits.read_batch(open_store(store), summary.batch_id)
+    return seconds, ledger.to_pylist(), digits.to_pylist()
 
 
 def per_file(rows: list[dict]) -> dict[str, str]:
     """What was read in each file: the digits of its lines, in order."""
     return {r["file"]: "".join(line["digits"] for line in r["lines"] or []) for r in rows}
+
+
+Review = tuple[float, float, float]  # shares: sent to review, misread caught, exact of the rest
+
+
+def review(right: list[bool], doubted: list[bool]) -> Review:
+    """The share of strings sent to review, the share of the misread ones among them,
+    and the share of the others read exactly."""
+    wrong = sum(not r for r in right)
+    caught = sum(d and not r for r, d in zip(right, doubted, strict=True))
+    rest = [r for r, d in zip(right, doubted, strict=True) if not d]
+    return (sum(doubted) / max(len(right), 1), caught / wrong if wrong else 1.0,
+            sum(rest) / len(rest) if rest else 1.0)  # fmt: skip
+
+
+def file_review(names: list[str], truth: dict[str, str], rows: list[dict]) -> Review:
+    """``review`` of files that are one string each."""
+    by_name = {r["file"]: r for r in rows}
+    read = per_file(rows)
+    right = [read.get(n, "") == truth[n] for n in names]
+    doubted = [n not in by_name or by_name[n]["needs_review"] > 0 or by_name[n]["digits"] == 0
+               for n in names]  # fmt: skip
+    return review(right, doubted)
+
+
+def line_review(truth_csv: Path, rows: list[dict], digits: list[dict]) -> Review:
+    """``review`` of the lines found on form pages."""
+    truth = read_truth(truth_csv)
+    found = read_lines(rows)
+    doubted_lines = {(d["file"], d["page"], d["line"]) for d in digits if d["needs_review"]}
+    right, doubted = [], []
+    for r in rows:
+        for line in r["lines"] or []:
+            page = (r["file"], line["page"])
+            want, got = truth.get(page, []), found.get(page, [])
+            place = sorted(x["line"] for x in r["lines"] if x["page"] == line["page"])
+            at = place.index(line["line"])
+            right.append(len(want) == len(got) and want[at] == line["digits"])
+            doubted.append((r["file"], line["page"], line["line"]) in doubted_lines
+                           or not line["digits"])  # fmt: skip
+    return review(right, doubted)
 
 
 def main() -> None:
@@ -109,26 +157,32 @@ def main() -> None:
         for reader in readers:
             for name, (folder, truth) in sets.items():
                 batch = f"bench-{stamp}-{name.split()[-1].lower()}-{reader}"
-                seconds, rows = score(folder, args.store, batch, reader)
+                seconds, rows, _ = score(folder, args.store, batch, reader)
                 read = per_file(rows)
                 names = sorted(truth)
                 texts = [truth[n] for n in names], [read.get(n, "") for n in names]
                 s = score_strings(*texts)
                 print(f"{name}, {reader}: {misreadings(*texts).summary()}", flush=True)
                 table.append((name, reader, len(names), s.exact_rate, s.digit_accuracy,
-                              len(names) / seconds, "files"))  # fmt: skip
-            seconds, rows = score(forms, args.store, f"bench-{stamp}-forms-{reader}", reader)
+                              len(names) / seconds, "files",
+                              *file_review(names, truth, rows)))  # fmt: skip
+            seconds, rows, digits = score(forms, args.store, f"bench-{stamp}-forms-{reader}",
+                                          reader)  # fmt: skip
             accuracy = compare(read_truth(root / "forms.csv"), read_lines(rows))
             pages = sum(r["pages"] for r in rows)
             table.append(("form pages", reader, accuracy.lines, accuracy.line_accuracy,
-                          accuracy.digit_accuracy, pages / seconds, "pages"))  # fmt: skip
-    print("| set | reader | strings | exact strings | digit accuracy | speed |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name, reader, n, exact, digits, rate, unit in sorted(table, key=lambda r: r[0]):
-        print(f"| {name} | {reader} | {n} | {100 * exact:.1f} % | {100 * digits:.1f} % | "
-              f"{rate:.1f} {unit}/s |")  # fmt: skip
-    print(json.dumps([dict(zip(("set", "reader", "strings", "exact", "digits", "rate", "unit"),
-                               row, strict=True)) for row in table]))  # fmt: skip
+                          accuracy.digit_accuracy, pages / seconds, "pages",
+                          *line_review(root / "forms.csv", rows, digits)))  # fmt: skip
+    print("| set | reader | strings | exact strings | digit accuracy | speed "
+          "| to review | misread ones caught | exact of the rest |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, reader, n, exact, by_digit, rate, unit, *shares in sorted(table, key=lambda r: r[0]):
+        doubted, caught, rest = (f"{100 * x:.1f} %" for x in shares)
+        print(f"| {name} | {reader} | {n} | {100 * exact:.1f} % | {100 * by_digit:.1f} % | "
+              f"{rate:.1f} {unit}/s | {doubted} | {caught} | {rest} |")  # fmt: skip
+    keys = ("set", "reader", "strings", "exact", "digits", "rate", "unit", "to_review",
+            "misread_caught", "rest_exact")  # fmt: skip
+    print(json.dumps([dict(zip(keys, row, strict=True)) for row in table]))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ class ReadDigit:
 class ReadLine:
     """A line read whole: its digits left to right and how sure the reader is of it all.
 
-    ``confidence`` is the least certain step of the line: a step where a digit nearly
-    appeared (or nearly did not) makes the whole string doubtful, not only its digits.
+    ``confidence``: as lines are read (``reader.infer.read_with``), the reader's
+    probability of the string; as ``decode_line`` gives it, the least certain step of the
+    line, which only decides whether a line is read again. A lone digit read by the
+    classifier has the classifier's probability of that digit.
     """
 
     digits: list[ReadDigit]
@@ -73,7 +75,8 @@ def decode_line(probs: np.ndarray, width: int) -> ReadLine:
 
     Steps past the input's width (the batch's padding) are ignored. A digit's columns run
     from halfway after the previous digit's steps to halfway before the next one's, so the
-    digits tile the line like the cells of a form.
+    digits tile the line like the cells of a form. The line's confidence is its least
+    certain step.
     """
     steps = steps_of(len(probs), width)
     probs = probs[:steps]

@@ -125,10 +125,14 @@ def read_with(
     Every such variant's greedy reading is a candidate; the one kept is the most likely
     under the variants as a mixture (the sum of its CTC likelihoods in each). Its digits,
     places and doubts are those of a variant that read it, its places brought back to the
-    input's columns. A line's confidence is at most the kept string's share of the candidates'
-    likelihood, so that variants which disagree make a line doubtful. With ``sure``, each
-    input is read as it is first, and one read there with every step at least that sure
-    is kept as read.
+    input's columns. With ``sure``, each input is read as it is first, and one read there
+    with every step at least that sure is kept as read.
+
+    A line's confidence is the reader's probability of its string (CTC, over every
+    alignment): as a mixture of the variants it was read in, so that variants which
+    disagree make a line doubtful. Not its least sure step (``decode_line``'s): a step
+    between a digit and the blank after it is often unsure whether the digit goes on,
+    which changes nothing of the string.
     """
     if not inputs:
         return []
@@ -138,6 +142,11 @@ def read_with(
     probs = _probabilities(run, inputs)
     lines = [decode_line(p, x.shape[1]) for p, x in zip(probs, inputs, strict=True)]
     todo = [k for k, line in enumerate(lines) if line.confidence < sure]
+    kept = [k for k, line in enumerate(lines) if line.confidence >= sure]
+    if kept:
+        likely = log_likelihoods([probs[k] for k in kept], [lines[k].text for k in kept])
+        for k, log_p in zip(kept, likely, strict=True):
+            lines[k] = replace(lines[k], confidence=min(1.0, float(np.exp(log_p))))
     if todo:
         known = {(1.0, 0.0): ([probs[k] for k in todo], [lines[k] for k in todo])}
         weighed = _read_variants([inputs[k] for k in todo], variants, known, run)
@@ -205,7 +214,7 @@ def _read_variants(
         span = slice(at, at + len(texts))
         at += len(texts)
         best = int(np.argmax(totals[span]))
-        share_of_all = float(np.exp(totals[span][best] - np.logaddexp.reduce(totals[span])))
+        likely = min(1.0, float(np.exp(totals[span][best] - np.log(len(readings)))))
         # Of the variants that read the kept string, the one that found it likeliest.
         chosen = max(
             range(len(readings)),
@@ -214,7 +223,7 @@ def _read_variants(
         line = readings[chosen][1][k]
         width = inputs[k].shape[1]
         digits = [_to_input(d, width, variants[chosen]) for d in line.digits]
-        lines.append(ReadLine(digits, min(line.confidence, share_of_all)))
+        lines.append(ReadLine(digits, likely))
     return lines
 
 

@@ -97,9 +97,9 @@ def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() ->
     (one,) = line.digits
     assert one.confidence == pytest.approx(0.9, abs=0.01)  # as the width that read it
     assert one.x1 == pytest.approx(2.5 * STRIDE * 60 / 48)  # in the input's own columns
-    # P("1") over P("1") + P("7"), summed over the widths: 0.9 + 0.4 + 0.4 against
-    # 0.05 + 0.6 + 0.6.
-    assert line.confidence == pytest.approx(1.7 / (1.7 + 1.25), abs=0.01)
+    # The reader's probability of "1", the widths as a mixture: (0.9 + 0.4 + 0.4) / 3 (the
+    # blanks after it all but sure).
+    assert line.confidence == pytest.approx((0.9 + 0.4 + 0.4) / 3, abs=0.015)
     assert infer.read_with(run, [], widths=(0.8, 1.0)) == []
 
 
@@ -121,7 +121,7 @@ def test_one_width_that_all_but_rules_a_string_out_does_not_outvote_the_others()
     inputs = [np.ones((32, 60), np.float32)]
     (line,) = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=None)
     assert line.text == "7"
-    assert line.confidence == pytest.approx(1.9001 / (1.9001 + 1.03), abs=0.01)
+    assert line.confidence == pytest.approx((0.0001 + 0.95 + 0.95) / 3, abs=0.01)
 
 
 def test_a_field_slanted_both_ways_is_read_in_each_and_placed_back_on_its_columns() -> None:
@@ -166,8 +166,36 @@ def test_a_line_read_surely_at_its_own_width_is_not_read_at_the_others() -> None
     inputs = [np.ones((32, 64), np.float32), np.ones((32, 96), np.float32)]
     lines = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=0.9)
     assert [line.text for line in lines] == ["3", "3"]
-    assert lines[0].confidence == pytest.approx(0.95, abs=0.01)
+    # Each line's probability of its 3 (the blanks after it all but sure): the first's at
+    # its own width, the second's over its three widths as a mixture.
+    assert lines[0].confidence == pytest.approx(0.95, abs=0.02)
+    assert lines[1].confidence == pytest.approx(0.6, abs=0.02)
     assert sorted(seen) == [64, 77, 96, 120]  # the doubtful one at 0.8, 1 and 1.25
     seen.clear()
     infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=None)
     assert sorted(seen) == [51, 64, 77, 80, 96, 120]
+
+
+def test_a_step_unsure_only_of_where_a_digit_ends_leaves_the_line_sure() -> None:
+    """The 3 is sure at the first step; at the second the reader is torn between the 3
+    going on and the blank after it, which read the same string. The line is as sure as
+    its string is likely (0.99), not as its least sure step (0.5); a step torn between the
+    blank and another digit does make it doubtful."""
+
+    def reader(second: int):
+        def run(batch: np.ndarray) -> np.ndarray:
+            probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-6, np.float32)
+            probs[:, :, 0] = 1.0
+            probs[:, 0, [0, 4]] = 0.01, 0.99
+            probs[:, 1, [0, second]] = 0.5, 0.5
+            return np.log(probs)
+
+        return run
+
+    inputs = [np.ones((32, 64), np.float32)]
+    (line,) = infer.read_with(reader(4), inputs, widths=(1.0,))
+    assert line.text == "3"
+    assert line.confidence == pytest.approx(0.99, abs=0.01)
+    (line,) = infer.read_with(reader(6), inputs, widths=(1.0,))
+    assert line.text == "3"
+    assert line.confidence == pytest.approx(0.5, abs=0.01)
