@@ -29,7 +29,9 @@ class ReviewItem:
     position: int | None  # the digit's place in its line; None: the whole line
     read: str  # what was read ("" for a line read as nothing)
     runner_up: str  # the reading with its least sure digit replaced by its runner-up
-    doubt: float  # 1 - the least confidence of what was read; 1 for nothing read
+    # 1 - the least confidence of what was read (a line read whole: its string's
+    # probability, or its least sure digit's if lower); 1 for nothing read
+    doubt: float
     crop_key: str  # the review crop (PNG, dark on light, enlarged)
 
     @property
@@ -78,11 +80,21 @@ def review_items(store: ObjectStore, batch_id: str) -> list[ReviewItem]:
             "`digitflow score` printed (`digitflow review` lists those with items)"
         )
     ledger, digits = commits.read_batch(store, batch_id)
-    items = _from_digits(batch_id, digits) + _read_as_nothing(store, batch_id, ledger)
+    items = _from_digits(batch_id, digits, _line_confidences(ledger))
+    items += _read_as_nothing(store, batch_id, ledger)
     return sorted(items, key=lambda i: (-i.doubt, i.file, i.page, i.line, i.position or 0))
 
 
-def _from_digits(batch_id: str, digits: pa.Table) -> list[ReviewItem]:
+def _line_confidences(ledger: pa.Table) -> dict[tuple[str, int, int], float]:
+    """The line reader's probability of each line read whole, by (file, page, line)."""
+    return {(row["file"], line["page"], line["line"]): line["confidence"]
+            for row in ledger.select(["file", "lines"]).to_pylist()
+            for line in row["lines"] or [] if line["confidence"] is not None}  # fmt: skip
+
+
+def _from_digits(
+    batch_id: str, digits: pa.Table, line_confidences: dict[tuple[str, int, int], float]
+) -> list[ReviewItem]:
     by_crop: dict[str, list[dict]] = {}
     lines: dict[tuple[str, int, int], list[dict]] = {}
     for row in digits.to_pylist():
@@ -95,16 +107,19 @@ def _from_digits(batch_id: str, digits: pa.Table) -> list[ReviewItem]:
         first = rows[0]
         whole = results.line_review_key(batch_id, first["file"], first["page"], first["line"],
                                         "")[: -len(".png")]  # fmt: skip
+        least = min(r["confidence"] for r in rows)
         if key.startswith(whole):  # a line read whole: every digit of the line
-            rows = lines[first["file"], first["page"], first["line"]]
+            where = first["file"], first["page"], first["line"]
+            rows = lines[where]
             position = None
+            least = min([r["confidence"] for r in rows] + [line_confidences.get(where, 1.0)])
         else:
             position = first["position"]
         items.append(ReviewItem(
             id=item_id(first["file"], first["page"], first["line"], position),
             batch_id=batch_id, file=first["file"], page=first["page"], line=first["line"],
             position=position, read="".join(str(r["digit"]) for r in rows),
-            runner_up=_runner_up(rows), doubt=1.0 - min(r["confidence"] for r in rows),
+            runner_up=_runner_up(rows), doubt=1.0 - least,
             crop_key=key,
         ))  # fmt: skip
     return items

@@ -23,7 +23,13 @@ from digitflow.scoring.extract import FileDigits
 from digitflow.scoring.infer import top_two
 from digitflow.storage import ObjectStore
 
-LINES = pa.list_(pa.struct([("page", pa.int32()), ("line", pa.int32()), ("digits", pa.string())]))
+# Each line of a file: where it is, what was read in it, and, for a line read whole, the
+# line reader's probability of that string (null where digits were read one by one, and in
+# batches written before it was kept).
+LINES = pa.list_(pa.struct([
+    ("page", pa.int32()), ("line", pa.int32()), ("digits", pa.string()),
+    ("confidence", pa.float32()),
+]))  # fmt: skip
 LEDGER_SCHEMA = pa.schema([
     ("file", pa.string()), ("status", pa.string()), ("pages", pa.int32()),
     ("digits", pa.int32()), ("needs_review", pa.int32()), ("lines", LINES),
@@ -145,7 +151,8 @@ def _lines(rows: list[dict]) -> list[dict]:
     lines: dict[tuple[int, int], str] = {}
     for r in rows:
         lines[r["page"], r["line"]] = lines.get((r["page"], r["line"]), "") + str(r["digit"])
-    return [{"page": p, "line": ln, "digits": s} for (p, ln), s in lines.items()]
+    return [{"page": p, "line": ln, "digits": s, "confidence": None}
+            for (p, ln), s in lines.items()]  # fmt: skip
 
 
 def ledger_rows(

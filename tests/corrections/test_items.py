@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from digitflow.corrections import items, record
 from digitflow.errors import SourceError
+from digitflow.imaging.fields import LineImage
 from digitflow.reader import field
+from digitflow.reader.decode import ReadDigit, ReadLine
 from digitflow.scoring import commits
-from digitflow.storage import open_store
+from digitflow.scoring.extract import FileDigits
+from digitflow.scoring.lines import line_reading
+from digitflow.storage import LocalStore, open_store
 from tests.corrections.conftest import ReviewBatch
 
 pytestmark = pytest.mark.slow
@@ -33,6 +39,44 @@ def test_review_items_are_the_doubtful_lines_largest_doubt_first(
         assert pixels.max() > 128  # ink bright on black, as the reader saw it
     assert len({i.id for i in found}) == len(found)
     assert items.batches(store) == [review_batch.batch_id]
+    # A line is doubted when the reader's probability of its string (kept in files.parquet)
+    # or one of its digits' is under the threshold (0.9), or nothing was read in it; its
+    # doubt is the least of them.
+    lines = {(r["file"], ln["page"], ln["line"]): ln for r in ledger for ln in r["lines"]}
+    digits = commits.read_digits(store, review_batch.batch_id).to_pylist()
+    sure = {where: [ln["confidence"]] for where, ln in lines.items()}
+    for d in digits:
+        sure[d["file"], d["page"], d["line"]].append(d["confidence"])
+    assert all(0.0 <= ln["confidence"] <= 1.0 for ln in lines.values())
+    doubted = {w for w, ln in lines.items() if min(sure[w]) < 0.9 or not ln["digits"]}
+    assert {(i.file, i.page, i.line) for i in found} == doubted
+    for item in found:
+        where = item.file, item.page, item.line
+        assert item.doubt == pytest.approx(1.0 - min(sure[where]) if item.read else 1.0)
+
+
+def test_a_line_is_as_doubtful_as_its_string_is_unlikely(tmp_path: Path) -> None:
+    """Line 0's digits are each sure, but the reader finds the string unlikely (its steps
+    between them hesitate over a digit more): it is doubted most. Line 1 has a doubtful
+    digit and a likelier string; line 2 is sure of both and is not reviewed."""
+    store = LocalStore(tmp_path)
+
+    def read(sure: list[float], line: float) -> ReadLine:
+        return ReadLine([ReadDigit(k, c, 0, 1 - c, 10.0 * k, 10.0 * k + 10) for k, c in
+                         enumerate(sure)], line)  # fmt: skip
+
+    pixels = np.zeros((field.HEIGHT, 40), np.uint8)
+    lines = [(0, LineImage(k, pixels, 0.0, 40.0 * k, 1.0, 1.0)) for k in range(3)]
+    files = [FileDigits("form.png", pages=1, lines=lines)]
+    reads = [read([0.99, 0.98], 0.3), read([0.6, 0.99], 0.5), read([0.97, 0.99], 0.95)]
+    reading = line_reading(files, reads, "run/line_reader@0123456789ab", 0.9, "b")
+    commits.write_shard(store, "b", files, reading, "run/line_reader@0123456789ab")
+    store.write_bytes("scoring/b/batch.json", b"{}")
+    ledger = commits.read_ledger(store, "b").to_pylist()
+    assert [ln["confidence"] for ln in ledger[0]["lines"]] == pytest.approx([0.3, 0.5, 0.95])
+    found = items.review_items(store, "b")
+    assert [(i.line, i.read) for i in found] == [(0, "01"), (1, "01")]
+    assert [i.doubt for i in found] == pytest.approx([0.7, 0.5])
 
 
 def test_a_correction_is_saved_at_once_and_a_later_one_replaces_it(
