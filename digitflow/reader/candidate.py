@@ -179,10 +179,13 @@ def stored_reads(
     """What ``reader`` read of ``strings`` (its ``part``: validation, test or guard) when it was
     stored, if that was kept for this very model file and these very strings; else None,
     and it must read them again. A missing or damaged record is not an error: it costs a
-    reading, nothing else."""
+    reading, nothing else. A record without ``part`` is no damage (a reader trained, not
+    tuned, never read guard strings) and passes without a warning."""
     key = READER.candidate(reader.training_run, reader.model_name, READS)
     try:
         body = json.loads(store.read_bytes(key))
+        if isinstance(body, dict) and part not in body:
+            return None
         entry = body[part]
         fits = body["sha256"] == reader.sha256 and entry["digest"] == strings.digest
         read = entry["read"]

@@ -153,6 +153,11 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     ):
         store.write_bytes(key, json.dumps(damaged).encode())
         assert stored_reads(store, card, "validation", strings) is None, damaged.keys()
+    # A record without the part asked for is read again, and is no damage to warn of.
+    caplog.clear()
+    store.write_bytes(key, json.dumps(right).encode())
+    assert stored_reads(store, card, "guard", strings) is None
+    assert "ignoring" not in caplog.text
     store.write_bytes(key, b'{"sha256": "')
     assert stored_reads(store, card, "validation", strings) is None
     assert f"ignoring {key}" in caplog.text
