@@ -28,7 +28,9 @@ class ReviewItem:
     line: int
     position: int | None  # the digit's place in its line; None: the whole line
     read: str  # what was read ("" for a line read as nothing)
-    runner_up: str  # the reading with its least sure digit replaced by its runner-up
+    # A line read whole: the next likeliest string the reader weighed, else (and for a
+    # digit) the reading with its least sure digit replaced by its runner-up.
+    runner_up: str
     # 1 - the least confidence of what was read (a line read whole: its string's
     # probability, or its least sure digit's if lower); 1 for nothing read
     doubt: float
@@ -80,21 +82,23 @@ def review_items(store: ObjectStore, batch_id: str) -> list[ReviewItem]:
             "`digitflow score` printed (`digitflow review` lists those with items)"
         )
     ledger, digits = commits.read_batch(store, batch_id)
-    items = _from_digits(batch_id, digits, _line_confidences(ledger))
+    items = _from_digits(batch_id, digits, _read_lines(ledger))
     items += _read_as_nothing(store, batch_id, ledger)
     return sorted(items, key=lambda i: (-i.doubt, i.file, i.page, i.line, i.position or 0))
 
 
-def _line_confidences(ledger: pa.Table) -> dict[tuple[str, int, int], float]:
-    """The line reader's probability of each line read whole, by (file, page, line)."""
-    return {(row["file"], line["page"], line["line"]): line["confidence"]
+Where = tuple[str, int, int]  # (file, page, line)
+
+
+def _read_lines(ledger: pa.Table) -> dict[Where, dict]:
+    """Each line read whole, by (file, page, line): its ``confidence`` (the line reader's
+    probability of its string) and ``runner_up``, as the ledger keeps them."""
+    return {(row["file"], line["page"], line["line"]): line
             for row in ledger.select(["file", "lines"]).to_pylist()
             for line in row["lines"] or [] if line["confidence"] is not None}  # fmt: skip
 
 
-def _from_digits(
-    batch_id: str, digits: pa.Table, line_confidences: dict[tuple[str, int, int], float]
-) -> list[ReviewItem]:
+def _from_digits(batch_id: str, digits: pa.Table, read: dict[Where, dict]) -> list[ReviewItem]:
     by_crop: dict[str, list[dict]] = {}
     lines: dict[tuple[str, int, int], list[dict]] = {}
     for row in digits.to_pylist():
@@ -108,18 +112,21 @@ def _from_digits(
         whole = results.line_review_key(batch_id, first["file"], first["page"], first["line"],
                                         "")[: -len(".png")]  # fmt: skip
         least = min(r["confidence"] for r in rows)
+        runner_up = None
         if key.startswith(whole):  # a line read whole: every digit of the line
             where = first["file"], first["page"], first["line"]
             rows = lines[where]
             position = None
-            least = min([r["confidence"] for r in rows] + [line_confidences.get(where, 1.0)])
+            line = read.get(where, {})
+            least = min([r["confidence"] for r in rows] + [line.get("confidence", 1.0)])
+            runner_up = line.get("runner_up")
         else:
             position = first["position"]
         items.append(ReviewItem(
             id=item_id(first["file"], first["page"], first["line"], position),
             batch_id=batch_id, file=first["file"], page=first["page"], line=first["line"],
             position=position, read="".join(str(r["digit"]) for r in rows),
-            runner_up=_runner_up(rows), doubt=1.0 - least,
+            runner_up=_runner_up(rows) if runner_up is None else runner_up, doubt=1.0 - least,
             crop_key=key,
         ))  # fmt: skip
     return items
@@ -136,7 +143,7 @@ def _read_as_nothing(store: ObjectStore, batch_id: str, ledger: pa.Table) -> lis
                 items.append(ReviewItem(
                     id=item_id(row["file"], line["page"], line["line"]), batch_id=batch_id,
                     file=row["file"], page=line["page"], line=line["line"], position=None,
-                    read="", runner_up="", doubt=1.0, crop_key=key,
+                    read="", runner_up=line["runner_up"] or "", doubt=1.0, crop_key=key,
                 ))  # fmt: skip
     return items
 

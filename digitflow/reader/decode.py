@@ -39,6 +39,8 @@ class ReadLine:
     digits: list[ReadDigit]
     confidence: float
     model: str | None = None  # who read it, where not the line reader (a lone digit's)
+    # The next likeliest string, where the line was read in variants that read it otherwise.
+    runner_up: str | None = None
 
     @property
     def text(self) -> str:

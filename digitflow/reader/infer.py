@@ -130,7 +130,8 @@ def read_with(
 
     A line's confidence is the reader's probability of its string (CTC, over every
     alignment): as a mixture of the variants it was read in, so that variants which
-    disagree make a line doubtful. Not its least sure step (``decode_line``'s): a step
+    disagree make a line doubtful. Its runner-up is the next likeliest candidate, where
+    there is one. Not its least sure step (``decode_line``'s): a step
     between a digit and the blank after it is often unsure whether the digit goes on,
     which changes nothing of the string.
     """
@@ -213,8 +214,10 @@ def _read_variants(
     for k, texts in enumerate(candidates):
         span = slice(at, at + len(texts))
         at += len(texts)
-        best = int(np.argmax(totals[span]))
+        order = np.argsort(-totals[span], kind="stable")
+        best = int(order[0])
         likely = min(1.0, float(np.exp(totals[span][best] - np.log(len(readings)))))
+        runner_up = texts[int(order[1])] if len(texts) > 1 else None
         # Of the variants that read the kept string, the one that found it likeliest.
         chosen = max(
             range(len(readings)),
@@ -223,7 +226,7 @@ def _read_variants(
         line = readings[chosen][1][k]
         width = inputs[k].shape[1]
         digits = [_to_input(d, width, variants[chosen]) for d in line.digits]
-        lines.append(ReadLine(digits, likely))
+        lines.append(ReadLine(digits, likely, runner_up=runner_up))
     return lines
 
 

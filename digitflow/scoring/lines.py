@@ -61,8 +61,10 @@ def line_reading(
         found.append([])
         for page, image in f.lines:
             read = next(lines)
-            found[-1].append({"page": page, "line": image.line, "digits": read.text,
-                              "confidence": read.confidence})  # fmt: skip
+            found[-1].append({
+                "page": page, "line": image.line, "digits": read.text,
+                "confidence": read.confidence, "runner_up": read.runner_up,
+            })  # fmt: skip
             doubts = [read.confidence < threshold or d.confidence < threshold for d in read.digits]
             key = line_review_key(batch_id, f.name, page, image.line, read.text)
             if any(doubts) or not read.digits:  # a line read as nothing is in doubt too

@@ -24,11 +24,12 @@ from digitflow.scoring.infer import top_two
 from digitflow.storage import ObjectStore
 
 # Each line of a file: where it is, what was read in it, and, for a line read whole, the
-# line reader's probability of that string (null where digits were read one by one, and in
-# batches written before it was kept).
+# line reader's probability of that string and the next likeliest string where the reader
+# weighed others (null where digits were read one by one, and in batches written before
+# they were kept).
 LINES = pa.list_(pa.struct([
     ("page", pa.int32()), ("line", pa.int32()), ("digits", pa.string()),
-    ("confidence", pa.float32()),
+    ("confidence", pa.float32()), ("runner_up", pa.string()),
 ]))  # fmt: skip
 LEDGER_SCHEMA = pa.schema([
     ("file", pa.string()), ("status", pa.string()), ("pages", pa.int32()),
@@ -151,7 +152,7 @@ def _lines(rows: list[dict]) -> list[dict]:
     lines: dict[tuple[int, int], str] = {}
     for r in rows:
         lines[r["page"], r["line"]] = lines.get((r["page"], r["line"]), "") + str(r["digit"])
-    return [{"page": p, "line": ln, "digits": s, "confidence": None}
+    return [{"page": p, "line": ln, "digits": s, "confidence": None, "runner_up": None}
             for (p, ln), s in lines.items()]  # fmt: skip
 
 

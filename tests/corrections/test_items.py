@@ -57,18 +57,20 @@ def test_review_items_are_the_doubtful_lines_largest_doubt_first(
 
 def test_a_line_is_as_doubtful_as_its_string_is_unlikely(tmp_path: Path) -> None:
     """Line 0's digits are each sure, but the reader finds the string unlikely (its steps
-    between them hesitate over a digit more): it is doubted most. Line 1 has a doubtful
-    digit and a likelier string; line 2 is sure of both and is not reviewed."""
+    between them hesitate over a digit more): it is doubted most, and its runner-up is
+    the string the reader weighed next. Line 1 has a doubtful digit and a likelier string,
+    and no other string weighed: its runner-up has that digit's. Line 2 is sure of both and
+    is not reviewed."""
     store = LocalStore(tmp_path)
 
-    def read(sure: list[float], line: float) -> ReadLine:
-        return ReadLine([ReadDigit(k, c, 0, 1 - c, 10.0 * k, 10.0 * k + 10) for k, c in
-                         enumerate(sure)], line)  # fmt: skip
+    def read(sure: list[float], line: float, runner_up: str | None = None) -> ReadLine:
+        return ReadLine([ReadDigit(k, c, 9, 1 - c, 10.0 * k, 10.0 * k + 10) for k, c in
+                         enumerate(sure)], line, runner_up=runner_up)  # fmt: skip
 
     pixels = np.zeros((field.HEIGHT, 40), np.uint8)
     lines = [(0, LineImage(k, pixels, 0.0, 40.0 * k, 1.0, 1.0)) for k in range(3)]
     files = [FileDigits("form.png", pages=1, lines=lines)]
-    reads = [read([0.99, 0.98], 0.3), read([0.6, 0.99], 0.5), read([0.97, 0.99], 0.95)]
+    reads = [read([0.99, 0.98], 0.3, "011"), read([0.6, 0.99], 0.5), read([0.97, 0.99], 0.95)]
     reading = line_reading(files, reads, "run/line_reader@0123456789ab", 0.9, "b")
     commits.write_shard(store, "b", files, reading, "run/line_reader@0123456789ab")
     store.write_bytes("scoring/b/batch.json", b"{}")
@@ -77,6 +79,7 @@ def test_a_line_is_as_doubtful_as_its_string_is_unlikely(tmp_path: Path) -> None
     found = items.review_items(store, "b")
     assert [(i.line, i.read) for i in found] == [(0, "01"), (1, "01")]
     assert [i.doubt for i in found] == pytest.approx([0.7, 0.5])
+    assert [i.runner_up for i in found] == ["011", "91"]
 
 
 def test_a_correction_is_saved_at_once_and_a_later_one_replaces_it(

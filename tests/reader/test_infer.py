@@ -93,7 +93,7 @@ def test_the_string_kept_is_the_likeliest_over_all_widths_not_the_most_read() ->
     assert [line.text for line in infer.read_with(run, inputs, widths=(1.0,))] == ["7"]
     assert [line.text for line in infer.read_with(run, inputs, widths=(1.25,))] == ["7"]
     (line,) = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25))
-    assert line.text == "1"
+    assert line.text == "1" and line.runner_up == "7"  # what the other widths read
     (one,) = line.digits
     assert one.confidence == pytest.approx(0.9, abs=0.01)  # as the width that read it
     assert one.x1 == pytest.approx(2.5 * STRIDE * 60 / 48)  # in the input's own columns
@@ -170,6 +170,7 @@ def test_a_line_read_surely_at_its_own_width_is_not_read_at_the_others() -> None
     # its own width, the second's over its three widths as a mixture.
     assert lines[0].confidence == pytest.approx(0.95, abs=0.02)
     assert lines[1].confidence == pytest.approx(0.6, abs=0.02)
+    assert lines[0].runner_up is lines[1].runner_up is None  # no width read otherwise
     assert sorted(seen) == [64, 77, 96, 120]  # the doubtful one at 0.8, 1 and 1.25
     seen.clear()
     infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=None)
