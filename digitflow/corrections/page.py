@@ -39,6 +39,7 @@ Ctrl+C in the terminal stops the page.</p>
 <p class="keys">Type the digits, then <kbd>Enter</kbd>: saved, on to the next ·
 <kbd>Enter</kbd> on an empty box: what was read is right (a saved answer stays) ·
 <kbd>-</kbd>: not digits (as in the CSV of review export) ·
+<kbd>Tab</kbd>: the runner-up into the box (mend it, or <kbd>Enter</kbd>) ·
 <kbd>↑</kbd> or <kbd>PgUp</kbd>: previous · <kbd>↓</kbd> or <kbd>PgDn</kbd>: next
 (moving saves nothing)</p>
 </main><script>
@@ -128,11 +129,15 @@ function move(by) {
 document.addEventListener("keydown", e => {
   if (e.target !== box) box.focus();
   const it = items[at], typed = box.value.trim();
-  const keys = ["Enter", "-", "ArrowUp", "ArrowDown", "PageUp", "PageDown"];
+  const keys = ["Enter", "-", "Tab", "ArrowUp", "ArrowDown", "PageUp", "PageDown"];
   if (!keys.includes(e.key) || e.ctrlKey || e.altKey || e.metaKey) return;
   e.preventDefault();
   if (!it || busy) return;
-  if (e.key === "-") save({not_digits: true});
+  if (e.key === "Tab" && it.runner_up) {
+    box.value = it.runner_up;
+    say("The runner-up is in the box: Enter saves it.", true);
+  } else if (e.key === "Tab") say("Nothing else was weighed here: type the digits.");
+  else if (e.key === "-") save({not_digits: true});
   else if (e.key === "Enter" && typed) save({digits: typed});
   else if (e.key === "Enter" && it.correction) keep();
   else if (e.key === "Enter" && it.read) save({digits: it.read});

@@ -214,6 +214,9 @@ def test_a_person_corrects_three_items_by_keyboard_and_finds_them_saved(
             expect(count).to_have_text(f"{n - 3} of {n} left")
             keys.press("ArrowDown")  # moving saves nothing
             expect(current).to_have_attribute("data-item", found[4].id)
+            keys.press("Tab")  # the runner-up into the box, saved only by Enter
+            expect(page.locator("#digits")).to_have_value(found[4].runner_up)
+            expect(count).to_have_text(f"{n - 3} of {n} left")
             keys.press("PageUp")
             expect(current).to_have_attribute("data-item", found[3].id)
 
@@ -246,6 +249,21 @@ def test_a_person_corrects_three_items_by_keyboard_and_finds_them_saved(
             else:
                 expect(message).to_contain_text("Nothing was read here")
                 expect(count).to_have_text(f"{n - 3} of {n} left")
+
+            # Tab, then Enter: the runner-up saved, on the last item that has one.
+            weighed = [k for k, item in enumerate(found) if item.runner_up and k > 3]
+            if weighed:
+                for _ in range(n):
+                    keys.press("ArrowDown")
+                for _ in range(n - 1 - weighed[-1]):
+                    keys.press("ArrowUp")
+                it = found[weighed[-1]]
+                expect(current).to_have_attribute("data-item", it.id)
+                keys.press("Tab")
+                expect(page.locator("#digits")).to_have_value(it.runner_up)
+                keys.press("Enter")
+                expect(message).to_contain_text(f"Saved {it.runner_up}")
+                assert saved(review_batch.store, served.batch_id)[it.id][0] == it.runner_up
         except Exception:
             page.screenshot(path=str(tmp_path / "review-failure.png"), full_page=True)
             print("\n".join(log))
