@@ -51,6 +51,8 @@ def scored_fields(
 
     root = tmp_path_factory.mktemp("review")
     store = clone_store(reader_store, root / "store")
+    # The models only: batches other tests scored in the shared store stay out of this one.
+    shutil.rmtree(Path(store) / "scoring", ignore_errors=True)
     truth = write_fields(mnist_dir, root / "fields", FIELDS, seed=11)
     summary = score_flow(ScoreParams(input=str(root / "fields"), store=store, batch_id="fields"))
     assert summary.files == summary.scored == FIELDS
