@@ -123,15 +123,13 @@ def line_review(truth_csv: Path, rows: list[dict], digits: list[dict]) -> Review
     found = read_lines(rows)
     doubted_lines = {(d["file"], d["page"], d["line"]) for d in digits if d["needs_review"]}
     right, doubted = [], []
-    for r in rows:
-        for line in r["lines"] or []:
-            page = (r["file"], line["page"])
-            want, got = truth.get(page, []), found.get(page, [])
-            place = sorted(x["line"] for x in r["lines"] if x["page"] == line["page"])
-            at = place.index(line["line"])
-            right.append(len(want) == len(got) and want[at] == line["digits"])
-            doubted.append((r["file"], line["page"], line["line"]) in doubted_lines
-                           or not line["digits"])  # fmt: skip
+    for (name, page), got in found.items():  # each page's lines, top to bottom
+        want = truth.get((name, page), [])
+        lines = sorted(ln["line"] for r in rows if r["file"] == name
+                       for ln in r["lines"] or [] if ln["page"] == page)  # fmt: skip
+        for at, (line, text) in enumerate(zip(lines, got, strict=True)):
+            right.append(len(want) == len(got) and want[at] == text)
+            doubted.append((name, page, line) in doubted_lines or not text)
     return review(right, doubted)
 
 

@@ -130,10 +130,10 @@ def read_with(
 
     A line's confidence is the reader's probability of its string (CTC, over every
     alignment): as a mixture of the variants it was read in, so that variants which
-    disagree make a line doubtful. Its runner-up is the next likeliest candidate, where
-    there is one. Not its least sure step (``decode_line``'s): a step
-    between a digit and the blank after it is often unsure whether the digit goes on,
-    which changes nothing of the string.
+    disagree make a line doubtful. It is not the line's least sure step (``decode_line``'s,
+    which only decides whether a line is read again): a step between a digit and the
+    blank after it is often unsure whether the digit goes on, which changes nothing of
+    the string. A line's runner-up is its next likeliest candidate, where there is one.
     """
     if not inputs:
         return []
