@@ -39,7 +39,7 @@ from champion import REPO, mnist_dir
 from digitflow.reader.infer import score_strings
 from digitflow.samples import HARD, make_sample_folder
 from digitflow.scoring.infer import ReaderChoice
-from digitflow.scoring.truth import compare, misreadings, read_lines, read_truth
+from digitflow.scoring.truth import compare, lines_by_page, misreadings, read_lines, read_truth
 
 DATA = REPO.parent / "shared/data/realscans-dev"
 
@@ -120,16 +120,13 @@ def file_review(names: list[str], truth: dict[str, str], rows: list[dict]) -> Re
 def line_review(truth_csv: Path, rows: list[dict], digits: list[dict]) -> Review:
     """``review`` of the lines found on form pages."""
     truth = read_truth(truth_csv)
-    found = read_lines(rows)
     doubted_lines = {(d["file"], d["page"], d["line"]) for d in digits if d["needs_review"]}
     right, doubted = [], []
-    for (name, page), got in found.items():  # each page's lines, top to bottom
+    for (name, page), found in lines_by_page(rows).items():
         want = truth.get((name, page), [])
-        lines = sorted(ln["line"] for r in rows if r["file"] == name
-                       for ln in r["lines"] or [] if ln["page"] == page)  # fmt: skip
-        for at, (line, text) in enumerate(zip(lines, got, strict=True)):
-            right.append(len(want) == len(got) and want[at] == text)
-            doubted.append((name, page, line) in doubted_lines or not text)
+        for at, line in enumerate(sorted(found)):  # top to bottom, as the truth is
+            right.append(len(want) == len(found) and want[at] == found[line])
+            doubted.append((name, page, line) in doubted_lines or not found[line])
     return review(right, doubted)
 
 

@@ -49,12 +49,18 @@ def read_truth(path: Path | str) -> dict[Page, list[str]]:
     return {page: [lines[k] for k in sorted(lines)] for page, lines in pages.items()}
 
 
-def read_lines(ledger_rows: list[dict[str, Any]]) -> dict[Page, list[str]]:
-    """The per-file ledger rows (``files.parquet``) as {(file, page): [line digits, …]}."""
+def lines_by_page(ledger_rows: list[dict[str, Any]]) -> dict[Page, dict[int, str]]:
+    """The per-file ledger rows (``files.parquet``) as {(file, page): {line: digits}}."""
     pages: dict[Page, dict[int, str]] = {}
     for row in ledger_rows:
         for line in row["lines"] or []:
             pages.setdefault((row["file"], line["page"]), {})[line["line"]] = line["digits"]
+    return pages
+
+
+def read_lines(ledger_rows: list[dict[str, Any]]) -> dict[Page, list[str]]:
+    """The per-file ledger rows as {(file, page): [line digits, …]}, top to bottom."""
+    pages = lines_by_page(ledger_rows)
     return {page: [lines[k] for k in sorted(lines)] for page, lines in pages.items()}
 
 
