@@ -99,9 +99,9 @@ READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000, "str
 # The reader champion fine-tuned on corrections (``digitflow.corrections.adapt``): short
 # epochs at a low peak rate, half of each batch corrected lines and the rest generated,
 # the batch normalisation frozen. Half corrected reads more of the user's fields than a
-# quarter, and 24 epochs, not 12, keep it within the gate's margin on MNIST's guard
-# strings: measured against other shares, rates and lengths on real check amounts in the
-# README's section on review and corrections.
+# quarter; at 12 epochs it fell just outside the gate's margin on MNIST's guard strings,
+# at 24 just inside: measured against other shares, rates and lengths on real check
+# amounts in the README's section on review and corrections.
 ADAPT_RECIPE = Recipe(epochs=24, batch_size=32, learning_rate=3e-4, lr_schedule="cosine")
 ADAPT_STEPS = 100  # batches an epoch
 ADAPT_SHARE = 0.5  # of each batch: corrected lines
