@@ -29,17 +29,18 @@ class TcpProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
-    def down(self) -> None:
-        """Stop listening and cut every open connection."""
+    def down(self, keep: tuple[socket.socket, ...] = ()) -> None:
+        """Stop listening and cut every open connection but those in ``keep``."""
         with self._lock:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
+                if conn not in keep:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
+            self._conns = [conn for conn in self._conns if conn in keep]
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -59,7 +60,9 @@ class TcpProxy:
 
     def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
         """Called with each chunk before it goes through: a proxy that looks for a cue in
-        a request overrides it (after the request is sent, its answer may come first)."""
+        a request overrides it (after the request is sent, its answer may come first), and
+        one that cuts on a cue in an answer (after the answer is sent, the client's next
+        request may come first). Raising ``OSError`` drops the chunk and the connection."""
 
     def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
         """Called after each chunk goes through: a proxy that cuts on a cue overrides it."""

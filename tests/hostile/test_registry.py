@@ -8,6 +8,7 @@ half-done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -142,37 +143,46 @@ FINAL_ANSWER = re.compile(rb"HTTP/1\.[01] [2-5]\d\d ")
 
 
 class CutAfterPointer(TcpProxy):
-    """A proxy that cuts the network right after the champion pointer's write is answered,
-    and restores it ``outage_s`` later."""
+    """A proxy that cuts the network as the champion pointer's write is answered: the
+    answer goes through, nothing after it does, until ``outage_s`` later."""
 
     def __init__(self, target_port: int, outage_s: float) -> None:
         super().__init__(target_port)
         self.outage_s = outage_s
-        self.armed: set[socket.socket] = set()  # client connections that wrote the pointer
+        self.armed: set[socket.socket] = set()  # server ends of the pointer's writes
         self.tails: dict[socket.socket, bytes] = {}  # the last bytes each client sent
-        self.cut = threading.Event()
+        self.cut = threading.Event()  # the outage began (once)
+        self.outage = threading.Event()  # the network is down now
 
     def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
-        if sink.getpeername()[1] != self.target_port:
-            return
-        # A request line may come in two reads: look at it with the end of the one before.
-        seen = self.tails.get(source, b"") + data
-        self.tails[source] = seen[-512:]
-        if POINTER_WRITE.search(seen):
-            self.armed.add(source)
-
-    def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
-        if sink.getpeername()[1] == self.target_port:
+        if sink.getpeername()[1] == self.target_port:  # a request
+            if self.outage.is_set():  # on the pointer's connection, once its answer went
+                raise ConnectionAbortedError("the network is down")
+            # A request line may come in two reads: look at it with the end of the one before.
+            seen = self.tails.get(source, b"") + data
+            self.tails[source] = seen[-512:]
+            if POINTER_WRITE.search(seen):
+                self.armed.add(sink)
             return
         # The final answer, though a "100 Continue" may come in the same read before it.
+        # The outage starts before it goes through: the client's next request, sent as
+        # soon as the answer reaches it, cannot overtake the cut.
         answered = FINAL_ANSWER.search(data) is not None
-        if answered and sink in self.armed and not self.cut.is_set():
-            self.cut.set()  # the pointer's answer went through: the network goes
-            threading.Thread(target=self._outage, daemon=True).start()
+        if answered and source in self.armed and not self.cut.is_set():
+            self.cut.set()
+            self.outage.set()
+            self.down(keep=(source, sink))
+            threading.Thread(target=self._restore, daemon=True).start()
 
-    def _outage(self) -> None:
-        self.down()
+    def passed(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        if self.outage.is_set() and source in self.armed:  # the answer went: cut it too
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def _restore(self) -> None:
         time.sleep(self.outage_s)
+        self.outage.clear()
         self.up()
 
 
