@@ -5,6 +5,11 @@ An import is checked whole before anything is saved: a row that names no line of
 batch, or digits that are not digits, stops it with the row's number, and nothing of the
 file is saved. A line that was not sent to review is read again from the batch's input,
 exactly as scoring read it, so any line of the batch can be corrected.
+
+A file name is written as text a spreadsheet will not run: the scanned folder's names are
+anyone's to choose, and one that starts like a formula (``=``, ``+``, ``-``, ``@``) would
+be one when the CSV is opened. Such a name is written after a ``'`` (shown as text), and
+an import takes it off again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ COLUMNS = ["file", "page", "line", "digits"]
 NOT_DIGITS = "-"  # in the digits column: the line holds no digits at all
 MAX_ROWS = 1_000_000
 MAX_BYTES = 64 << 20  # far more than a million rows of file,page,line,digits need
+# How a cell starts that a spreadsheet reads as a formula; and the quote that marks one as
+# text, escaped too, so that every name reads back as it was written.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 class ImportSummary(BaseModel):
@@ -43,6 +51,16 @@ class ImportSummary(BaseModel):
     corrections_uri: str
 
 
+def as_text(name: str) -> str:
+    """A file name as a CSV cell that no spreadsheet runs as a formula."""
+    return "'" + name if name.startswith(_FORMULA) else name
+
+
+def from_text(cell: str) -> str:
+    """The file name a cell holds, written by ``as_text`` or as it is."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA) else cell
+
+
 def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
     """Write the batch's review items (largest doubt first) as ``file,page,line,digits``,
     the digits being what was read, or the correction already saved; the rows written."""
@@ -54,7 +72,7 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
     for item in found:
         done = saved.get(item.id)
         digits = item.read if done is None else (NOT_DIGITS if done.not_digits else done.digits)
-        writer.writerow([item.file, item.page, item.line, digits])
+        writer.writerow([as_text(item.file), item.page, item.line, digits])
     path.write_text(buffer.getvalue())
     return len(found)
 
@@ -85,7 +103,7 @@ def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
         digits = (row["digits"] or "").strip()
         if digits != NOT_DIGITS:
             digits = record.check_digits(digits, "line", where)
-        rows.append((number, row["file"] or "", page, line, digits))
+        rows.append((number, from_text(row["file"] or ""), page, line, digits))
     return rows
 
 

@@ -16,6 +16,8 @@ from digitflow.samples import load_mnist
 from tests.conftest import clone_store
 
 FIELDS = 16
+# Names anyone may give a scan: a spreadsheet would run the first two as formulas.
+NAMES = {0: "=1+2 field_00.jpg", 1: "@field_01.jpg", 2: "'field_02.jpg"}
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ def write_fields(mnist_dir: Path, folder: Path, count: int, seed: int) -> dict[s
     truth = {}
     for k in range(count):
         grey, text = synth.make_field(digits, digits.by_label(), rng)
-        cv2.imwrite(str(folder / f"field_{k:02d}.jpg"), grey)
-        truth[f"field_{k:02d}.jpg"] = text
+        name = NAMES.get(k, f"field_{k:02d}.jpg")
+        cv2.imwrite(str(folder / name), grey)
+        truth[name] = text
     return truth
 
 

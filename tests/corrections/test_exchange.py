@@ -12,7 +12,7 @@ from digitflow.corrections import dataset, exchange, items, record
 from digitflow.errors import NotFoundError, SourceError
 from digitflow.scoring import commits
 from digitflow.storage import open_store
-from tests.corrections.conftest import ReviewBatch
+from tests.corrections.conftest import NAMES, ReviewBatch
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,32 @@ def test_the_truth_imported_is_saved_for_every_line_and_exported_back(
     assert {c.by for c in saved.values()} == {"team"}
     out = tmp_path / "out.csv"
     written = exchange.export_csv(store, review_batch.batch_id, out)
-    exported = {r["file"]: r["digits"] for r in csv.DictReader(out.open())}
+    exported = {exchange.from_text(r["file"]): r["digits"] for r in csv.DictReader(out.open())}
     assert written == len(items.review_items(store, review_batch.batch_id))
     assert all(review_batch.truth[f] == d for f, d in exported.items())
+
+
+def test_a_file_named_like_a_formula_is_exported_as_text_and_imported_back(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    lines = _lines(review_batch)
+    out = tmp_path / "out.csv"
+    everything = [[exchange.as_text(f), p, ln, review_batch.truth[f]] for f, p, ln in lines]
+    exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "in.csv", everything))
+    exchange.export_csv(store, review_batch.batch_id, out)
+    cells = [row[0] for row in list(csv.reader(out.open()))[1:]]
+    assert cells and not [c for c in cells if c.startswith(("=", "+", "-", "@"))]
+    named = set(NAMES.values()) & {i.file for i in items.review_items(store, review_batch.batch_id)}
+    assert named, "no field named like a formula went to review: the export would not show it"
+    assert {exchange.as_text(n) for n in named} <= set(cells)
+    escaped = ["'=1+2 field_00.jpg", "'@field_01.jpg", "''field_02.jpg"]
+    assert [exchange.as_text(n) for n in NAMES.values()] == escaped
+    # As a spreadsheet saves a cell it showed as text: the names as they are.
+    plain = [[f, p, ln, review_batch.truth[f]] for f, p, ln in lines]
+    exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "plain.csv", plain))
+    saved = {c.file: c.digits for c in record.read_all(store, review_batch.batch_id)}
+    assert saved == review_batch.truth  # both imports: every name read back as it is
 
 
 def test_a_line_not_sent_to_review_is_read_again_from_the_input(
@@ -148,6 +171,8 @@ def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path
     ledger = commits.read_ledger(open_store(review_batch.store), review_batch.batch_id)
     read = {(r["file"], str(ln["page"]), str(ln["line"])): ln["digits"]
             for r in ledger.to_pylist() for ln in r["lines"]}  # fmt: skip
+    for row in rows:
+        row["file"] = exchange.from_text(row["file"])
     assert rows and all(r["digits"] == read[r["file"], r["page"], r["line"]] for r in rows)
     for row in rows:
         row["digits"] = review_batch.truth[row["file"]]
