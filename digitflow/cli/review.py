@@ -121,17 +121,18 @@ def open_page(
     import uvicorn
 
     from digitflow.corrections import record
-    from digitflow.corrections.web import create_app
+    from digitflow.corrections.web import LOOPBACK, create_app
 
     uri = settings(store).store
     s = open_store(uri)
     batch_id = batch or _newest(s)
-    page = create_app(uri, batch_id, _os_user() if by is None else by)
+    local = host in LOOPBACK
+    page = create_app(uri, batch_id, _os_user() if by is None else by, loopback_only=local)
     count = len(page.state.items)
     sock = _listen(host, port)
     url = _url(sock)
     print(f"Review {count} items of batch {batch_id} at {url} — Ctrl+C to stop", flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if not local:
         Console(stderr=True).print(
             f"[yellow]note:[/] listening on {host}: anyone who reaches it can save corrections",
             highlight=False,

@@ -3,6 +3,11 @@ first, each corrected by keyboard and saved the moment Enter is pressed.
 
 ``digitflow review`` serves it. The items are those of the page's start; what is saved
 is read from the store on each ``/api/items``, so a reload shows every saved answer.
+
+Served on this machine only (the default), it answers only requests addressed to a
+loopback name. A site open in the reviewer's browser could otherwise point a name of its
+own at 127.0.0.1 (DNS rebinding) and, being then the page's own origin to the browser,
+read the items and save answers that the next adapted model would learn.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SEND = 'send {"digits": "123"} or {"not_digits": true} as application/json'
 MAX_BODY = 4096  # an answer is a few dozen bytes
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def item_json(item: ReviewItem, saved: record.Correction | None) -> dict[str, Any]:
@@ -58,15 +66,40 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8000`` gives ``::1``."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.partition(":")[0] if header.count(":") == 1 else header
+
+
+class LoopbackOnly:
+    """Refuses (403) every request whose Host header is not a loopback name."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(header).lower() not in LOOPBACK:
+                refused = _error(403, f"this page answers at 127.0.0.1 or localhost only, "
+                                      f"not at {header[:80]!r}")  # fmt: skip
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _save(store: ObjectStore, item: ReviewItem, digits: str | None, by: str) -> dict[str, Any]:
     saved = record.save(store, item, items.crop_pixels(store, item), digits, by=by)
     log.info("%s of batch %s: %s", item.id, item.batch_id, digits if digits else "not digits")
     return saved.model_dump(mode="json")
 
 
-def create_app(store_uri: str, batch_id: str, by: str) -> Starlette:
+def create_app(store_uri: str, batch_id: str, by: str, loopback_only: bool = True) -> Starlette:
     """The review page of ``batch_id`` in the store at ``store_uri``, saving as ``by``;
-    its items (loaded here, once) are in ``app.state.items``."""
+    its items (loaded here, once) are in ``app.state.items``. With ``loopback_only``, it
+    answers requests addressed to this machine's loopback names only."""
     store = open_store(store_uri)
     found = items.review_items(store, batch_id)
     by_id = {item.id: item for item in found}
@@ -123,7 +156,8 @@ def create_app(store_uri: str, batch_id: str, by: str) -> Starlette:
             Route("/api/items", listing),
             Route("/crop/{item_id}", crop),
             Route("/api/corrections/{item_id}", correct, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(LoopbackOnly)] if loopback_only else [],
     )
     app.state.items = found
     return app

@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from digitflow.corrections import items, record
+from digitflow.corrections.web import host_name
 from digitflow.storage import open_store
 from tests.conftest import SCREENSHOTS, free_port
 from tests.corrections.conftest import ReviewBatch
@@ -69,17 +70,21 @@ class Review:
             self.proc.communicate(timeout=30)
 
 
-def get(url: str) -> tuple[int, bytes]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=30) as response:  # fmt: skip
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
+def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+        url,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", **(headers or {})},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -130,6 +135,14 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         status, _ = post(f"{page.url}api/corrections/{second.id}", {"not_digits": True})
         assert status == 200
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
+
+        # A site that points a name of its own at 127.0.0.1 (DNS rebinding) is refused.
+        rebound = {"Host": f"digits.example:{port}"}
+        status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, rebound)
+        assert status == 403 and "127.0.0.1 or localhost only" in error["error"]
+        assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
+        assert get(page.url + "api/items", rebound)[0] == 403
+        assert get(page.url, {"Host": f"localhost:{port}"})[0] == 200
 
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "1" * 5000})
         assert status == 413 and "at most 4096 bytes" in error["error"]
@@ -289,3 +302,12 @@ def test_review_without_a_batch_to_review_is_a_one_line_error(tmp_path: Path) ->
             assert proc.stderr.startswith(f"error: no scoring batch 'no-such-batch' in {empty}")
         else:
             assert proc.stderr.startswith(f"error: no scoring batch in {empty} has anything")
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [("127.0.0.1:8000", "127.0.0.1"), ("[::1]:8000", "::1"), ("::1", "::1"),
+     ("localhost", "localhost"), ("digits.example:80", "digits.example")],
+)  # fmt: skip
+def test_the_name_a_host_header_gives(header: str, name: str) -> None:
+    assert host_name(header) == name
