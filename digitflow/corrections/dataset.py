@@ -5,7 +5,8 @@ a deterministic held-out part.
 version is a hash of the content (each correction's id, answer and pixels), so the same
 corrections always make the same version and building it again rewrites nothing. Which
 part a correction is in depends on its id alone: it stays there as corrections grow, and
-a model is never gated on a correction it was tuned on.
+a model is never gated on a correction it was tuned on. The manifest holds each part's
+SHA-256, and a part that does not match it is refused when read, as for MNIST.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from digitflow.corrections import record
-from digitflow.errors import NotFoundError
+from digitflow.errors import NotFoundError, SourceError
 from digitflow.reader.field import Field
 from digitflow.reader.strings import LabelledFields
 from digitflow.scoring.results import parquet_bytes
@@ -112,12 +113,14 @@ def build(store: ObjectStore) -> CorrectionsVersion | None:
     parts = {name: [r for r in rows if part_of(r["id"]) == name] for name in PARTS}
     manifest_key = key(version, "manifest.json")
     if not store.exists(manifest_key):
+        written = {}
         for name in PARTS:
-            table = pa.Table.from_pylist(parts[name], schema=SCHEMA)
-            store.write_bytes(key(version, f"{name}.parquet"), parquet_bytes(table))
+            data = parquet_bytes(pa.Table.from_pylist(parts[name], schema=SCHEMA))
+            store.write_bytes(key(version, f"{name}.parquet"), data)
+            written[name] = {"rows": len(parts[name]), "sha256": hashlib.sha256(data).hexdigest()}
         manifest = {
             "format": FORMAT, "version": version, "created_at": datetime.now(UTC).isoformat(),
-            "counts": {name: len(parts[name]) for name in PARTS},
+            "counts": {name: len(parts[name]) for name in PARTS}, "parts": written,
             "batches": sorted({r["batch_id"] for r in rows}),
             "heldout": f"sha256(id) % {HELDOUT_EVERY} == 0",
         }  # fmt: skip
@@ -130,14 +133,28 @@ def build(store: ObjectStore) -> CorrectionsVersion | None:
 
 
 def read_part(store: ObjectStore, version: str, name: str) -> CorrectedLines:
-    """One part (``train`` or ``heldout``) of a version."""
-    if not store.exists(key(version, "manifest.json")):
+    """One part (``train`` or ``heldout``) of a version, checked against its manifest
+    (a version written before the manifest held checksums is read unchecked)."""
+    try:
+        manifest = json.loads(store.read_bytes(key(version, "manifest.json")))
+    except NotFoundError:
         raise NotFoundError(
             f"no corrections dataset {version} in {store.uri} (no manifest): build it "
             "again with `digitflow retrain --adapt`"
-        )
-    table = pq.read_table(pa.BufferReader(store.read_bytes(key(version, f"{name}.parquet"))))
-    rows = table.select(["id", "digits", "height", "width", "image"]).to_pylist()
-    images = [np.frombuffer(r["image"], np.uint8).reshape(r["height"], r["width"])
-              for r in rows]  # fmt: skip
+        ) from None
+    except ValueError as exc:
+        where = store.uri_of(key(version, "manifest.json"))
+        raise SourceError(f"{where}: not a manifest ({exc})") from exc
+    data = store.read_bytes(key(version, f"{name}.parquet"))
+    where = store.uri_of(key(version, f"{name}.parquet"))
+    expected = manifest.get("parts", {}).get(name, {}).get("sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise SourceError(f"{where}: checksum does not match the manifest (corrupted?)")
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        rows = table.select(["id", "digits", "height", "width", "image"]).to_pylist()
+        images = [np.frombuffer(r["image"], np.uint8).reshape(r["height"], r["width"])
+                  for r in rows]  # fmt: skip
+    except (pa.ArrowException, KeyError, ValueError) as exc:
+        raise SourceError(f"{where}: not a corrections part ({exc})") from exc
     return CorrectedLines([r["id"] for r in rows], images, [r["digits"] for r in rows])

@@ -150,7 +150,18 @@ def test_the_dataset_is_content_addressed_with_a_stable_held_out_part(
     assert second is not None and second.version != first.version
     again = dataset.read_part(store, second.version, "heldout")
     assert set(heldout.ids) <= set(again.ids)  # held out once, held out for good
-    store.delete(dataset.key(second.version, "manifest.json"))
+    part = dataset.key(second.version, "train.parquet")
+    intact, ids = store.read_bytes(part), dataset.read_part(store, second.version, "train").ids
+    store.write_bytes(part, intact[:-100] + bytes(100))  # the footer lost
+    with pytest.raises(SourceError, match="train.parquet: checksum does not match"):
+        dataset.read_part(store, second.version, "train")
+    store.write_bytes(part, intact)
+    assert dataset.read_part(store, second.version, "train").ids == ids
+    manifest = dataset.key(second.version, "manifest.json")
+    store.write_bytes(manifest, b'{"format": "dig')  # cut short
+    with pytest.raises(SourceError, match="manifest.json: not a manifest"):
+        dataset.read_part(store, second.version, "train")
+    store.delete(manifest)
     with pytest.raises(NotFoundError, match="no manifest"):
         dataset.read_part(store, second.version, "train")
 
