@@ -91,20 +91,27 @@ def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
     if missing:
         raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
                           f"{','.join(COLUMNS)}")  # fmt: skip
-    rows = []
-    for number, row in enumerate(reader, start=2):
-        if number > MAX_ROWS:
-            raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
-        where = f"{path} row {number}"
-        try:
-            page, line = int(row["page"]), int(row["line"])
-        except (TypeError, ValueError) as exc:
-            raise SourceError(f"{where}: page and line must be whole numbers") from exc
-        digits = (row["digits"] or "").strip()
-        if digits != NOT_DIGITS:
-            digits = record.check_digits(digits, "line", where)
-        rows.append((number, from_text(row["file"] or ""), page, line, digits))
+    rows: list[tuple[int, str, int, int, str]] = []
+    try:
+        for number, row in enumerate(reader, start=2):
+            rows.append(_row(path, number, row))
+    except csv.Error as exc:  # a cell over the csv module's limit, say
+        raise SourceError(f"{path} row {len(rows) + 2}: not CSV ({exc})") from exc
     return rows
+
+
+def _row(path: Path, number: int, row: dict[str, str]) -> tuple[int, str, int, int, str]:
+    if number > MAX_ROWS:
+        raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
+    where = f"{path} row {number}"
+    try:
+        page, line = int(row["page"]), int(row["line"])
+    except (TypeError, ValueError) as exc:
+        raise SourceError(f"{where}: page and line must be whole numbers") from exc
+    digits = (row["digits"] or "").strip()
+    if digits != NOT_DIGITS:
+        digits = record.check_digits(digits, "line", where)
+    return number, from_text(row["file"] or ""), page, line, digits
 
 
 def _lines_of(store: ObjectStore, batch_id: str, name: str) -> dict[tuple[int, int], np.ndarray]:

@@ -93,6 +93,7 @@ def test_a_line_not_sent_to_review_is_read_again_from_the_input(
         (["{file}", "x", 0, "12"], "whole numbers"),
         (["{file}", 0, 0, "12a"], "not digits"),
         (["{file}", 0, 0, ""], "no digits given"),
+        (["x" * 200_000, 0, 0, "12"], "not CSV .field larger than field limit"),
     ],
 )
 def test_a_bad_row_stops_the_import_with_its_number_and_saves_nothing(
