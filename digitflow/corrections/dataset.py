@@ -113,14 +113,14 @@ def build(store: ObjectStore) -> CorrectionsVersion | None:
     parts = {name: [r for r in rows if part_of(r["id"]) == name] for name in PARTS}
     manifest_key = key(version, "manifest.json")
     if not store.exists(manifest_key):
-        written = {}
+        sha256 = {}
         for name in PARTS:
             data = parquet_bytes(pa.Table.from_pylist(parts[name], schema=SCHEMA))
             store.write_bytes(key(version, f"{name}.parquet"), data)
-            written[name] = {"rows": len(parts[name]), "sha256": hashlib.sha256(data).hexdigest()}
+            sha256[name] = hashlib.sha256(data).hexdigest()
         manifest = {
             "format": FORMAT, "version": version, "created_at": datetime.now(UTC).isoformat(),
-            "counts": {name: len(parts[name]) for name in PARTS}, "parts": written,
+            "counts": {name: len(parts[name]) for name in PARTS}, "sha256": sha256,
             "batches": sorted({r["batch_id"] for r in rows}),
             "heldout": f"sha256(id) % {HELDOUT_EVERY} == 0",
         }  # fmt: skip
@@ -147,7 +147,7 @@ def read_part(store: ObjectStore, version: str, name: str) -> CorrectedLines:
         raise SourceError(f"{where}: not a manifest ({exc})") from exc
     data = store.read_bytes(key(version, f"{name}.parquet"))
     where = store.uri_of(key(version, f"{name}.parquet"))
-    expected = manifest.get("parts", {}).get(name, {}).get("sha256")
+    expected = manifest.get("sha256", {}).get(name)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise SourceError(f"{where}: checksum does not match the manifest (corrupted?)")
     try:

@@ -101,6 +101,7 @@ def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
 
 
 def _row(path: Path, number: int, row: dict[str, str]) -> tuple[int, str, int, int, str]:
+    """Row ``number`` of the file, checked."""
     if number > MAX_ROWS:
         raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
     where = f"{path} row {number}"
