@@ -2,9 +2,10 @@
 correct elsewhere: a spreadsheet, another review tool, labels they already have.
 
 An import is checked whole before anything is saved: a row that names no line of the
-batch, or digits that are not digits, stops it with the row's number, and nothing of the
-file is saved. A line that was not sent to review is read again from the batch's input,
-exactly as scoring read it, so any line of the batch can be corrected.
+batch, digits that are not digits, or a line given two different answers, stops it with
+the row's number, and nothing of the file is saved. A line that was not sent to review is
+read again from the batch's input, exactly as scoring read it, so any line of the batch
+can be corrected.
 
 A file name is written as text a spreadsheet will not run: the scanned folder's names are
 anyone's to choose, and one that starts like a formula (``=``, ``+``, ``-``, ``@``) would
@@ -136,6 +137,7 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
              for ln in r["lines"] or []}  # fmt: skip
     again: dict[str, dict[tuple[int, int], np.ndarray]] = {}
     todo: list[tuple[ReviewItem, np.ndarray, str]] = []
+    first: dict[tuple[str, int, int], tuple[int, str]] = {}
     for number, name, page, line, digits in rows:
         where = (name, page, line)
         if where not in lines:
@@ -143,6 +145,14 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
                 f"{path} row {number}: batch {batch_id} has no line {line} on page {page} of "
                 f"{name!r}; nothing was imported"
             )
+        before, answer = first.setdefault(where, (number, digits))
+        if answer != digits:
+            raise SourceError(
+                f"{path} row {number}: line {line} on page {page} of {name!r} is corrected "
+                f"on row {before} too, otherwise; nothing was imported"
+            )
+        if before != number:
+            continue  # the same answer twice
         if where in review:
             item = review[where]
             pixels = items.crop_pixels(store, item)

@@ -110,6 +110,23 @@ def test_a_bad_row_stops_the_import_with_its_number_and_saves_nothing(
     assert record.read_all(store) == []
 
 
+def test_a_line_given_two_answers_stops_the_import_and_the_same_answer_twice_is_one(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    file, page, line = _lines(review_batch)[0]
+    truth = review_batch.truth[file]
+    other = "1" if truth != "1" else "2"
+    rows = [[file, page, line, truth], [file, page, line, truth], [file, page, line, other]]
+    with pytest.raises(SourceError, match="row 4: line .* is corrected on row 2 too, otherwise"):
+        exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "two.csv", rows))
+    assert record.read_all(store) == []
+    summary = exchange.import_csv(store, review_batch.batch_id,
+                                  _write(tmp_path / "same.csv", rows[:2]))  # fmt: skip
+    assert (summary.rows, summary.saved) == (2, 1)
+    assert [c.digits for c in record.read_all(store)] == [truth]
+
+
 def test_a_huge_file_is_refused_before_it_is_read(
     review_batch: ReviewBatch, tmp_path: Path
 ) -> None:
