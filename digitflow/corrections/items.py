@@ -148,15 +148,26 @@ def _read_as_nothing(store: ObjectStore, batch_id: str, ledger: pa.Table) -> lis
     return items
 
 
+def read_png(store: ObjectStore, key: str, remedy: str) -> np.ndarray:
+    """A crop stored as PNG, greyscale uint8; one cut short or not a PNG is an error that
+    names it and says ``remedy``."""
+    data = store.read_bytes(key)
+    try:
+        return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    except (OSError, ValueError) as exc:  # PIL's errors for a file cut short or not a PNG
+        raise SourceError(
+            f"{store.uri_of(key)} is not a crop ({exc.__class__.__name__}): {remedy}"
+        ) from exc
+
+
 def crop_pixels(store: ObjectStore, item: ReviewItem) -> np.ndarray:
     """The crop an item was read on, as the model saw it: uint8, ink bright on black."""
     try:
-        data = store.read_bytes(item.crop_key)
+        shown = read_png(store, item.crop_key, "score the batch again to write it")
     except NotFoundError as exc:
         raise SourceError(
             f"the review crop of {item.file} page {item.page} line {item.line} is gone "
             f"({store.uri_of(item.crop_key)}): score the batch again to write it"
         ) from exc
-    shown = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
     scale = results.review_scale(28 if item.kind == "digit" else field.HEIGHT)
     return 255 - shown[::scale, ::scale]

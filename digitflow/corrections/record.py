@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, field_validator
 
-from digitflow.corrections.items import ReviewItem
+from digitflow.corrections.items import ReviewItem, read_png
 from digitflow.errors import SourceError
 from digitflow.storage import ObjectStore
 
@@ -111,5 +111,5 @@ def read_all(store: ObjectStore, batch_id: str | None = None) -> list[Correction
 
 def crop(store: ObjectStore, correction: Correction) -> np.ndarray:
     """The crop a correction was given on (uint8, ink bright on black)."""
-    data = store.read_bytes(key(correction.batch_id, correction.item, "png"))
-    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    where = key(correction.batch_id, correction.item, "png")
+    return read_png(store, where, "save that item again")

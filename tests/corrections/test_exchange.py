@@ -182,6 +182,10 @@ def test_the_dataset_is_content_addressed_with_a_stable_held_out_part(
     store.delete(manifest)
     with pytest.raises(NotFoundError, match="no manifest"):
         dataset.read_part(store, second.version, "train")
+    [png, *_] = [k for k in store.list(f"{record.PREFIX}/") if k.endswith(".png")]
+    store.write_bytes(png, store.read_bytes(png)[:40])  # a crop cut short
+    with pytest.raises(SourceError, match=f"{png} is not a crop"):
+        dataset.build(store)
 
 
 def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path: Path) -> None:

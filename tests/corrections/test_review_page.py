@@ -144,6 +144,12 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         assert get(page.url + "api/items", rebound)[0] == 403
         assert get(page.url, {"Host": f"localhost:{port}"})[0] == 200
 
+        third = found[2]
+        store.write_bytes(third.crop_key, store.read_bytes(third.crop_key)[:40])  # cut short
+        status, error = post(f"{page.url}api/corrections/{third.id}", {"digits": "1"})
+        assert status == 400 and "is not a crop" in error["error"], error
+        assert third.id not in saved(review_batch.store, review_batch.batch_id)
+
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "1" * 5000})
         assert status == 413 and "at most 4096 bytes" in error["error"]
 
