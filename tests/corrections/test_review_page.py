@@ -136,6 +136,12 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         assert status == 200
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
 
+        # A form on another site can post text/plain to the page, but not JSON: refused.
+        plain = {"Content-Type": "text/plain"}
+        status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, plain)
+        assert status == 415 and "not JSON" in error["error"]
+        assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
+
         # A site that points a name of its own at 127.0.0.1 (DNS rebinding) is refused.
         rebound = {"Host": f"digits.example:{port}"}
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, rebound)
