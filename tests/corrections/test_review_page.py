@@ -7,6 +7,7 @@ tests/test_ui.py; the screenshot is copied to out/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
@@ -140,6 +141,15 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         plain = {"Content-Type": "text/plain"}
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, plain)
         assert status == 415 and "not JSON" in error["error"]
+        assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
+
+        # A body sent in chunks, with no length said first, is not read.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", f"/api/corrections/{second.id}", body=iter([b'{"digits": "7"}']),
+                     headers={"Content-Type": "application/json"}, encode_chunked=True)  # fmt: skip
+        answered = conn.getresponse()
+        assert answered.status == 413 and b"with its length" in answered.read()
+        conn.close()
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
 
         # A site that points a name of its own at 127.0.0.1 (DNS rebinding) is refused.
