@@ -74,7 +74,9 @@ def host_name(header: str) -> str:
 
 
 class LoopbackOnly:
-    """Refuses (403) every request whose Host header is not a loopback name."""
+    """Refuses (403) every request whose Host header is not a loopback name, saying which
+    names it answers at. (Starlette's ``TrustedHostMiddleware`` answers only "Invalid host
+    header", and its older versions cut ``[::1]:8000`` at the first colon.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
