@@ -5,7 +5,8 @@ An import is checked whole before anything is saved: a row that names no line of
 batch, digits that are not digits, or a line given two different answers, stops it with
 the row's number, and nothing of the file is saved. A line that was not sent to review is
 read again from the batch's input, exactly as scoring read it, so any line of the batch
-can be corrected.
+can be corrected; a file that is no longer the one the batch read (its SHA-256, kept in
+``files.parquet``, differs) stops the import, since its lines are not those that were read.
 
 A file name is written as text a spreadsheet will not run: the scanned folder's names are
 anyone's to choose, and one that starts like a formula (``=``, ``+``, ``-``, ``@``) would
@@ -16,6 +17,7 @@ an import takes it off again.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from pathlib import Path
 
@@ -116,12 +118,23 @@ def _row(path: Path, number: int, row: dict[str, str]) -> tuple[int, str, int, i
     return number, from_text(row["file"] or ""), page, line, digits
 
 
-def _lines_of(store: ObjectStore, batch_id: str, name: str) -> dict[tuple[int, int], np.ndarray]:
-    """Every line scoring found in one file of the batch, read again from its input."""
+def _lines_of(
+    store: ObjectStore, batch_id: str, name: str, sha256: str | None
+) -> dict[tuple[int, int], np.ndarray]:
+    """Every line scoring found in one file of the batch, read again from its input, which
+    must be the bytes the batch read (``sha256``; None: a batch that did not keep it)."""
     batch = BatchRecord.model_validate_json(
         store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
     )
-    found = extract(read_input(batch.input, name), name, Reading("line", batch.layout))
+    data = read_input(batch.input, name)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise SourceError(
+            f"{name} in {batch.input} is not the file batch {batch_id} read: it was replaced "
+            "or changed since, so its lines are not the lines that were read. Correct it in a "
+            "batch that reads it as it is now (score it again under another --batch-id); "
+            "nothing was imported"
+        )
+    found = extract(data, name, Reading("line", batch.layout))
     if found.error:
         raise SourceError(f"{name} cannot be read again from {batch.input}: {found.error}")
     return {(page, line.line): line.pixels for page, line in found.lines}
@@ -132,7 +145,8 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
     rows = _rows(path)
     review = {(i.file, i.page, i.line): i for i in items.review_items(store, batch_id)
               if i.kind == "line"}  # fmt: skip
-    ledger = commits.read_ledger(store, batch_id).select(["file", "lines"]).to_pylist()
+    ledger = commits.read_ledger(store, batch_id).select(["file", "lines", "sha256"]).to_pylist()
+    read_as = {r["file"]: r["sha256"] for r in ledger}
     lines = {(r["file"], ln["page"], ln["line"]): ln["digits"] for r in ledger
              for ln in r["lines"] or []}  # fmt: skip
     again: dict[str, dict[tuple[int, int], np.ndarray]] = {}
@@ -158,7 +172,7 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
             pixels = items.crop_pixels(store, item)
         else:
             if name not in again:
-                again[name] = _lines_of(store, batch_id, name)
+                again[name] = _lines_of(store, batch_id, name, read_as[name])
             item = ReviewItem(id=items.item_id(name, page, line), batch_id=batch_id, file=name,
                               page=page, line=line, position=None, read=lines[where],
                               runner_up=lines[where], doubt=0.0, crop_key="")  # fmt: skip

@@ -49,6 +49,9 @@ class FileDigits:
     lines: list[tuple[int, LineImage]] = field(default_factory=list)  # (page, line)
     page_errors: list[str] = field(default_factory=list)
     error: str | None = None  # the whole file is unusable
+    # The bytes that were read, as read: their length and SHA-256 (None where none were).
+    size: int | None = None
+    sha256: str | None = None
 
     @property
     def status(self) -> str:

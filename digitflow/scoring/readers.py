@@ -20,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import hashlib
 import logging
 import multiprocessing as mp
 import os
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
 from digitflow.errors import ReaderStartError, SourceError
@@ -279,10 +281,15 @@ def read_files(
     """
     readers = reader_count(configured)
     pending: list[FileDigits | Future[FileDigits]] = []
+    read: list[tuple[int, str] | None] = []
     for name in names:
         data = _read(input_root, name, follow_outside_links)
         if isinstance(data, FileDigits):
             pending.append(data)
+            read.append(None)
         else:
-            pending.append(_submit(name, data, readers, reading))
-    return [item if isinstance(item, FileDigits) else item.result() for item in pending]
+            pending.append(_submit(name, data, readers, reading))  # hashed while it is read
+            read.append((len(data), hashlib.sha256(data).hexdigest()))
+    files = [item if isinstance(item, FileDigits) else item.result() for item in pending]
+    return [f if r is None else replace(f, size=r[0], sha256=r[1])
+            for f, r in zip(files, read, strict=True)]  # fmt: skip

@@ -35,6 +35,9 @@ LEDGER_SCHEMA = pa.schema([
     ("file", pa.string()), ("status", pa.string()), ("pages", pa.int32()),
     ("digits", pa.int32()), ("needs_review", pa.int32()), ("lines", LINES),
     ("error", pa.string()), ("model_version", pa.string()),
+    # The input's bytes as the batch read them (null where they could not be read, and in
+    # batches written before they were kept): what a correction read again checks against.
+    ("size", pa.int64()), ("sha256", pa.string()),
 ])  # fmt: skip
 DIGITS_SCHEMA = pa.schema([
     ("file", pa.string()), ("page", pa.int32()), ("line", pa.int32()),
@@ -175,6 +178,7 @@ def ledger_rows(
             "needs_review": sum(r["needs_review"] for r in rows),
             "lines": lines[k] if lines is not None else _lines(rows),
             "error": "; ".join(errors) or None, "model_version": version,
+            "size": f.size, "sha256": f.sha256,
         })  # fmt: skip
     return records
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,28 @@ def test_a_line_not_sent_to_review_is_read_again_from_the_input(
     assert (summary.read_again, summary.from_review) == (1, 0)
     [saved] = record.read_all(store)
     assert np.array_equal(record.crop(store, saved), pixels)  # the very line scoring read
+
+
+def test_a_file_replaced_since_scoring_is_not_read_again(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    folder = tmp_path / "fields"  # the batch's input, moved here so that it can be changed
+    shutil.copytree(review_batch.folder, folder)
+    key = f"scoring/{review_batch.batch_id}/batch.json"
+    started = json.loads(store.read_bytes(key))
+    store.write_bytes(key, json.dumps({**started, "input": str(folder)}).encode())
+    item, *others = items.review_items(store, review_batch.batch_id)
+    other = next(i for i in others if i.file != item.file)
+    store.delete(item.crop_key)  # as if it had been read with confidence
+    rows = [[item.file, item.page, item.line, review_batch.truth[item.file]]]
+    (folder / item.file).write_bytes((folder / other.file).read_bytes())  # a re-scan, say
+    with pytest.raises(SourceError, match="is not the file batch fields read: it was replaced"):
+        exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
+    assert record.read_all(store) == []  # nothing was saved
+    shutil.copy(review_batch.folder / item.file, folder / item.file)  # the scan it read
+    summary = exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
+    assert summary.read_again == 1
 
 
 @pytest.mark.parametrize(
