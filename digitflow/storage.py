@@ -318,17 +318,21 @@ class S3Store(ObjectStore):
             raise error from exc
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.sizes(prefix))
+
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes (the listing gives both)."""
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
+        found: dict[str, int] = {}
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=full
             ):
-                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+                found.update((obj["Key"][strip:], obj["Size"]) for obj in page.get("Contents", []))
         except Exception as exc:
             raise self._error(exc, "list", prefix or ".") from exc
-        return sorted(keys)
+        return found
 
     def delete(self, key: str) -> None:
         try:

@@ -141,6 +141,6 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     else:
         shards = _score_shards(store, plan, params, ref, settings.readers)
     others = sum(shard.by_other_runs for shard in shards)
-    summary = finalize_batch(store, plan.batch_id, plan.already_done, others)
+    summary = finalize_batch(store, plan.batch_id, plan.already_done, others, len(plan.changed))
     publish_report(store, summary)
     return summary

@@ -23,6 +23,7 @@ from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
 REPORT_ROWS = 50
+CHANGED_SHOWN = 10  # names of changed files in the warning
 
 
 @task(name="resolve-model", **STORAGE_RETRIES)
@@ -53,6 +54,18 @@ def start_batch(
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
         extra=step("score shards", 0, len(plan.shards)),
     )  # fmt: skip
+    if plan.changed:
+        shown = ", ".join(plan.changed[:CHANGED_SHOWN])
+        more = (
+            f" and {len(plan.changed) - CHANGED_SHOWN} more"
+            if len(plan.changed) > CHANGED_SHOWN
+            else ""
+        )
+        get_run_logger().warning(
+            "batch %s: %d files changed since it read them (%s%s): their earlier reading "
+            "stands; score the input under another --batch-id to read them as they are now",
+            plan.batch_id, len(plan.changed), shown, more,
+        )  # fmt: skip
     return plan
 
 
@@ -90,10 +103,13 @@ def score_shard(
 
 @task(name="finalize-batch", **STORAGE_RETRIES)
 def finalize_batch(
-    store_uri: str, batch_id: str, already_done: int, by_other_runs: int = 0
-) -> BatchSummary:
+    store_uri: str, batch_id: str, already_done: int, by_other_runs: int = 0,
+    changed_since_read: int = 0,
+) -> BatchSummary:  # fmt: skip
     """Write the batch's per-file table (one row per input file) and count it."""
-    summary = batch.finalize(open_store(store_uri), batch_id, already_done, by_other_runs)
+    summary = batch.finalize(
+        open_store(store_uri), batch_id, already_done, by_other_runs, changed_since_read
+    )
     get_run_logger().info(
         "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review",
         summary.batch_id, summary.files, summary.scored, summary.partial,

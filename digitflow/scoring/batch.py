@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import BaseModel
 
-from digitflow.errors import DigitflowError, ModelError, PreconditionFailed, SourceError
+from digitflow.errors import (
+    DigitflowError,
+    ModelError,
+    NotFoundError,
+    PreconditionFailed,
+    SourceError,
+)
 from digitflow.imaging.fields import Layout
 from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import commits, readers, results
@@ -52,6 +58,9 @@ class BatchPlan(BaseModel):
     files: int
     already_done: int
     shards: list[list[str]]
+    # Files this batch read whose size has changed since (a re-scan under the same name):
+    # what it read of them stands, and they are not read again in it.
+    changed: list[str] = []
 
 
 class ShardResult(BaseModel):
@@ -82,6 +91,7 @@ class BatchSummary(BaseModel):
     needs_review: int
     already_done: int
     by_other_runs: int = 0  # files another run of the batch committed while this one ran
+    changed_since_read: int = 0  # files of the input changed since this batch read them
     files_uri: str
     digits_uri: str
     review_uri: str
@@ -127,18 +137,40 @@ def open_batch(
         )
 
 
+def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
+    """The size each file of a batch had when it was read, as its ``files.parquet`` says
+    (files read before sizes were kept, or not yet in it, are left out)."""
+    try:
+        table = results.read_parquet(store, f"{results.prefix(batch_id)}/files.parquet")
+    except NotFoundError:
+        return {}
+    if "size" not in table.column_names:
+        return {}
+    rows = table.select(["file", "size"]).to_pylist()
+    return {r["file"]: r["size"] for r in rows if r["size"] is not None}
+
+
+def changed_since(read: dict[str, int], listed: dict[str, int], names: set[str]) -> set[str]:
+    """Which of ``names`` are listed now at another size than they were read at (files whose
+    size is not known either way are taken as unchanged)."""
+    return {n for n in names if n in read and listed.get(n, -1) >= 0 and read[n] != listed[n]}
+
+
 def scored_elsewhere(
-    store: ObjectStore, batch_id: str, input_root: str, names: list[str]
+    store: ObjectStore, batch_id: str, input_root: str, listed: dict[str, int]
 ) -> set[str]:
-    """Files of this input already committed by other batches (earlier models)."""
+    """Files of this input already committed by other batches (earlier models), as they
+    are now: a file changed since (its size differs) is not among them."""
     where = canonical_input(input_root)
+    names = list(listed)
     done: set[str] = set()
     for key in store.list("scoring/"):
         other = key.split("/")[1]
         if key.endswith("/batch.json") and key.count("/") == 2 and other != batch_id:
             record = BatchRecord.model_validate_json(store.read_bytes(key))
             if record.input == where:
-                done |= commits.committed(store, other, names)
+                read = commits.committed(store, other, names)
+                done |= read - changed_since(read_sizes(store, other), listed, read)
     return done
 
 
@@ -195,17 +227,22 @@ def plan_batch(
     """List the input, leave out files already committed, and cut the rest into shards.
 
     Without ``rescore``, files that another batch of the same input already read (with an
-    earlier champion) count as done too: only new scans are read.
+    earlier champion) count as done too, unless their size has changed since: only new
+    scans, and scans replaced since, are read. A file this batch read is never read again
+    in it (each file is committed once); one that has changed since is listed in the plan.
     """
-    names = [f.name for f in list_inputs(input_root)]
+    listed = {f.name: f.size for f in list_inputs(input_root)}
+    names = list(listed)
     done = commits.committed(store, batch_id, names)
+    changed = changed_since(read_sizes(store, batch_id), listed, done) if done else set()
     if not rescore:
-        done |= scored_elsewhere(store, batch_id, input_root, names)
+        done |= scored_elsewhere(store, batch_id, input_root, listed)
     todo = [n for n in names if n not in done]
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
-        batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards
-    )
+        batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
+        changed=sorted(changed),
+    )  # fmt: skip
 
 
 def start_batch(
@@ -274,8 +311,9 @@ def score_shard(
 
 
 def finalize(
-    store: ObjectStore, batch_id: str, already_done: int = 0, by_other_runs: int = 0
-) -> BatchSummary:
+    store: ObjectStore, batch_id: str, already_done: int = 0, by_other_runs: int = 0,
+    changed_since_read: int = 0,
+) -> BatchSummary:  # fmt: skip
     """Write ``files.parquet`` from every file committed, and tidy what no commit needs."""
     base = results.prefix(batch_id)
     for key in commits.drop_legacy_uncommitted(store, batch_id):
@@ -293,6 +331,7 @@ def finalize(
         quarantined=status.count("quarantined"),
         pages=results.column_sum(ledger, "pages"), digits=len(digits),
         needs_review=results.column_sum(ledger, "needs_review"), already_done=already_done,
-        by_other_runs=by_other_runs, files_uri=store.uri_of(f"{base}/files.parquet"),
+        by_other_runs=by_other_runs, changed_since_read=changed_since_read,
+        files_uri=store.uri_of(f"{base}/files.parquet"),
         digits_uri=store.uri_of(f"{base}/digits"), review_uri=store.uri_of(f"{base}/review"),
     )  # fmt: skip

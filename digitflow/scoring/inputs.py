@@ -9,18 +9,19 @@ from pathlib import Path
 
 from digitflow.errors import NotFoundError, SourceError, StoreError, TransientError
 from digitflow.scoring.folder import list_folder, read_entry
-from digitflow.storage import ObjectStore, S3Store, parse_s3_uri
+from digitflow.storage import S3Store, parse_s3_uri
 
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file: its name relative to the batch root, and its size (-1: unknown)."""
+    """One input file: its name relative to the batch root, and its size (-1: not a regular
+    file, or unknown)."""
 
     name: str
     size: int
 
 
-def _source(root: str) -> ObjectStore | Path:
+def _source(root: str) -> S3Store | Path:
     if root.startswith("s3://"):
         return S3Store(*parse_s3_uri(root))
     return Path(root)
@@ -59,7 +60,8 @@ def list_inputs(root: str) -> list[InputFile]:
         files = [InputFile(name, size) for name, size in list_folder(source)]
     else:
         # Keys ending in '/' are the folder markers some S3 consoles create, not files.
-        files = [InputFile(key, -1) for key in source.list("") if not key.endswith("/")]
+        objects = source.sizes("")
+        files = [InputFile(key, size) for key, size in objects.items() if not key.endswith("/")]
         if not files:  # on S3 an empty prefix and a mistyped one look the same
             raise SourceError(f"input {root} holds no files: check the bucket and prefix")
     # An existing empty folder (an inbox with nothing new) is a batch of zero files.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +15,7 @@ from digitflow.imaging import DigitBox
 from digitflow.scoring import batch, commits, results
 from digitflow.scoring.extract import FileDigits, quarantined
 from digitflow.scoring.infer import ModelRef, top_two
-from digitflow.storage import LocalStore, ObjectStore, open_store
+from digitflow.storage import LocalStore, ObjectStore, open_store, parse_s3_uri
 
 VERSION = "run/simple_cnn@0123456789ab"
 
@@ -24,11 +25,14 @@ def _box(line: int, position: int) -> DigitBox:
     return DigitBox(line, position, x0, y0, x0 + 20, y0 + 30, np.ones((30, 20), bool))
 
 
+CONTENT = b"not read in these tests"
+
+
 def _file(name: str, lines: list[int]) -> FileDigits:
     """A scored file with ``lines[k]`` digits on line k of page 0."""
     boxes = [(0, _box(line, pos)) for line, count in enumerate(lines) for pos in range(count)]
     digits = np.full((len(boxes), 28, 28), 7, np.uint8)
-    return FileDigits(name, pages=1, boxes=boxes, digits=digits)
+    return FileDigits(name, pages=1, boxes=boxes, digits=digits, size=len(CONTENT))
 
 
 def _probs(reads: list[int], confidence: float = 0.99) -> np.ndarray:
@@ -103,7 +107,7 @@ def test_a_shard_commits_each_file_with_its_review_crops(tmp_path: Path) -> None
 def _inputs(root: Path, count: int) -> list[str]:
     names = [f"scan_{k:02d}.png" for k in range(count)]
     for name in names:
-        (root / name).write_bytes(b"not read in these tests")
+        (root / name).write_bytes(CONTENT)
     return names
 
 
@@ -238,3 +242,41 @@ def test_without_rescore_a_new_model_reads_only_new_scans(tmp_path: Path) -> Non
     assert inbox.already_done == 3 and inbox.shards == [names[3:]]
     everything = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=True)
     assert everything.already_done == 0 and everything.shards == [names]
+
+
+def _put(root: str, name: str, data: bytes) -> None:
+    """Write an input file into a local folder or under an S3 prefix."""
+    if root.startswith("s3://"):
+        bucket, key_prefix = parse_s3_uri(root)
+        boto3.client("s3").put_object(Bucket=bucket, Key=f"{key_prefix}/{name}", Body=data)
+    else:
+        Path(root).mkdir(exist_ok=True)
+        Path(root, name).write_bytes(data)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_scan_replaced_since_it_was_read_is_named_and_read_by_the_next_model(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    names = [f"scan_{k:02d}.png" for k in range(4)]
+    root = str(tmp_path / "in")
+    if where == "s3":
+        root = f"s3://{request.getfixturevalue('s3_bucket')}/in"
+    for name in names:
+        _put(root, name, CONTENT)
+    first = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    batch.open_batch(store, "old", root, first)
+    _score(store, "old", names)
+    batch.finalize(store, "old")
+    _put(root, names[1], b"a re-scan under the same name")
+    # The batch that read it keeps what it read (a file is committed once), and says so.
+    again = batch.plan_batch(store, "old", root, shard_size=4)
+    assert (again.changed, again.shards, again.already_done) == ([names[1]], [], 4)
+    # The next champion's inbox run reads it, and only it.
+    second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
+    batch.open_batch(store, "new", root, second)
+    inbox = batch.plan_batch(store, "new", root, shard_size=4, rescore=False)
+    assert (inbox.shards, inbox.already_done, inbox.changed) == ([[names[1]]], 3, [])
+    summary = batch.finalize(store, "old", again.already_done, changed_since_read=1)
+    assert summary.changed_since_read == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -51,6 +52,9 @@ def test_sample_folder_is_read_end_to_end(
     ledger = _ledger(champion_store, scored.batch_id)
     assert [r["file"] for r in ledger] == inputs  # one row per input file
     assert {r["status"] for r in ledger} == {"scored"}
+    for row in ledger:  # the bytes each file was read as
+        data = (folder / row["file"]).read_bytes()
+        assert (row["size"], row["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
     assert (scored.files, scored.pages, scored.already_done) == (8, 10, 0)
     accuracy = compare(read_truth(truth), read_lines(ledger))
     assert accuracy.digit_accuracy >= 0.85, accuracy  # chance is 10 %
@@ -137,9 +141,12 @@ def test_bad_files_are_quarantined_with_their_reason_and_the_rest_scored(
     summary = score_flow(ScoreParams(input=str(tmp_path), store=champion_store, shard_size=5))
     ledger = {r["file"]: r for r in _ledger(champion_store, summary.batch_id)}
     assert ledger.keys() == cases.keys()
-    for name, (_, status, phrase) in cases.items():
+    for name, (data, status, phrase) in cases.items():
         assert ledger[name]["status"] == status, name
         assert phrase in (ledger[name]["error"] or ""), name
+        if ledger[name]["sha256"] is not None:  # kept wherever the bytes could be read
+            assert ledger[name]["sha256"] == hashlib.sha256(data).hexdigest(), name
+    assert ledger["truncated.png"]["size"] == len(cases["truncated.png"][0])  # read, then refused
     assert ledger["blank.png"]["digits"] == 0
     assert ledger["three pages.tif"]["digits"] == 8
     assert {line["page"] for line in ledger["three pages.tif"]["lines"]} == {0, 2}
@@ -226,6 +233,33 @@ def test_cli_without_a_champion_says_what_to_do(
 def test_cli_rejects_a_bad_option_before_running(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--review-threshold", "2"])
     assert result.exit_code == 2 and "--review-threshold" in result.output
+
+
+def test_a_scan_replaced_under_its_name_is_named_and_read_by_the_next_inbox_batch(
+    champion_store: str, sample_scans: tuple[Path, Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    first, second = sorted(p for p in sample_scans[0].iterdir() if p.name.startswith("scan"))[:2]
+    for scan in (first, second):
+        shutil.copy(scan, folder / scan.name)
+    before = score_flow(ScoreParams(input=str(folder), store=champion_store, batch_id="inbox-a"))
+    assert (before.files, before.changed_since_read) == (2, 0)
+    (folder / first.name).write_bytes(second.read_bytes())  # re-scanned: another page
+    again = score_flow(ScoreParams(input=str(folder), store=champion_store, batch_id="inbox-a"))
+    assert (again.already_done, again.changed_since_read) == (2, 1)
+    summary = latest_artifact("scoring-summary").data
+    rows = summary if isinstance(summary, list) else json.loads(summary)
+    assert {"field": "changed_since_read", "value": 1} in rows
+    # The next champion's inbox batch reads the new scan, and only it.
+    params = ScoreParams(input=str(folder), store=champion_store, batch_id="inbox-b",
+                         rescore=False)  # fmt: skip
+    after = score_flow(params)
+    assert (after.files, after.already_done) == (1, 1)
+    [row] = _ledger(champion_store, "inbox-b")
+    [old] = [r for r in _ledger(champion_store, "inbox-a") if r["file"] == second.name]
+    assert row["file"] == first.name and row["sha256"] == old["sha256"]
+    assert [ln["digits"] for ln in row["lines"]] == [ln["digits"] for ln in old["lines"]]
 
 
 def test_an_inbox_run_with_nothing_new_succeeds_doing_nothing(
