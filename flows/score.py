@@ -91,7 +91,7 @@ def _score_shards(
     futures: list[PrefectFuture[ShardResult]] = [
         score_shard.submit(store, plan.batch_id, params.input, names, ref,
                            params.review_threshold, k, params.follow_outside_links, readers,
-                           params.layout)
+                           params.layout, {n: plan.sizes.get(n, -1) for n in names})
         for k, names in enumerate(plan.shards)
     ]  # fmt: skip
     done, failures = [], []
@@ -141,6 +141,9 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     else:
         shards = _score_shards(store, plan, params, ref, settings.readers)
     others = sum(shard.by_other_runs for shard in shards)
-    summary = finalize_batch(store, plan.batch_id, plan.already_done, others, len(plan.changed))
+    unsettled = sum(len(shard.unsettled) for shard in shards)
+    summary = finalize_batch(
+        store, plan.batch_id, plan.already_done, others, len(plan.changed), unsettled
+    )
     publish_report(store, summary)
     return summary

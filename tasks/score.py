@@ -80,16 +80,19 @@ def verify_model(ref: ModelRef, load: bool = True) -> None:
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, index: int, follow_outside_links: bool = False,
-    readers: int | None = None, layout: Layout = "auto",
+    readers: int | None = None, layout: Layout = "auto", listed: dict[str, int] | None = None,
 ) -> ShardResult:  # fmt: skip
     """Score one shard of files with one batched inference call, and commit each file."""
     logger = get_run_logger()
     result = batch.score_shard(
         store_uri, batch_id, input_root, names, ref, threshold, follow_outside_links, readers,
-        layout,
+        layout, listed,
     )  # fmt: skip
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)
+    for name in result.unsettled:
+        logger.warning("%s: its size changed while the batch ran (still being written?): not "
+                       "read now; the next run of the batch reads it", name)  # fmt: skip
     logger.info(
         "shard %d: %d files, %d pages, %d digits (%d to review), %d quarantined in %.1f s",
         index, result.files, result.pages, result.digits, result.needs_review,
@@ -104,11 +107,16 @@ def score_shard(
 @task(name="finalize-batch", **STORAGE_RETRIES)
 def finalize_batch(
     store_uri: str, batch_id: str, already_done: int, by_other_runs: int = 0,
-    changed_since_read: int = 0,
+    changed_since_read: int = 0, unsettled: int = 0,
 ) -> BatchSummary:  # fmt: skip
     """Write the batch's per-file table (one row per input file) and count it."""
     summary = batch.finalize(
-        open_store(store_uri), batch_id, already_done, by_other_runs, changed_since_read
+        open_store(store_uri),
+        batch_id,
+        already_done,
+        by_other_runs,
+        changed_since_read,
+        unsettled,
     )
     get_run_logger().info(
         "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review",

@@ -61,6 +61,8 @@ class BatchPlan(BaseModel):
     # Files this batch read whose size has changed since (a re-scan under the same name):
     # what it read of them stands, and they are not read again in it.
     changed: list[str] = []
+    # The size each file to read was listed at (-1: not known), to tell one being written.
+    sizes: dict[str, int] = {}
 
 
 class ShardResult(BaseModel):
@@ -75,6 +77,7 @@ class ShardResult(BaseModel):
     needs_review: int
     seconds: float
     problems: dict[str, str]  # file -> why it was quarantined or only partly read
+    unsettled: list[str] = []  # files whose size changed while they were read: left for later
 
 
 class BatchSummary(BaseModel):
@@ -92,6 +95,7 @@ class BatchSummary(BaseModel):
     already_done: int
     by_other_runs: int = 0  # files another run of the batch committed while this one ran
     changed_since_read: int = 0  # files of the input changed since this batch read them
+    unsettled: int = 0  # files still being written when read: the next run reads them
     files_uri: str
     digits_uri: str
     review_uri: str
@@ -241,7 +245,7 @@ def plan_batch(
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
         batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
-        changed=sorted(changed),
+        changed=sorted(changed), sizes={name: listed[name] for name in todo},
     )  # fmt: skip
 
 
@@ -283,19 +287,24 @@ def read_shard(
 def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, follow_outside_links: bool = False, reader_count: int | None = None,
-    layout: Layout = "auto",
+    layout: Layout = "auto", listed: dict[str, int] | None = None,
 ) -> ShardResult:  # fmt: skip
     """Read, extract and score a shard's files in one inference call (finding digits, or
     lines, on ``reader_count`` reader processes); commit each file.
 
-    Files that another run of the batch has committed since the plan are left out.
+    Files that another run of the batch has committed since the plan are left out, and so
+    are files read at another size than ``listed`` (the plan's listing) gives them: still
+    being written, they are read by the next run.
     """
     start = time.perf_counter()
     store = open_store(store_uri)
     taken = commits.committed_now(store, batch_id, names)
     todo = [name for name in names if name not in taken]
     reading = Reading(ref.reader, layout)
-    files = readers.read_files(input_root, todo, follow_outside_links, reader_count, reading)
+    found = readers.read_files(
+        input_root, todo, follow_outside_links, reader_count, reading, listed
+    )
+    files = [f for f in found if not f.unsettled]
     read = read_shard(files, ref, threshold, batch_id)
     shard = commits.write_shard(store, batch_id, files, read, ref.version)
     mine = [f for f in files if f.name not in set(shard.lost)]
@@ -307,12 +316,13 @@ def score_shard(
         seconds=time.perf_counter() - start,
         problems={f.name: f.error or "; ".join(f.page_errors)
                   for f in mine if f.status != "scored"},
+        unsettled=[f.name for f in found if f.unsettled],
     )  # fmt: skip
 
 
 def finalize(
     store: ObjectStore, batch_id: str, already_done: int = 0, by_other_runs: int = 0,
-    changed_since_read: int = 0,
+    changed_since_read: int = 0, unsettled: int = 0,
 ) -> BatchSummary:  # fmt: skip
     """Write ``files.parquet`` from every file committed, and tidy what no commit needs."""
     base = results.prefix(batch_id)
@@ -331,7 +341,7 @@ def finalize(
         quarantined=status.count("quarantined"),
         pages=results.column_sum(ledger, "pages"), digits=len(digits),
         needs_review=results.column_sum(ledger, "needs_review"), already_done=already_done,
-        by_other_runs=by_other_runs, changed_since_read=changed_since_read,
+        by_other_runs=by_other_runs, changed_since_read=changed_since_read, unsettled=unsettled,
         files_uri=store.uri_of(f"{base}/files.parquet"),
         digits_uri=store.uri_of(f"{base}/digits"), review_uri=store.uri_of(f"{base}/review"),
     )  # fmt: skip

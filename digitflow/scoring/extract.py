@@ -52,6 +52,9 @@ class FileDigits:
     # The bytes that were read, as read: their length and SHA-256 (None where none were).
     size: int | None = None
     sha256: str | None = None
+    # Read at another size than the input was listed at: being written (or replaced) while
+    # the batch ran. Not read, and not committed: the next run reads it as it is then.
+    unsettled: bool = False
 
     @property
     def status(self) -> str:

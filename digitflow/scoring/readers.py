@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
@@ -272,20 +273,27 @@ def _submit(
 def read_files(
     input_root: str, names: list[str], follow_outside_links: bool = False,
     configured: int | None = None, reading: Reading = Reading(),
+    listed: Mapping[str, int] | None = None,
 ) -> list[FileDigits]:  # fmt: skip
     """Read and extract each named file under ``input_root``, in order, on the readers
     (``configured`` of them; None: one per core), as ``reading`` says.
 
     Reading a file (I/O, in this thread) overlaps with extracting the ones before it.
-    Symbolic links that lead out of ``input_root`` are followed only when asked.
+    Symbolic links that lead out of ``input_root`` are followed only when asked. A file
+    whose bytes are not as many as ``listed`` says it had (a scan still being written) comes
+    back ``unsettled``, not extracted.
     """
     readers = reader_count(configured)
+    listed = listed or {}
     pending: list[FileDigits | Future[FileDigits]] = []
     read: list[tuple[int, str] | None] = []
     for name in names:
         data = _read(input_root, name, follow_outside_links)
         if isinstance(data, FileDigits):
             pending.append(data)
+            read.append(None)
+        elif listed.get(name, -1) >= 0 and len(data) != listed[name]:
+            pending.append(FileDigits(name, unsettled=True))
             read.append(None)
         else:
             pending.append(_submit(name, data, readers, reading))  # hashed while it is read

@@ -3,8 +3,12 @@ links and folders that cannot be read, files outside the input, a tampered model
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -200,3 +204,58 @@ def test_a_tampered_model_is_refused_once_before_any_file_is_read(
     assert "digitflow models rollback" in message and "digitflow retrain" in message
     assert "run the same command again" not in result.output
     assert store.list("scoring/") == []  # no batch was opened, no file read
+
+
+_SLOW_WRITER = """
+import sys, time
+from pathlib import Path
+data, path = Path(sys.argv[1]).read_bytes(), Path(sys.argv[2])
+started, stop = Path(sys.argv[3]), Path(sys.argv[4])
+with path.open("wb") as out:
+    out.write(data[: len(data) // 2])
+    out.flush()
+    started.touch()
+    written = len(data) // 2
+    while not stop.exists() and written < len(data) - 1:  # a byte every 20 ms, as asked
+        out.write(data[written : written + 1])
+        out.flush()
+        written += 1
+        time.sleep(0.02)
+    out.write(data[written:])
+"""
+
+
+def test_a_scan_still_being_written_is_left_for_the_next_run_which_reads_it_whole(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = tmp_path / "inbox"
+    names = copies(forms, folder, 1)
+    scan = forms / "scan_000.jpg"
+    growing, started, stop = folder / "zz-arriving.jpg", tmp_path / "started", tmp_path / "stop"
+    # A scanner writing into the inbox while the batch runs: a process of its own.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(scan), str(growing), str(started), str(stop)]
+    )
+    try:
+        while not started.exists():
+            assert writer.poll() is None, "the writer stopped before it started"
+            time.sleep(0.01)
+        score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
+        result = CliRunner().invoke(app, score)
+        assert result.exit_code == 0, result.output
+    finally:
+        stop.touch()
+        writer.wait(timeout=60)
+    first = summary(result.stdout)
+    assert (first["unsettled"], first["files"]) == (1, len(names))
+    assert growing.name not in _rows(store, "b")  # not read half-written, not committed
+    assert f"{growing.name}: its size changed while the batch ran" in result.output
+    again = summary(CliRunner().invoke(app, score).stdout)
+    assert (again["already_done"], again["files"], again["unsettled"]) == (
+        len(names),
+        len(names) + 1,
+        0,
+    )
+    row = _rows(store, "b")[growing.name]
+    assert row["status"] == "scored" and row["digits"] > 0
+    assert row["sha256"] == hashlib.sha256(scan.read_bytes()).hexdigest()  # read whole
