@@ -241,15 +241,15 @@ def test_a_scan_still_being_written_is_left_for_the_next_run_which_reads_it_whol
             assert writer.poll() is None, "the writer stopped before it started"
             time.sleep(0.01)
         score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
-        result = CliRunner().invoke(app, score)
-        assert result.exit_code == 0, result.output
+        code, out, err = finish(start(*score))
+        assert code == 0, err[-3000:]
     finally:
         stop.touch()
         writer.wait(timeout=60)
-    first = summary(result.stdout)
+    first = summary(out)
     assert (first["unsettled"], first["files"]) == (1, len(names))
     assert growing.name not in _rows(store, "b")  # not read half-written, not committed
-    assert f"{growing.name}: its size changed while the batch ran" in result.output
+    assert f"{growing.name}: its size changed while the batch ran" in err
     again = summary(CliRunner().invoke(app, score).stdout)
     assert (again["already_done"], again["files"], again["unsettled"]) == (
         len(names),
