@@ -296,7 +296,7 @@ def read_files(
             pending.append(FileDigits(name, unsettled=True))
             read.append(None)
         else:
-            pending.append(_submit(name, data, readers, reading))  # hashed while it is read
+            pending.append(_submit(name, data, readers, reading))  # a reader extracts it
             read.append((len(data), hashlib.sha256(data).hexdigest()))
     files = [item if isinstance(item, FileDigits) else item.result() for item in pending]
     return [f if r is None else replace(f, size=r[0], sha256=r[1])
