@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel
 
 from digitflow.errors import (
@@ -143,10 +144,20 @@ def open_batch(
 
 def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
     """The size each file of a batch had when it was read, as its ``files.parquet`` says
-    (files read before sizes were kept, or not yet in it, are left out)."""
+    (files read before sizes were kept, or not yet in it, are left out).
+
+    That table is rebuilt from the commits at the end of every run: one that cannot be read
+    tells no sizes (and the batch's next run writes it again), it stops nothing.
+    """
+    key = f"{results.prefix(batch_id)}/files.parquet"
     try:
-        table = results.read_parquet(store, f"{results.prefix(batch_id)}/files.parquet")
+        table = results.read_parquet(store, key)
     except NotFoundError:
+        return {}
+    except (pa.ArrowException, OSError) as exc:
+        logger.warning(
+            "%s cannot be read (%s): changed files are not told apart", store.uri_of(key), exc
+        )
         return {}
     if "size" not in table.column_names:
         return {}

@@ -280,3 +280,18 @@ def test_a_scan_replaced_since_it_was_read_is_named_and_read_by_the_next_model(
     assert (inbox.shards, inbox.already_done, inbox.changed) == ([[names[1]]], 3, [])
     summary = batch.finalize(store, "old", again.already_done, changed_since_read=1)
     assert summary.changed_since_read == 1
+
+
+def test_a_files_table_that_cannot_be_read_tells_no_sizes_and_stops_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 3)
+    _score(store, "b", names[:2])
+    batch.finalize(store, "b")
+    store.write_bytes("scoring/b/files.parquet", b"PAR1 cut short")
+    _put(str(folder), names[0], b"a re-scan under the same name")
+    plan = batch.plan_batch(store, "b", str(folder), shard_size=4)
+    assert (plan.shards, plan.already_done, plan.changed) == ([names[2:]], 2, [])
+    assert "files.parquet cannot be read" in caplog.text
