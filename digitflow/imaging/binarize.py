@@ -229,8 +229,14 @@ def _median_3x3(grid: np.ndarray) -> np.ndarray:
     return np.median(np.stack(around), axis=0).astype(grid.dtype, copy=False)
 
 
+def _block_of(length: int, blocks: int) -> np.ndarray:
+    """Which of ``blocks`` even blocks each of ``length`` pixels falls in."""
+    return (np.arange(length, dtype=np.int64) * blocks // length).astype(np.int32)
+
+
 def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndarray:
-    """Median of each side×side block (NaN ignored); empty blocks take the blocks' median.
+    """Median of each block of about side×side (NaN ignored); empty blocks take the blocks'
+    median.
 
     The sample's known values are whole grey levels (0-255): each block's median comes from
     its histogram, a single pass over the pixels (sorting every block took 3.5 times as
@@ -242,8 +248,12 @@ def _grid_median(sample: np.ndarray, side: int, fallback: np.ndarray) -> np.ndar
     levels = np.where(np.isnan(sample), 256, sample).astype(np.int32)
     if levels.size and (levels.min() < 0 or levels.max() > 256):
         raise ValueError("expected grey levels 0-255 in the background sample")
-    levels += (np.arange(sample.shape[0], dtype=np.int32) // side * cols * 257)[:, None]
-    levels += np.arange(sample.shape[1], dtype=np.int32) // side * 257
+    # The blocks share the sample out evenly (their sides differ by a pixel at most), as
+    # the upsampling between their centres takes them to: cut every `side` pixels, the last
+    # block of a row or column could be a sliver of the edge, where a scan's border or the
+    # fill round a rotated page outvotes the paper, and its level would spread inwards.
+    levels += (_block_of(sample.shape[0], rows) * cols * 257)[:, None]
+    levels += _block_of(sample.shape[1], cols) * 257
     counts = np.bincount(levels.ravel(), minlength=rows * cols * 257).reshape(rows * cols, 257)
     below = np.cumsum(counts[:, :256], axis=1)  # known pixels at or below each level
     count = below[:, -1]

@@ -51,10 +51,17 @@ def test_block_medians_are_those_of_each_blocks_known_pixels(seed: int) -> None:
     sample = rng.integers(0, 256, (height, width)).astype(np.float32)
     sample[rng.random(sample.shape) < seed / 6] = np.nan  # unknown: ink, or past the page
     grid = _grid_median(sample, side, fallback=sample)
+    # As many blocks as sides of `side` take, sharing the sample out evenly.
+    rows, cols = -(-height // side), -(-width // side)
+    down = [-(-k * height // rows) for k in range(rows + 1)]
+    across = [-(-k * width // cols) for k in range(cols + 1)]
+    assert max(np.diff(down)) - min(np.diff(down)) <= 1
+    assert max(np.diff(across)) - min(np.diff(across)) <= 1
     expected = [
-        [np.nanmedian(sample[r : r + side, c : c + side]) for c in range(0, width, side)]
-        for r in range(0, height, side)
-    ]
+        [np.nanmedian(sample[top:bottom, left:right])
+         for left, right in itertools.pairwise(across)]
+        for top, bottom in itertools.pairwise(down)
+    ]  # fmt: skip
     expected = np.array(expected, np.float32)
     if np.isnan(expected).any():  # a block with no known pixel takes the others' median
         expected[np.isnan(expected)] = np.nanmedian(expected)
@@ -112,6 +119,21 @@ def test_binarize_removes_the_lighting_gradient() -> None:
     page = lit_unevenly(on_paper(ink_lines(LINES)), darkest=0.4)
     mask = binarize(page).mask
     assert mask.mean() < 0.1, "paper in the dark corner must not become ink"
+
+
+def test_a_bright_fill_along_the_scans_edge_leaves_the_paper_beside_it_paper() -> None:
+    # At this size the page's background is taken in 8 × 7 blocks. Cut every 228 pixels
+    # from the top left, the last column of blocks was 27 pixels wide, most of it the
+    # fill round a rotated scan, lighter than the paper: its level spread over the paper
+    # beside it, which became one piece of "ink" with everything it touched, and the
+    # page's digits were lost (a generated form read as one line, or none).
+    ink = np.zeros((1813, 1395), np.float32)
+    lines = ink_lines(LINES)
+    ink[200 : 200 + lines.shape[0], 100 : 100 + lines.shape[1]] = lines
+    page = on_paper(ink, paper=180)
+    page[:, -22:] = 205
+    assert line_counts(segment_page(page).boxes) == [10, 4, 8]
+    assert binarize(page).mask[:, :-22].mean() < 0.01
 
 
 def test_slightly_rotated_page_keeps_its_lines() -> None:
