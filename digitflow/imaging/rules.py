@@ -60,14 +60,20 @@ def _best_shear(ys: np.ndarray, xs: np.ndarray, candidates: np.ndarray) -> float
     return float(candidates[int(np.argmax(energy))])
 
 
-def remove_rules(mask: np.ndarray, length: int, skew: float) -> np.ndarray:
-    """The mask without straight runs at least `length` long along or across the skew."""
+def remove_rules(
+    mask: np.ndarray, length: int, skew: float, thickest: int | None = None
+) -> np.ndarray:
+    """The mask without straight runs at least `length` long along or across the skew
+    (and, with `thickest`, no thicker than that)."""
     # Rotating a page by an angle turns its vertical lines by the same angle the other way.
-    lines = _runs_along_rows(mask, length, skew) | _runs_along_rows(mask.T, length, -skew).T
+    lines = _runs_along_rows(mask, length, skew, thickest)
+    lines |= _runs_along_rows(mask.T, length, -skew, thickest).T
     return mask & ~lines
 
 
-def _runs_along_rows(mask: np.ndarray, length: int, skew: float) -> np.ndarray:
+def _runs_along_rows(
+    mask: np.ndarray, length: int, skew: float, thickest: int | None = None
+) -> np.ndarray:
     """Pixels on runs at least `length` long along rows that slope by `skew`.
 
     A morphological opening with a line, done on the mask sheared so the rows are level.
@@ -80,6 +86,9 @@ def _runs_along_rows(mask: np.ndarray, length: int, skew: float) -> np.ndarray:
     ink = straight.view(np.uint8)
     bridged = _erode(_dilate(ink, _BRIDGE), _BRIDGE) | ink
     runs = _long_runs(bridged, length)
+    if thickest is not None:  # runs thicker than that (an opening across them) are not rules
+        across = np.ones((thickest + 1, 1), np.uint8)
+        runs[cv2.dilate(cv2.erode(runs, across), across) > 0] = 0
     # A rotated rule's edges are ragged steps too short to be runs: take a band round it.
     band = cv2.dilate(runs, np.ones((2 * _EDGE + 1, 1), np.uint8)).astype(bool)
     return _shear(band & straight, -shifts)

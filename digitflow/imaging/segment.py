@@ -12,8 +12,13 @@ from digitflow.imaging.blobs import Blob, blobs_of, ink_box, merge_pieces, split
 from digitflow.imaging.lines import group_lines
 from digitflow.imaging.rules import estimate_skew, ink_points, remove_rules, skew_of_points
 
-# Printed rules and box edges are this many digit heights long or more.
+# Printed rules and box edges are this many digit heights long or more, and no thicker
+# than this share of one (or a few pixels): the middle rows of a chain of bold touching
+# digits are as long, and mostly ink, but as thick as a stroke of theirs (7-10 rows at
+# 27 high), and cut there the chain came apart into a line of tops and one of bottoms.
 _RULE_LENGTH = 3.0
+_RULE_THICKNESS = 0.25
+_THINNEST_RULE = 3
 # Ink blobs smaller than this fraction of a digit's height (both ways) are dust.
 _SPECK_SIDE = 0.25
 _FEW_BLOBS = 4
@@ -89,7 +94,8 @@ def find_digits(blobs: list[Blob], shape: tuple[int, int], split: bool = True) -
         # any size first, then measure.
         blobs = _without_rules(blobs, int(_PAGE_RULE * max(shape)) | 1)
         height = digit_height(blobs) or height
-    blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1)
+    thickest = max(_THINNEST_RULE, int(_RULE_THICKNESS * height))
+    blobs = _without_rules(blobs, int(_RULE_LENGTH * height) | 1, thickest)
     height = digit_height(blobs) or height
     blobs = [b for b in blobs if not _is_dust(b, height) and not _is_furniture(b, height)]
     blobs = _inside_margins(blobs, shape)
@@ -138,7 +144,7 @@ def digit_height(blobs: list[Blob]) -> float:
     return float(chosen[int(np.searchsorted(ink, ink[-1] / 2))].height)
 
 
-def _without_rules(blobs: list[Blob], length: int) -> list[Blob]:
+def _without_rules(blobs: list[Blob], length: int, thickest: int | None = None) -> list[Blob]:
     """Take printed rules out of the blobs long enough to hold one, keeping what touched them.
 
     Digits written on a line join it into one long blob; removing the rule's straight run
@@ -150,7 +156,7 @@ def _without_rules(blobs: list[Blob], length: int) -> list[Blob]:
     skew = _skew(long)
     kept = [b for b in blobs if b.width < length and b.height < length]
     for blob in long:
-        kept += _components(remove_rules(blob.mask, length, skew), blob.x0, blob.y0)
+        kept += _components(remove_rules(blob.mask, length, skew, thickest), blob.x0, blob.y0)
     return kept
 
 

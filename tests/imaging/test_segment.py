@@ -136,6 +136,18 @@ def test_a_bright_fill_along_the_scans_edge_leaves_the_paper_beside_it_paper() -
     assert binarize(page).mask[:, :-22].mean() < 0.01
 
 
+def test_a_chain_of_bold_touching_digits_is_not_taken_for_a_rule() -> None:
+    # Seven bold digits joined, wider than three digit heights: their middle rows are long
+    # runs of ink, as a rule's are, but as thick as a stroke. Taken for a rule, they were
+    # cut out, and the line was lost (on a scan, it came apart into its tops and bottoms).
+    lines = ["0123456789", "6+4+0+9+5+6+7", "3141"]
+    page = on_paper(ndimage.grey_dilation(ink_lines(lines, size=30), size=(5, 5)))
+    boxes = segment_page(page, split=False).boxes
+    assert line_counts(boxes) == [10, 1, 4]
+    (chain,) = [b for b in boxes if b.line == 1]
+    assert chain.x1 - chain.x0 > 3 * (chain.y1 - chain.y0)
+
+
 def test_slightly_rotated_page_keeps_its_lines() -> None:
     lines = ["0123456789", "9876543210", "1357913579"]
     for degrees in (-2.0, 2.0):
