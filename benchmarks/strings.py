@@ -40,7 +40,14 @@ from champion import REPO, mnist_dir
 from digitflow.reader.infer import score_strings
 from digitflow.samples import HARD, make_sample_folder
 from digitflow.scoring.infer import ReaderChoice
-from digitflow.scoring.truth import compare, lines_by_page, misreadings, read_lines, read_truth
+from digitflow.scoring.truth import (
+    Page,
+    compare,
+    lines_by_page,
+    misreadings,
+    read_lines,
+    read_truth,
+)
 
 DATA = REPO.parent / "shared/data/realscans-dev"
 
@@ -118,9 +125,8 @@ def file_review(names: list[str], truth: dict[str, str], rows: list[dict]) -> Re
     return review(right, doubted)
 
 
-def line_review(truth_csv: Path, rows: list[dict], digits: list[dict]) -> Review:
+def line_review(truth: dict[Page, list[str]], rows: list[dict], digits: list[dict]) -> Review:
     """``review`` of the lines found on form pages."""
-    truth = read_truth(truth_csv)
     doubted_lines = {(d["file"], d["page"], d["line"]) for d in digits if d["needs_review"]}
     right, doubted = [], []
     for (name, page), found in lines_by_page(rows).items():
@@ -131,13 +137,12 @@ def line_review(truth_csv: Path, rows: list[dict], digits: list[dict]) -> Review
     return review(right, doubted)
 
 
-def miscounted(truth_csv: Path, rows: list[dict]) -> tuple[int, int]:
-    """Form pages found with another number of lines than they hold, and the pages that
-    hold lines. The exact-lines count
-    aligns the lines read with the truth's and forgives a line too many (a spurious string
-    read on no line of the form); this sees it."""
-    truth, found = read_truth(truth_csv), lines_by_page(rows)
-    return sum(len(found.get(page, {})) != len(want) for page, want in truth.items()), len(truth)
+def miscounted(truth: dict[Page, list[str]], rows: list[dict]) -> int:
+    """Pages found with another number of lines than ``truth`` gives them. The exact-lines
+    count aligns the lines read with the truth's and forgives a line too many (a spurious
+    string read on no line of the form); this sees it."""
+    found = lines_by_page(rows)
+    return sum(len(found.get(page, {})) != len(want) for page, want in truth.items())
 
 
 def main() -> None:
@@ -173,14 +178,15 @@ def main() -> None:
                               *file_review(names, truth, rows)))  # fmt: skip
             seconds, rows, digits = score(forms, args.store, f"bench-{stamp}-forms-{reader}",
                                           reader)  # fmt: skip
-            accuracy = compare(read_truth(root / "forms.csv"), read_lines(rows))
+            form_truth = read_truth(root / "forms.csv")
+            accuracy = compare(form_truth, read_lines(rows))
             pages = sum(r["pages"] for r in rows)
-            wrong, held = miscounted(root / "forms.csv", rows)
-            print(f"form pages, {reader}: {wrong} of {held} found with another number of lines "
-                  "than they hold", flush=True)  # fmt: skip
+            wrong = miscounted(form_truth, rows)
+            print(f"form pages, {reader}: {wrong} of {len(form_truth)} found with another number "
+                  "of lines than they hold", flush=True)  # fmt: skip
             table.append(("form pages", reader, accuracy.lines, accuracy.line_accuracy,
                           accuracy.digit_accuracy, pages / seconds, "pages",
-                          *line_review(root / "forms.csv", rows, digits)))  # fmt: skip
+                          *line_review(form_truth, rows, digits)))  # fmt: skip
     print("| set | reader | strings | exact strings | digit accuracy | speed "
           "| to review | misread ones caught | exact of the rest |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
