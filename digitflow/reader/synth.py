@@ -70,8 +70,12 @@ def _mark(kind: str, style: Style, rng: np.random.Generator) -> tuple[np.ndarray
     if kind in ".,":
         r = max(1, round(d * rng.uniform(0.04, 0.09)))
         tail = int(d * rng.uniform(0.15, 0.3)) if kind == "," else 0
+        ring = kind == "." and rng.random() < 0.25  # a dot drawn as a small circle
+        if ring:
+            r = max(2, round(d * rng.uniform(0.07, 0.13)))
         img = np.zeros((2 * r + tail + 4, 2 * r + tail // 2 + 4), np.float32)
-        cv2.circle(img, (r + 2 + tail // 2, r + 2), r, 1.0, -1, cv2.LINE_AA)
+        fill = max(1, t // 2) if ring else -1
+        cv2.circle(img, (r + 2 + tail // 2, r + 2), r, 1.0, fill, cv2.LINE_AA)
         if tail:
             cv2.line(img, (r + 2 + tail // 2, r + 2), (2, r + 2 + tail), 1.0, t, cv2.LINE_AA)
         return img, float(rng.uniform(0.8, 1.0))
@@ -84,14 +88,33 @@ def _mark(kind: str, style: Style, rng: np.random.Generator) -> tuple[np.ndarray
         img = np.zeros((h + 4, w + 4), np.float32)
         cv2.line(img, (w + 1, 2), (2, h + 1), 1.0, t, cv2.LINE_AA)
         return img, 0.0
-    length = int(d * rng.uniform(0.4, 1.6))
-    lines = 2 if kind == "=" else 1
-    gap = int(d * rng.uniform(0.15, 0.3))
-    img = np.zeros((lines * gap + t + 4, length + 4), np.float32)
-    for k in range(lines):
-        y = 2 + k * gap + t // 2
-        cv2.line(img, (2, y + int(rng.integers(-1, 2))), (length + 1, y), 1.0, t, cv2.LINE_AA)
-    return img, float(rng.uniform(0.3, 0.6))
+    return _bars(2 if kind == "=" else 1, d, t, rng)
+
+
+def _bars(count: int, d: float, t: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """A dash or an equals sign as a hand draws one: from a short tick to a long stroke,
+    climbing or sagging a little and bowed, and anywhere from the digits' tops (where
+    many writers close an amount with a small raised ``=``) to below their middle."""
+    length = d * (rng.uniform(0.15, 0.45) if rng.random() < 0.35 else rng.uniform(0.4, 1.5))
+    gap = t + 2 + d * rng.uniform(0.06, 0.2)  # between the bars' middles
+    rise = length * rng.uniform(-0.3, 0.15)  # image rows run down: most bars climb
+    bow = d * rng.uniform(-0.07, 0.07)
+    shift = d * rng.uniform(-0.15, 0.15) if count == 2 else 0.0  # the second bar's start
+    shorter = rng.uniform(0.7, 1.1) if count == 2 else 1.0
+    margin = t + 2 + abs(bow)
+    height = int(margin * 2 + abs(rise) + (count - 1) * gap) + 1
+    width = int(length + abs(shift) + 2 * t + 4) + 1
+    img = np.zeros((height, width), np.float32)
+    at = np.linspace(0.0, 1.0, 9)
+    for k in range(count):
+        span = length * (shorter if k else 1.0)
+        x = t + 2 + max(shift, 0.0) * k + max(-shift, 0.0) * (1 - k) + at * span
+        y = margin + max(-rise, 0.0) + k * gap + rise * at + 4 * bow * at * (1 - at)
+        points = np.round(np.stack([x, y], axis=1) * 16).astype(np.int32)
+        cv2.polylines(img, [points], False, 1.0, t, cv2.LINE_AA, shift=4)
+    # Placed by its highest point: a digit's ink spans about -0.1 to 0.9 of its height.
+    highest = min(float(rng.uniform(-0.05, 0.55)), 0.9 - (height - 2 * margin) / d)
+    return img, highest - margin / d
 
 
 def _marks_for(text: str, rng: np.random.Generator) -> tuple[dict[int, str], str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -262,3 +263,26 @@ def test_a_curled_two_is_its_digit_with_a_curl_at_the_top_left(digits: Digits) -
         upper = ink[ink[:, 0] <= top + 0.4 * (bottom - top)]
         start = upper[np.argmin(upper[:, 1])]  # where the pen starts a 2: its top left
         assert np.abs(added - start).max() <= 10  # the curl hangs on it, a few pixels wide
+
+
+def test_closing_marks_range_from_small_raised_ticks_to_long_strokes_below_the_middle() -> None:
+    """Many hands close an amount with a short ``=`` or ``-`` up by the digits' tops (read
+    as a 2 or a 1 by a reader that saw only long marks at mid-height)."""
+    rng = np.random.default_rng(11)
+    style = hands.random_style(rng)
+    d = style.height
+    highest, lowest, lengths, bars = [], [], [], []
+    for kind in "-=" * 300:
+        img, top = synth._mark(kind, style, rng)
+        rows = np.flatnonzero(img.max(axis=1) > 0.5)
+        cols = np.flatnonzero(img.max(axis=0) > 0.5)
+        highest.append(top + rows[0] / d)  # in digit heights below the digits' top line
+        lowest.append(top + rows[-1] / d)
+        lengths.append((cols[-1] - cols[0] + 1) / d)
+        if kind == "=":
+            bars.append(cv2.connectedComponents((img > 0.5).astype(np.uint8))[0] - 1)
+    highest_, lengths_ = np.array(highest), np.array(lengths)
+    assert np.mean(highest_ < 0.15) > 0.15 and np.mean(highest_ > 0.3) > 0.15
+    assert highest_.min() > -0.2 and max(lowest) < 1.05  # within the digits' band
+    assert np.mean(lengths_ < 0.4) > 0.1 and lengths_.max() > 1.2
+    assert np.mean(np.array(bars) == 2) > 0.9  # an equals sign's bars stand apart
