@@ -287,7 +287,8 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def row(name: str, seconds: float, pages: int, digits: int, acc: Accuracy | None) -> None:
-    quality = f"{100 * acc.digit_accuracy:10.1f}%{100 * acc.line_accuracy:12.1f}%" if acc else ""
+    quality = (f"{100 * acc.digit_accuracy:10.1f}%{100 * acc.line_accuracy:12.1f}%"
+               f"{acc.miscounted_pages:>6} of {acc.pages}" if acc else "")  # fmt: skip
     print(f"{name:<28}{seconds:8.1f}{pages / seconds:9.2f}{digits / seconds:10.1f}{quality}")
 
 
@@ -365,7 +366,7 @@ def report(folder: Path, truth: Lines, store: str, naive_files: int, copies: int
     print(f"\n{len(files)} files, {pages} pages, {ours.digits} digits in truth.csv; "
           f"model {summary['model_version']}; {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'':<30}{'seconds':>8}{'pages/s':>9}{'digits/s':>10}{'digit acc':>11}"
-          f"{'exact lines':>13}")  # fmt: skip
+          f"{'exact lines':>13}  pages found with another number of lines")  # fmt: skip
     row("digitflow score (CLI)", cli_s, pages, digits, ours)
     extra = f"  steady: {copies - 1} copies more"
     row(extra, (cli_many - cli_s) / (copies - 1), pages, digits, None)

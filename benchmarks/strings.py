@@ -137,14 +137,6 @@ def line_review(truth: dict[Page, list[str]], rows: list[dict], digits: list[dic
     return review(right, doubted)
 
 
-def miscounted(truth: dict[Page, list[str]], rows: list[dict]) -> int:
-    """Pages found with another number of lines than ``truth`` gives them. The exact-lines
-    count aligns the lines read with the truth's and forgives a line too many (a spurious
-    string read on no line of the form); this sees it."""
-    found = lines_by_page(rows)
-    return sum(len(found.get(page, {})) != len(want) for page, want in truth.items())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a store with both champions")
@@ -181,9 +173,8 @@ def main() -> None:
             form_truth = read_truth(root / "forms.csv")
             accuracy = compare(form_truth, read_lines(rows))
             pages = sum(r["pages"] for r in rows)
-            wrong = miscounted(form_truth, rows)
-            print(f"form pages, {reader}: {wrong} of {len(form_truth)} found with another number "
-                  "of lines than they hold", flush=True)  # fmt: skip
+            print(f"form pages, {reader}: {accuracy.miscounted_pages} of {accuracy.pages} found "
+                  "with another number of lines than they hold", flush=True)  # fmt: skip
             table.append(("form pages", reader, accuracy.lines, accuracy.line_accuracy,
                           accuracy.digit_accuracy, pages / seconds, "pages",
                           *line_review(form_truth, rows, digits)))  # fmt: skip

@@ -43,6 +43,8 @@ class SampleAccuracy(BaseModel):
     digit_accuracy: float
     lines: int
     line_accuracy: float
+    pages: int = 0
+    miscounted_pages: int = 0  # found with another number of lines than they hold
 
 
 @task(name="check-against-truth")
@@ -51,13 +53,16 @@ def check_against_truth(store_uri: str, batch_id: str, truth_csv: str) -> Sample
     ledger = read_ledger(open_store(store_uri), batch_id).to_pylist()
     accuracy = compare(read_truth(truth_csv), read_lines(ledger))
     get_run_logger().info(
-        "sample scans read: %.1f %% of %d digits, %.1f %% of %d lines exactly",
+        "sample scans read: %.1f %% of %d digits, %.1f %% of %d lines exactly; %d of %d "
+        "pages found with another number of lines than they hold",
         100 * accuracy.digit_accuracy, accuracy.digits, 100 * accuracy.line_accuracy,
-        accuracy.lines,
+        accuracy.lines, accuracy.miscounted_pages, accuracy.pages,
     )  # fmt: skip
     return SampleAccuracy(
         digits=accuracy.digits,
         digit_accuracy=accuracy.digit_accuracy,
         lines=accuracy.lines,
         line_accuracy=accuracy.line_accuracy,
+        pages=accuracy.pages,
+        miscounted_pages=accuracy.miscounted_pages,
     )

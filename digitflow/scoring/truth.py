@@ -2,8 +2,11 @@
 
 Digits are compared page by page after an edit-distance alignment of the page's digit
 string with the truth's, so a missed or an extra digit costs one error, not a shifted
-line. Lines count as exact when their whole digit string was read right. Strings read
-wrong are sorted by how (``misreadings``): too few digits, too many, or digits confused.
+line. Lines count as exact when their whole digit string was read right; that count
+aligns the lines read with the truth's, so a line read where the page has none (a
+stray string) costs no exact line, and pages found with another number of lines than
+they hold are counted apart. Strings read wrong are sorted by how (``misreadings``): too
+few digits, too many, or digits confused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Accuracy:
     extra: int  # digits read that the truth does not have
     lines: int
     exact_lines: int
+    pages: int = 0  # pages in the truth or read
+    miscounted_pages: int = 0  # pages read with another number of lines than they hold
 
     @property
     def digit_accuracy(self) -> float:
@@ -88,16 +93,19 @@ def align(truth: Sequence[Any], read: Sequence[Any]) -> tuple[int, int]:
 
 def compare(truth: dict[Page, list[str]], read: dict[Page, list[str]]) -> Accuracy:
     """Digit and exact-line accuracy of ``read`` against ``truth``, page by page."""
-    digits = correct = extra = lines = exact = 0
-    for page in sorted(set(truth) | set(read)):
+    digits = correct = extra = lines = exact = miscounted = 0
+    pages = sorted(set(truth) | set(read))
+    for page in pages:
         want, got = truth.get(page, []), read.get(page, [])
+        miscounted += len(want) != len(got)
         matches, inserted = align("".join(want), "".join(got))
         digits += sum(len(line) for line in want)
         correct += matches
         extra += inserted
         lines += len(want)
         exact += align(want, got)[0]
-    return Accuracy(digits=digits, correct=correct, extra=extra, lines=lines, exact_lines=exact)
+    return Accuracy(digits=digits, correct=correct, extra=extra, lines=lines, exact_lines=exact,
+                    pages=len(pages), miscounted_pages=miscounted)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ def test_compare_survives_a_spurious_line_and_counts_exact_lines(tmp_path: Path)
     assert (accuracy.digits, accuracy.correct, accuracy.extra) == (6, 4, 1)
     assert (accuracy.lines, accuracy.exact_lines) == (3, 1)
     assert accuracy.digit_accuracy == pytest.approx(4 / 6)
+    # Both pages were found with another number of lines: one too many, and none.
+    assert (accuracy.pages, accuracy.miscounted_pages) == (2, 2)
+    right = compare(truth, {("a.png", 0): ["123", "45"], ("b.tif", 1): ["8"]})
+    assert (right.exact_lines, right.pages, right.miscounted_pages) == (2, 2, 0)
 
 
 def test_misreadings_are_counted_by_kind_and_confusions_only_where_the_length_is_right() -> None:
