@@ -4,9 +4,11 @@ An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick,
 a curled tail, a 2 with a loop or a curled start), bent as another hand bends it, then
 scaled, sheared (some writers' 1s lean like a slash), turned and thickened or thinned to
 the writer's pen. Some writers write their zeros small, on the line, like the letter o.
-Some write a 9 or a 4 in a shape MNIST hardly has, and those are drawn stroke by stroke:
-a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top whose
-right stroke is short (like an L with a tick).
+Some write a 9, a 4 or a 7 in a shape MNIST hardly has, and those are drawn stroke by
+stroke: a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top
+whose right stroke is short (like an L with a tick, its corner sharp or round), a 7 whose
+stem bows and sweeps left like a 2's, often crossed by a long bar, its top bar sometimes
+short.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Style:
     slashed_ones: bool  # 1s leaning far more than the other digits, like a slash
     foot_ones: float  # probability that a 1 gets a foot
     barred_sevens: bool
+    drawn_sevens: bool  # a 7 whose stem bows and sweeps to the left, crossed or not
     ticked_sevens: bool
     curly_nines: bool  # a 9 whose tail curls to the left, as in much of Latin America
     drawn_nines: bool  # a 9 whose stem drops from the bottom of its loop, like a ρ
@@ -64,6 +67,7 @@ def random_style(rng: np.random.Generator) -> Style:
         slashed_ones=bool(rng.random() < 0.3),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
         barred_sevens=bool(rng.random() < 0.4),
+        drawn_sevens=bool(rng.random() < 0.3),
         ticked_sevens=bool(rng.random() < 0.3),
         curly_nines=bool(rng.random() < 0.45),
         drawn_nines=bool(rng.random() < 0.3),
@@ -98,6 +102,8 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
         return _drawn_nine(rng)
     if label == 4 and style.open_fours:
         return _open_four(rng)
+    if label == 7 and style.drawn_sevens:
+        return _drawn_seven(style.barred_sevens, rng)
     out = np.pad(image, _PAD)
     ink = np.argwhere(out > 100)
     if ink.size == 0:
@@ -125,8 +131,9 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
     elif label == 9 and style.curly_nines:
         low = ink[ink[:, 0] >= bottom - 1]
         x = int(low[:, 1].mean())
+        # From a hook to a curl back up towards the loop (where it looks most like an 8).
         _curve(out, (x, bottom), (x - 0.2 * height, bottom + 0.08 * height),
-               (x - rng.uniform(0.25, 0.45) * height, bottom - rng.uniform(0.05, 0.25) * height),
+               (x - rng.uniform(0.2, 0.5) * height, bottom - rng.uniform(0.05, 0.45) * height),
                thick)  # fmt: skip
     elif label == 2 and style.looped_twos:
         base = ink[ink[:, 0] >= top + 0.7 * height]
@@ -192,7 +199,7 @@ def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
     middle = ((start[0] + end[0]) / 2 + rng.uniform(-0.08, 0.08) * height, (start[1] + bottom) / 2)
     _curve(out, start, middle, end, thick)
     if rng.random() < 0.5:  # the hook at the foot
-        hook = (end[0] - rng.uniform(0.1, 0.3) * height, end[1] - rng.uniform(0.0, 0.15) * height)
+        hook = (end[0] - rng.uniform(0.1, 0.35) * height, end[1] - rng.uniform(0.0, 0.4) * height)
         _curve(out, end, (end[0] - 0.05 * height, end[1] + 0.06 * height), hook, thick)
     return _soft(out)
 
@@ -210,14 +217,49 @@ def _open_four(rng: np.random.Generator) -> np.ndarray:
     bar = top + height * rng.uniform(0.55, 0.75)
     start = (left + width * rng.uniform(0.1, 0.35), top)
     corner = (left, bar)
-    _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
     right = (left + width, bar - height * rng.uniform(-0.03, 0.05))
-    _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
+    if rng.random() < 0.5:  # a sharp corner: down, then along
+        _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
+        _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
+    else:  # a round one, the pen never stopping: a bowl like a u's
+        turn = (left + width * rng.uniform(0.15, 0.35), bar + height * rng.uniform(0.05, 0.15))
+        _curve(out, start, (left - width * rng.uniform(0.05, 0.2), bar), turn, thick)
+        _curve(out, turn, (left + width * 0.6, turn[1] + rng.uniform(-1.0, 1.0)), right, thick)
     x = left + width * rng.uniform(0.6, 0.85)
     tick_top = top + height * rng.uniform(0.15, 0.5)
     tick_end = bar + rng.uniform(0.0, 1.0) * (bottom - bar) if rng.random() < 0.7 else bar
     _curve(out, (x, tick_top), (x - 0.5, (tick_top + tick_end) / 2),
            (x - rng.uniform(0.0, 0.1) * height, tick_end), thick)  # fmt: skip
+    return _soft(out)
+
+
+def _drawn_seven(barred: bool, rng: np.random.Generator) -> np.ndarray:
+    """A 7 whose stem bows out and sweeps down to the left, as a 2's diagonal does, crossed
+    (``barred``) by a long bar at its middle; its top bar half the digit's width to all of
+    it, or a mere stub where it is crossed (it then looks much like a +)."""
+    out = np.zeros((_BOX, _BOX), np.uint8)
+    height = _DRAWN * rng.uniform(0.9, 1.1)
+    top = (_BOX - height) / 2
+    bottom = top + height
+    thick = _pen(rng)
+    width = height * rng.uniform(0.5, 0.75)
+    corner = (_BOX / 2 + width / 2, top + rng.uniform(0.0, 0.06) * height)
+    # A stub of a top bar only where the crossing bar tells the 7 from a flagged 1.
+    reach = rng.uniform(0.25 if barred else 0.5, 1.0)
+    start = (corner[0] - width * reach, top + rng.uniform(0.0, 0.12) * height)
+    _curve(out, start, ((start[0] + corner[0]) / 2, top + rng.uniform(-0.04, 0.04) * height),
+           corner, thick)  # fmt: skip
+    foot = (corner[0] - width * rng.uniform(0.5, 1.0), bottom)
+    bow = rng.uniform(0.0, 0.25) * height  # out to the right of the straight stem
+    middle = ((corner[0] + foot[0]) / 2 + bow, (corner[1] + bottom) / 2)
+    _curve(out, corner, middle, foot, thick)
+    if barred:
+        row = top + height * rng.uniform(0.4, 0.6)
+        share = (row - corner[1]) / (bottom - corner[1])  # the stem's x there, near enough
+        x = (1 - share) ** 2 * corner[0] + 2 * (1 - share) * share * middle[0] + share**2 * foot[0]
+        half = height * rng.uniform(0.2, 0.35)
+        tilt = rng.uniform(-0.08, 0.04) * height
+        _curve(out, (x - half, row - tilt), (x, row), (x + half, row + tilt), thick)
     return _soft(out)
 
 

@@ -286,3 +286,26 @@ def test_closing_marks_range_from_small_raised_ticks_to_long_strokes_below_the_m
     assert highest_.min() > -0.2 and max(lowest) < 1.05  # within the digits' band
     assert np.mean(lengths_ < 0.4) > 0.1 and lengths_.max() > 1.2
     assert np.mean(np.array(bars) == 2) > 0.9  # an equals sign's bars stand apart
+
+
+def test_a_drawn_seven_sweeps_its_stem_left_and_a_crossed_one_is_crossed_at_its_middle(
+    digits: Digits,
+) -> None:
+    """The stem leaves the top bar's right end and stands left of it, as a 2's diagonal;
+    a crossed one's middle rows run wider than a stem (the + that is read as a 1)."""
+    seven = digits.images[int(np.flatnonzero(digits.labels == 7)[0])]
+    rng = np.random.default_rng(13)
+    for barred in (False, True):
+        style = replace(hands.random_style(rng), drawn_sevens=True, barred_sevens=barred)
+        for _ in range(100):
+            image = hands.restyle(seven, 7, style, rng)
+            assert image.shape == (40, 40) and image.max() > 200
+            ink = _ink(image)
+            top, bottom = ink[:, 0].min(), ink[:, 0].max()
+            height = bottom - top
+            crown = ink[ink[:, 0] <= top + 0.1 * height]
+            foot = ink[ink[:, 0] >= bottom - 0.05 * height]
+            assert foot[:, 1].mean() < crown[:, 1].max() - 0.2 * height
+            middle = ink[np.abs(ink[:, 0] - (top + 0.5 * height)) <= 0.12 * height]
+            widest = max(np.ptp(middle[middle[:, 0] == r][:, 1]) for r in np.unique(middle[:, 0]))
+            assert (widest >= 0.34 * height) == barred
