@@ -6,9 +6,8 @@ scaled, sheared (some writers' 1s lean like a slash), turned and thickened or th
 the writer's pen. Some writers write their zeros small, on the line, like the letter o.
 Some write a 9, a 4 or a 7 in a shape MNIST hardly has, and those are drawn stroke by
 stroke: a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top
-whose right stroke is short (like an L with a tick, its corner sharp or round), a 7 whose
-stem bows and sweeps left like a 2's, often crossed by a long bar, its top bar sometimes
-short.
+whose right stroke is short (like an L with a tick), a 7 whose stem bows and sweeps left
+like a 2's, often crossed by a long bar, its top bar sometimes short.
 """
 
 from __future__ import annotations
@@ -217,14 +216,9 @@ def _open_four(rng: np.random.Generator) -> np.ndarray:
     bar = top + height * rng.uniform(0.55, 0.75)
     start = (left + width * rng.uniform(0.1, 0.35), top)
     corner = (left, bar)
+    _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
     right = (left + width, bar - height * rng.uniform(-0.03, 0.05))
-    if rng.random() < 0.5:  # a sharp corner: down, then along
-        _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
-        _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
-    else:  # a round one, the pen never stopping: a bowl like a u's
-        turn = (left + width * rng.uniform(0.15, 0.35), bar + height * rng.uniform(0.05, 0.15))
-        _curve(out, start, (left - width * rng.uniform(0.05, 0.2), bar), turn, thick)
-        _curve(out, turn, (left + width * 0.6, turn[1] + rng.uniform(-1.0, 1.0)), right, thick)
+    _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
     x = left + width * rng.uniform(0.6, 0.85)
     tick_top = top + height * rng.uniform(0.15, 0.5)
     tick_end = bar + rng.uniform(0.0, 1.0) * (bottom - bar) if rng.random() < 0.7 else bar
