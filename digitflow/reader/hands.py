@@ -203,14 +203,18 @@ def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
     return _soft(out)
 
 
+def _sheet(rng: np.random.Generator) -> tuple[np.ndarray, float, float, int]:
+    """A blank box for a digit drawn stroke by stroke, the digit's height and top (it is
+    centred), and the pen's width."""
+    height = _DRAWN * rng.uniform(0.9, 1.1)
+    return np.zeros((_BOX, _BOX), np.uint8), height, (_BOX - height) / 2, _pen(rng)
+
+
 def _open_four(rng: np.random.Generator) -> np.ndarray:
     """A 4 open at the top: a stroke down to the left, a bar to the right, and a short
     right stroke that starts below the top (an L with a tick), crossing the bar or not."""
-    out = np.zeros((_BOX, _BOX), np.uint8)
-    height = _DRAWN * rng.uniform(0.9, 1.1)
-    top = (_BOX - height) / 2
+    out, height, top, thick = _sheet(rng)
     bottom = top + height
-    thick = _pen(rng)
     width = height * rng.uniform(0.45, 0.7)
     left = _BOX / 2 - width / 2
     bar = top + height * rng.uniform(0.55, 0.75)
@@ -231,11 +235,8 @@ def _drawn_seven(barred: bool, rng: np.random.Generator) -> np.ndarray:
     """A 7 whose stem bows out and sweeps down to the left, as a 2's diagonal does, crossed
     (``barred``) by a long bar at its middle; its top bar half the digit's width to all of
     it, or a mere stub where it is crossed (it then looks much like a +)."""
-    out = np.zeros((_BOX, _BOX), np.uint8)
-    height = _DRAWN * rng.uniform(0.9, 1.1)
-    top = (_BOX - height) / 2
+    out, height, top, thick = _sheet(rng)
     bottom = top + height
-    thick = _pen(rng)
     width = height * rng.uniform(0.5, 0.75)
     corner = (_BOX / 2 + width / 2, top + rng.uniform(0.0, 0.06) * height)
     # A stub of a top bar only where the crossing bar tells the 7 from a flagged 1.
