@@ -4,10 +4,11 @@ An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick,
 a curled tail, a 2 with a loop or a curled start), bent as another hand bends it, then
 scaled, sheared (some writers' 1s lean like a slash), turned and thickened or thinned to
 the writer's pen. Some writers write their zeros small, on the line, like the letter o.
-Some write a 9, a 4 or a 7 in a shape MNIST hardly has, and those are drawn stroke by
-stroke: a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top
-whose right stroke is short (like an L with a tick), a 7 whose stem bows and sweeps left
-like a 2's, often crossed by a long bar, its top bar sometimes short.
+Some write a 1, a 9, a 4, a 5 or a 7 in a shape MNIST hardly has, and those are drawn
+stroke by stroke: a 1 looped like a cursive l, a 9 whose stem drops from the bottom of
+its loop (like a ρ), a 4 open at the top whose right stroke is short (like an L with a
+tick), a 5 in one sweep like a check mark with a bar on top, a 7 whose stem bows and
+sweeps left like a 2's, often crossed by a long bar, its top bar sometimes short.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class Style:
     stroke: int  # pixels of thickening (+) or thinning (-), as drawn
     flag_ones: bool
     slashed_ones: bool  # 1s leaning far more than the other digits, like a slash
+    looped_ones: bool  # a 1 written like a cursive l: up from its foot, a loop, and down
     foot_ones: float  # probability that a 1 gets a foot
     barred_sevens: bool
     drawn_sevens: bool  # a 7 whose stem bows and sweeps to the left, crossed or not
+    drawn_fives: bool  # a 5 written like a check mark with a bar on top (a √ with its bar)
     ticked_sevens: bool
     curly_nines: bool  # a 9 whose tail curls to the left, as in much of Latin America
     drawn_nines: bool  # a 9 whose stem drops from the bottom of its loop, like a ρ
@@ -64,9 +67,11 @@ def random_style(rng: np.random.Generator) -> Style:
         stroke=int(rng.choice([-2, -2, -1, -1, 0, 0, 1, 2])),
         flag_ones=bool(rng.random() < 0.65),
         slashed_ones=bool(rng.random() < 0.3),
+        looped_ones=bool(rng.random() < 0.12),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
         barred_sevens=bool(rng.random() < 0.4),
         drawn_sevens=bool(rng.random() < 0.3),
+        drawn_fives=bool(rng.random() < 0.25),
         ticked_sevens=bool(rng.random() < 0.3),
         curly_nines=bool(rng.random() < 0.45),
         drawn_nines=bool(rng.random() < 0.3),
@@ -96,13 +101,18 @@ _PAD = 6  # room round a 28x28 digit for the strokes a style adds
 def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generator) -> np.ndarray:
     """A 28x28 MNIST digit (ink bright) written the writer's way: a 1 with a flag or a foot,
     a 7 with a bar or a tick, a 9 with a curled tail or drawn like a ρ, a 2 with a loop or a
-    curled start, a 4 drawn open. The result is padded for the strokes a style adds."""
+    curled start, a 4 drawn open, a 5 drawn like a check mark, a 1 drawn like a cursive l.
+    The result is padded for the strokes a style adds."""
     if label == 9 and style.drawn_nines:
         return _drawn_nine(rng)
     if label == 4 and style.open_fours:
         return _open_four(rng)
     if label == 7 and style.drawn_sevens:
         return _drawn_seven(style.barred_sevens, rng)
+    if label == 5 and style.drawn_fives:
+        return _drawn_five(rng)
+    if label == 1 and style.looped_ones:
+        return _looped_one(rng)
     out = np.pad(image, _PAD)
     ink = np.argwhere(out > 100)
     if ink.size == 0:
@@ -217,14 +227,16 @@ def _open_four(rng: np.random.Generator) -> np.ndarray:
     bottom = top + height
     width = height * rng.uniform(0.45, 0.7)
     left = _BOX / 2 - width / 2
-    bar = top + height * rng.uniform(0.55, 0.75)
-    start = (left + width * rng.uniform(0.1, 0.35), top)
+    # Its bar from a little below the middle to near the foot, the stroke down to it
+    # from straight to leaning far over.
+    bar = top + height * rng.uniform(0.55, 0.85)
+    start = (left + width * rng.uniform(0.1, 0.45), top)
     corner = (left, bar)
     _curve(out, start, ((start[0] + corner[0]) / 2, (top + bar) / 2), corner, thick)
     right = (left + width, bar - height * rng.uniform(-0.03, 0.05))
     _curve(out, corner, ((left + right[0]) / 2, bar + rng.uniform(-1.0, 1.0)), right, thick)
     x = left + width * rng.uniform(0.6, 0.85)
-    tick_top = top + height * rng.uniform(0.15, 0.5)
+    tick_top = top + height * rng.uniform(0.15, 0.6)
     tick_end = bar + rng.uniform(0.0, 1.0) * (bottom - bar) if rng.random() < 0.7 else bar
     _curve(out, (x, tick_top), (x - 0.5, (tick_top + tick_end) / 2),
            (x - rng.uniform(0.0, 0.1) * height, tick_end), thick)  # fmt: skip
@@ -258,6 +270,50 @@ def _drawn_seven(barred: bool, rng: np.random.Generator) -> np.ndarray:
     return _soft(out)
 
 
+def _drawn_five(rng: np.random.Generator) -> np.ndarray:
+    """A 5 written in one sweep like a check mark, as many cheque writers write it: a short
+    stroke down from the middle of its left side to its foot, a long one up to its top,
+    and the top bar out to the right (a √ with its bar), the bar short or long."""
+    out, height, top, thick = _sheet(rng)
+    width = height * rng.uniform(0.7, 1.05)
+    left = _BOX / 2 - width / 2
+    start = (left, top + height * rng.uniform(0.3, 0.65))
+    foot = (left + width * rng.uniform(0.15, 0.35), top + height * rng.uniform(0.88, 1.0))
+    _curve(out, start, ((start[0] + foot[0]) / 2 - 0.5, (start[1] + foot[1]) / 2), foot, thick)
+    corner = (left + width * rng.uniform(0.4, 0.65), top + height * rng.uniform(0.0, 0.08))
+    bow = rng.uniform(-0.08, 0.08) * height
+    _curve(out, foot, ((foot[0] + corner[0]) / 2 + bow, (foot[1] + corner[1]) / 2), corner,
+           thick)  # fmt: skip
+    end = (left + width * rng.uniform(0.85, 1.1), corner[1] + height * rng.uniform(-0.04, 0.1))
+    _curve(out, corner, ((corner[0] + end[0]) / 2, (corner[1] + end[1]) / 2 - 0.5), end, thick)
+    return _soft(out)
+
+
+def _looped_one(rng: np.random.Generator) -> np.ndarray:
+    """A 1 written like a cursive l: a stroke up from near its foot on the left to its top,
+    a narrow loop there, and the stem down, leaning, maybe with a tail out to the right."""
+    out, height, top, thick = _sheet(rng)
+    bottom = top + height
+    lean = height * rng.uniform(0.05, 0.45)  # how far right its top is of its foot
+
+    def axis(y: float) -> float:
+        return _BOX / 2 - lean / 2 + lean * (bottom - y) / height
+
+    crest = (axis(top), top)
+    foot = (axis(bottom), bottom)
+    loop = top + height * rng.uniform(0.4, 0.75)  # the loop's lower end, where strokes cross
+    width = height * rng.uniform(0.15, 0.3)
+    entry_y = top + height * rng.uniform(0.6, 1.0)
+    entry = (axis(entry_y) - height * rng.uniform(0.05, 0.4), entry_y)
+    _curve(out, entry, (axis(loop) + 2 * width, loop), crest, thick)
+    _curve(out, crest, (axis((top + loop) / 2) - width, (top + loop) / 2 + height * 0.1), foot,
+           thick)  # fmt: skip
+    if rng.random() < 0.4:
+        tail = (foot[0] + height * rng.uniform(0.1, 0.25), foot[1] - 0.08 * height)
+        _curve(out, foot, (foot[0] + 0.05 * height, foot[1] + 0.03 * height), tail, thick)
+    return _soft(out)
+
+
 def _bar(image: np.ndarray, row: int, thick: int, rng: np.random.Generator) -> None:
     """A bar across the digit's stroke at ``row`` (a 7's, as in much of Europe and Latin
     America), reaching 3 to 12 pixels either side."""
@@ -280,9 +336,12 @@ def _curve(image: np.ndarray, start: tuple[float, float], middle: tuple[float, f
 def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int,
           rng: np.random.Generator) -> None:  # fmt: skip
     """Draw the flag of a 1 from its top (x, y) down to the left: straight or hooked, short
-    or as long as most of the digit (as in much of Europe and Latin America)."""
-    length = height * rng.uniform(0.25, 0.65)
-    angle = math.radians(rng.uniform(25, 70))
+    or as long as most of the digit (as in much of Europe and Latin America); a steep one
+    now and then almost as long as the stem, like a Λ."""
+    degrees = rng.uniform(25, 70)
+    steep = degrees > 50 and rng.random() < 0.25
+    length = height * (rng.uniform(0.6, 0.95) if steep else rng.uniform(0.25, 0.65))
+    angle = math.radians(degrees)
     end = (x - length * math.cos(angle), y + length * math.sin(angle))
     start = (x + rng.uniform(-1.0, 1.0), y + rng.uniform(0.0, 2.0))
     bend = rng.uniform(-0.25, 0.25) * length
