@@ -356,7 +356,7 @@ def test_a_looped_one_is_a_cursive_l_with_its_loop_up_top(digits: Digits) -> Non
         return sum((m - rows[0]) / max(rows[-1] - rows[0], 1) < 0.6 for m in middles)
 
     looped = [hands.restyle(one, 1, style, rng) for one in ones]
-    # Most: the rest are drawn too small for the loop to stay open, as in many real scans.
+    # About a third: the rest drawn too small for the loop to stay open, as in many scans.
     assert np.mean([upper_holes(image) > 0 for image in looped]) > 0.2
     for image in looped:
         ink = _ink(image)
