@@ -184,16 +184,20 @@ def _arc(image: np.ndarray, centre: tuple[float, float], axes: tuple[float, floa
     cv2.polylines(image, [np.rint(points).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
 
 
+def _sheet(rng: np.random.Generator) -> tuple[np.ndarray, float, float, int]:
+    """A blank box for a digit drawn stroke by stroke, the digit's height and top (it is
+    centred), and the pen's width."""
+    height = _DRAWN * rng.uniform(0.9, 1.1)
+    return np.zeros((_BOX, _BOX), np.uint8), height, (_BOX - height) / 2, _pen(rng)
+
+
 def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
     """A 9 whose stem drops from the bottom or left of its loop (like a ρ, as much of Latin
     America writes it), straight or ending in a hook to the left."""
-    out = np.zeros((_BOX, _BOX), np.uint8)
-    height = _DRAWN * rng.uniform(0.9, 1.1)
-    top = (_BOX - height) / 2
+    out, height, top, thick = _sheet(rng)
     rx, ry = height * rng.uniform(0.2, 0.34), height * rng.uniform(0.2, 0.3)
     centre = (_BOX / 2 + rng.uniform(0.0, 0.15) * height, top + ry)
     tilt = float(rng.uniform(-0.4, 0.4))
-    thick = _pen(rng)
     # Where the stem leaves the loop: from its bottom (pi/2) round to its left (pi).
     leave = float(rng.uniform(0.5, 1.0) * math.pi)
     begin = leave + rng.choice([-1.0, 1.0]) * rng.uniform(0.0, 0.3)
@@ -211,13 +215,6 @@ def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
         hook = (end[0] - rng.uniform(0.1, 0.35) * height, end[1] - rng.uniform(0.0, 0.4) * height)
         _curve(out, end, (end[0] - 0.05 * height, end[1] + 0.06 * height), hook, thick)
     return _soft(out)
-
-
-def _sheet(rng: np.random.Generator) -> tuple[np.ndarray, float, float, int]:
-    """A blank box for a digit drawn stroke by stroke, the digit's height and top (it is
-    centred), and the pen's width."""
-    height = _DRAWN * rng.uniform(0.9, 1.1)
-    return np.zeros((_BOX, _BOX), np.uint8), height, (_BOX - height) / 2, _pen(rng)
 
 
 def _open_four(rng: np.random.Generator) -> np.ndarray:
