@@ -363,3 +363,19 @@ def test_a_looped_one_is_a_cursive_l_with_its_loop_up_top(digits: Digits) -> Non
         assert np.ptp(ink[:, 1]) < np.ptp(ink[:, 0])
     plain = [hands.restyle(one, 1, replace(style, looped_ones=False), rng) for one in ones]
     assert np.mean([upper_holes(image) > 0 for image in plain]) < 0.05
+
+
+def test_a_flag_now_and_then_reaches_most_of_the_way_down_the_stem() -> None:
+    """Some writers' flag is steep and almost as long as the stem (a Λ, read as a 1 too
+    many); the longest other flag (0.65 of the height at 70 degrees) ends above 0.62."""
+    rng = np.random.default_rng(16)
+    height, top = 40, 10
+    reach = []
+    for _ in range(1000):
+        image = np.zeros((64, 64), np.uint8)
+        hands._flag(image, 40, top, height, 2, rng)
+        rows = np.flatnonzero(image.max(axis=1) > 100)
+        reach.append((rows[-1] - top) / height)
+    reach_ = np.array(reach)
+    assert 0.02 < np.mean(reach_ > 0.7) < 0.15
+    assert reach_.max() < 1.0
