@@ -203,8 +203,8 @@ def _surface(grey: np.ndarray, paper: np.ndarray, level: float) -> np.ndarray | 
     values = grey[rows, cols].astype(np.float64)
     keep = np.ones(values.size, bool)
     for _ in range(3):
-        coef = _least_squares(terms[keep], values[keep])
-        residual = values - np.einsum("nk,k->n", terms, coef)
+        coef = np.linalg.lstsq(terms[keep], values[keep], rcond=None)[0]
+        residual = values - terms @ coef
         spread = 1.4826 * float(np.median(np.abs(residual[keep] - np.median(residual[keep]))))
         keep = np.abs(residual) <= 3.0 * spread + 0.5
         if keep.sum() < 4 * _SURFACE_TERMS:
@@ -213,20 +213,6 @@ def _surface(grey: np.ndarray, paper: np.ndarray, level: float) -> np.ndarray | 
     x = (np.arange(width) / width - 0.5)[None, :]
     c0, cx, cy, cxx, cxy, cyy = coef
     return (c0 + cx * x + cy * y + cxx * x * x + cxy * x * y + cyy * y * y).astype(np.float32)
-
-
-def _least_squares(terms: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The coefficients that fit ``terms`` (n, k) to ``values`` by least squares.
-
-    Solved on the k × k normal equations, summed by ``einsum``'s own loops: a reader
-    process that called LAPACK's least squares on the n points (``np.linalg.lstsq``) ran
-    OpenBLAS's threads, one a core, against the other readers, and the fit took a third
-    of its time on the check amounts (2 cores). The terms are monomials of coordinates
-    within ±0.5, well conditioned, so the coefficients agree to rounding; a singular
-    system (paper on one row) gets the same least-norm answer as before.
-    """
-    gram = np.einsum("nj,nk->jk", terms, terms)
-    return np.linalg.lstsq(gram, np.einsum("nk,n->k", terms, values), rcond=None)[0]
 
 
 def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -60,6 +60,20 @@ def _reuse_freed_memory() -> None:
         mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS and LAPACK on this process's own thread.
+
+    OpenBLAS starts a thread a core in every process that calls it on a large array. A
+    process that finds digits runs beside others that do too (a reader each core, or
+    Dask's workers), and their threads only compete: a check amount's lighting fit
+    (``np.linalg.lstsq`` on its paper pixels) took a third of the readers' time on 2
+    cores, with the threads' own CPU besides.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _serve(conn: Connection) -> None:
     """A reader process: extract each file sent until told to stop or the parent is gone."""
     import cv2
@@ -69,6 +83,7 @@ def _serve(conn: Connection) -> None:
     import scipy.ndimage  # noqa: F401
 
     cv2.setNumThreads(1)  # one page per process already keeps every core busy
+    _one_blas_thread()
     _reuse_freed_memory()
     conn.send(True)  # started: from now on, a death is the file's doing (or memory's)
     while True:
@@ -91,7 +106,9 @@ def _reading_here() -> None:
     the memory of freed pages as a reader process does. Dask's nanny starts its workers
     with glibc told to give freed memory back at once (MALLOC_TRIM_THRESHOLD_=65536), and a
     third of their CPU went to the kernel: `--dask local` on 366 pages on 2 cores spent 26 s
-    of 95 there, and 6 s of 72 once they keep it (52 s → 41 s end to end)."""
+    of 95 there, and 6 s of 72 once they keep it (52 s → 41 s end to end). Its BLAS runs on
+    one thread too, as a reader's does."""
+    _one_blas_thread()
     _reuse_freed_memory()
 
 

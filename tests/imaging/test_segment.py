@@ -9,14 +9,7 @@ import pytest
 from scipy import ndimage
 
 from digitflow.imaging import segment_page
-from digitflow.imaging.binarize import (
-    _grid_median,
-    _least_squares,
-    _median_3x3,
-    _quadratic_terms,
-    binarize,
-    otsu_threshold,
-)
+from digitflow.imaging.binarize import _grid_median, _median_3x3, binarize, otsu_threshold
 from digitflow.imaging.blobs import Blob, ink_box
 from digitflow.imaging.lines import group_lines
 from tests.imaging.synthetic import (
@@ -309,19 +302,6 @@ def test_a_small_blurred_photo_of_one_digit_lit_from_one_side(
 def test_a_small_blank_photo_lit_from_one_side_has_no_digits(size: int, noise: float) -> None:
     blank = on_paper(np.zeros((size, size), np.float32), noise=noise)
     assert segment_page(lit_unevenly(blank, darkest=0.3)).boxes == []
-
-
-def test_the_lighting_surface_is_the_least_squares_fit_of_the_paper() -> None:
-    # The fit on its normal equations gives LAPACK's answer on the points themselves: on
-    # a crop's paper pixels, and where they lie on one row, so that y and y² are constant
-    # (a singular system: both give the least-norm coefficients).
-    rng = np.random.default_rng(3)
-    rows, cols = rng.integers(0, 60, 5000), rng.integers(0, 300, 5000)
-    for y in (rows / 60 - 0.5, np.full(5000, 0.25)):
-        terms = _quadratic_terms(y, cols / 300 - 0.5)
-        values = 200 - 40 * terms[:, 1] + 15 * terms[:, 3] + rng.normal(0, 4, 5000)
-        expected = np.linalg.lstsq(terms, values, rcond=None)[0]
-        assert np.allclose(_least_squares(terms, values), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_rejects_colour_arrays() -> None:

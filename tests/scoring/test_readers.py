@@ -79,6 +79,24 @@ def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: 
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS uses one thread on one core anyway")
+def test_a_reader_process_runs_blas_on_one_thread() -> None:
+    # The reader's own entry point, in a fresh interpreter: started, told to stop, then
+    # asked how many threads numpy's BLAS may use. Without the limit, one a core.
+    script = (
+        "from multiprocessing import Pipe\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from digitflow.scoring.readers import _serve\n"
+        "parent, child = Pipe()\n"
+        "parent.send(None)\n"
+        "_serve(child)\n"
+        "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[1]"
+
+
 def test_a_file_alone_starts_one_reader_and_files_at_once_start_the_others(
     folder: Path, two_readers: int
 ) -> None:
