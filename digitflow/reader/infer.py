@@ -156,6 +156,25 @@ def read_with(
     return lines
 
 
+def one_digit_logs(
+    run: Callable[[np.ndarray], np.ndarray],
+    inputs: Sequence[np.ndarray],
+    widths: Sequence[float] = WIDTHS,
+) -> np.ndarray:
+    """log P(d | input) for each one-digit string d (n, 10): the reader's probability
+    that an input is that digit alone (CTC, over every alignment), the ``widths`` as a
+    mixture, over the ten digits. For weighing a lone digit's reading with another
+    model's: unlike a greedy reading, it says how likely each digit is, even where the
+    reader would have read two digits or none."""
+    if not inputs:
+        return np.zeros((0, 10))
+    texts = [str(d) for d in range(10)]
+    probs = _probabilities(run, [_variant(x, (share, 0.0)) for share in widths for x in inputs])
+    logs = log_likelihoods([p for p in probs for _ in texts], texts * len(probs))
+    mixed = np.logaddexp.reduce(logs.reshape(len(widths), len(inputs), 10), axis=0)
+    return mixed - np.logaddexp.reduce(mixed, axis=1, keepdims=True)
+
+
 Variant = tuple[float, float]  # (share of the width, slope of the slant)
 
 

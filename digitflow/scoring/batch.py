@@ -288,7 +288,8 @@ def read_shard(
         reads = scorer.read_lines(lines) if lines else []
         if ref.lone is not None:
             classifier = scorer_for(ref.lone)
-            reads = read_lone_digits(files, second_opinion(files, reads, classifier), classifier)
+            reads = second_opinion(files, reads, classifier)
+            reads = read_lone_digits(files, reads, classifier, scorer)
         return line_reading(files, reads, ref.version, threshold, batch_id)
     digits = np.concatenate([np.zeros((0, 28, 28), np.uint8), *(f.digits for f in files)])
     probs = scorer.probabilities(digits) if len(digits) else np.zeros((0, 10))

@@ -41,8 +41,8 @@ class ModelRef(BaseModel):
     version: str  # shown in every result row: "<training_run>/<model>@<sha256[:12]>"
     champion: bool = False  # the champion, rather than a candidate named by the user
     role: Role = "classifier"  # a digit classifier, or a line reader
-    # With a line reader: the classifier that reads a line that is one lone digit, and
-    # weighs in on each digit of a page's line that stands alone.
+    # With a line reader: the classifier that reads a field that is one lone digit (with
+    # the reader), and weighs in on each digit of a page's line that stands alone.
     lone: ModelRef | None = None
     # Its ONNX export, where it has one and ONNX is not turned off: what scores then.
     onnx_key: str | None = None

@@ -1,7 +1,7 @@
 """Digit rows of lines read whole: each digit's place on its page from the reader's
-alignment, its doubt and the line's, and the line's crop for review; a line that is one
-lone digit read by the classifier, and a digit that stands alone on its page weighed by
-the classifier too."""
+alignment, its doubt and the line's, and the line's crop for review; a field that is one
+lone digit read by the classifier and the reader together, and a digit that stands alone
+on its page weighed by the classifier too."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 
 from digitflow.imaging.fields import LineImage, Piece
-from digitflow.reader.decode import ReadDigit, ReadLine
+from digitflow.reader.decode import ReadDigit, ReadLine, softmax
+from digitflow.reader.infer import one_digit_logs
 from digitflow.scoring.extract import FileDigits
 from digitflow.scoring.infer import Scorer, top_two
 from digitflow.scoring.results import ShardReading, line_review_key, table
@@ -87,12 +88,14 @@ def line_reading(
 
 
 def read_lone_digits(
-    files: list[FileDigits], reads: list[ReadLine], classifier: Scorer
+    files: list[FileDigits], reads: list[ReadLine], classifier: Scorer, reader: Scorer
 ) -> list[ReadLine]:
     """The reads of the files' lines (in order), where a field holds one lone digit (the
     segmentation cut out just one) and the line reader read at most two (a flagged 1 read
-    as "11", a broken digit as two): the classifier's reading of that digit instead, since
-    a digit alone is what the classifier reads best."""
+    as "11", a broken digit as two): that digit read by the classifier and the reader
+    together, each digit's probability the product of theirs, so that one model's doubt
+    is settled by the other. The reader's is its probability of the field being that
+    digit alone (``reader.infer.one_digit_logs``), not what it read."""
     out, picked, digits = list(reads), [], []
     k = 0
     for f in files:
@@ -104,12 +107,14 @@ def read_lone_digits(
             k += 1
     if not picked:
         return out
-    best, sure, second, second_sure = top_two(classifier.probabilities(np.stack(digits)))
+    logs = np.log(np.maximum(classifier.probabilities(np.stack(digits)), 1e-6))
+    logs += one_digit_logs(reader.run, [line.inputs() for _, line, _ in picked])
+    best, sure, second, second_sure = top_two(softmax(logs))
     for j, (k, line, box) in enumerate(picked):
         x0, x1 = (box.x0 - line.x0) / line.x_scale, (box.x1 - line.x0) / line.x_scale
         digit = ReadDigit(int(best[j]), float(sure[j]), int(second[j]), float(second_sure[j]),
                           max(0.0, x0), max(x0 + 1, x1))  # fmt: skip
-        out[k] = ReadLine([digit], float(sure[j]), classifier.version)
+        out[k] = ReadLine([digit], float(sure[j]), f"{reader.version}+{classifier.version}")
     return out
 
 

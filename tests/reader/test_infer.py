@@ -200,3 +200,37 @@ def test_a_step_unsure_only_of_where_a_digit_ends_leaves_the_line_sure() -> None
     (line,) = infer.read_with(reader(6), inputs, widths=(1.0,))
     assert line.text == "3"
     assert line.confidence == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_lone_digit_gets_each_digits_probability_over_the_widths() -> None:
+    """Each input's probability of being each digit alone, the widths as a mixture: the
+    first reads 1 (0.7) or 7 (0.3) at every width; the second 1 at 0.8 of its width (0.9)
+    but 7 at the others (0.9); the third 1 twice, which is no one digit, yet 1 alone is
+    likelier than any other digit alone."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-4, np.float32)
+        probs[:, :, 0] = 1.0  # blanks after the first step
+        for k, x in enumerate(batch):
+            width = int((x[0, :, 0] > 0).sum())
+            kind = round(float(x[0, 0, 0]) * 10)  # which input: 1, 2 or 3
+            if kind == 1:
+                probs[k, 0, [0, 2, 8]] = 1e-4, 0.7, 0.3
+            elif kind == 2:
+                probs[k, 0, [0, 2, 8]] = (1e-4, 0.9, 0.1) if width < 60 else (1e-4, 0.1, 0.9)
+            else:
+                probs[k, 0, [0, 2]] = 1e-4, 1.0
+                probs[k, 2, [0, 2]] = 1e-4, 1.0
+        return np.log(probs)
+
+    inputs = [np.full((32, 60), kind / 10, np.float32) for kind in (1, 2, 3)]
+    logs = infer.one_digit_logs(run, inputs, widths=(0.8, 1.0, 1.25))
+    assert logs.shape == (3, 10)
+    assert np.exp(logs).sum(axis=1) == pytest.approx(np.ones(3))
+    first, second, third = np.exp(logs)
+    assert (first[1], first[7]) == (pytest.approx(0.7, abs=0.01), pytest.approx(0.3, abs=0.01))
+    mixed = (0.9 + 0.1 + 0.1) / 3  # 1 at 0.8, 1 and 1.25 of its width
+    assert (second[1], second[7]) == (pytest.approx(mixed, abs=0.01),
+                                      pytest.approx(1 - mixed, abs=0.01))  # fmt: skip
+    assert third.argmax() == 1
+    assert infer.one_digit_logs(run, []).shape == (0, 10)

@@ -127,31 +127,65 @@ def test_a_batch_keeps_its_layout(tmp_path: Path) -> None:
         batch.open_batch(store, "b", str(tmp_path / "in"), ref, "page")
 
 
-def test_a_lone_digit_read_as_up_to_two_is_the_classifiers(
+def test_a_lone_digit_read_as_up_to_two_is_read_by_the_classifier_and_the_reader(
     reader_store: str, mnist_dir: Path
 ) -> None:
+    """Where the classifier is sure of a lone digit and the reader leans a little to
+    another, the classifier's reading wins; where the reader is sure of a digit the
+    classifier gives some chance to, the reader's does. Each digit's probability is the
+    product of theirs."""
     from digitflow.imaging.fields import LineImage
     from digitflow.imaging.segment import DigitBox
     from digitflow.reader.decode import ReadDigit, ReadLine
+    from digitflow.reader.field import STRIDE
     from digitflow.scoring.extract import FileDigits
-    from digitflow.scoring.infer import resolve_model, scorer_for
+    from digitflow.scoring.infer import Scorer, resolve_model, scorer_for
     from digitflow.scoring.lines import read_lone_digits
 
     ref = resolve_model(open_store(reader_store), choice="line")
     assert ref.lone is not None
+    classifier = scorer_for(ref.lone)
     mnist = load_mnist(mnist_dir)
+    probs = classifier.probabilities(mnist.images[:200])
+    sure = next(k for k in range(200) if probs[k].max() > 0.999)
+    torn = next(k for k in range(200) if np.sort(probs[k])[-2] > 0.05 and probs[k].max() < 0.9)
+    right, other = int(probs[sure].argmax()), (int(probs[sure].argmax()) + 1) % 10
+    runner = int(np.argsort(-probs[torn])[1])
+    # The reader's leaning, by the line's brightness: 0.55 for `other` (0.45 for `right`)
+    # on the first two lines; 0.99 for the classifier's runner-up on the third.
+    leans = {1: {other: 0.55, right: 0.45}, 2: {other: 0.55, right: 0.45}, 3: {runner: 0.99}}
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        out = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-6, np.float32)
+        out[:, :, 0] = 1.0
+        for k, x in enumerate(batch):
+            out[k, 0, 0] = 1e-6
+            for digit, p in leans.get(round(float(x[0, 0, 0]) * 10), {}).items():
+                out[k, 0, digit + 1] = p
+        return np.log(out)
+
+    reader = Scorer(run, "reader@r", "onnx")
     box = DigitBox(0, 0, 4, 2, 24, 30, np.ones((28, 20), bool))
-    line = LineImage(0, np.zeros((32, 40), np.uint8), 0.0, 0.0, 1.0, 1.0)
-    files = [FileDigits(f"f{k}", 1, [(0, box)], mnist.images[k : k + 1], [(0, line)])
-             for k in range(3)]  # fmt: skip
+    lines = [LineImage(0, np.full((32, 40), 25 * k, np.uint8), 0.0, 0.0, 1.0, 1.0)
+             for k in (1, 2, 3, 3)]  # fmt: skip
+    images = [sure, sure, torn, torn]
+    files = [FileDigits(f"f{k}", 1, [(0, box)], mnist.images[i : i + 1], [(0, line)])
+             for k, (i, line) in enumerate(zip(images, lines, strict=True))]  # fmt: skip
     ones = [ReadDigit(1, 0.6, 7, 0.3, 8.0 * j, 8.0 * j + 8) for j in range(3)]
-    reads = [ReadLine(ones[:1], 0.6), ReadLine(ones[:2], 0.6), ReadLine(ones[:3], 0.6)]
-    out = read_lone_digits(files, reads, scorer_for(ref.lone))
-    for k in (0, 1):  # one or two digits read: the classifier reads the lone digit
-        assert out[k].model == ref.lone.version and len(out[k].digits) == 1
-        assert out[k].digits[0].digit == int(mnist.labels[k])
-        assert out[k].digits[0].x0 == pytest.approx(4.0)
-    assert out[2] is reads[2]  # three read: not a lone digit, the reader's reading stays
+    reads = [ReadLine(ones[:1], 0.6), ReadLine(ones[:2], 0.6), ReadLine(ones[:1], 0.6),
+             ReadLine(ones[:3], 0.6)]  # fmt: skip
+    out = read_lone_digits(files, reads, classifier, reader)
+    for k in (0, 1):  # one or two digits read: the classifier, sure, outweighs the reader
+        assert out[k].model == f"reader@r+{ref.lone.version}" and len(out[k].digits) == 1
+        (digit,) = out[k].digits
+        assert (digit.digit, digit.runner_up) == (right, other)
+        product = probs[sure] * np.where(np.arange(10) == right, 0.45,
+                                         np.where(np.arange(10) == other, 0.55, 1e-6))  # fmt: skip
+        assert digit.confidence == pytest.approx(product[right] / product.sum(), abs=1e-3)
+        assert digit.x0 == pytest.approx(4.0) and out[k].confidence == digit.confidence
+    (digit,) = out[2].digits  # the reader, sure, outweighs the torn classifier
+    assert digit.digit == runner and digit.runner_up == int(probs[torn].argmax())
+    assert out[3] is reads[3]  # three read: not a lone digit, the reader's reading stays
 
 
 def test_a_digit_alone_on_its_page_is_weighed_by_the_classifier_too(
