@@ -14,8 +14,7 @@ BLANK = 0
 @dataclass(frozen=True)
 class ReadDigit:
     """One digit of a line: its value and runner-up with their probabilities, and its
-    columns [x0, x1) in the reader's input; ``scores``, where known, what each of the ten
-    digits got at the step that read it (summing to 1), for weighing with another model."""
+    columns [x0, x1) in the reader's input."""
 
     digit: int
     confidence: float
@@ -23,7 +22,6 @@ class ReadDigit:
     runner_up_confidence: float
     x0: float
     x1: float
-    scores: tuple[float, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,9 @@ class ReadLine:
     model: str | None = None  # who read it, where not the line reader (a lone digit's)
     # The next likeliest string, where the line was read in variants that read it otherwise.
     runner_up: str | None = None
+    # The reader's step probabilities (T, 11) of the line at its own width, where kept: for
+    # weighing a digit's reading with another model's (``reader.infer.alone_logs``).
+    steps: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def text(self) -> str:
@@ -105,7 +106,6 @@ def decode_line(probs: np.ndarray, width: int) -> ReadLine:
                 runner_up_confidence=float(others[second]),
                 x0=left,
                 x1=right,
-                scores=tuple((probs[peak, 1:] / probs[peak, 1:].sum()).tolist()),
             )
         )
     confidence = float(probs[np.arange(steps), best].min())

@@ -141,7 +141,9 @@ def read_with(
     if sure is None or (1.0, 0.0) not in variants or len(variants) == 1:
         return _read_variants(inputs, variants, {}, run)
     probs = _probabilities(run, inputs)
-    lines = [decode_line(p, x.shape[1]) for p, x in zip(probs, inputs, strict=True)]
+    lines = [
+        replace(decode_line(p, x.shape[1]), steps=p) for p, x in zip(probs, inputs, strict=True)
+    ]
     todo = [k for k, line in enumerate(lines) if line.confidence < sure]
     kept = [k for k, line in enumerate(lines) if line.confidence >= sure]
     if kept:
@@ -156,6 +158,20 @@ def read_with(
     return lines
 
 
+def _alone(steps: Sequence[np.ndarray]) -> np.ndarray:
+    """log P(d | steps) under CTC for each one-digit string d (n, 10), for each sequence
+    of step probabilities (T, 11)."""
+    texts = [str(d) for d in range(10)]
+    return log_likelihoods([p for p in steps for _ in texts], texts * len(steps)).reshape(
+        len(steps), 10
+    )
+
+
+def _over_ten(logs: np.ndarray) -> np.ndarray:
+    """Log-likelihoods of the ten digits (n, 10) as log-probabilities over the ten."""
+    return logs - np.logaddexp.reduce(logs, axis=1, keepdims=True)
+
+
 def one_digit_logs(
     run: Callable[[np.ndarray], np.ndarray],
     inputs: Sequence[np.ndarray],
@@ -168,11 +184,24 @@ def one_digit_logs(
     reader would have read two digits or none."""
     if not inputs:
         return np.zeros((0, 10))
-    texts = [str(d) for d in range(10)]
     probs = _probabilities(run, [_variant(x, (share, 0.0)) for share in widths for x in inputs])
-    logs = log_likelihoods([p for p in probs for _ in texts], texts * len(probs))
-    mixed = np.logaddexp.reduce(logs.reshape(len(widths), len(inputs), 10), axis=0)
-    return mixed - np.logaddexp.reduce(mixed, axis=1, keepdims=True)
+    logs = _alone(probs).reshape(len(widths), len(inputs), 10)
+    return _over_ten(np.logaddexp.reduce(logs, axis=0))
+
+
+def span_logs(steps: Sequence[np.ndarray], spans: Sequence[tuple[float, float]]) -> np.ndarray:
+    """log P(d | columns) for each digit d (n, 10): the reader's probability that the steps
+    over a digit's columns [x0, x1) of its line (``ReadLine.steps``, at the line's own
+    width) hold that digit alone, over the ten. A digit's reading in its line, for
+    weighing with another model's: over every step the digit was or might have been
+    read at, not only the one it was read at."""
+    if not steps:
+        return np.zeros((0, 10))
+    windows = []
+    for probs, (x0, x1) in zip(steps, spans, strict=True):
+        first = min(max(0, int(x0 // field.STRIDE)), len(probs) - 1)
+        windows.append(probs[first : max(first + 1, int(-(-x1 // field.STRIDE)))])
+    return _over_ten(_alone(windows))
 
 
 Variant = tuple[float, float]  # (share of the width, slope of the slant)
@@ -216,6 +245,7 @@ def _read_variants(
         ]
         done[v] = (probs, greedy)
     readings = [done[v] for v in variants]  # per variant: step probabilities, readings
+    own = done[(1.0, 0.0)][0] if (1.0, 0.0) in done else None  # steps at the own width
     candidates = [sorted({greedy[k].text for _, greedy in readings}) for k in range(len(inputs))]
     pairs = [(k, text) for k, texts in enumerate(candidates) for text in texts]
     scores = np.array(
@@ -245,7 +275,8 @@ def _read_variants(
         line = readings[chosen][1][k]
         width = inputs[k].shape[1]
         digits = [_to_input(d, width, variants[chosen]) for d in line.digits]
-        lines.append(ReadLine(digits, likely, runner_up=runner_up))
+        steps = None if own is None else own[k]
+        lines.append(ReadLine(digits, likely, runner_up=runner_up, steps=steps))
     return lines
 
 

@@ -34,10 +34,6 @@ def test_digits_tile_the_line_in_order_with_their_doubt() -> None:
     assert (middle.digit, middle.runner_up) == (4, 6)
     assert middle.confidence == pytest.approx(0.55)
     assert middle.runner_up_confidence == pytest.approx(0.4)
-    # Every digit's share at that step, the blank left out, for weighing with a classifier.
-    assert len(middle.scores) == 10 and sum(middle.scores) == pytest.approx(1.0)
-    assert int(np.argmax(middle.scores)) == 4
-    assert middle.scores[4] / middle.scores[6] == pytest.approx(0.55 / 0.4)
     edges = [(d.x0, d.x1) for d in line.digits]
     assert all(a[1] == b[0] for a, b in itertools.pairwise(edges))  # cells touch
     assert all(x0 < x1 for x0, x1 in edges)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from digitflow.reader import field, infer
+from digitflow.reader.decode import decode_line
 from digitflow.reader.field import STRIDE
 
 
@@ -234,3 +235,25 @@ def test_a_lone_digit_gets_each_digits_probability_over_the_widths() -> None:
                                       pytest.approx(1 - mixed, abs=0.01))  # fmt: skip
     assert third.argmax() == 1
     assert infer.one_digit_logs(run, []).shape == (0, 10)
+
+
+def test_a_digits_columns_give_each_digit_its_probability_over_every_step() -> None:
+    """Two steps in the digit's columns: the first leans to 1 (0.5 against 0.45 for 7),
+    the second to the blank, and a 7 going on (0.45). The digit was read as 1, at its
+    first step; over both steps 7 alone is likelier (0.45 against 0.28, every alignment).
+    The next digit's steps, outside the columns, do not count."""
+    steps = np.full((4, 11), 1e-4, np.float32)
+    steps[0, [0, 2, 8]] = 0.05, 0.5, 0.45
+    steps[1, [0, 2, 8]] = 0.5, 0.05, 0.45
+    steps[2:, [0, 4]] = 0.01, 0.99  # a 3 beside it
+    assert decode_line(steps, 4 * STRIDE).text == "13"
+    (logs,) = np.exp(infer.span_logs([steps], [(0.0, 2 * STRIDE)]))
+    one = 0.5 * 0.05 + 0.5 * 0.5 + 0.05 * 0.05  # 1 1, 1 blank, blank 1
+    seven = 0.45 * 0.45 + 0.45 * 0.5 + 0.05 * 0.45
+    assert logs.argmax() == 7 and logs.sum() == pytest.approx(1.0)
+    assert logs[7] / logs[1] == pytest.approx(seven / one, rel=0.01)
+    assert logs[3] < 0.01  # the 3's steps lie outside
+    # A span of less than a step still has the step it starts in.
+    (narrow,) = np.exp(infer.span_logs([steps], [(2 * STRIDE + 1, 2 * STRIDE + 2)]))
+    assert narrow.argmax() == 3
+    assert infer.span_logs([], []).shape == (0, 10)

@@ -192,10 +192,12 @@ def test_a_digit_alone_on_its_page_is_weighed_by_the_classifier_too(
     reader_store: str, mnist_dir: Path
 ) -> None:
     from digitflow.imaging.fields import LineImage, Piece
-    from digitflow.reader.decode import ReadDigit, ReadLine
+    from digitflow.reader.decode import ReadDigit, ReadLine, softmax
+    from digitflow.reader.field import STRIDE
+    from digitflow.reader.infer import span_logs
     from digitflow.scoring.extract import FileDigits
     from digitflow.scoring.infer import resolve_model, scorer_for
-    from digitflow.scoring.lines import second_opinion
+    from digitflow.scoring.lines import _CLASSIFIER_WEIGHT, second_opinion
 
     ref = resolve_model(open_store(reader_store), choice="line")
     assert ref.lone is not None
@@ -207,36 +209,50 @@ def test_a_digit_alone_on_its_page_is_weighed_by_the_classifier_too(
     right = {j: int(mnist.labels[k]) for j, k in enumerate((a, b, c))}
     wrong = {j: (label + 1) % 10 for j, label in right.items()}
 
+    # Columns 0-20, 20-40, 40-60, 60-80 of the line are the reader's four digits (steps
+    # 0-4, 5-9, 10-14, 15-19); the line lies at x = 100 on its page, at twice the input's
+    # scale. Each digit's middle step holds what the reader thinks of it, the rest blanks.
+    steps = np.full((80 // STRIDE, 11), 1e-4, np.float32)
+    steps[:, 0] = 1.0
+
     def read(j: int, scores: dict[int, float]) -> ReadDigit:
         spread = np.full(10, 1e-4)
         for digit, p in scores.items():
             spread[digit] = p
+        steps[5 * j + 2, 0] = 1e-4
+        steps[5 * j + 2, 1:] = spread
         best, second = np.argsort(-spread)[:2]
         return ReadDigit(int(best), float(spread[best]), int(second), float(spread[second]),
-                         20.0 * j, 20.0 * j + 20, tuple(spread / spread.sum()))  # fmt: skip
+                         20.0 * j, 20.0 * j + 20)  # fmt: skip
 
-    # Columns 0-20, 20-40, 40-60, 60-80 of the line are the reader's four digits; the line
-    # lies at x = 100 on its page, at twice the input's scale.
     pieces = (
         Piece(104, 136, mnist.images[a]),  # all of digit 0
         Piece(144, 176, mnist.images[b]),  # all of digit 1
         Piece(184, 250, mnist.images[c]),  # digit 2 and half of digit 3: two digits touching
     )
     line = LineImage(0, np.zeros((32, 80), np.uint8), 100.0, 0.0, 2.0, 2.0, pieces)
+    digits = [
+        read(0, {wrong[0]: 0.55, right[0]: 0.45}),  # doubted: the classifier tips it
+        read(1, {wrong[1]: 0.999}),  # sure: the reader's reading stands, doubted now
+        read(2, {wrong[2]: 0.55, right[2]: 0.45}),  # not alone: the reader's
+        read(3, {3: 0.9}),
+    ]
+    kept = softmax(np.log(steps))
     reads = [
-        ReadLine([
-            read(0, {wrong[0]: 0.55, right[0]: 0.45}),  # doubted: the classifier tips it
-            read(1, {wrong[1]: 0.999}),  # sure: the reader's reading stands, doubted now
-            read(2, {wrong[2]: 0.55, right[2]: 0.45}),  # not alone: the reader's
-            read(3, {3: 0.9}),
-        ], 0.4),
-        ReadLine([ReadDigit(7, 0.9, 1, 0.05, 0.0, 20.0)], 0.9),  # no scores: as read
-    ]  # fmt: skip
+        ReadLine(digits, 0.4, steps=kept),
+        ReadLine(digits[:1], 0.9),  # its steps not kept: as read
+    ]
     files = [FileDigits("f", 1, lines=[(0, line), (0, replace(line, pieces=pieces[:1]))])]
     out = second_opinion(files, reads, classifier)
     first = out[0].digits
     assert first[0].digit == right[0] and first[0].runner_up == wrong[0]
-    assert first[0].confidence > 0.8 and sum(first[0].scores) == pytest.approx(1.0)
+    assert first[0].confidence > 0.8
+    # The weighed probability: the reader's over the digit's columns times the
+    # classifier's to the power of the weight.
+    theirs = classifier.probabilities(mnist.images[a : a + 1])[0]
+    mine = np.exp(span_logs([kept], [(0.0, 20.0)])[0])
+    both = mine * theirs**_CLASSIFIER_WEIGHT
+    assert first[0].confidence == pytest.approx(both[right[0]] / both.sum(), rel=1e-3)
     assert first[1].digit == wrong[1] and first[1].confidence < 0.999
     assert first[2:] == reads[0].digits[2:]
     assert [d.x0 for d in first] == [d.x0 for d in reads[0].digits]
