@@ -158,7 +158,7 @@ def read_with(
     return lines
 
 
-def _alone(steps: Sequence[np.ndarray]) -> np.ndarray:
+def _one_digit_likelihoods(steps: Sequence[np.ndarray]) -> np.ndarray:
     """log P(d | steps) under CTC for each one-digit string d (n, 10), for each sequence
     of step probabilities (T, 11)."""
     texts = [str(d) for d in range(10)]
@@ -176,16 +176,21 @@ def one_digit_logs(
     run: Callable[[np.ndarray], np.ndarray],
     inputs: Sequence[np.ndarray],
     widths: Sequence[float] = WIDTHS,
+    own: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """log P(d | input) for each one-digit string d (n, 10): the reader's probability
     that an input is that digit alone (CTC, over every alignment), the ``widths`` as a
     mixture, over the ten digits. For weighing a lone digit's reading with another
     model's: unlike a greedy reading, it says how likely each digit is, even where the
-    reader would have read two digits or none."""
+    reader would have read two digits or none. ``own``: each input's step probabilities
+    at its own width where its reading kept them (``ReadLine.steps``), not read again."""
     if not inputs:
         return np.zeros((0, 10))
-    probs = _probabilities(run, [_variant(x, (share, 0.0)) for share in widths for x in inputs])
-    logs = _alone(probs).reshape(len(widths), len(inputs), 10)
+    again = [share for share in widths if own is None or share != 1.0]
+    probs = _probabilities(run, [_variant(x, (share, 0.0)) for share in again for x in inputs])
+    if len(again) < len(widths):
+        probs += list(own or [])
+    logs = _one_digit_likelihoods(probs).reshape(len(widths), len(inputs), 10)
     return _over_ten(np.logaddexp.reduce(logs, axis=0))
 
 
@@ -201,7 +206,7 @@ def span_logs(steps: Sequence[np.ndarray], spans: Sequence[tuple[float, float]])
     for probs, (x0, x1) in zip(steps, spans, strict=True):
         first = min(max(0, int(x0 // field.STRIDE)), len(probs) - 1)
         windows.append(probs[first : max(first + 1, int(-(-x1 // field.STRIDE)))])
-    return _over_ten(_alone(windows))
+    return _over_ten(_one_digit_likelihoods(windows))
 
 
 Variant = tuple[float, float]  # (share of the width, slope of the slant)

@@ -111,7 +111,9 @@ def read_lone_digits(
     if not picked:
         return out
     logs = np.log(np.maximum(classifier.probabilities(np.stack(digits)), 1e-6))
-    logs += one_digit_logs(reader.run, [line.inputs() for _, line, _ in picked])
+    steps = [reads[k].steps for k, _, _ in picked]
+    own = None if any(p is None for p in steps) else [p for p in steps if p is not None]
+    logs += one_digit_logs(reader.run, [line.inputs() for _, line, _ in picked], own=own)
     best, sure, second, second_sure = top_two(softmax(logs))
     for j, (k, line, box) in enumerate(picked):
         x0, x1 = (box.x0 - line.x0) / line.x_scale, (box.x1 - line.x0) / line.x_scale

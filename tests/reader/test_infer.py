@@ -235,6 +235,17 @@ def test_a_lone_digit_gets_each_digits_probability_over_the_widths() -> None:
                                       pytest.approx(1 - mixed, abs=0.01))  # fmt: skip
     assert third.argmax() == 1
     assert infer.one_digit_logs(run, []).shape == (0, 10)
+    # Given the steps at their own width (a reading kept them), only the others are read.
+    seen: list[int] = []
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        seen.extend(int((x[0, :, 0] > 0).sum()) for x in batch)
+        return run(batch)
+
+    own = infer._probabilities(run, inputs)
+    again = infer.one_digit_logs(counted, inputs, widths=(0.8, 1.0, 1.25), own=own)
+    assert np.allclose(again, logs, atol=1e-6)
+    assert 60 not in seen and sorted(set(seen)) == [48, 75]
 
 
 def test_a_digits_columns_give_each_digit_its_probability_over_every_step() -> None:
