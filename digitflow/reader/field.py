@@ -129,10 +129,14 @@ def writing_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     """
     inked = (ink >= _STRONG).astype(np.uint8)
     # A printed rule is no writing, though its row is the busiest of all: leave it out
-    # (its breaks, where a pattern or noise interrupts it, closed first).
+    # (its breaks, where a pattern or noise interrupts it, closed first). Past the edges
+    # is paper: a rule is a rule's length of ink inside the field (by default an opening
+    # takes what lies past them for ink, and a stroke half that long reaching an edge,
+    # the bowl or bar of a digit that fills its crop, was left out as a rule).
     rule = max(8, int(_RULE_SHARE * ink.shape[0]))
     joined = cv2.morphologyEx(inked, cv2.MORPH_CLOSE, np.ones((1, 7), np.uint8))
-    rules = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, rule), np.uint8))
+    rules = cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones((1, rule), np.uint8),
+                             borderType=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
     strong = inked > rules
     rows = strong.sum(axis=1).astype(np.float32)
     if rows.max(initial=0.0) == 0:
