@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from champion import REPO, mnist_dir
 
-from digitflow.exported import export, session_run
+from digitflow.exported import export_reader, session_run
 from digitflow.imaging.fields import find_lines
 from digitflow.imaging.pages import load_pages
 from digitflow.layout import READER
@@ -101,7 +101,8 @@ def main() -> None:
     seed = validation_seed(store, champion.dataset_version)
     with tempfile.TemporaryDirectory(prefix="digitflow-quantize-") as tmp:
         root = Path(tmp)
-        if not export(load_model(store, champion.model_key, champion.sha256), root / "float.onnx"):
+        model = load_model(store, champion.model_key, champion.sha256)
+        if not export_reader(model, root / "float.onnx"):
             raise SystemExit(f"{champion.id} does not export to ONNX")
         calibration = validation_strings(images, seed).strings.fields[:CALIBRATION]
         start = time.perf_counter()

@@ -34,23 +34,38 @@ PROBE_WIDTH = 96  # columns of a line reader's probe lines (its width is free)
 Run = Callable[[np.ndarray], np.ndarray]
 
 
-def _probe(model: Any) -> np.ndarray:
-    """A seeded batch of inputs of the model's shape, in [0, 1]."""
+# Metadata of an export that reads a batch's padding as marked (``field.PADDING``): a line
+# reader's reading model (``line_reader.reading``). An export without it is given paper
+# where the padding was marked, as exports were before readers marked it.
+MARKED = ("digitflow.padding", "marked")
+
+
+def _probe(model: Any, marked: bool) -> np.ndarray:
+    """A seeded batch of inputs of the model's shape, in [0, 1]; where ``marked``, half of
+    them marked as padding from their middle on."""
     shape = [PROBE_WIDTH if size is None else size for size in model.inputs[0].shape[1:]]
-    return np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+    probe = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+    if marked:
+        from digitflow.reader.field import PADDING
+
+        probe[4:, :, PROBE_WIDTH // 2 :] = PADDING
+    return probe
 
 
-def export(model: Any, path: Path) -> bool:
+def export(model: Any, path: Path, marked: bool = False) -> bool:
     """Write ``model`` as ONNX to ``path`` if it converts and gives the model's outputs on a
-    probe batch; False (and no file) if not, with the reason logged."""
+    probe batch; False (and no file) if not, with the reason logged. ``marked``: the model
+    reads padding as marked (``MARKED``), and the export says so."""
     import keras
 
-    probe = _probe(model)
+    probe = _probe(model, marked)
     expected = keras.ops.convert_to_numpy(model(probe, training=False))
     try:
         with warnings.catch_warnings():  # the converter's own deprecation notices
             warnings.simplefilter("ignore")
             model.export(str(path), format="onnx", verbose=False)
+        if marked:
+            mark(path)
         got = session_run(path.read_bytes(), str(path))(probe)
     except Exception as exc:  # a layer the converter lacks: the model scores with Keras
         logger.warning("%s: no ONNX export (%s: %s); it scores with Keras",
@@ -66,8 +81,27 @@ def export(model: Any, path: Path) -> bool:
     return True
 
 
+def export_reader(model: Any, path: Path) -> bool:
+    """``export`` for a line reader: its reading model (``line_reader.reading``), which
+    reads a batch's padding as marked, and says so."""
+    from digitflow.models.line_reader import reading
+
+    return export(reading(model), path, marked=True)
+
+
+def mark(path: Path) -> None:
+    """Say in an export's metadata that it reads padding as marked (``MARKED``)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        MARKED[0]: MARKED[1]})  # fmt: skip
+    onnx.save(proto, str(path))
+
+
 def session_run(data: bytes, where: str) -> Run:
-    """An ONNX Runtime session on a model's bytes, as a function of its one input."""
+    """An ONNX Runtime session on a model's bytes, as a function of its one input. An
+    export that does not say it reads marked padding (``MARKED``) is given paper there."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -81,9 +115,12 @@ def session_run(data: bytes, where: str) -> Run:
     except Exception as exc:
         raise ModelError(f"{where}: ONNX Runtime cannot load the model: {exc}") from exc
     name = session.get_inputs()[0].name
+    metadata = session.get_modelmeta().custom_metadata_map
+    marked = metadata.get(MARKED[0]) == MARKED[1]
 
     def run(x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
+        x = np.ascontiguousarray(x if marked else np.maximum(x, 0.0), np.float32)
+        out: np.ndarray = session.run(None, {name: x})[0]
         return out
 
     return run

@@ -182,15 +182,17 @@ def measure(model: Any, data: Data) -> tuple[Split, Split]:
 def save_model(
     store: ObjectStore, model: Any, draft: CardDraft, layout: Layout,
     refine: Callable[[Path], dict[str, float]] | None = None,
+    exporter: Callable[[Any, Path], bool] = export,
 ) -> Card:  # fmt: skip
-    """Save a fitted Keras model (and its ONNX export) as a candidate with its card.
+    """Save a fitted Keras model (and its ONNX export, by ``exporter``) as a candidate
+    with its card.
 
     ``refine`` may rewrite the export in place before it is stored (the line reader's in
     8 bits); what it returns joins the card's scores."""
     with tempfile.TemporaryDirectory(prefix="digitflow-candidate-") as tmp:
         path, onnx = Path(tmp) / MODEL, Path(tmp) / ONNX
         model.save(path)
-        exported = export(model, onnx)
+        exported = exporter(model, onnx)
         if exported and refine is not None:
             draft = draft.model_copy(update={"scores": {**draft.scores, **refine(onnx)}})
         return save_candidate(store, path, draft, layout, onnx if exported else None)

@@ -34,12 +34,11 @@ from digitflow.reader.candidate import (
     INPUT,
     digit_scores,
     guard_strings,
-    in_8_bits,
     measure,
     measure_sets,
     monitor_strings,
     reporter,
-    save_reads,
+    save_reader,
     validation_seed,
 )
 from digitflow.reader.strings import MAX_WIDTH, StringBatches, squeeze
@@ -47,7 +46,7 @@ from digitflow.reader.synth import Digits
 from digitflow.reader.training import Teacher, evaluate, fit_reader
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore
-from digitflow.training import EpochMetrics, load_images, save_model
+from digitflow.training import EpochMetrics, load_images
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +170,7 @@ def adapt_reader(
         train_examples=len(lines), scores=scores,
         corrections_version=corrections_version, adapted_from=champion.id,
     )  # fmt: skip
-    card = save_model(store, model, draft, READER, in_8_bits(*sets["validation"]))
-    save_reads(store, card, sets)
-    return card
+    return save_reader(store, model, draft, sets)
 
 
 def adapt_from_uri(

@@ -5,6 +5,9 @@ Input (32, W, 1) ink in [0, 1] bright on black (``digitflow.reader.field``); out
 convolutional stack sees each column in context (touching, overlapping and broken
 digits included), a bidirectional GRU reads the columns in order, and CTC aligns the
 steps with the digits, so a line never has to be cut into digits first.
+
+A batch of lines is read by ``reading(model)``, so that each line reads as it would alone,
+whatever else is in its batch (``digitflow.reader.field.reading_batch``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
     import keras
 
 CLASSES = 11  # the CTC blank (0) and the ten digits (1..10)
+# The layers that ``reading`` takes the reader apart at.
+_FEATURES, _CONTEXT, _LOGITS = "drop", "context", "logits"
 
 
 def build(width: int | None = None, units: int = 96) -> keras.Model:
@@ -43,3 +48,29 @@ def build(width: int | None = None, units: int = 96) -> keras.Model:
     )
     outputs = keras.layers.Dense(CLASSES, name="logits")(x)
     return keras.Model(inputs, outputs, name="line_reader")
+
+
+def reading(model: keras.Model) -> keras.Model:
+    """The reader as it reads a batch: its inputs' padding marked (``field.PADDING``) past
+    each line's tail of paper, and each line read as if nothing came after that tail.
+
+    Marked columns are paper to the convolutions, and the end of the line to the recurrent
+    layer: its backward pass starts at each line's own end, not in the paper that pads
+    the batch to its widest line. A model without the line reader's layers (another
+    architecture) reads the marks as paper and nothing more.
+    """
+    import keras
+    from keras import ops
+
+    from digitflow.reader.field import HEIGHT, STRIDE
+
+    line = keras.Input(shape=(HEIGHT, None, 1), name="line")
+    paper = keras.layers.ReLU(name="paper")(line)
+    names = {layer.name for layer in model.layers}
+    if not {_FEATURES, _CONTEXT, _LOGITS} <= names:
+        return keras.Model(line, model(paper), name=f"{model.name}_reading")
+    # A step is the line's where its first column is not marked.
+    steps = ops.greater_equal(line[:, 0, ::STRIDE, 0], 0.0)
+    features = keras.Model(model.inputs, model.get_layer(_FEATURES).output)(paper)
+    context = model.get_layer(_CONTEXT)(features, mask=steps)
+    return keras.Model(line, model.get_layer(_LOGITS)(context), name=f"{model.name}_reading")

@@ -28,9 +28,11 @@ from digitflow import models, recipes, runtime
 from digitflow.candidates import Card, CardDraft, Split, read_card
 from digitflow.data import dataset
 from digitflow.errors import NotFoundError, TrainingError
+from digitflow.exported import export_reader
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
+from digitflow.reader import field
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.quantize import quantize_export
 from digitflow.reader.strings import LabelledFields, StringBatches, fixed_set, strings_per_epoch
@@ -166,28 +168,31 @@ def measure(model: object, strings: StringSet) -> Measured:
 
 def save_reads(store: ObjectStore, card: Card, sets: dict[str, tuple[StringSet, Measured]]) -> None:
     """Store what a stored reader read of each string set (``validation``, ``test``, and
-    ``guard`` for a tuned reader), for
-    that model file (its checksum) and those strings (their digest) only."""
+    ``guard`` for a tuned reader), for that model file (its checksum), those strings (their
+    digest) and the way lines are read (``field.READING``) only."""
     body = {part: {"digest": s.digest, "read": m.read} for part, (s, m) in sets.items()}
     key = READER.candidate(card.training_run, card.model_name, READS)
-    store.write_bytes(key, json.dumps({"sha256": card.sha256, **body}).encode())
+    record = {"sha256": card.sha256, "reading": field.READING, **body}
+    store.write_bytes(key, json.dumps(record).encode())
 
 
 def stored_reads(
     store: ObjectStore, reader: Card | Champion, part: str, strings: StringSet
 ) -> list[str] | None:
     """What ``reader`` read of ``strings`` (its ``part``: validation, test or guard) when it was
-    stored, if that was kept for this very model file and these very strings; else None,
-    and it must read them again. A missing or damaged record is not an error: it costs a
-    reading, nothing else. A record without ``part`` is no damage (a reader trained, not
-    tuned, never read guard strings) and passes without a warning."""
+    stored, if that was kept for this very model file, these very strings and the way lines
+    are read now (``field.READING``); else None, and it must read them again. A missing or
+    damaged record is not an error: it costs a reading, nothing else. A record without
+    ``part`` is no damage (a reader trained, not tuned, never read guard strings) and
+    passes without a warning."""
     key = READER.candidate(reader.training_run, reader.model_name, READS)
     try:
         body = json.loads(store.read_bytes(key))
         if isinstance(body, dict) and part not in body:
             return None
         entry = body[part]
-        fits = body["sha256"] == reader.sha256 and entry["digest"] == strings.digest
+        fits = (body["sha256"] == reader.sha256 and body.get("reading") == field.READING
+                and entry["digest"] == strings.digest)  # fmt: skip
         read = entry["read"]
     except NotFoundError:
         return None
@@ -242,7 +247,17 @@ def train_reader(
         train_examples=len(images.train_labels),
         history_key=history_key, scores=digit_scores(sets),
     )  # fmt: skip
-    card = save_model(store, model, draft, READER, in_8_bits(*sets["validation"]))
+    return save_reader(store, model, draft, sets)
+
+
+def save_reader(
+    store: ObjectStore, model: Any, draft: CardDraft, sets: dict[str, tuple[StringSet, Measured]]
+) -> Card:
+    """Save a fitted reader as a candidate: the model, its export (its reading model, in 8
+    bits where that reads the validation strings as well), its card, and what it read of
+    ``sets``."""
+    card = save_model(store, model, draft, READER, in_8_bits(*sets["validation"]),
+                      exporter=export_reader)  # fmt: skip
     save_reads(store, card, sets)
     return card
 

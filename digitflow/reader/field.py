@@ -16,6 +16,18 @@ HEIGHT = 32
 STRIDE = 4
 # A batch of inputs is padded to a multiple of this many columns.
 BATCH_MULTIPLE = 16
+# Read, a line is followed by this many columns of paper, then by padding marked so
+# (``reading_batch``), which the reader reads as paper to its convolutions and as the end
+# of the line to its recurrent layer (``models.line_reader.reading``).
+TAIL = 16
+PADDING = -1.0
+# How lines are read, as records of what a reader read say: one recorded otherwise (before
+# padding was marked) is read again.
+READING = f"padding marked after {TAIL} columns of paper"
+# The reader's convolutions' outputs over a column depend on the 22 columns after it: a
+# reading batch reaches at least this far past every line's tail, so that what they see
+# there is paper, not the batch's edge.
+REACH = 24
 # Paper is estimated by a grey closing this wide (a share of the field's height): wider
 # than the boldest stroke of a digit that fills its crop.
 _CLOSING_SHARE = 0.4
@@ -237,3 +249,24 @@ def pad_batch(
     for k, x in enumerate(inputs):
         batch[k, :, : x.shape[1], 0] = x
     return batch, widths
+
+
+def reading_batch(inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (32, w) inputs for reading into (n, 32, W, 1), each followed by ``TAIL``
+    columns of paper and marked as padding (``PADDING``) from there on; also each w.
+
+    W is the widest input plus ``TAIL`` and ``REACH``, rounded up to ``BATCH_MULTIPLE``:
+    a line reads the same in any batch, and alone.
+    """
+    widths = np.array([x.shape[1] for x in inputs], np.int32)
+    width = reading_width(int(widths.max(initial=0)))
+    batch = np.full((len(inputs), HEIGHT, width, 1), PADDING, np.float32)
+    for k, x in enumerate(inputs):
+        batch[k, :, : x.shape[1], 0] = x
+        batch[k, :, x.shape[1] : x.shape[1] + TAIL, 0] = 0.0
+    return batch, widths
+
+
+def reading_width(width: int) -> int:
+    """The columns a reading batch takes for an input ``width`` columns wide."""
+    return -(-(max(width, STRIDE) + TAIL + REACH) // BATCH_MULTIPLE) * BATCH_MULTIPLE

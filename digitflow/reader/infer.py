@@ -48,15 +48,14 @@ FIELD_SHEARS = (0.35, -0.35)
 def _chunks(widths: np.ndarray) -> list[np.ndarray]:
     """Indices of inputs in batches of similar width, each within the batch limits.
 
-    Every input of a batch is padded to its widest (rounded up to the reader's batch
-    multiple), so the batches are cut where that costs least in all: the padded columns
-    read, plus ``CALL_COLUMNS`` a pass. One batch of lines 90 to 220 columns wide would
-    read about 1.4 times the columns the lines hold.
+    Every input of a batch is padded to its widest (``field.reading_width``), so the
+    batches are cut where that costs least in all: the padded columns read, plus
+    ``CALL_COLUMNS`` a pass. One batch of lines 90 to 220 columns wide would read about
+    1.4 times the columns the lines hold.
     """
     order = np.argsort(widths, kind="stable")
     width = widths[order]
-    multiple = field.BATCH_MULTIPLE
-    padded = -(-np.maximum(width, field.STRIDE) // multiple) * multiple
+    padded = np.array([field.reading_width(int(w)) for w in width], np.int64)
     n = len(order)
     cost = np.zeros(n + 1)  # the least cost of reading the first k inputs (sorted)
     start = np.zeros(n + 1, np.int64)  # where the last batch of that reading starts
@@ -79,7 +78,8 @@ _FORWARD_LOCK = threading.Lock()
 
 
 def forward(model: Any) -> Callable[[np.ndarray], Any]:
-    """The reader's forward pass for batches of any size and width, compiled once per model.
+    """The reader's forward pass for reading batches (``field.reading_batch``) of any size
+    and width (``line_reader.reading``), compiled once per model.
 
     On TensorFlow, one graph for every shape (twice the speed of calling the model op by
     op, and no retracing as widths change); on another backend, the model's own call.
@@ -92,7 +92,7 @@ def forward(model: Any) -> Callable[[np.ndarray], Any]:
             ref = weakref.ref(model)
 
             def call(x: Any) -> Any:
-                return ref()(x, training=False)  # type: ignore[misc]
+                return _reading(ref())(x, training=False)
 
             if keras.backend.backend() == "tensorflow":
                 import tensorflow as tf
@@ -102,6 +102,18 @@ def forward(model: Any) -> Callable[[np.ndarray], Any]:
             else:
                 _FORWARD[model] = call
         return _FORWARD[model]
+
+
+_READING: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _reading(model: Any) -> Any:
+    """``line_reader.reading(model)``, made once per model."""
+    from digitflow.models.line_reader import reading
+
+    if model not in _READING:
+        _READING[model] = reading(model)
+    return _READING[model]
 
 
 def read_inputs(model: Any, inputs: Sequence[np.ndarray]) -> list[ReadLine]:
@@ -291,7 +303,7 @@ def _probabilities(
     """Each input's step probabilities (T, 11), its padding's steps left out."""
     out: list[np.ndarray] = [np.empty((0, 11), np.float32)] * len(inputs)
     for chunk in _chunks(np.array([x.shape[1] for x in inputs], np.int64)):
-        batch, widths = field.pad_batch([inputs[k] for k in chunk])
+        batch, widths = field.reading_batch([inputs[k] for k in chunk])
         probs = softmax(np.asarray(run(batch), np.float32))
         for k, p, w in zip(chunk, probs, widths, strict=True):
             out[k] = p[: steps_of(len(p), int(w))]

@@ -45,9 +45,10 @@ def quantize(source: Path, target: Path, calibration: Sequence[np.ndarray]) -> N
         quantize_static,
     )
 
-    graph = onnx.load(str(source)).graph
+    model = onnx.load(str(source))
+    graph = model.graph
     name = graph.input[0].name
-    batches = [field.pad_batch(list(calibration[k : k + 16]))[0]
+    batches = [field.reading_batch(list(calibration[k : k + 16]))[0]
                for k in range(0, len(calibration), 16)]  # fmt: skip
 
     class Batches(CalibrationDataReader):
@@ -70,6 +71,11 @@ def quantize(source: Path, target: Path, calibration: Sequence[np.ndarray]) -> N
         )  # fmt: skip
     finally:
         root.removeFilter(_no_advice)
+    # What the float export says of itself (that it reads padding as marked), the 8-bit
+    # one says too.
+    quantized = onnx.load(str(target))
+    onnx.helper.set_model_props(quantized, {p.key: p.value for p in model.metadata_props})
+    onnx.save(quantized, str(target))
 
 
 def _no_advice(record: logging.LogRecord) -> bool:

@@ -21,8 +21,8 @@ def test_batches_keep_similar_widths_together_within_the_limits() -> None:
 
 def _cost(widths: np.ndarray, chunks: list[np.ndarray]) -> int:
     """Columns read for these batches (each padded to its widest), plus a pass's cost each."""
-    multiple = infer.field.BATCH_MULTIPLE
-    padded = [-(-max(int(widths[c].max()), STRIDE) // multiple) * multiple for c in chunks]
+    padded = [infer.field.reading_batch([np.zeros((32, int(widths[c].max())))])[0].shape[2]
+              for c in chunks]  # fmt: skip
     return sum(len(c) * p + infer.CALL_COLUMNS for c, p in zip(chunks, padded, strict=True))
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from digitflow import registry
-from digitflow.exported import export, session_run
+from digitflow.exported import export_reader, session_run
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.reader import quantize
@@ -48,7 +48,7 @@ def float_export(
     assert champion is not None
     model = load_model(store, champion.model_key, champion.sha256)
     path = tmp_path_factory.mktemp("export") / "model.onnx"
-    assert export(model, path)
+    assert export_reader(model, path)
     mnist = load_mnist(mnist_dir)
     strings = fixed_set(Digits(mnist.images[:2000], mnist.labels[:2000]), 60, seed=5)
     inputs = [f.pixels for f in strings.fields]

@@ -117,8 +117,9 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     trained: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The gate needs every validation string's reading. It takes the one stored beside
-    the reader when it was trained, for that model file and those strings only, and reads
-    the strings again where that record is missing, damaged or another model's."""
+    the reader when it was trained, for that model file, those strings and this way of
+    reading lines only, and reads the strings again where that record is missing, damaged,
+    another model's or read otherwise."""
     uri = clone_store(trained[0], tmp_path / "store")
     run = trained[1]
     store = LocalStore(uri)
@@ -147,6 +148,8 @@ def test_the_gate_takes_what_a_reader_read_when_it_was_stored_and_nothing_else(
     for damaged in (
         {**right, "sha256": "0" * 64},  # another model file's
         {**right, "validation": {**right["validation"], "digest": "0" * 16}},  # other strings
+        {**right, "reading": "padding read as paper"},  # read otherwise
+        {k: v for k, v in right.items() if k != "reading"},  # recorded before there was a way
         {**right, "validation": {**right["validation"], "read": strings.strings.texts[:-1]}},
         {**right, "validation": {**right["validation"], "read": ["1a"] * STRINGS}},
         {"sha256": card.sha256},

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from digitflow import registry
 from digitflow.candidates import sha256_file
 from digitflow.cli import app
-from digitflow.exported import export, load_session, session_run
+from digitflow.exported import export, export_reader, load_session, session_run
 from digitflow.layout import READER
 from digitflow.model_files import load_model
-from digitflow.reader import quantize, synth
-from digitflow.reader.infer import read_inputs, read_with
+from digitflow.reader import field, quantize, synth
+from digitflow.reader.infer import forward, read_inputs, read_with
 from digitflow.reader.strings import fixed_set
 from digitflow.samples import load_mnist
 from digitflow.scoring import commits
@@ -53,7 +53,7 @@ def test_every_promoted_model_has_a_checksummed_export_that_reads_as_keras_does(
         keras_model = load_model(store, card.model_key, card.sha256)
         if layout is READER:
             assert card.scores[quantize.INT8] == 1.0
-            assert export(keras_model, tmp_path / "float.onnx")
+            assert export_reader(keras_model, tmp_path / "float.onnx")
             onnx = session_run((tmp_path / "float.onnx").read_bytes(), "float")
             digits = synth.Digits(mnist.images[:2000], mnist.labels[:2000])
             inputs = [f.pixels for f in fixed_set(digits, 40, seed=5).fields]
@@ -104,6 +104,52 @@ def test_a_batch_reads_the_same_on_onnx_and_on_keras(
     a, b = sorted(a, key=place), sorted(b, key=place)
     assert [r["digit"] for r in a] == [r["digit"] for r in b]
     assert np.allclose([r["confidence"] for r in a], [r["confidence"] for r in b], atol=1e-4)
+
+
+def test_a_line_reads_the_same_alone_and_beside_any_other(
+    reader_store: str, mnist_dir: Path
+) -> None:
+    """A batch pads each line to its widest; each line still reads as it does alone, with
+    Keras and on the champion's export as scoring runs it (the recurrent layer's backward
+    pass starts at the line's own end, not in the paper after it)."""
+    store = open_store(reader_store)
+    champion, _ = registry.current_champion(store, READER)
+    assert champion is not None and champion.onnx_key and champion.onnx_sha256
+    model = load_model(store, champion.model_key, champion.sha256)
+    mnist = load_mnist(mnist_dir)
+    inputs = [f.pixels for f in fixed_set(synth.Digits(mnist.images[:500], mnist.labels[:500]),
+                                          6, seed=3).fields]  # fmt: skip
+    short, wide = inputs[0], np.concatenate(inputs, axis=1)
+    assert wide.shape[1] > 3 * short.shape[1]
+    steps = -(-short.shape[1] // field.STRIDE)
+    runs = {"keras": lambda x: np.asarray(forward(model)(x)),
+            "onnx": load_session(store, champion.onnx_key, champion.onnx_sha256)}  # fmt: skip
+    for name, run in runs.items():
+        alone = run(field.reading_batch([short])[0])[0, :steps]
+        beside = run(field.reading_batch([short, wide])[0])[0, :steps]
+        assert np.abs(alone - beside).max() < 1e-4, name
+    # Without the marks (the padding as paper to the end of the batch), the reading moves.
+    padded = np.asarray(forward(model)(field.pad_batch([short, wide])[0]))[0, :steps]
+    assert np.abs(padded - runs["keras"](field.reading_batch([short])[0])[0, :steps]).max() > 1e-3
+
+
+def test_an_export_that_does_not_mark_padding_reads_it_as_paper(
+    reader_store: str, tmp_path: Path
+) -> None:
+    """A reader exported before padding was marked is given paper where a batch marks it:
+    it reads as it always did."""
+    store = open_store(reader_store)
+    champion, _ = registry.current_champion(store, READER)
+    assert champion is not None
+    model = load_model(store, champion.model_key, champion.sha256)
+    assert export(model, tmp_path / "plain.onnx")  # the model itself, unmarked
+    run = session_run((tmp_path / "plain.onnx").read_bytes(), "plain")
+    rng = np.random.default_rng(1)
+    lines = [rng.random((32, w), dtype=np.float32) for w in (40, 130)]
+    marked, padded = field.reading_batch(lines)[0], field.pad_batch(lines)[0]
+    expected = model(np.pad(padded, ((0, 0), (0, 0), (0, marked.shape[2] - padded.shape[2]),
+                                     (0, 0))), training=False).numpy()  # fmt: skip
+    assert np.abs(run(marked) - expected).max() < 1e-3
 
 
 @pytest.mark.parametrize("damage", ["tampered", "missing"])
