@@ -78,8 +78,8 @@ _FORWARD_LOCK = threading.Lock()
 
 
 def forward(model: Any) -> Callable[[np.ndarray], Any]:
-    """The reader's forward pass for reading batches (``field.reading_batch``) of any size
-    and width (``line_reader.reading``), compiled once per model.
+    """The reader's forward pass as it reads (``line_reader.reading``), for reading batches
+    (``field.reading_batch``) of any size and width, compiled once per model.
 
     On TensorFlow, one graph for every shape (twice the speed of calling the model op by
     op, and no retracing as widths change); on another backend, the model's own call.
