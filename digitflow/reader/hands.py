@@ -4,11 +4,12 @@ An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick,
 a curled tail, a 2 with a loop or a curled start), bent as another hand bends it, then
 scaled, sheared (some writers' 1s lean like a slash), turned and thickened or thinned to
 the writer's pen. Some writers write their zeros small, on the line, like the letter o.
-Some write a 1, a 9, a 4, a 5 or a 7 in a shape MNIST hardly has, and those are drawn
-stroke by stroke: a 1 looped like a cursive l, a 9 whose stem drops from the bottom of
-its loop (like a ρ), a 4 open at the top whose right stroke is short (like an L with a
-tick), a 5 in one sweep like a check mark with a bar on top, a 7 whose stem bows and
-sweeps left like a 2's, often crossed by a long bar, its top bar sometimes short.
+Some write a 1, a 2, a 9, a 4, a 5 or a 7 in a shape MNIST hardly has, and those are
+drawn stroke by stroke: a 1 looped like a cursive l, a 2 whose top is a closed loop like
+a 9's, a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top
+whose right stroke is short (like an L with a tick), a 5 in one sweep like a check mark
+with a bar on top, a 7 whose stem bows and sweeps left like a 2's, often crossed by a
+long bar, its top bar sometimes short.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Style:
     drawn_nines: bool  # a 9 whose stem drops from the bottom of its loop, like a ρ
     looped_twos: bool
     curled_twos: bool  # a 2 that starts with a curl at its top left
+    drawn_twos: bool  # a 2 whose top is a closed loop, like a 9's, above its foot
     open_fours: bool  # a 4 open at the top, its right stroke short
     wobble: float  # baseline jitter, in digit heights
     drift: float  # baseline slope across the string
@@ -77,6 +79,7 @@ def random_style(rng: np.random.Generator) -> Style:
         drawn_nines=bool(rng.random() < 0.3),
         looped_twos=bool(rng.random() < 0.4),
         curled_twos=bool(rng.random() < 0.3),
+        drawn_twos=bool(rng.random() < 0.3),
         open_fours=bool(rng.random() < 0.3),
         wobble=float(rng.uniform(0.0, 0.07)),
         drift=float(rng.normal(0.0, 0.04)),
@@ -101,8 +104,8 @@ _PAD = 6  # room round a 28x28 digit for the strokes a style adds
 def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generator) -> np.ndarray:
     """A 28x28 MNIST digit (ink bright) written the writer's way: a 1 with a flag or a foot,
     a 7 with a bar or a tick, a 9 with a curled tail or drawn like a ρ, a 2 with a loop or a
-    curled start, a 4 drawn open, a 5 drawn like a check mark, a 1 drawn like a cursive l.
-    The result is padded for the strokes a style adds."""
+    curled start or drawn with a closed loop on top, a 4 drawn open, a 5 drawn like a check
+    mark, a 1 drawn like a cursive l. The result is padded for the strokes a style adds."""
     if label == 9 and style.drawn_nines:
         return _drawn_nine(rng)
     if label == 4 and style.open_fours:
@@ -113,6 +116,8 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
         return _drawn_five(rng)
     if label == 1 and style.looped_ones:
         return _looped_one(rng)
+    if label == 2 and style.drawn_twos:
+        return _drawn_two(style.looped_twos, rng)
     out = np.pad(image, _PAD)
     ink = np.argwhere(out > 100)
     if ink.size == 0:
@@ -308,6 +313,39 @@ def _looped_one(rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.4:
         tail = (foot[0] + height * rng.uniform(0.1, 0.25), foot[1] - 0.08 * height)
         _curve(out, foot, (foot[0] + 0.05 * height, foot[1] + 0.03 * height), tail, thick)
+    return _soft(out)
+
+
+def _drawn_two(looped: bool, rng: np.random.Generator) -> np.ndarray:
+    """A 2 whose top is a closed loop, as many cheque writers write it: the pen goes round
+    a loop like a 9's, sweeps from its right side down to the bottom left, and draws the
+    foot out to the right, through a small loop at the corner where the writer
+    ``looped`` (what tells it from a 9 is the foot)."""
+    out, height, top, thick = _sheet(rng)
+    bottom = top + height
+    width = height * rng.uniform(0.6, 0.9)
+    left = _BOX / 2 - width / 2
+    rx, ry = width * rng.uniform(0.3, 0.45), height * rng.uniform(0.18, 0.3)
+    centre = (left + width * rng.uniform(0.4, 0.55), top + ry)
+    tilt = float(rng.uniform(-0.3, 0.3))
+    # Once round, either way, to leave the loop at its lower right (angles y down).
+    leave = float(math.pi * rng.uniform(0.1, 0.45))
+    begin = leave - float(rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 2.3) * math.pi)
+    _arc(out, centre, (rx, ry), tilt, begin, leave, thick)
+    c, s = math.cos(tilt), math.sin(tilt)
+    ex, ey = rx * math.cos(leave), ry * math.sin(leave)
+    start = (centre[0] + c * ex - s * ey, centre[1] + s * ex + c * ey)
+    corner = (left + width * rng.uniform(0.0, 0.15), bottom - rng.uniform(0.0, 0.05) * height)
+    bow = rng.uniform(0.0, 0.15) * height  # the sweep bows out to the right and down
+    middle = ((start[0] + corner[0]) / 2 + bow, (start[1] + corner[1]) / 2 + bow / 2)
+    _curve(out, start, middle, corner, thick)
+    if looped:  # a small loop at the corner before the foot
+        r = height * rng.uniform(0.06, 0.12)
+        _arc(out, (corner[0] + r, corner[1] - r), (r, r), 0.0, math.pi * 0.75, math.pi * 2.6,
+             thick)  # fmt: skip
+    end = (left + width * rng.uniform(0.85, 1.15), bottom + rng.uniform(-0.08, 0.04) * height)
+    _curve(out, corner, ((corner[0] + end[0]) / 2, (corner[1] + end[1]) / 2 + rng.uniform(-1, 1)),
+           end, thick)  # fmt: skip
     return _soft(out)
 
 

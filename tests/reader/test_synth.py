@@ -342,6 +342,17 @@ def test_a_drawn_five_is_a_check_mark_with_its_bar_on_top(digits: Digits) -> Non
     assert np.median(plain) > 0.3
 
 
+def _upper_holes(image: np.ndarray) -> int:
+    """Holes in the ink (not pinholes) whose middle is in the digit's upper 60 %."""
+    ink = image > 100
+    count, labels = cv2.connectedComponents((~ink).astype(np.uint8), connectivity=4)
+    outside = set(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    rows = np.flatnonzero(ink.any(axis=1))
+    holes = [np.argwhere(labels == k) for k in range(1, count) if k not in outside]
+    middles = [hole[:, 0].mean() for hole in holes if len(hole) >= 3]
+    return sum((m - rows[0]) / max(rows[-1] - rows[0], 1) < 0.6 for m in middles)
+
+
 def test_a_looped_one_is_a_cursive_l_with_its_loop_up_top(digits: Digits) -> None:
     """A loop (a hole in the ink) in its upper part, on a digit taller than wide: the 1s
     read as 8 or 4 on cheques; an MNIST 1 has none there."""
@@ -349,23 +360,42 @@ def test_a_looped_one_is_a_cursive_l_with_its_loop_up_top(digits: Digits) -> Non
     rng = np.random.default_rng(15)
     style = replace(hands.random_style(rng), looped_ones=True)
 
-    def upper_holes(image: np.ndarray) -> int:  # holes whose middle is in the upper 60 %
-        ink = image > 100
-        count, labels = cv2.connectedComponents((~ink).astype(np.uint8), connectivity=4)
-        outside = set(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        rows = np.flatnonzero(ink.any(axis=1))
-        holes = [np.argwhere(labels == k) for k in range(1, count) if k not in outside]
-        middles = [hole[:, 0].mean() for hole in holes if len(hole) >= 3]  # not a pinhole
-        return sum((m - rows[0]) / max(rows[-1] - rows[0], 1) < 0.6 for m in middles)
-
     looped = [hands.restyle(one, 1, style, rng) for one in ones]
     # About a third: the rest drawn too small for the loop to stay open, as in many scans.
-    assert np.mean([upper_holes(image) > 0 for image in looped]) > 0.2
+    assert np.mean([_upper_holes(image) > 0 for image in looped]) > 0.2
     for image in looped:
         ink = _ink(image)
         assert np.ptp(ink[:, 1]) < np.ptp(ink[:, 0])
     plain = [hands.restyle(one, 1, replace(style, looped_ones=False), rng) for one in ones]
-    assert np.mean([upper_holes(image) > 0 for image in plain]) < 0.05
+    assert np.mean([_upper_holes(image) > 0 for image in plain]) < 0.05
+
+
+def test_a_drawn_two_is_a_closed_loop_on_a_foot(digits: Digits) -> None:
+    """A loop on top, like a 9's (the 2s read as 9 on cheques), and what tells it from a 9:
+    a foot as wide as most of the digit. MNIST's 9s have the loop and not the foot; its
+    2s the foot and seldom the loop."""
+    rng = np.random.default_rng(17)
+    style = hands.random_style(rng)
+
+    def foot(image: np.ndarray) -> float:  # the bottom tenth's ink, in shares of the width
+        ink = _ink(image)
+        top, bottom = ink[:, 0].min(), ink[:, 0].max()
+        low = ink[ink[:, 0] >= bottom - 0.1 * (bottom - top)]
+        return float(np.ptp(low[:, 1]) / max(np.ptp(ink[:, 1]), 1))
+
+    drawn = [
+        hands.restyle(digits.images[0], 2, replace(style, drawn_twos=True, looped_twos=k % 2 == 1),
+                      rng)
+        for k in range(200)
+    ]  # fmt: skip
+    assert np.mean([_upper_holes(image) > 0 for image in drawn]) > 0.8
+    assert np.mean([foot(image) for image in drawn]) > 0.8
+    nines = digits.images[digits.labels == 9][:200]
+    assert np.mean([_upper_holes(image) > 0 for image in nines]) > 0.5
+    assert np.mean([foot(image) for image in nines]) < 0.4
+    plain = replace(style, drawn_twos=False, looped_twos=False, curled_twos=False)
+    twos = [hands.restyle(two, 2, plain, rng) for two in digits.images[digits.labels == 2][:200]]
+    assert np.mean([_upper_holes(image) > 0 for image in twos]) < 0.1
 
 
 def test_a_flag_now_and_then_reaches_most_of_the_way_down_the_stem() -> None:
