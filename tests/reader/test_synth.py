@@ -325,7 +325,7 @@ def test_a_drawn_seven_sweeps_its_stem_left_and_a_crossed_one_is_crossed_at_its_
             widest = max(np.ptp(middle[middle[:, 0] == r][:, 1]) for r in np.unique(middle[:, 0]))
             crossed.append(widest >= 0.34 * height)
         # Every crossed one; now and then a bowed stem runs as wide (1 in 2,000).
-        assert np.mean(crossed) == 1.0 if barred else np.mean(crossed) < 0.03
+        assert all(crossed) if barred else np.mean(crossed) < 0.03
 
 
 def test_a_drawn_five_is_a_check_mark_with_its_bar_on_top(digits: Digits) -> None:
@@ -399,18 +399,18 @@ def test_a_drawn_two_is_a_closed_loop_on_a_foot(digits: Digits) -> None:
         low = ink[ink[:, 0] >= bottom - 0.1 * (bottom - top)]
         return float(np.ptp(low[:, 1]) / max(np.ptp(ink[:, 1]), 1))
 
+    two = digits.images[int(np.flatnonzero(digits.labels == 2)[0])]
     drawn = [
-        hands.restyle(digits.images[0], 2, replace(style, drawn_twos=True, looped_twos=k % 2 == 1),
-                      rng)
+        hands.restyle(two, 2, replace(style, drawn_twos=True, looped_twos=k % 2 == 1), rng)
         for k in range(200)
-    ]  # fmt: skip
+    ]
     assert np.mean([_upper_holes(image) > 0 for image in drawn]) > 0.8
     assert np.mean([foot(image) for image in drawn]) > 0.8
     nines = digits.images[digits.labels == 9][:200]
     assert np.mean([_upper_holes(image) > 0 for image in nines]) > 0.5
     assert np.mean([foot(image) for image in nines]) < 0.4
     plain = replace(style, drawn_twos=False, looped_twos=False, curled_twos=False)
-    twos = [hands.restyle(two, 2, plain, rng) for two in digits.images[digits.labels == 2][:200]]
+    twos = [hands.restyle(t, 2, plain, rng) for t in digits.images[digits.labels == 2][:200]]
     assert np.mean([_upper_holes(image) > 0 for image in twos]) < 0.1
 
 
