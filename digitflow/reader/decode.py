@@ -30,8 +30,8 @@ class ReadLine:
 
     ``confidence``: as lines are read (``reader.infer.read_with``), the reader's
     probability of the string; as ``decode_line`` gives it, the least certain step of the
-    line, which only decides whether a line is read again. A lone digit read by the
-    classifier has the classifier's probability of that digit.
+    line. A lone digit read by the classifier has the classifier's probability of that
+    digit.
     """
 
     digits: list[ReadDigit]

@@ -22,8 +22,9 @@ BATCH_MULTIPLE = 16
 TAIL = 16
 PADDING = -1.0
 # How lines are read, as records of what a reader read say: one recorded otherwise (before
-# padding was marked) is read again.
-READING = f"padding marked after {TAIL} columns of paper"
+# padding was marked, or before a line was read again by its string's probability rather
+# than its least sure step) is read again.
+READING = f"padding marked after {TAIL} columns of paper; read again by the string"
 # The reader's convolutions' outputs over a column depend on the 22 columns after it: a
 # reading batch reaches at least this far past every line's tail, so that what they see
 # there is paper, not the batch's edge.

@@ -178,6 +178,30 @@ def test_a_line_read_surely_at_its_own_width_is_not_read_at_the_others() -> None
     assert sorted(seen) == [51, 64, 77, 80, 96, 120]
 
 
+def test_a_line_is_read_again_by_its_strings_doubt_not_its_least_sure_step() -> None:
+    """Both lines read 3. The first is torn at its second step only between the 3 going on
+    and the blank after it, which read the same string: read once. The second is torn
+    there between the blank and a 5, so its string is in doubt: read at every width."""
+    seen: list[int] = []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        probs = np.full((len(batch), batch.shape[2] // STRIDE, 11), 1e-6, np.float32)
+        probs[:, :, 0] = 1.0
+        for k, x in enumerate(batch):
+            width = int((x[0, :, 0] > 0).sum())
+            seen.append(width)
+            probs[k, 0, [0, 4]] = 0.01, 0.99
+            probs[k, 1, [0, 4 if width == 64 else 6]] = 0.5, 0.5
+        return np.log(probs)
+
+    inputs = [np.ones((32, 64), np.float32), np.ones((32, 96), np.float32)]
+    lines = infer.read_with(run, inputs, widths=(0.8, 1.0, 1.25), sure=infer.SURE)
+    assert [line.text for line in lines] == ["3", "3"]
+    assert lines[0].confidence == pytest.approx(0.99, abs=0.01)
+    assert lines[1].confidence == pytest.approx(0.5, abs=0.01)
+    assert sorted(seen) == [64, 77, 96, 120]  # the doubtful one at 0.8, 1 and 1.25
+
+
 def test_a_step_unsure_only_of_where_a_digit_ends_leaves_the_line_sure() -> None:
     """The 3 is sure at the first step; at the second the reader is torn between the 3
     going on and the blank after it, which read the same string. The line is as sure as
