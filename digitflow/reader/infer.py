@@ -146,7 +146,8 @@ def read_with(
     alignment): as a mixture of the variants it was read in, so that variants which
     disagree make a line doubtful. It is not the line's least sure step (``decode_line``'s):
     a step between a digit and the blank after it is often unsure whether the digit goes
-    on, which changes nothing of the string. A line's runner-up is its next likeliest candidate, where there is one.
+    on, which changes nothing of the string. A line's runner-up is its next likeliest
+    candidate, where there is one.
     """
     if not inputs:
         return []
@@ -158,9 +159,9 @@ def read_with(
         replace(decode_line(p, x.shape[1]), steps=p) for p, x in zip(probs, inputs, strict=True)
     ]
     likely = np.exp(log_likelihoods(probs, [line.text for line in lines]))
-    todo = [k for k in range(len(lines)) if likely[k] < sure]
-    for k in np.flatnonzero(likely >= sure):
-        lines[k] = replace(lines[k], confidence=min(1.0, float(likely[k])))
+    todo = [k for k, p in enumerate(likely) if p < sure]
+    lines = [line if p < sure else replace(line, confidence=min(1.0, float(p)))
+             for line, p in zip(lines, likely, strict=True)]  # fmt: skip
     if todo:
         known = {(1.0, 0.0): ([probs[k] for k in todo], [lines[k] for k in todo])}
         weighed = _read_variants([inputs[k] for k in todo], variants, known, run)
