@@ -37,8 +37,8 @@ WIDTHS = (0.8, 1.0, 1.25)
 # read there, and only the others are read at the other widths too. Judged by the least
 # sure step instead, four lines in five were read again (most often for a step torn
 # between a digit going on and the blank after it, which doubts nothing of the string); by
-# the string, about two in five of the form lines, for the same strings and as many
-# misread ones sent to review.
+# the string, about two in five of the form lines, with as many strings read exactly and
+# as many misread ones sent to review.
 SURE = 0.97
 # A field (an image that is one line: a check amount, a box) is also read at its own
 # width slanted both ways by this slope (columns a row): hands slant more, and both ways,
