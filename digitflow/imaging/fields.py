@@ -15,7 +15,8 @@ from typing import Literal
 import numpy as np
 
 from digitflow.imaging.normalize import normalize_boxes
-from digitflow.imaging.segment import DigitBox, segment_page
+from digitflow.imaging.resolution import segment_working
+from digitflow.imaging.segment import DigitBox
 from digitflow.reader import field
 
 Layout = Literal["auto", "page", "field"]
@@ -85,8 +86,10 @@ def field_lines(grey: np.ndarray) -> list[LineImage]:
 
 
 def page_lines(grey: np.ndarray) -> list[LineImage]:
-    """Each line of digits the page segmentation finds, cut out of the page, top to bottom."""
-    segmentation = segment_page(grey, split=False)
+    """Each line of digits the page segmentation finds, cut out of the page, top to bottom
+    (out of the page at its working size, where it is large; placed on the page as given)."""
+    working = segment_working(grey, split=False)
+    segmentation = working.segmentation
     digits = normalize_boxes(segmentation)
     by_line: dict[int, list[DigitBox]] = {}
     pieces: dict[int, list[Piece]] = {}
@@ -94,17 +97,26 @@ def page_lines(grey: np.ndarray) -> list[LineImage]:
         by_line.setdefault(box.line, []).append(box)
         pieces.setdefault(box.line, []).append(Piece(box.x0, box.x1, digit))
     lines = []
-    height, width = grey.shape
+    height, width = working.pixels.shape
     for number, boxes in sorted(by_line.items()):
         size = float(np.median([b.y1 - b.y0 for b in boxes]))
         top = max(0, int(min(b.y0 for b in boxes) - _LINE_MARGIN_Y * size))
         bottom = min(height, int(max(b.y1 for b in boxes) + _LINE_MARGIN_Y * size) + 1)
         left = max(0, int(min(b.x0 for b in boxes) - _LINE_MARGIN_X * size))
         right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
-        crop = grey[top:bottom, left:right]
+        crop = working.pixels[top:bottom, left:right]
         line = _line_image(number, crop, top, left, segmentation.dark_ink)
-        lines.append(replace(line, pieces=tuple(pieces[number])))
+        lines.append(_enlarged(replace(line, pieces=tuple(pieces[number])), working.factor))
     return lines
+
+
+def _enlarged(line: LineImage, factor: int) -> LineImage:
+    """A line found on a page shrunk ``factor`` times, placed on the page as given."""
+    if factor == 1:
+        return line
+    pieces = tuple(replace(p, x0=p.x0 * factor, x1=p.x1 * factor) for p in line.pieces)
+    return replace(line, x0=line.x0 * factor, y0=line.y0 * factor, x_scale=line.x_scale * factor,
+                   y_scale=line.y_scale * factor, pieces=pieces)  # fmt: skip
 
 
 def find_lines(grey: np.ndarray, layout: Layout = "auto") -> list[LineImage]:

@@ -1,0 +1,116 @@
+"""Large scans' lines found at a working size: the same lines as at 150 dpi, placed on the
+page as given; small writing on a large page is not shrunk out of sight."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitflow.imaging import page_to_digits, segment_page
+from digitflow.imaging.fields import find_lines
+from digitflow.imaging.resolution import MIN_HEIGHT, WORKING_LENGTH, segment_working, shrink_factor
+from digitflow.samples import HARD, load_mnist, make_page
+from digitflow.scoring.extract import Reading, extract
+from tests.imaging.synthetic import ink_lines, line_counts, on_paper
+
+
+@pytest.fixture(scope="module")
+def form(mnist_dir: Path) -> np.ndarray:
+    """A generated form page at about 150 dpi (small hands, touching digits)."""
+    page = make_page(load_mnist(mnist_dir), np.random.default_rng(5), HARD).pixels
+    assert max(page.shape) >= WORKING_LENGTH, "two of it must be long enough to shrink"
+    return page
+
+
+def scanned_at(page: np.ndarray, times: int) -> np.ndarray:
+    """The page as a scanner would give it at ``times`` its resolution."""
+    return cv2.resize(page, None, fx=times, fy=times, interpolation=cv2.INTER_CUBIC)
+
+
+def test_the_shrink_follows_the_long_side() -> None:
+    assert shrink_factor((1754, 1240)) == 1  # A4 at 150 dpi
+    assert shrink_factor((2923, 2067)) == 1  # A4 at 250 dpi
+    assert shrink_factor((3508, 2480)) == 2  # A4 at 300 dpi
+    assert shrink_factor((2550, 3300)) == 2  # letter at 300 dpi, landscape
+    assert shrink_factor((7016, 4960)) == 4  # A4 at 600 dpi
+    assert shrink_factor((120, 90_000)) == 60  # a long strip: its writing decides (below)
+
+
+@pytest.mark.parametrize("times", [2, 4])
+def test_a_large_scan_gives_the_lines_of_its_150_dpi_page_placed_on_its_own_pixels(
+    form: np.ndarray, times: int
+) -> None:
+    large = scanned_at(form, times)
+    assert segment_working(large, split=False).factor == times
+    small_lines, lines = find_lines(form), find_lines(large)
+    assert len(lines) == len(small_lines) >= 3
+    for line, small in zip(lines, small_lines, strict=True):
+        # Cut from a page resampled twice over: its edges may fall a column or two apart.
+        width = small.pixels.shape[1]
+        assert abs(line.pixels.shape[1] - width) <= 4
+        size = (width, small.pixels.shape[0])
+        pixels = cv2.resize(line.pixels, size, interpolation=cv2.INTER_AREA)
+        assert np.abs(pixels.astype(np.int16) - small.pixels).mean() < 12.0
+        assert abs(line.x0 - times * small.x0) <= 2 * times
+        assert abs(line.y0 - times * small.y0) <= 2 * times
+        assert line.x_scale == pytest.approx(times * small.x_scale, rel=0.05)
+        assert len(line.pieces) == len(small.pieces)
+        for piece, small_piece in zip(line.pieces, small.pieces, strict=True):
+            assert abs(piece.x0 - times * small_piece.x0) <= 2 * times
+            assert abs(piece.x1 - times * small_piece.x1) <= 2 * times
+
+
+def test_small_writing_on_a_large_page_is_segmented_at_its_own_size() -> None:
+    # 28 px digits on a page 3,200 px long: halved, they would be 14 px, under MNIST's.
+    ink = ink_lines(["0123456789", "4711", "31415926"], size=28, pitch=3.0)
+    canvas = np.zeros((3200, 2200), np.float32)
+    canvas[400 : 400 + ink.shape[0], 300 : 300 + ink.shape[1]] = ink
+    page = on_paper(canvas)
+    assert shrink_factor(page.shape) == 2
+    working = segment_working(page)
+    assert working.factor == 1 and working.pixels is page
+    assert line_counts(working.segmentation.boxes) == line_counts(segment_page(page).boxes)
+    assert line_counts(working.segmentation.boxes) == [10, 4, 8]
+
+
+def test_writing_large_enough_for_part_of_the_shrink_is_shrunk_that_far() -> None:
+    # 100 px digits on a page 7,000 px long: shrunk 4 times they would be 25 px; 5 px
+    # digits' worth of margin to spare would not be: a shrink of 4 is kept, not 1.
+    ink = ink_lines(["2718", "1618"], size=100, pitch=3.0)
+    canvas = np.zeros((7000, 1200), np.float32)
+    canvas[1000 : 1000 + ink.shape[0], 100 : 100 + ink.shape[1]] = ink
+    page = on_paper(canvas)
+    assert shrink_factor(page.shape) == 4
+    working = segment_working(page)
+    assert working.factor == 4
+    heights = [b.y1 - b.y0 for b in working.segmentation.boxes]
+    assert min(heights) >= MIN_HEIGHT and line_counts(working.segmentation.boxes) == [4, 4]
+
+
+def test_a_blank_large_page_is_looked_at_whole() -> None:
+    page = on_paper(np.zeros((3400, 2400), np.float32))
+    working = segment_working(page)
+    assert working.factor == 1 and working.segmentation.boxes == []
+
+
+def test_a_300_dpi_file_is_read_in_lines_on_its_own_pixels(form: np.ndarray) -> None:
+    large = scanned_at(form, 2)
+    data = io.BytesIO()
+    Image.fromarray(large).save(data, "PNG")
+    lines = extract(data.getvalue(), "form-300dpi.png", Reading("line")).lines
+    assert [line.line for _, line in lines] == [line.line for line in find_lines(form)]
+    right = max(line.x0 + line.pixels.shape[1] * line.x_scale for _, line in lines)
+    small_right = max(line.x0 + line.pixels.shape[1] * line.x_scale for line in find_lines(form))
+    assert 1.9 * small_right < right <= large.shape[1] + 1
+
+
+def test_the_classifier_cuts_digits_from_the_page_at_its_own_size(form: np.ndarray) -> None:
+    large = scanned_at(form, 2)
+    assert [(b.x0, b.y0, b.x1, b.y1) for b in page_to_digits(large)[0]] == [
+        (b.x0, b.y0, b.x1, b.y1) for b in segment_page(large).boxes
+    ]
