@@ -40,8 +40,9 @@ class WorkingPage:
 
 
 def shrink_factor(shape: tuple[int, ...]) -> int:
-    """How many times smaller a page of this shape is segmented, by its size alone."""
-    return max(1, max(shape[:2]) // WORKING_LENGTH)
+    """How many times smaller a page of this shape is segmented, by its size alone (never
+    so far that its short side could no longer hold a digit of MNIST's size)."""
+    return max(1, min(max(shape[:2]) // WORKING_LENGTH, min(shape[:2]) // MIN_HEIGHT))
 
 
 def segment_working(page: np.ndarray, split: bool = True) -> WorkingPage:

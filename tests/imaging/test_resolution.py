@@ -38,7 +38,22 @@ def test_the_shrink_follows_the_long_side() -> None:
     assert shrink_factor((3508, 2480)) == 2  # A4 at 300 dpi
     assert shrink_factor((2550, 3300)) == 2  # letter at 300 dpi, landscape
     assert shrink_factor((7016, 4960)) == 4  # A4 at 600 dpi
-    assert shrink_factor((120, 90_000)) == 60  # a long strip: its writing decides (below)
+    assert shrink_factor((120, 90_000)) == 6  # a long strip: no side shrunk under a digit
+    assert shrink_factor((10, 60_000)) == 1
+
+
+def test_a_long_thin_strip_read_as_a_page_is_read_not_broken() -> None:
+    strip = on_paper(ink_lines(["31415926535897932384626433832795"], size=24, margin=6))
+    strip = np.pad(strip, ((0, 0), (0, 3200 - strip.shape[1])), constant_values=strip[0, 0])
+    assert strip.shape[0] <= 80 and shrink_factor(strip.shape) == 2
+    data = io.BytesIO()
+    Image.fromarray(strip).save(data, "PNG")
+    result = extract(data.getvalue(), "strip.png", Reading("line", "page"))
+    assert result.status == "scored" and len(result.lines) == 1
+    data = io.BytesIO()
+    Image.fromarray(np.full((10, 60_000), 230, np.uint8)).save(data, "PNG")
+    result = extract(data.getvalue(), "thin.png", Reading("line", "page"))
+    assert result.status == "scored" and result.lines == [], result.error
 
 
 @pytest.mark.parametrize("times", [2, 4])
