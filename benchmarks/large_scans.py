@@ -5,8 +5,9 @@ digits touching) are scanned again at two and four times the resolution (resampl
 saved as JPEG (quality 90) as scanners save them. Each set is read twice in this process,
 as scoring reads a file (decode, find the lines and read them with the store's line
 reader; and decode, cut the digits out and read them with its classifier):
-  working  as digitflow reads them in lines: a large page segmented shrunk to about 150 dpi
-  own size the baseline: every page segmented at its own size (the shrink turned off)
+  working  as digitflow reads them in lines: a large page decoded and segmented shrunk to
+           about 150 dpi
+  own size the baseline: every page decoded and segmented at its own size (no shrink)
 Prints, for each resolution: how many pages were large enough to shrink; for the line
 reader both ways, the CPU time a page takes to decode and find its lines (median of the
 pages), the lines read exactly against the truth, and the ratio of own size to working;

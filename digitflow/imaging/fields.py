@@ -85,10 +85,11 @@ def field_lines(grey: np.ndarray) -> list[LineImage]:
     return [replace(_line_image(0, grey, 0, 0, None), field=True)]
 
 
-def page_lines(grey: np.ndarray) -> list[LineImage]:
+def page_lines(grey: np.ndarray, decoded_at: int = 1) -> list[LineImage]:
     """Each line of digits the page segmentation finds, cut out of the page, top to bottom
-    (out of the page at its working size, where it is large; placed on the page as given)."""
-    working = segment_working(grey, split=False)
+    (out of the page at its working size, where it is large), placed on the file's page
+    (``decoded_at`` times larger than ``grey``; see ``segment_working``)."""
+    working = segment_working(grey, split=False, decoded_at=decoded_at)
     segmentation = working.segmentation
     digits = normalize_boxes(segmentation)
     by_line: dict[int, list[DigitBox]] = {}
@@ -106,7 +107,8 @@ def page_lines(grey: np.ndarray) -> list[LineImage]:
         right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
         crop = working.pixels[top:bottom, left:right]
         line = _line_image(number, crop, top, left, segmentation.dark_ink)
-        lines.append(_enlarged(replace(line, pieces=tuple(pieces[number])), working.factor))
+        line = replace(line, pieces=tuple(pieces[number]))
+        lines.append(_enlarged(line, working.factor * decoded_at))
     return lines
 
 
@@ -119,8 +121,9 @@ def _enlarged(line: LineImage, factor: int) -> LineImage:
                    y_scale=line.y_scale * factor, pieces=pieces)  # fmt: skip
 
 
-def find_lines(grey: np.ndarray, layout: Layout = "auto") -> list[LineImage]:
-    """The lines of a greyscale image for the reader, by its layout."""
+def find_lines(grey: np.ndarray, layout: Layout = "auto", decoded_at: int = 1) -> list[LineImage]:
+    """The lines of a greyscale image for the reader, by its layout; ``decoded_at``: a page
+    decoded that many times smaller than the file's (see ``page_lines``)."""
     if layout_of(grey.shape, layout) == "field":
         return field_lines(grey)
-    return page_lines(grey)
+    return page_lines(grey, decoded_at)

@@ -7,7 +7,10 @@ For the line reader, which reads each line at 32 px high whatever its size, a pa
 long is segmented shrunk a whole number of times, to about the size it would have at
 150 dpi, and its lines placed back on the page's own pixels. Where the writing is small
 for its page, the shrinking stops where the digits would fall under MNIST's own size:
-the page is segmented again less shrunk, or at its own size.
+the page is segmented again less shrunk, or at its own size. A one-page JPEG that large
+is decoded smaller in the first place (``load_pages``' ``shrink``: by 2, 4 or 8 in the
+JPEG's own transform, most of the decoding's cost gone too), and decoded again whole
+where its writing turns out too small (TooSmall).
 
 The classifier's digits are cut from the page at its own size: cutting touching digits
 apart and normalising each gains from the pixels (on generated forms at 300 dpi, 71 % of
@@ -45,17 +48,27 @@ def shrink_factor(shape: tuple[int, ...]) -> int:
     return max(1, min(max(shape[:2]) // WORKING_LENGTH, min(shape[:2]) // MIN_HEIGHT))
 
 
-def segment_working(page: np.ndarray, split: bool = True) -> WorkingPage:
-    """Segment a greyscale page at its working size (see the module's docstring)."""
+class TooSmall(Exception):
+    """The writing is too small to be read at the size the page was decoded at."""
+
+
+def segment_working(page: np.ndarray, split: bool = True, decoded_at: int = 1) -> WorkingPage:
+    """Segment a greyscale page at its working size (see the module's docstring).
+
+    ``decoded_at``: the page was decoded this many times smaller than the file's own; if
+    its writing is too small to read at that size, raises TooSmall (decode it whole)."""
     factor = shrink_factor(page.shape)
     while factor > 1:
         small = shrink(page, factor)
         segmentation = segment_page(small, split)
-        legible = _legible_factor(segmentation, factor)
+        legible = _legible_factor(segmentation, factor * decoded_at) // decoded_at
         if legible >= factor:
             return WorkingPage(small, segmentation, factor)
         factor = legible
-    return WorkingPage(page, segment_page(page, split), 1)
+    segmentation = segment_page(page, split)
+    if decoded_at > 1 and _legible_factor(segmentation, decoded_at) < decoded_at:
+        raise TooSmall(f"digits too small to read at 1/{decoded_at} of the page's size")
+    return WorkingPage(page, segmentation, 1)
 
 
 def shrink(page: np.ndarray, factor: int) -> np.ndarray:

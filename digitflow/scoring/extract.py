@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -15,6 +15,7 @@ import numpy as np
 from digitflow.errors import ImageError
 from digitflow.imaging import DigitBox, Page, load_pages, normalize_boxes, segment_page
 from digitflow.imaging.fields import Layout, LineImage, find_lines, layout_of
+from digitflow.imaging.resolution import TooSmall, shrink_factor
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,33 @@ def _may_be_lone(pixels: np.ndarray, layout: Layout, lines: int) -> bool:
     return lines == 1 and layout_of(pixels.shape, layout) == "field"
 
 
-def _read_pages(result: FileDigits, pages: Iterable[Page], reading: Reading) -> list[np.ndarray]:
-    """Find each page's digits (or lines) into ``result``; returns the pages' digit arrays."""
+def _working_scale(layout: Layout) -> Callable[[tuple[int, int]], int]:
+    """How many times smaller a page may be decoded to find its lines: its working size
+    (see ``imaging.resolution``); a field is decoded whole."""
+    return lambda shape: shrink_factor(shape) if layout_of(shape, layout) == "page" else 1
+
+
+def _lines(
+    pixels: np.ndarray, scale: int, layout: Layout, whole: Callable[[], Page]
+) -> list[LineImage]:
+    """A page's lines for the reader, placed on the file's own pixels (``scale`` times larger
+    than ``pixels``). A page decoded smaller whose writing turns out too small to read there
+    is decoded again ``whole``."""
+    if scale == 1:
+        return find_lines(pixels, layout)
+    try:
+        return find_lines(pixels, "page", decoded_at=scale)
+    except TooSmall:
+        again = whole().pixels
+        assert again is not None  # a one-page file decodes whole or raises
+        return find_lines(again, "page")
+
+
+def _read_pages(
+    result: FileDigits, pages: Iterable[Page], reading: Reading, whole: Callable[[], Page]
+) -> list[np.ndarray]:
+    """Find each page's digits (or lines) into ``result``; returns the pages' digit arrays.
+    ``whole``: the file's one page decoded whole, where it was decoded smaller."""
     arrays = []
     for page in pages:
         result.pages += 1
@@ -105,13 +131,17 @@ def _read_pages(result: FileDigits, pages: Iterable[Page], reading: Reading) -> 
             continue
         try:
             if reading.reader == "line":
-                lines = find_lines(page.pixels, reading.layout)
+                lines = _lines(page.pixels, page.scale, reading.layout, whole)
                 result.lines.extend((page.index, line) for line in lines)
-                if not _may_be_lone(page.pixels, reading.layout, len(lines)):
+                # A page decoded smaller is a page, never a field of one digit.
+                if page.scale > 1 or not _may_be_lone(page.pixels, reading.layout, len(lines)):
                     continue
             boxes, digits = _digits(page.pixels, reading.layout)
             if reading.reader == "line" and len(boxes) != 1:
                 continue  # for lines, a field's digit is kept only if it is alone
+        except ImageError as exc:  # decoded again whole, it failed
+            result.page_errors.append(str(exc))
+            continue
         except Exception as exc:
             result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
             continue
@@ -129,7 +159,9 @@ def extract(data: bytes, name: str, reading: Reading = Reading()) -> FileDigits:
     result = FileDigits(name)
     try:
         with _PDFIUM if _is_pdf(data) else nullcontext():
-            arrays = _read_pages(result, load_pages(data, name), reading)
+            shrink = _working_scale(reading.layout) if reading.reader == "line" else None
+            pages = load_pages(data, name, shrink=shrink)
+            arrays = _read_pages(result, pages, reading, lambda: next(load_pages(data, name)))
     except ImageError as exc:
         return quarantined(name, str(exc), result.pages)
     except Exception as exc:

@@ -11,9 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitflow.imaging import page_to_digits, segment_page
+from digitflow.imaging import load_pages, page_to_digits, segment_page
 from digitflow.imaging.fields import find_lines
-from digitflow.imaging.resolution import MIN_HEIGHT, WORKING_LENGTH, segment_working, shrink_factor
+from digitflow.imaging.resolution import (
+    MIN_HEIGHT,
+    WORKING_LENGTH,
+    TooSmall,
+    segment_working,
+    shrink_factor,
+)
 from digitflow.samples import HARD, load_mnist, make_page
 from digitflow.scoring.extract import Reading, extract
 from tests.imaging.synthetic import ink_lines, line_counts, on_paper
@@ -129,3 +135,86 @@ def test_the_classifier_cuts_digits_from_the_page_at_its_own_size(form: np.ndarr
     assert [(b.x0, b.y0, b.x1, b.y1) for b in page_to_digits(large)[0]] == [
         (b.x0, b.y0, b.x1, b.y1) for b in segment_page(large).boxes
     ]
+
+
+def jpeg(pixels: np.ndarray, **options: object) -> bytes:
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, "JPEG", quality=90, **options)
+    return data.getvalue()
+
+
+@pytest.mark.parametrize("times", [2, 4])
+def test_a_large_jpeg_is_decoded_at_its_working_size_when_asked(
+    form: np.ndarray, times: int
+) -> None:
+    large = scanned_at(form, times)
+    data = jpeg(large)
+    page = next(load_pages(data, "large.jpg", shrink=shrink_factor))
+    assert page.scale == times and page.pixels is not None
+    height, width = large.shape
+    assert page.pixels.shape == (-(-height // times), -(-width // times))
+    whole = next(load_pages(data, "large.jpg"))
+    assert whole.scale == 1 and whole.pixels is not None and whole.pixels.shape == large.shape
+    # The JPEG's own transform shrinks about as a mean of the pixels would.
+    shrunk = cv2.resize(
+        whole.pixels, (width // times, height // times), interpolation=cv2.INTER_AREA
+    )
+    smaller = page.pixels[: shrunk.shape[0], : shrunk.shape[1]].astype(np.int16)
+    assert np.abs(smaller - shrunk).mean() < 3.0
+
+
+def test_only_a_one_page_jpeg_is_decoded_smaller(form: np.ndarray) -> None:
+    large = scanned_at(form, 2)
+    png = io.BytesIO()
+    Image.fromarray(large).save(png, "PNG")
+    page = next(load_pages(png.getvalue(), "large.png", shrink=shrink_factor))
+    assert page.scale == 1 and page.pixels is not None and page.pixels.shape == large.shape
+    assert next(load_pages(jpeg(form), "form.jpg", shrink=shrink_factor)).scale == 1
+
+
+def test_a_sideways_jpeg_is_asked_about_as_the_page_stands() -> None:
+    stored = np.full((1600, 3200), 230, np.uint8)  # stored wide, shown tall
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    seen: list[tuple[int, int]] = []
+
+    def shrink(shape: tuple[int, int]) -> int:
+        seen.append(shape)
+        return 2
+
+    page = next(load_pages(jpeg(stored, exif=exif.tobytes()), "phone.jpg", shrink=shrink))
+    assert seen == [(3200, 1600)]
+    assert page.scale == 2 and page.pixels is not None and page.pixels.shape == (1600, 800)
+
+
+def test_a_large_jpeg_is_read_in_lines_on_its_own_pixels(form: np.ndarray) -> None:
+    large = scanned_at(form, 2)
+    lines = extract(jpeg(large), "form-300dpi.jpg", Reading("line")).lines
+    small = find_lines(form)
+    assert len(lines) == len(small)
+    for (_, line), small_line in zip(lines, small, strict=True):
+        assert abs(line.x0 - 2 * small_line.x0) <= 4 and abs(line.y0 - 2 * small_line.y0) <= 4
+        assert line.x_scale == pytest.approx(2 * small_line.x_scale, rel=0.05)
+
+
+def test_small_writing_in_a_large_jpeg_is_decoded_again_whole() -> None:
+    ink = ink_lines(["0123456789", "4711", "31415926"], size=28, pitch=3.0)
+    canvas = np.zeros((3200, 2200), np.float32)
+    canvas[400 : 400 + ink.shape[0], 300 : 300 + ink.shape[1]] = ink
+    data = jpeg(on_paper(canvas))
+    page = next(load_pages(data, "small.jpg", shrink=shrink_factor))
+    assert page.scale == 2 and page.pixels is not None
+    with pytest.raises(TooSmall):  # 14 px digits at half size: under MNIST's
+        find_lines(page.pixels, "page", decoded_at=2)
+    result = extract(data, "small.jpg", Reading("line"))
+    assert result.status == "scored", result.error or result.page_errors
+    lines = result.lines
+    assert [len(line.pieces) for _, line in lines] == [10, 4, 8]
+    assert 300 < lines[0][1].x0 < 400  # on the page's own pixels, where the writing starts
+
+
+def test_a_truncated_large_jpeg_is_quarantined_with_its_reason(form: np.ndarray) -> None:
+    data = jpeg(scanned_at(form, 2))
+    result = extract(data[: len(data) // 2], "cut.jpg", Reading("line"))
+    assert result.status == "quarantined"
+    assert "truncated or corrupt" in (result.error or "") and "bug" not in (result.error or "")
