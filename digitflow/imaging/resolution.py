@@ -2,7 +2,8 @@
 
 The imaging is made for pages at about 150 dpi (digits some 25-50 px tall), and its cost
 grows with the pixels: a page scanned at 300 dpi holds four times as many, at 600 dpi
-sixteen, and finding its lines took two and three times longer for the same lines found.
+sixteen, and finding its lines took three and fourteen times as long as at 150 dpi
+(decoding included) for the same lines found.
 For the line reader, which reads each line at 32 px high whatever its size, a page that
 long is segmented shrunk a whole number of times, to about the size it would have at
 150 dpi, and its lines placed back on the page's own pixels. Where the writing is small
