@@ -24,6 +24,7 @@ import io
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -66,13 +67,15 @@ def scans(pages: int, times: int) -> list[tuple[bytes, list[str]]]:
     return out
 
 
-def read(files: list[tuple[bytes, list[str]]], reader: str, scorer: Scorer) -> dict[str, float]:
+def read(
+    files: list[tuple[bytes, list[str]]], reader: Literal["line", "classifier"], scorer: Scorer
+) -> dict[str, float]:
     """Find and read every page's lines (or digits): CPU ms a page to find them (median),
     lines exact, lines."""
     finding, exact, total = [], 0, 0
     for k, (data, truth) in enumerate(files):
         start = time.process_time()
-        found = extract(data, f"page{k}.jpg", Reading(reader))  # type: ignore[arg-type]
+        found = extract(data, f"page{k}.jpg", Reading(reader))
         finding.append(time.process_time() - start)
         if reader == "line":
             texts = [r.text for r in scorer.read_lines([line for _, line in found.lines])]
