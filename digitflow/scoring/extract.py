@@ -139,9 +139,6 @@ def _read_pages(
             boxes, digits = _digits(page.pixels, reading.layout)
             if reading.reader == "line" and len(boxes) != 1:
                 continue  # for lines, a field's digit is kept only if it is alone
-        except ImageError as exc:  # decoded again whole, it failed
-            result.page_errors.append(str(exc))
-            continue
         except Exception as exc:
             result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
             continue
