@@ -4,7 +4,7 @@ A command that runs a flow imports Prefect, pyarrow, ONNX Runtime and its flow b
 reads anything: about 2 s on 2 cores, making hundreds of thousands of objects that live as
 long as the process, and few cycles, over which the collector passes again and again.
 Prefect's temporary server loads its app the same way (``digitflow.api_server``). What
-this and the rest of a command's lighter start saved is in the README ("A lighter start").
+this and the rest of a command's lighter start saved is in docs/record/speed.md ("A lighter start").
 """
 
 from __future__ import annotations

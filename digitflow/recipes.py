@@ -101,7 +101,7 @@ READER_QUICK = READER_RECIPE.model_copy(update={"epochs": 2, "limit": 5000, "str
 # the batch normalisation frozen. Half corrected reads more of the user's fields than a
 # quarter; at 12 epochs it fell just outside the gate's margin on MNIST's guard strings,
 # at 24 just inside: measured against other shares, rates and lengths on real check
-# amounts in the README's section on review and corrections.
+# amounts in docs/record/tuning.md.
 ADAPT_RECIPE = Recipe(epochs=24, batch_size=32, learning_rate=3e-4, lr_schedule="cosine")
 ADAPT_STEPS = 100  # batches an epoch
 ADAPT_SHARE = 0.5  # of each batch: corrected lines

@@ -27,7 +27,7 @@ ELASTIC_SHARE = 0.6
 ELASTIC_SMOOTH = 4.0
 # Writers who flag their 1s, and who lean them like a slash. With more of them (0.65 and
 # 0.3), a plain 1 close against its neighbour went unread: 29 of the 104 generated form
-# lines that a reader misread had lost just a 1 (README, "Plain 1s").
+# lines that a reader misread had lost just a 1 (docs/record/reading.md, "Plain 1s").
 FLAG_ONES_SHARE = 0.5
 SLASHED_ONES_SHARE = 0.2
 

@@ -43,8 +43,8 @@ SURE = 0.97
 # A field (an image that is one line: a check amount, a box) is also read at its own
 # width slanted both ways by this slope (columns a row): hands slant more, and both ways,
 # than the strings the reader learnt from. The check amounts read 70.4 % → 71.9 % exactly
-# (benchmarks/strings.py, README). Lines found on a page are not: slanted, the generated
-# form pages read one line more of 238, at two thirds of the speed.
+# (benchmarks/strings.py; docs/record/reading.md). Lines found on a page are not:
+# slanted, the generated form pages read one line more of 238, at two thirds of the speed.
 FIELD_SHEARS = (0.35, -0.35)
 
 
@@ -275,7 +275,7 @@ def _read_variants(
     # The variants as a mixture: a string's likelihood is the sum of its likelihoods in
     # each, not their product, so that one variant which all but rules a string out does
     # not outvote the others that read it. On the check amounts, 72.1 → 73.0 % exact read
-    # directly (README).
+    # directly (docs/record/reading.md, "Variants as a mixture").
     totals = np.logaddexp.reduce(scores, axis=0)
     lines, at = [], 0
     for k, texts in enumerate(candidates):

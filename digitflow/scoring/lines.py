@@ -24,9 +24,9 @@ _INKED = 0.3 * 255
 # reader, which sees the digit's neighbours, leads; the classifier tips the digits it
 # doubts. On generated form pages it set right a 7 read as 1, a 9 read as 7 and the like;
 # weighed with the reader's probabilities at the one step that read the digit instead of
-# over its columns, 1,047 of 1,126 lines read exactly, against 1,053 (README). Weights
-# 0.35-0.75 read 1,052-1,054, 0.25 and 1 read 1,046 and 1,047; the classifier alone lost
-# lines.
+# over its columns, 1,047 of 1,126 lines read exactly, against 1,053
+# (docs/record/reading.md). Weights 0.35-0.75 read 1,052-1,054, 0.25 and 1 read 1,046 and
+# 1,047; the classifier alone lost lines.
 _CLASSIFIER_WEIGHT = 0.5
 # A piece reaching this share of a digit's width past its columns holds more than it.
 _SPILL = 0.25
