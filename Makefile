@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 EXTRAS ?= cpu,dask,dev
 # Arguments for the main job, e.g. make run ARGS="--limit 2000 --epochs 1"
 ARGS ?=
+# Test processes (pytest-xdist; 0: one test at a time, in this process). One at a time, the
+# suite keeps about one of 2 cores busy: many tests wait on the servers and processes they start.
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint bench up down clean
 
@@ -20,7 +23,7 @@ run: install
 	$(BIN)/digitflow pipeline $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
