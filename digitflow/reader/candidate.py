@@ -232,8 +232,8 @@ def train_reader(
     history = fit_reader(
         model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
-        learning_rate=config.learning_rate,
-        on_epoch=reporter(config, on_epoch),
+        learning_rate=config.learning_rate, on_epoch=reporter(config, on_epoch),
+        average=origin.average,
     )  # fmt: skip
     history_key = READER.candidate(training_run, config.model, "history.json")
     store.write_bytes(history_key, json.dumps([vars(e) for e in history]).encode())
@@ -281,9 +281,16 @@ class Start:
     started_from: str | None  # the champion it goes on from (None: new weights)
     first_epoch: int  # epochs of strings that the weights have already learnt from
 
+    @property
+    def average(self) -> float | None:
+        """The momentum of the moving average of its weights that the fit ends on: a
+        reader going on from its champion's (``recipes.WARM_AVERAGE``), else none."""
+        return recipes.WARM_AVERAGE if self.started_from else None
+
     def params(self) -> dict[str, object]:
         """What the card records of it."""
-        return {"started_from": self.started_from, "first_epoch": self.first_epoch}
+        return {"started_from": self.started_from, "first_epoch": self.first_epoch,
+                "weight_average": self.average}  # fmt: skip
 
 
 def starting_point(store: ObjectStore, config: TrainConfig) -> tuple[Any, Start]:

@@ -210,15 +210,22 @@ def fit_reader(
     on_epoch: Callable[[ReaderEpoch], None] = lambda e: None,
     processes: int | None = None,
     teacher: Teacher | None = None,
+    average: float | None = None,
 ) -> list[ReaderEpoch]:
     """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule
     peaking at ``learning_rate``), its batches written by ``processes`` processes (default:
     one per core), close to ``teacher`` if one is given; the per-epoch record. A loss that
-    is not finite stops it with TrainingError."""
+    is not finite stops it with TrainingError. With ``average`` (a momentum), the model
+    ends on the exponential moving average of its weights after each step (from the
+    first), not on the last step's; the per-epoch record measures the steps' own weights.
+    """
     import keras
 
     trained, loss = (model, keras.losses.CTC()) if teacher is None else _distilling(model, teacher)
-    trained.compile(optimizer=keras.optimizers.Adam(rate, clipnorm=CLIP_NORM), loss=loss)
+    optimizer = keras.optimizers.Adam(
+        rate, clipnorm=CLIP_NORM, use_ema=average is not None, ema_momentum=average or 0.99
+    )
+    trained.compile(optimizer=optimizer, loss=loss)
     history: list[ReaderEpoch] = []
 
     class Report(keras.callbacks.Callback):

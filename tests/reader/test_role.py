@@ -18,6 +18,7 @@ from digitflow.model_files import load_model
 from digitflow.promotion import GateConfig, ReaderGateConfig
 from digitflow.reader.assessment import assess_reader_run
 from digitflow.reader.candidate import READS, stored_reads, validation_seed, validation_strings
+from digitflow.recipes import WARM_AVERAGE
 from digitflow.storage import LocalStore
 from digitflow.training import load_images
 from flows.promote import PromoteParams, promote_flow
@@ -187,6 +188,9 @@ def test_a_warm_start_goes_on_from_the_reader_champion_on_new_strings(
     card = registry.read_card(store, summary.training_run, "line_reader", READER)
     assert card.params["started_from"] == champion.id
     assert card.params["first_epoch"] == 1  # the champion learnt from epoch 0's strings
+    assert card.params["weight_average"] == WARM_AVERAGE  # it ends on its weights' average
+    cold = registry.read_card(store, trained[1], "line_reader", READER)
+    assert cold.params["weight_average"] is None
     went_on = load_model(store, card.model_key, card.sha256)
     started = load_model(store, champion.model_key, champion.sha256)
     for a, b in zip(went_on.trainable_weights, started.trainable_weights, strict=True):

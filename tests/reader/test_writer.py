@@ -126,3 +126,27 @@ def test_a_fit_writes_each_epoch_once_in_order_and_no_more(digits: Digits) -> No
     )  # fmt: skip
     assert [e.epoch for e in history] == [1, 2, 3]
     assert source.asked == [(e, k) for e in range(3) for k in range(2)]
+
+
+def test_an_averaging_fit_ends_on_the_moving_average_of_its_steps(digits: Digits) -> None:
+    """At a momentum of all but one, the average never moves from where the first step
+    left the weights: the fit of four steps ends there, where the plain fit goes on."""
+    import keras
+
+    from digitflow.models import line_reader
+
+    def fitted(steps: int, average: float | None) -> list[np.ndarray]:
+        keras.utils.set_random_seed(5)
+        model = line_reader.build(units=8)
+        fit_reader(
+            model, StringBatches(digits, batch_size=4, seed=3), fixed_set(digits, 4, seed=1),
+            epochs=1, steps_per_epoch=steps, rate=1e-2, learning_rate=1e-2, processes=1,
+            average=average,
+        )  # fmt: skip
+        return [w.numpy() for w in model.trainable_weights]
+
+    first, last = fitted(1, None), fitted(4, None)
+    averaged = fitted(4, 1 - 1e-12)
+    for a, b in zip(averaged, first, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(last, first, strict=True)) > 1e-3
