@@ -138,6 +138,7 @@ def test_a_lone_digit_read_as_up_to_two_is_read_by_the_classifier_and_the_reader
     from digitflow.imaging.segment import DigitBox
     from digitflow.reader.decode import ReadDigit, ReadLine
     from digitflow.reader.field import STRIDE
+    from digitflow.reader.infer import SURE
     from digitflow.scoring.extract import FileDigits
     from digitflow.scoring.infer import Scorer, resolve_model, scorer_for
     from digitflow.scoring.lines import read_lone_digits
@@ -167,14 +168,17 @@ def test_a_lone_digit_read_as_up_to_two_is_read_by_the_classifier_and_the_reader
     reader = Scorer(run, "reader@r", "onnx")
     box = DigitBox(0, 0, 4, 2, 24, 30, np.ones((28, 20), bool))
     lines = [LineImage(0, np.full((32, 40), 25 * k, np.uint8), 0.0, 0.0, 1.0, 1.0)
-             for k in (1, 2, 3, 3)]  # fmt: skip
-    images = [sure, sure, torn, torn]
+             for k in (1, 2, 3, 3, 1, 1)]  # fmt: skip
+    images = [sure, sure, torn, torn, sure, sure]
     files = [FileDigits(f"f{k}", 1, [(0, box)], mnist.images[i : i + 1], [(0, line)])
              for k, (i, line) in enumerate(zip(images, lines, strict=True))]  # fmt: skip
     ones = [ReadDigit(1, 0.6, 7, 0.3, 8.0 * j, 8.0 * j + 8) for j in range(3)]
     reads = [ReadLine(ones[:1], 0.6), ReadLine(ones[:2], 0.6), ReadLine(ones[:1], 0.6),
-             ReadLine(ones[:3], 0.6)]  # fmt: skip
+             ReadLine(ones[:3], 0.6), ReadLine(ones[:2], SURE), ReadLine([], 0.0)]  # fmt: skip
     out = read_lone_digits(files, reads, classifier, reader)
+    # Two digits the reader is sure of: one piece that joins two (an underlined 60), kept.
+    assert out[4] is reads[4]
+    assert len(out[5].digits) == 1 and out[5].digits[0].digit == right  # none read: weighed
     for k in (0, 1):  # one or two digits read: the classifier, sure, outweighs the reader
         assert out[k].model == f"reader@r+{ref.lone.version}" and len(out[k].digits) == 1
         (digit,) = out[k].digits
