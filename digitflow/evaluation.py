@@ -1,4 +1,5 @@
-"""Metrics of a classifier on labelled digits, and McNemar's paired test between two models.
+"""Metrics of a classifier on labelled digits, and paired tests between two models: McNemar's
+on which examples each gets right, Wilcoxon's on how likely each finds the right answers.
 
 Pure numpy/scipy: takes predicted probabilities and labels, returns JSON-ready records.
 The PNG reports live in ``digitflow.reports``.
@@ -22,6 +23,9 @@ ECE_BINS = 15
 LOG_LOSS_EPS = 1e-15
 # Below this many discordant pairs the chi-square approximation is poor: use the exact test.
 EXACT_BELOW = 25
+# A log-likelihood below any a model gives an answer it can give (a CTC reader's step
+# probabilities are floored at 1e-30: about -69 a step): where it cannot give it at all.
+_IMPOSSIBLE = -1e9
 
 
 class Metrics(BaseModel):
@@ -46,6 +50,39 @@ class McNemarResult(BaseModel):
     statistic: float | None
     p_value: float
     method: Literal["exact", "chi2", "none"]
+
+
+class LikelihoodTest(BaseModel):
+    """Whether model B finds the right answers likelier than model A, example by example."""
+
+    likelier: int  # examples whose right answer B finds likelier than A does
+    less_likely: int  # and less likely
+    p_value: float  # one-sided: B likelier
+
+
+def likelihood_test(log_a: np.ndarray, log_b: np.ndarray) -> LikelihoodTest:
+    """The one-sided Wilcoxon signed-rank test of B's log-likelihoods of the right answers
+    minus A's, over the same examples: small where B finds the answers likelier, by more
+    where it does than where it does not. Examples both find equally likely are left out
+    (scipy's exact distribution for up to 50 others, its normal approximation beyond). An
+    answer that a model cannot give at all (log-likelihood -inf: a CTC reader with too few
+    steps for it) counts as less likely than any it can give."""
+    a = np.asarray(log_a, dtype=np.float64)
+    b = np.asarray(log_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"log-likelihoods must be 1-D and equal in shape: {a.shape} vs {b.shape}")
+    if np.isnan(a).any() or np.isnan(b).any() or (a == np.inf).any() or (b == np.inf).any():
+        raise ValueError("log-likelihoods must be finite or -inf")
+    a, b = np.maximum(a, _IMPOSSIBLE), np.maximum(b, _IMPOSSIBLE)
+    gain = b - a
+    gain = gain[gain != 0]
+    likelier, less = int(np.count_nonzero(gain > 0)), int(np.count_nonzero(gain < 0))
+    if gain.size == 0:
+        return LikelihoodTest(likelier=0, less_likely=0, p_value=1.0)
+    from scipy.stats import wilcoxon
+
+    p = float(wilcoxon(gain, alternative="greater").pvalue)
+    return LikelihoodTest(likelier=likelier, less_likely=less, p_value=min(p, 1.0))
 
 
 def check_predictions(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +218,9 @@ class CandidateEval(BaseModel):
     n: int = Field(gt=0)
     error: float = Field(ge=0, le=1)
     correct_bits: str = Field(repr=False, description="base64 of numpy.packbits(correct)")
+    # Per example, the log-likelihood of its right answer, where the gate weighs likelihoods
+    # (readers on held-out corrections).
+    log_likelihoods: list[float] | None = Field(default=None, repr=False)
 
     @classmethod
     def from_correct(
@@ -201,9 +241,10 @@ class CandidateEval(BaseModel):
     @classmethod
     def from_mask(
         cls, training_run: str, model_name: str, correct: np.ndarray, dataset_version: str,
-        digest: str,
+        digest: str, log_likelihoods: np.ndarray | None = None,
     ) -> CandidateEval:  # fmt: skip
-        """Build from correctness on examples that ``digest`` identifies (generated strings)."""
+        """Build from correctness on examples that ``digest`` identifies (generated strings),
+        and the log-likelihood of each one's right answer where it is known."""
         mask = np.asarray(correct, dtype=bool)
         return cls(
             training_run=training_run,
@@ -213,6 +254,7 @@ class CandidateEval(BaseModel):
             n=len(mask),
             error=1.0 - float(mask.mean()),
             correct_bits=base64.b64encode(np.packbits(mask).tobytes()).decode("ascii"),
+            log_likelihoods=None if log_likelihoods is None else list(map(float, log_likelihoods)),
         )
 
     @property
@@ -231,4 +273,8 @@ class CandidateEval(BaseModel):
         actual = 1.0 - float(self.correct.mean())
         if abs(actual - self.error) > 1e-9:
             raise ValueError(f"{self.id}: error {self.error} disagrees with its bits ({actual})")
+        if self.log_likelihoods is not None and len(self.log_likelihoods) != self.n:
+            raise ValueError(
+                f"{self.id}: {len(self.log_likelihoods)} log-likelihoods for {self.n} examples"
+            )
         return self

@@ -18,6 +18,7 @@ from digitflow.candidates import Unreadable
 from digitflow.evaluation import format_p
 from digitflow.layout import CLASSIFIER, READER, Layout
 from digitflow.promotion import (
+    WILCOXON,
     Decision,
     GateConfig,
     ReaderGateConfig,
@@ -91,7 +92,7 @@ def comparison_rows(report: RunAssessment, decision: Decision) -> list[dict[str,
             "validation error %": round(100 * a.validation_error, 3),
             "test error % (reported only)": round(100 * a.test_error, 3),
             "log-loss": _rounded(a.validation_log_loss), "ECE": _rounded(a.validation_ece),
-            "McNemar p": None if p is None else round(p, 5),
+            f"{decision.test} p": None if p is None else round(p, 5),
             "promoted": a.id == decision.winner and decision.promoted,
         })  # fmt: skip
         if heldout:
@@ -110,6 +111,13 @@ def _cell(value: float | int | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+# What a test other than McNemar's weighs, in the rules' words.
+_TESTED_ON = {
+    WILCOXON: " (Wilcoxon's signed-rank test, one-sided, on each example's log-likelihood of "
+    "its right answer under the candidate and the champion)",
+}
+
+
 def decision_markdown(decision: Decision) -> str:
     """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
     cfg = decision.config
@@ -123,14 +131,16 @@ def decision_markdown(decision: Decision) -> str:
     lines = [
         title, "", decision.reason, "", before, "",
         f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
-        f"least {100 * cfg.min_margin:.2f} pp and McNemar p < {cfg.alpha:g} on the same examples. "
+        f"least {100 * cfg.min_margin:.2f} pp and {decision.test} p < {cfg.alpha:g} on the same "
+        f"examples{_TESTED_ON.get(decision.test, '')}. "
         "b = examples only the champion gets right, c = only the candidate.",
         "",
         *([f"Tuned on corrections {decision.corrections_version}: the table holds each "
            "reader's error on the held-out corrections; on MNIST's guard strings: "
            + ", ".join(f"`{k}` {pct(v)}" for k, v in decision.mnist_errors.items()) + ".", ""]
           if decision.corrections_version else []),
-        "| candidate | validation error | clears floor | margin (pp) | b | c | McNemar p |",
+        "| candidate | validation error | clears floor | margin (pp) | b | c "
+        f"| {decision.test} p |",
         "|---|---:|:---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for row in decision.rows:

@@ -1,4 +1,5 @@
-"""Metrics, McNemar's test and the PNG reports, on small arrays with known answers."""
+"""Metrics, McNemar's and Wilcoxon's paired tests and the PNG reports, on small arrays with
+known answers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from digitflow.evaluation import (
     evaluate,
     expected_calibration_error,
     format_p,
+    likelihood_test,
     mcnemar,
 )
 from digitflow.reports import confusion_matrix_png, misclassified_gallery_png
@@ -131,6 +133,38 @@ def test_mcnemar_rejects_unpaired_or_non_boolean_inputs() -> None:
         mcnemar(np.ones(3, dtype=bool), np.ones(4, dtype=bool))
     with pytest.raises(ValueError, match="boolean"):
         mcnemar(np.ones(3), np.ones(3))
+
+
+def test_the_likelihood_test_is_wilcoxons_one_sided_by_hand() -> None:
+    champion = np.log(np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5]))
+    # Gains of 0.5, 1, 2, -0.1 and 3 nats; the last example unchanged, left out.
+    tuned = champion + np.array([0.5, 1.0, 2.0, -0.1, 3.0, 0.0])
+    result = likelihood_test(champion, tuned)
+    assert (result.likelier, result.less_likely) == (4, 1)
+    # The gains' signed ranks: 2, 3, 4, -1, 5. The positive ranks sum to 14 of 15, which 2
+    # of the 2^5 equally likely sign patterns reach (14 and 15): p = 2/32.
+    assert result.p_value == pytest.approx(2 / 32)
+    # The other way round: every pattern but the one summing to 0 reaches 1.
+    assert likelihood_test(tuned, champion).p_value == pytest.approx(31 / 32)
+    assert likelihood_test(champion, champion).p_value == 1.0
+
+
+def test_an_answer_a_model_cannot_give_is_the_least_likely() -> None:
+    champion = np.array([-np.inf, -2.0, -3.0, -1.0, -np.inf])
+    tuned = np.array([-5.0, -1.0, -2.0, -0.5, -np.inf])  # the last: neither can, left out
+    result = likelihood_test(champion, tuned)
+    assert (result.likelier, result.less_likely) == (4, 0)
+    assert result.p_value == pytest.approx(1 / 16)
+    assert likelihood_test(tuned, champion).p_value == pytest.approx(1.0)
+
+
+def test_the_likelihood_test_rejects_unpaired_or_undefined_inputs() -> None:
+    with pytest.raises(ValueError, match="equal in shape"):
+        likelihood_test(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="finite or -inf"):
+        likelihood_test(np.zeros(2), np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="finite or -inf"):
+        likelihood_test(np.array([np.inf, 0.0]), np.zeros(2))
 
 
 def test_format_p() -> None:

@@ -1,4 +1,5 @@
-"""The promotion gate: floor, margin over the champion, McNemar significance, determinism."""
+"""The promotion gate: floor, margin over the champion, McNemar significance (Wilcoxon's on
+the answers' likelihoods for readers tuned on corrections), determinism."""
 
 from __future__ import annotations
 
@@ -164,17 +165,24 @@ def test_the_decision_page_shows_the_decision_then_the_images_inline() -> None:
     assert decision_page(decision, None, {}) == decision_markdown(decision)
 
 
-def _strings(name: str, wrong: range, run: str, digest: str, n: int = 200) -> CandidateEval:
+def _strings(
+    name: str, wrong: range | list[int], run: str, digest: str, n: int = 200, gain: float = 0.0
+) -> CandidateEval:
+    """A reader that misreads the strings ``wrong`` of ``n``; it finds the answer of each
+    string it reads e^-1 likely, of each it misreads e^-3, and all ``gain`` nats likelier."""
     correct = np.ones(n, dtype=bool)
     correct[list(wrong)] = False
-    return CandidateEval.from_mask(run, name, correct, "v1", digest)
+    likely = np.where(correct, -1.0, -3.0) + gain
+    return CandidateEval.from_mask(run, name, correct, "v1", digest, log_likelihoods=likely)
 
 
-def _adapted(heldout_wrong: range, mnist_wrong: range) -> Decision:
+def _adapted(
+    heldout_wrong: range | list[int], mnist_wrong: range, gain: float = 0.0
+) -> Decision:
     """A reader tuned on corrections against a champion that misreads 60 of 200 held-out
     corrections and 30 of 200 MNIST guard strings."""
     return decide_adapted(
-        [_strings("line_reader", heldout_wrong, "tuned", "c1")],
+        [_strings("line_reader", heldout_wrong, "tuned", "c1", gain=gain)],
         _strings("line_reader", range(60), "champ", "c1"),
         [_strings("line_reader", mnist_wrong, "tuned", "m")],
         _strings("line_reader", range(30), "champ", "m"),
@@ -203,3 +211,33 @@ def test_a_reader_tuned_on_corrections_that_reads_them_no_better_is_refused() ->
     decision = _adapted(range(58), range(20))
     assert not decision.promoted
     assert decision.reason.startswith("on the held-out corrections (c1)")
+
+
+def test_a_tuned_reader_that_finds_the_answers_likelier_wins_where_mcnemar_cannot_tell() -> None:
+    # Four held-out lines read that the champion misread, two misread that it read: too
+    # few for McNemar's test (p = 0.69); but the tuned reader finds every answer likelier.
+    tuned_wrong = [*range(4, 60), 100, 101]
+    decision = _adapted(tuned_wrong, range(31), gain=0.2)
+    assert decision.promoted and decision.winner == "tuned/line_reader", decision.reason
+    assert decision.test == "Wilcoxon"
+    [row] = decision.rows
+    assert (row.b, row.c, row.likelier, row.less_likely) == (2, 4, 198, 2)
+    assert row.p_value is not None and row.p_value < 1e-6
+    assert "Wilcoxon p = " in decision.reason and "b = 2, c = 4" in decision.reason
+    markdown = decision_markdown(decision)
+    assert "Wilcoxon p |" in markdown and "log-likelihood of its right answer" in markdown
+    # The same lines, the answers no likelier than the champion's elsewhere: refused.
+    refused = _adapted(tuned_wrong, range(31), gain=-0.2)
+    assert not refused.promoted and "Wilcoxon p = " in refused.reason, refused.reason
+
+
+def test_a_tuned_reader_that_finds_the_answers_likelier_but_reads_fewer_is_refused() -> None:
+    decision = _adapted(range(62), range(31), gain=0.5)
+    assert not decision.promoted and "margin -1.00 pp" in decision.reason, decision.reason
+
+
+def test_the_adapted_gate_needs_the_answers_likelihoods() -> None:
+    bare = CandidateEval.from_mask("champ", "line_reader", np.ones(5, bool), "v1", "c1")
+    tuned = _strings("line_reader", [], "tuned", "c1", n=5)
+    with pytest.raises(ValueError, match="champ/line_reader was evaluated without"):
+        decide_adapted([tuned], bare, [tuned], tuned, ReaderGateConfig(), "c1")

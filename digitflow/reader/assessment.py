@@ -117,16 +117,23 @@ def assess_heldout(
     corrections_version: str, guard: StringSet, dataset_version: str,
 ) -> HeldoutAssessment:  # fmt: skip
     """Each candidate and the champion (``models``, loaded, by model key) reading the
-    held-out corrections of a version, and MNIST's guard strings."""
+    held-out corrections of a version (what each reads exactly, and how likely it finds
+    each line's answer), and MNIST's guard strings."""
     from digitflow.corrections.dataset import read_part
-    from digitflow.reader.training import evaluate
+    from digitflow.reader.decode import log_likelihoods
+    from digitflow.reader.infer import read_inputs
 
     labelled = read_part(store, corrections_version, "heldout").labelled()
 
     def on_heldout(card: Card | Champion) -> CandidateEval:
-        _, _, correct = evaluate(models[card.model_key], labelled)
+        read = read_inputs(models[card.model_key], [f.pixels for f in labelled.fields])
+        correct = score_strings(labelled.texts, [line.text for line in read]).correct
+        steps = [line.steps for line in read]
+        assert all(s is not None for s in steps)  # read at its own width, every line
+        likely = log_likelihoods([s for s in steps if s is not None], labelled.texts)
         return CandidateEval.from_mask(card.training_run, card.model_name, correct,
-                                       corrections_version, corrections_version)  # fmt: skip
+                                       corrections_version, corrections_version,
+                                       log_likelihoods=likely)  # fmt: skip
 
     def on_guard(card: Card | Champion) -> CandidateEval:
         read = _read(store, card, models[card.model_key], "guard", guard)
