@@ -11,6 +11,7 @@ import base64
 import hashlib
 import logging
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -60,7 +61,7 @@ class LikelihoodTest(BaseModel):
     p_value: float  # one-sided: B likelier
 
 
-def likelihood_test(log_a: np.ndarray, log_b: np.ndarray) -> LikelihoodTest:
+def likelihood_test(log_a: Sequence[float], log_b: Sequence[float]) -> LikelihoodTest:
     """The one-sided Wilcoxon signed-rank test of B's log-likelihoods of the right answers
     minus A's, over the same examples: small where B finds the answers likelier, by more
     where it does than where it does not. Examples both find equally likely are left out

@@ -176,9 +176,7 @@ def _strings(
     return CandidateEval.from_mask(run, name, correct, "v1", digest, log_likelihoods=likely)
 
 
-def _adapted(
-    heldout_wrong: range | list[int], mnist_wrong: range, gain: float = 0.0
-) -> Decision:
+def _adapted(heldout_wrong: range | list[int], mnist_wrong: range, gain: float = 0.0) -> Decision:
     """A reader tuned on corrections against a champion that misreads 60 of 200 held-out
     corrections and 30 of 200 MNIST guard strings."""
     return decide_adapted(

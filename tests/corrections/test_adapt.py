@@ -81,6 +81,12 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     assert stored is not None
     held = assess_reader_run(store, summary.training_run).heldout
     assert held is not None
+    # On the held-out corrections the gate weighs how likely each reader finds each answer.
+    assert decision.test == "Wilcoxon"
+    for on_held in (*held.candidates, held.champion):
+        assert on_held.n == corrections.heldout and on_held.log_likelihoods is not None
+        assert len(on_held.log_likelihoods) == on_held.n
+        assert all(x <= 0.0 for x in on_held.log_likelihoods)
     champion_model = load_model(store, before.model_key, before.sha256)
     for reader, on_guard, read in (
         (card, held.guard_candidates[0], stored),
