@@ -111,11 +111,11 @@ def _cell(value: float | int | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-# What a test other than McNemar's weighs, in the rules' words.
-_TESTED_ON = {
-    WILCOXON: " (Wilcoxon's signed-rank test, one-sided, on each example's log-likelihood of "
-    "its right answer under the candidate and the champion)",
-}
+# What Wilcoxon's test weighs, in the rules' words.
+_WILCOXON_RULE = (
+    " (Wilcoxon's signed-rank test, one-sided, on each example's log-likelihood of its right "
+    "answer under the candidate and the champion)"
+)
 
 
 def decision_markdown(decision: Decision) -> str:
@@ -132,7 +132,7 @@ def decision_markdown(decision: Decision) -> str:
         title, "", decision.reason, "", before, "",
         f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
         f"least {100 * cfg.min_margin:.2f} pp and {decision.test} p < {cfg.alpha:g} on the same "
-        f"examples{_TESTED_ON.get(decision.test, '')}. "
+        f"examples{_WILCOXON_RULE if decision.test == WILCOXON else ''}. "
         "b = examples only the champion gets right, c = only the candidate.",
         "",
         *([f"Tuned on corrections {decision.corrections_version}: the table holds each "

@@ -86,8 +86,7 @@ class CandidateRow(BaseModel):
     margin: float | None = None
     b: int | None = None
     c: int | None = None
-    p_value: float | None = None  # of the gate's paired test (``test``)
-    test: str = MCNEMAR
+    p_value: float | None = None  # McNemar's, or Wilcoxon's where ``likelier`` is set
     # Wilcoxon's: the examples whose right answer the candidate finds likelier, less likely.
     likelier: int | None = None
     less_likely: int | None = None
@@ -143,7 +142,6 @@ def _row(
         model_name=cand.model_name,
         error=cand.error,
         cleared_floor=cand.error <= config.max_error + TOLERANCE,
-        test=test,
     )
     if champion is not None:
         paired = mcnemar(champion.correct, cand.correct)
@@ -179,9 +177,10 @@ def _verdict(best: CandidateRow, champion: CandidateEval, config: GateConfig) ->
         f"margin {100 * best.margin:.2f} pp {'≥' if big_enough else '<'} "
         f"{100 * config.min_margin:.2f} pp"
     )
+    name = MCNEMAR if best.likelier is None else WILCOXON
     test = (
-        f"{best.test} p = {format_p(best.p_value)} {'<' if significant else '≥'} {config.alpha:g}"
-        + (f" (b = {best.b}, c = {best.c})" if best.test == MCNEMAR else
+        f"{name} p = {format_p(best.p_value)} {'<' if significant else '≥'} {config.alpha:g}"
+        + (f" (b = {best.b}, c = {best.c})" if best.likelier is None else
            f" on the right answers' likelihoods (likelier on {best.likelier} examples, less "
            f"likely on {best.less_likely}; b = {best.b}, c = {best.c})")
     )  # fmt: skip

@@ -239,3 +239,14 @@ def test_the_adapted_gate_needs_the_answers_likelihoods() -> None:
     tuned = _strings("line_reader", [], "tuned", "c1", n=5)
     with pytest.raises(ValueError, match="champ/line_reader was evaluated without"):
         decide_adapted([tuned], bare, [tuned], tuned, ReaderGateConfig(), "c1")
+
+
+def test_a_decision_recorded_before_the_likelihood_test_reads_as_mcnemars() -> None:
+    recorded = decide([model("cnn", range(10))], model("old", range(60), run="run0"), GateConfig())
+    old = recorded.model_dump(mode="json")
+    del old["test"]
+    for row in old["rows"]:
+        del row["likelier"], row["less_likely"]
+    again = Decision.model_validate(old)
+    assert again.test == "McNemar" and again.rows[0].likelier is None
+    assert "| McNemar p |" in decision_markdown(again)

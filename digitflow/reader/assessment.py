@@ -128,9 +128,9 @@ def assess_heldout(
     def on_heldout(card: Card | Champion) -> CandidateEval:
         read = read_inputs(models[card.model_key], [f.pixels for f in labelled.fields])
         correct = score_strings(labelled.texts, [line.text for line in read]).correct
-        steps = [line.steps for line in read]
-        assert all(s is not None for s in steps)  # read at its own width, every line
-        likely = log_likelihoods([s for s in steps if s is not None], labelled.texts)
+        steps = [line.steps for line in read if line.steps is not None]
+        assert len(steps) == len(read)  # every line is read at its own width too
+        likely = log_likelihoods(steps, labelled.texts)
         return CandidateEval.from_mask(card.training_run, card.model_name, correct,
                                        corrections_version, corrections_version,
                                        log_likelihoods=likely)  # fmt: skip
