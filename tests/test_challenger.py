@@ -215,6 +215,26 @@ def test_the_line_reader_keeps_its_recipe_under_the_options_given() -> None:
                                    ensemble=["simple_cnn", "line_reader"]))  # fmt: skip
 
 
+def test_the_seed_reader_restarts_for_a_quarter_of_its_epochs_and_a_warm_start_never() -> None:
+    def reader(request: TrainRequest) -> TrainConfig:
+        return {c.model: c for c in plan_training(request).configs}["line_reader"]
+
+    again = recipes.restart(reader(TrainRequest()))  # the main job's reader: 48 epochs
+    assert again is not None
+    assert (again.epochs, again.learning_rate) == (12, 1e-3)
+    assert again.lr_schedule == "cosine" and again.batch_size == 64
+    shorter = recipes.restart(reader(TrainRequest(epochs=8, learning_rate=4e-3)))
+    assert shorter is not None and (shorter.epochs, shorter.learning_rate) == (2, 2e-3)
+    assert recipes.restart(reader(TrainRequest(epochs=2))) is None  # CI's: under one epoch
+    assert recipes.restart(reader(TrainRequest(profile="quick"))) is None
+    assert recipes.restart(reader(TrainRequest(profile="best"))) is None  # not measured
+    assert recipes.restart(reader(TrainRequest(warm_start=True))) is None
+    assert recipes.restart(reader(TrainRequest(restart_share=0.0))) is None
+    assert recipes.restart(TrainConfig(model="simple_cnn", epochs=48)) is None
+    with pytest.raises(ValidationError):
+        Recipe(restart_share=1.5)
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +133,16 @@ def validation_seed(store: ObjectStore, version: str) -> int:
     return int(dataset.read_manifest(store, version)["validation"]["seed"])
 
 
-def reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Callable:
+def reporter(
+    config: TrainConfig, on_epoch: Callable[[EpochMetrics], None], before: int = 0,
+    total: int | None = None,
+) -> Callable:  # fmt: skip
+    """A fit's epochs as the training's progress: ``before`` epochs were run before this
+    fit, of ``total`` in all (default: this fit's own)."""
+
     def report(e: ReaderEpoch) -> None:
         metrics = EpochMetrics(
-            model=config.model, epoch=e.epoch, epochs=e.epochs, loss=e.loss,
+            model=config.model, epoch=before + e.epoch, epochs=total or e.epochs, loss=e.loss,
             accuracy=float("nan"), val_loss=float("nan"), val_accuracy=e.val_exact,
             seconds=e.seconds,
         )  # fmt: skip
@@ -222,19 +228,34 @@ def train_reader(
     seed = validation_seed(store, dataset_version)
     monitor = monitor_strings(images, seed, config.strings)
     model, origin = starting_point(store, config)
-    source = StringBatches(Digits(images.train, images.train_labels), config.batch_size,
-                           config.seed, first_epoch=origin.first_epoch)  # fmt: skip
+    digits = Digits(images.train, images.train_labels)
     strings = strings_per_epoch(len(images.train_labels))
     steps = max(1, strings // config.batch_size)
     logger.info("training %s on %d strings an epoch (%s)%s", config.model, strings, device,
                 f", from {origin.started_from} at epoch {origin.first_epoch + 1}"
                 if origin.started_from else "")  # fmt: skip
-    history = fit_reader(
-        model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
-        rate=recipes.learning_rate(config, steps * config.batch_size),
-        learning_rate=config.learning_rate, on_epoch=reporter(config, on_epoch),
-        average=origin.average,
-    )  # fmt: skip
+    again = recipes.restart(config)
+    total = config.epochs + (again.epochs if again else 0)
+
+    def fit(recipe: TrainConfig, before: int, average: float | None) -> list[ReaderEpoch]:
+        """``recipe``'s epochs, on the strings from ``before`` epochs on; as epochs of all."""
+        source = StringBatches(digits, config.batch_size, config.seed,
+                               first_epoch=origin.first_epoch + before)  # fmt: skip
+        history = fit_reader(
+            model, source, monitor, epochs=recipe.epochs, steps_per_epoch=steps,
+            rate=recipes.learning_rate(recipe, steps * config.batch_size),
+            learning_rate=recipe.learning_rate, on_epoch=reporter(config, on_epoch, before, total),
+            average=average,
+        )  # fmt: skip
+        return [replace(e, epoch=before + e.epoch, epochs=total) for e in history]
+
+    history = fit(config, 0, origin.average)
+    if again is not None:
+        # Its restart: on from where it is, on strings it has not seen, as a warm start from
+        # it would go on, ending on the average of its weights as such a start does.
+        logger.info("%s: %d epochs more from epoch %d, at a peak rate of %g", config.model,
+                    again.epochs, config.epochs, again.learning_rate)  # fmt: skip
+        history += fit(again, config.epochs, recipes.WARM_AVERAGE)
     history_key = READER.candidate(training_run, config.model, "history.json")
     store.write_bytes(history_key, json.dumps([vars(e) for e in history]).encode())
     sets = measure_sets(model, images, seed, config.strings)
@@ -243,7 +264,7 @@ def train_reader(
         dataset_version=dataset_version, validation=sets["validation"][1].split,
         test=sets["test"][1].split, parameter_count=int(model.count_params()),
         wall_s=time.perf_counter() - start, device=device, input=INPUT,
-        params={**config.model_dump(), **origin.params()},
+        params={**config.model_dump(), **origin.params(again)},
         train_examples=len(images.train_labels),
         history_key=history_key, scores=digit_scores(sets),
     )  # fmt: skip
@@ -287,10 +308,12 @@ class Start:
         reader going on from its champion's (``recipes.WARM_AVERAGE``), else none."""
         return recipes.WARM_AVERAGE if self.started_from else None
 
-    def params(self) -> dict[str, object]:
-        """What the card records of it."""
+    def params(self, restart: TrainConfig | None = None) -> dict[str, object]:
+        """What the card records of it, and of the restart after its epochs if it had one
+        (``recipes.restart``), which ends on the average of its weights too."""
         return {"started_from": self.started_from, "first_epoch": self.first_epoch,
-                "weight_average": self.average}  # fmt: skip
+                "restart_epochs": restart.epochs if restart else 0,
+                "weight_average": recipes.WARM_AVERAGE if restart else self.average}  # fmt: skip
 
 
 def starting_point(store: ObjectStore, config: TrainConfig) -> tuple[Any, Start]:
@@ -310,7 +333,7 @@ def starting_point(store: ObjectStore, config: TrainConfig) -> tuple[Any, Start]
             f"{config.model}: a warm start goes on from a model of the same kind"
         )
     card = read_card(store, champion.training_run, champion.model_name, READER)
-    seen = int(card.params.get("first_epoch") or 0) + int(card.params.get("epochs") or 0)
+    seen = sum(int(card.params.get(k) or 0) for k in ("first_epoch", "epochs", "restart_epochs"))
     return load_model(store, champion.model_key, champion.sha256), Start(champion.id, seen)
 
 

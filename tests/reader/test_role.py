@@ -195,3 +195,31 @@ def test_a_warm_start_goes_on_from_the_reader_champion_on_new_strings(
     started = load_model(store, champion.model_key, champion.sha256)
     for a, b in zip(went_on.trainable_weights, started.trainable_weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_a_reader_from_new_weights_goes_on_after_its_epochs_on_new_strings(
+    trained: tuple[str, str], tmp_path: Path
+) -> None:
+    """Its restart runs after its epochs, counted with them, and ends on the average of its
+    weights; a warm start from it goes on from the strings after the restart's."""
+    uri = clone_store(trained[0], tmp_path / "store")
+    store = LocalStore(uri)
+    summary = train_flow(TrainParams(models=["line_reader"], epochs=2, restart_share=0.5,
+                                     limit=600, strings=STRINGS, store=uri))  # fmt: skip
+    assert summary.failures == {}
+    card = registry.read_card(store, summary.training_run, "line_reader", READER)
+    assert card.params["restart_epochs"] == 1
+    assert card.params["weight_average"] == WARM_AVERAGE
+    assert card.history_key is not None
+    history = json.loads(store.read_bytes(card.history_key))
+    assert [(e["epoch"], e["epochs"]) for e in history] == [(1, 3), (2, 3), (3, 3)]
+    promote_flow(PromoteParams(training_run=summary.training_run, store=uri, role="reader",
+                               reader_gate=ReaderGateConfig(max_error=1.0)))  # fmt: skip
+    champion, _ = registry.current_champion(store, READER)
+    assert champion is not None and champion.training_run == summary.training_run
+    went_on = train_flow(TrainParams(models=["line_reader"], epochs=2, restart_share=0.5,
+                                     limit=600, strings=STRINGS, store=uri, warm_start=True,
+                                     learning_rate=1e-12))  # fmt: skip
+    warm = registry.read_card(store, went_on.training_run, "line_reader", READER)
+    assert warm.params["first_epoch"] == 3  # the strings of epochs 0-2 were learnt from
+    assert warm.params["restart_epochs"] == 0  # a warm start has no restart
