@@ -105,8 +105,9 @@ CHALLENGER = Recipe(
 # After its 48 epochs it goes on for 12 more from where it is, as a warm start from it
 # would (``RESTART_RATE``, ``WARM_AVERAGE``): so it is the reader the README measures.
 # Measured as such a warm start, it read about a point more of 1,080 real check amounts
-# on average (+2.5, +0.8, +2.3 and -1.1: within one run's noise) and misread fewer
-# generated strings (docs/record/reading.md, "The restart in the recipe"). The `best`
+# on average (+2.5, +0.8, +2.3 and -1.1: within one run's noise) and, in the one run where
+# the gate compared them, misread fewer generated strings (docs/record/reading.md, "The
+# restart in the recipe"). The `best`
 # recipe's 144 epochs were not measured with it.
 READER_RECIPE = Recipe(
     epochs=48, batch_size=64, learning_rate=2e-3, lr_schedule="cosine", restart_share=0.25

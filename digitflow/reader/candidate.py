@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +133,10 @@ def validation_seed(store: ObjectStore, version: str) -> int:
     return int(dataset.read_manifest(store, version)["validation"]["seed"])
 
 
-def reporter(
-    config: TrainConfig, on_epoch: Callable[[EpochMetrics], None], before: int = 0,
-    total: int | None = None,
-) -> Callable:  # fmt: skip
-    """A fit's epochs as the training's progress: ``before`` epochs were run before this
-    fit, of ``total`` in all (default: this fit's own)."""
-
+def reporter(config: TrainConfig, on_epoch: Callable[[EpochMetrics], None]) -> Callable:
     def report(e: ReaderEpoch) -> None:
         metrics = EpochMetrics(
-            model=config.model, epoch=before + e.epoch, epochs=total or e.epochs, loss=e.loss,
+            model=config.model, epoch=e.epoch, epochs=e.epochs, loss=e.loss,
             accuracy=float("nan"), val_loss=float("nan"), val_accuracy=e.val_exact,
             seconds=e.seconds,
         )  # fmt: skip
@@ -238,16 +232,15 @@ def train_reader(
     total = config.epochs + (again.epochs if again else 0)
 
     def fit(recipe: TrainConfig, before: int, average: float | None) -> list[ReaderEpoch]:
-        """``recipe``'s epochs, on the strings from ``before`` epochs on; as epochs of all."""
+        """``recipe``'s epochs, on the strings from ``before`` epochs on."""
         source = StringBatches(digits, config.batch_size, config.seed,
                                first_epoch=origin.first_epoch + before)  # fmt: skip
-        history = fit_reader(
+        return fit_reader(
             model, source, monitor, epochs=recipe.epochs, steps_per_epoch=steps,
             rate=recipes.learning_rate(recipe, steps * config.batch_size),
-            learning_rate=recipe.learning_rate, on_epoch=reporter(config, on_epoch, before, total),
-            average=average,
+            learning_rate=recipe.learning_rate, on_epoch=reporter(config, on_epoch),
+            average=average, before=before, total=total,
         )  # fmt: skip
-        return [replace(e, epoch=before + e.epoch, epochs=total) for e in history]
 
     history = fit(config, 0, origin.average)
     if again is not None:

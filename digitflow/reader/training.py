@@ -211,6 +211,8 @@ def fit_reader(
     processes: int | None = None,
     teacher: Teacher | None = None,
     average: float | None = None,
+    before: int = 0,
+    total: int | None = None,
 ) -> list[ReaderEpoch]:
     """Train ``model`` in place at learning rate ``rate`` (a number or a Keras schedule
     peaking at ``learning_rate``), its batches written by ``processes`` processes (default:
@@ -218,6 +220,8 @@ def fit_reader(
     is not finite stops it with TrainingError. With ``average`` (a momentum), the model
     ends on the exponential moving average of its weights after each step (from the
     first), not on the last step's; the per-epoch record measures the steps' own weights.
+    Its epochs are counted after ``before`` run earlier, of ``total`` in all (default: its
+    own), where a training runs more than one fit.
     """
     import keras
 
@@ -235,7 +239,8 @@ def fit_reader(
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             exact, digit_accuracy, _ = evaluate(model, validation)
             record = ReaderEpoch(
-                epoch=epoch + 1, epochs=epochs, loss=float((logs or {}).get("loss", np.nan)),
+                epoch=before + epoch + 1, epochs=total or epochs,
+                loss=float((logs or {}).get("loss", np.nan)),
                 val_exact=exact, val_digit_accuracy=digit_accuracy,
                 seconds=time.perf_counter() - self.started,
             )  # fmt: skip

@@ -124,8 +124,15 @@ def test_a_fit_writes_each_epoch_once_in_order_and_no_more(digits: Digits) -> No
         line_reader.build(units=8), source, fixed_set(digits, 4, seed=1), epochs=3,
         steps_per_epoch=2, rate=1e-3, learning_rate=1e-3, processes=1,
     )  # fmt: skip
-    assert [e.epoch for e in history] == [1, 2, 3]
+    assert [(e.epoch, e.epochs) for e in history] == [(1, 3), (2, 3), (3, 3)]
     assert source.asked == [(e, k) for e in range(3) for k in range(2)]
+    # A second fit of a training (a reader's restart) counts on from the first.
+    more = fit_reader(
+        line_reader.build(units=8), StringBatches(digits, batch_size=4, seed=3),
+        fixed_set(digits, 4, seed=1), epochs=2, steps_per_epoch=1, rate=1e-3,
+        learning_rate=1e-3, processes=1, before=3, total=5,
+    )  # fmt: skip
+    assert [(e.epoch, e.epochs) for e in more] == [(4, 5), (5, 5)]
 
 
 def test_an_averaging_fit_ends_on_the_moving_average_of_its_steps(digits: Digits) -> None:
