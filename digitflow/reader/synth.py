@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from digitflow.reader.hands import DRAW_HEIGHT, Style, bend, random_style, restyle, warp
+from digitflow.reader.hands import (
+    DESCENDING,
+    DRAW_HEIGHT,
+    Style,
+    bend,
+    random_style,
+    restyle,
+    warp,
+)
 from digitflow.reader.paper import to_scan
 
 # How many digits a string holds: amounts and codes of 3-7 digits are the most common.
@@ -164,7 +172,13 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
         ink = warp(image, style, rng, lean)
         if label == 0 and rng.random() < style.small_zeros:  # an o on the line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.85), fy=rng.uniform(0.45, 0.7))
-        top = 1.0 - ink.shape[0] / d + float(rng.normal(0, style.wobble))
+        drop = 0.0
+        if rng.random() < style.descenders * DESCENDING.get(label, 0.0):  # taller, and lower
+            tall = ink.shape[0]
+            stretched = cv2.resize(ink, (ink.shape[1], round(tall * rng.uniform(1.15, 1.45))))
+            ink = np.clip(stretched, 0.0, 1.0)
+            drop = (ink.shape[0] - tall) / d * float(rng.uniform(0.2, 0.8))
+        top = 1.0 - ink.shape[0] / d + drop + float(rng.normal(0, style.wobble))
         if k >= small:  # cents: smaller, and up against the top line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.8), fy=rng.uniform(0.55, 0.8))
             top = float(rng.uniform(-0.05, 0.15))
@@ -185,19 +199,35 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
 
 def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style,
            rng: np.random.Generator) -> list[tuple[int, int]]:  # fmt: skip
-    """Where each piece's top-left corner goes on the canvas, left to right."""
+    """Where each piece's top-left corner goes on the canvas, left to right. Two digits
+    are spaced by the gap between their ink, as a writer spaces them (overlapping by half
+    the narrower one at most); a mark beside a digit by its box."""
     d = style.height
     x, right = int(d * 0.5), 0
     placed = []
-    for k, (ink, top, _) in enumerate(pieces):
+    for k, (ink, top, digit) in enumerate(pieces):
         placed.append((x, int(d + top * d + style.drift * x)))
         right = max(right, x + ink.shape[1])
+        if k + 1 == len(pieces):
+            break
+        follower, _, next_digit = pieces[k + 1]
         gap = style.spacing + float(rng.normal(0, style.spacing_jitter))
-        if k + 1 < len(pieces) and min(ink.shape[1], pieces[k + 1][0].shape[1]) < 0.3 * d:
-            gap = max(gap, 0.0) * 0.5  # marks are written beside digits, not over them
-        x += ink.shape[1] + int(gap * d)
+        if digit and next_digit:
+            (left0, right0), (left1, right1) = _ink_columns(ink), _ink_columns(follower)
+            gap = max(gap, -0.5 * min(right0 - left0 + 1, right1 - left1 + 1) / d)
+            x += right0 + 1 + round(gap * d) - left1
+        else:
+            if min(ink.shape[1], follower.shape[1]) < 0.3 * d:
+                gap = max(gap, 0.0) * 0.5  # marks are written beside digits, not over them
+            x += ink.shape[1] + int(gap * d)
         x = max(x, int(right - 0.5 * ink.shape[1]))
     return placed
+
+
+def _ink_columns(ink: np.ndarray) -> tuple[int, int]:
+    """The first and the last column of a piece that hold ink."""
+    cols = np.flatnonzero(ink.max(axis=0) > 0.2)
+    return (int(cols[0]), int(cols[-1])) if cols.size else (0, ink.shape[1] - 1)
 
 
 def _join(canvas: np.ndarray, at: tuple[int, int], ink: np.ndarray, to: tuple[int, int],
