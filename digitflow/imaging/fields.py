@@ -47,6 +47,8 @@ class LineImage:
     found on a page, its pieces of ink left to right.
 
     Input column ``c`` lies at page x ``x0 + c * x_scale``, row ``r`` at ``y0 + r * y_scale``.
+    The input's margins of paper may reach past the page's edges; ``page`` is the page's
+    (height, width), where a box found in the input is clipped.
     """
 
     line: int
@@ -57,6 +59,7 @@ class LineImage:
     y_scale: float
     pieces: tuple[Piece, ...] = ()
     field: bool = False  # the whole image, read as one line
+    page: tuple[int, int] | None = None  # (height, width) of the page it lies on
 
     def inputs(self) -> np.ndarray:
         """The reader's float input, in [0, 1]."""
@@ -80,9 +83,13 @@ def _line_image(line: int, grey: np.ndarray, top: int, left: int, dark: bool | N
     )
 
 
+def _on_page(line: LineImage, page: tuple[int, ...]) -> LineImage:
+    return replace(line, page=(int(page[0]), int(page[1])))
+
+
 def field_lines(grey: np.ndarray) -> list[LineImage]:
     """The whole image as one line (a field)."""
-    return [replace(_line_image(0, grey, 0, 0, None), field=True)]
+    return [replace(_on_page(_line_image(0, grey, 0, 0, None), grey.shape), field=True)]
 
 
 def page_lines(grey: np.ndarray, decoded_at: int = 1) -> list[LineImage]:
@@ -107,7 +114,7 @@ def page_lines(grey: np.ndarray, decoded_at: int = 1) -> list[LineImage]:
         right = min(width, int(max(b.x1 for b in boxes) + _LINE_MARGIN_X * size) + 1)
         crop = working.pixels[top:bottom, left:right]
         line = _line_image(number, crop, top, left, segmentation.dark_ink)
-        line = replace(line, pieces=tuple(pieces[number]))
+        line = replace(_on_page(line, (height, width)), pieces=tuple(pieces[number]))
         lines.append(_enlarged(line, working.factor * decoded_at))
     return lines
 
@@ -117,8 +124,9 @@ def _enlarged(line: LineImage, factor: int) -> LineImage:
     if factor == 1:
         return line
     pieces = tuple(replace(p, x0=p.x0 * factor, x1=p.x1 * factor) for p in line.pieces)
+    page = None if line.page is None else (line.page[0] * factor, line.page[1] * factor)
     return replace(line, x0=line.x0 * factor, y0=line.y0 * factor, x_scale=line.x_scale * factor,
-                   y_scale=line.y_scale * factor, pieces=pieces)  # fmt: skip
+                   y_scale=line.y_scale * factor, pieces=pieces, page=page)  # fmt: skip
 
 
 def find_lines(grey: np.ndarray, layout: Layout = "auto", decoded_at: int = 1) -> list[LineImage]:

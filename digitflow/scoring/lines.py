@@ -33,15 +33,17 @@ _SPILL = 0.25
 
 
 def _box(line: LineImage, digit: ReadDigit) -> tuple[int, int, int, int]:
-    """A digit's box on its page: its columns, and the rows its ink spans there."""
+    """A digit's box on its page: its columns, and the rows its ink spans there, inside
+    the page (a line's margins of paper may reach past its edges)."""
     left, right = int(digit.x0), max(int(np.ceil(digit.x1)), int(digit.x0) + 1)
-    rows = np.flatnonzero(line.pixels[:, left:right].max(axis=1, initial=0) >= _INKED)
+    rows = np.flatnonzero(line.pixels[:, max(left, 0) : right].max(axis=1, initial=0) >= _INKED)
     top, bottom = (rows[0], rows[-1] + 1) if rows.size else (0, line.pixels.shape[0])
-    return (
-        int(line.x0 + left * line.x_scale), int(line.y0 + top * line.y_scale),
-        int(np.ceil(line.x0 + right * line.x_scale)),
-        int(np.ceil(line.y0 + bottom * line.y_scale)),
-    )  # fmt: skip
+    height, width = line.page or (2**31 - 1, 2**31 - 1)
+    x0 = min(max(int(line.x0 + left * line.x_scale), 0), width - 1)
+    y0 = min(max(int(line.y0 + top * line.y_scale), 0), height - 1)
+    x1 = min(max(int(np.ceil(line.x0 + right * line.x_scale)), x0 + 1), width)
+    y1 = min(max(int(np.ceil(line.y0 + bottom * line.y_scale)), y0 + 1), height)
+    return x0, y0, x1, y1
 
 
 def line_reading(

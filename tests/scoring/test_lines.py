@@ -261,3 +261,22 @@ def test_a_digit_alone_on_its_page_is_weighed_by_the_classifier_too(
     assert first[2:] == reads[0].digits[2:]
     assert [d.x0 for d in first] == [d.x0 for d in reads[0].digits]
     assert out[1] is reads[1]
+
+
+def test_a_digit_at_the_edge_of_a_field_is_boxed_inside_the_page() -> None:
+    """A field's margins of paper reach past the image where its writing touches an edge:
+    a digit read there is boxed on the page (not at -1), one at the far edge too."""
+    from digitflow.imaging.fields import LineImage
+    from digitflow.reader.decode import ReadDigit, ReadLine
+    from digitflow.scoring.extract import FileDigits
+    from digitflow.scoring.lines import line_reading
+
+    pixels = np.zeros((32, 60), np.uint8)
+    pixels[4:28, 0:12] = 255
+    pixels[2:32, 50:60] = 255
+    line = LineImage(0, pixels, -6.0, -4.0, 1.5, 1.5, field=True, page=(40, 80))
+    digits = [ReadDigit(1, 0.99, 7, 0.01, -1.0, 12.0), ReadDigit(4, 0.99, 9, 0.01, 50.0, 61.0)]
+    files = [FileDigits("f.png", 1, lines=[(0, line)])]
+    reading = line_reading(files, [ReadLine(digits, 0.99)], "reader@v", 0.5, "batch")
+    boxes = [(r["x0"], r["y0"], r["x1"], r["y1"]) for r in reading.digits.to_pylist()]
+    assert boxes == [(0, 2, 12, 38), (69, 0, 80, 40)]
