@@ -30,6 +30,9 @@ ELASTIC_SMOOTH = 4.0
 # lines that a reader misread had lost just a 1 (docs/record/reading.md, "Plain 1s").
 FLAG_ONES_SHARE = 0.5
 SLASHED_ONES_SHARE = 0.2
+# Of the writers who flag their 1s, those whose flag is steep and almost as long as the
+# stem (a Λ): the 1s of the real check amounts that a reader read as "11" are written so.
+STEEP_FLAGS_SHARE = 0.4
 # Writers whose 4s, 7s and 9s (and some 1s) reach below the line, taller than their other
 # digits: on the real check amounts those digits stand a median 1.04-1.07 times the
 # field's digit height and a tenth of them 1.25-1.42 times, their feet lower.
@@ -47,6 +50,7 @@ class Style:
     spacing_jitter: float
     stroke: int  # pixels of thickening (+) or thinning (-), as drawn
     flag_ones: bool
+    steep_flags: bool  # a 1's flag steep and almost as long as its stem, like a Λ
     slashed_ones: bool  # 1s leaning far more than the other digits, like a slash
     looped_ones: bool  # a 1 written like a cursive l: up from its foot, a loop, and down
     foot_ones: float  # probability that a 1 gets a foot
@@ -82,6 +86,7 @@ def random_style(rng: np.random.Generator) -> Style:
         spacing_jitter=float(rng.uniform(0.02, 0.12)),
         stroke=int(rng.choice([-2, -2, -1, -1, 0, 0, 1, 2])),
         flag_ones=bool(rng.random() < FLAG_ONES_SHARE),
+        steep_flags=bool(rng.random() < STEEP_FLAGS_SHARE),
         slashed_ones=bool(rng.random() < SLASHED_ONES_SHARE),
         looped_ones=bool(rng.random() < 0.12),
         foot_ones=float(rng.choice([0.0, 0.0, 0.5])),
@@ -144,7 +149,7 @@ def restyle(image: np.ndarray, label: int, style: Style, rng: np.random.Generato
         top_x = round(ink[ink[:, 0] <= top + 1][:, 1].mean())
         bottom_x = round(ink[ink[:, 0] >= bottom - 1][:, 1].mean())
         if style.flag_ones:
-            _flag(out, top_x, top, height, thick, rng)
+            _flag(out, top_x, top, height, thick, style.steep_flags, rng)
         if rng.random() < style.foot_ones:
             half = int(rng.integers(3, 6))
             cv2.line(out, (bottom_x - half, bottom), (bottom_x + half, bottom), 255, thick,
@@ -383,13 +388,12 @@ def _curve(image: np.ndarray, start: tuple[float, float], middle: tuple[float, f
     cv2.polylines(image, [np.rint(points).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
 
 
-def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int,
+def _flag(image: np.ndarray, x: int, y: int, height: int, thick: int, steep: bool,
           rng: np.random.Generator) -> None:  # fmt: skip
     """Draw the flag of a 1 from its top (x, y) down to the left: straight or hooked, short
-    or as long as most of the digit (as in much of Europe and Latin America); a steep one
-    now and then almost as long as the stem, like a Λ."""
-    degrees = rng.uniform(25, 70)
-    steep = degrees > 50 and rng.random() < 0.25
+    or as long as most of the digit (as in much of Europe and Latin America); a ``steep``
+    one is almost as long as the stem, like a Λ."""
+    degrees = rng.uniform(45, 70) if steep else rng.uniform(25, 70)
     length = height * (rng.uniform(0.6, 0.95) if steep else rng.uniform(0.25, 0.65))
     angle = math.radians(degrees)
     end = (x - length * math.cos(angle), y + length * math.sin(angle))

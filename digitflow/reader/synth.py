@@ -37,6 +37,9 @@ MAX_DIGITS = 12
 # Fields cut tight round the writing, or a little into it at the top or the bottom, as
 # the boxes of many forms and cheques cut it.
 TIGHT_SHARE = 0.4
+# The least gap between two 1s' ink, in digit heights: two 1s overlapping look like one 1
+# with a steep flag, which a reader taught so reads as "11".
+ONES_GAP = 0.05
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
     d = style.height
     after, lead, trail = _marks_for(text, rng)
     pieces: list[tuple[np.ndarray, float, bool]] = []  # (ink, top as a share of d, digit?)
+    ones: set[int] = set()  # the pieces that are 1s
     for kind in lead:
         pieces.append((*_mark(kind, style, rng), False))
     small = len(text) - 2 if style.small_cents and len(text) >= 3 else len(text)
@@ -168,7 +172,7 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
             image = restyle(image, label, style, rng)
         if style.elastic:
             image = bend(image, style.elastic, rng)
-        lean = float(rng.uniform(0.2, 0.6)) if label == 1 and style.slashed_ones else 0.0
+        lean = _lean(label, style, rng)
         ink = warp(image, style, rng, lean)
         if label == 0 and rng.random() < style.small_zeros:  # an o on the line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.85), fy=rng.uniform(0.45, 0.7))
@@ -178,11 +182,13 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.8), fy=rng.uniform(0.55, 0.8))
             top = float(rng.uniform(-0.05, 0.15))
         pieces.append((ink, top, True))
+        if label == 1:
+            ones.add(len(pieces) - 1)
         if k in after:
             pieces.append((*_mark(after[k], style, rng), False))
     for kind in trail:
         pieces.append((*_mark(kind, style, rng), False))
-    placed = _place(pieces, style, rng)
+    placed = _place(pieces, style, rng, frozenset(ones))
     canvas = np.zeros((int(3 * d), placed[-1][0] + int(2 * d)), np.float32)
     for (x, y), (ink, _, _) in zip(placed, pieces, strict=True):
         _paste(canvas, ink, x, y)
@@ -190,6 +196,17 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
         if pieces[k][2] and pieces[k + 1][2] and rng.random() < style.joined:
             _join(canvas, placed[k], pieces[k][0], placed[k + 1], pieces[k + 1][0], d, rng)
     return _crop_ink(canvas, rng, d)
+
+
+def _lean(label: int, style: Style, rng: np.random.Generator) -> float:
+    """How much more than the writer's slant a digit leans: a slashed 1 like a slash; a 1
+    with a steep flag stands upright or leans back, so that flag and stem make a Λ (its
+    flag alone, leaning like a slashed 1, is no 1)."""
+    if label != 1:
+        return 0.0
+    if style.flag_ones and style.steep_flags:
+        return -style.slant + float(rng.uniform(-0.3, 0.05))
+    return float(rng.uniform(0.2, 0.6)) if style.slashed_ones else 0.0
 
 
 def descend(ink: np.ndarray, label: int, style: Style, rng: np.random.Generator
@@ -203,11 +220,12 @@ def descend(ink: np.ndarray, label: int, style: Style, rng: np.random.Generator
     return np.clip(stretched, 0.0, 1.0), (stretched.shape[0] - tall) * float(rng.uniform(0.2, 0.8))
 
 
-def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style,
-           rng: np.random.Generator) -> list[tuple[int, int]]:  # fmt: skip
+def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style, rng: np.random.Generator,
+           ones: frozenset[int] = frozenset()) -> list[tuple[int, int]]:  # fmt: skip
     """Where each piece's top-left corner goes on the canvas, left to right. Two digits
     are spaced by the gap between their ink, as a writer spaces them (overlapping by half
-    the narrower one at most); a mark beside a digit by its box."""
+    the narrower one at most, and two 1s, the pieces ``ones``, not at all); a mark beside
+    a digit by its box."""
     d = style.height
     x, right = int(d * 0.5), 0
     placed = []
@@ -221,6 +239,8 @@ def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style,
         if digit and next_digit:
             (left0, right0), (left1, right1) = _ink_columns(ink), _ink_columns(follower)
             gap = max(gap, -0.5 * min(right0 - left0 + 1, right1 - left1 + 1) / d)
+            if {k, k + 1} <= ones:  # two 1s overlapping read as one flagged 1
+                gap = max(gap, ONES_GAP)
             x += right0 + 1 + round(gap * d) - left1
         else:
             if min(ink.shape[1], follower.shape[1]) < 0.3 * d:
