@@ -1,15 +1,15 @@
 """How one writer writes one digit: its style, and the strokes and bends it adds.
 
-An MNIST digit is restyled (a 1 with a flag or a foot, a 7 with a bar or a tick, a 9 with
-a curled tail, a 2 with a loop or a curled start), bent as another hand bends it, then
-scaled, sheared (some writers' 1s lean like a slash), turned and thickened or thinned to
-the writer's pen. Some writers write their zeros small, on the line, like the letter o.
-Some write a 1, a 2, a 9, a 4, a 5 or a 7 in a shape MNIST hardly has, and those are
-drawn stroke by stroke: a 1 looped like a cursive l, a 2 whose top is a closed loop like
-a 9's, a 9 whose stem drops from the bottom of its loop (like a ρ), a 4 open at the top
-whose right stroke is short (like an L with a tick), a 5 in one sweep like a check mark
-with a bar on top, a 7 whose stem bows and sweeps left like a 2's, often crossed by a
-long bar, its top bar sometimes short.
+An MNIST digit is restyled (a 1 with a flag, some as steep as a Λ, or a foot, a 7 with a
+bar or a tick, a 9 with a curled tail, a 2 with a loop or a curled start), bent as another
+hand bends it, then scaled, sheared (some writers' 1s lean like a slash), turned and
+thickened or thinned to the writer's pen. Some writers write their zeros small, on the
+line, like the letter o. Some write a 1, a 2, a 9, a 4, a 5 or a 7 in a shape MNIST hardly
+has, and those are drawn stroke by stroke: a 1 looped like a cursive l, a 2 whose top is a
+closed loop like a 9's, a 9 whose stem drops from the bottom of its loop (like a ρ), its
+tail often curled out to the left, a 4 open at the top whose right stroke is short (like
+an L with a tick), a 5 in one sweep like a check mark with a bar on top, a 7 whose stem
+bows and sweeps left like a 2's, often crossed by a long bar, its top bar sometimes short.
 """
 
 from __future__ import annotations
@@ -218,11 +218,12 @@ def _sheet(rng: np.random.Generator) -> tuple[np.ndarray, float, float, int]:
 
 def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
     """A 9 whose stem drops from the bottom or left of its loop (like a ρ, as much of Latin
-    America writes it), straight or ending in a hook to the left."""
+    America writes it): the loop upright or leaning like a teardrop, the stem straight or
+    bowed, most ending in a tail curled out to the left, from a tick to a curl back up."""
     out, height, top, thick = _sheet(rng)
-    rx, ry = height * rng.uniform(0.2, 0.34), height * rng.uniform(0.2, 0.3)
+    rx, ry = height * rng.uniform(0.22, 0.4), height * rng.uniform(0.18, 0.28)
     centre = (_BOX / 2 + rng.uniform(0.0, 0.15) * height, top + ry)
-    tilt = float(rng.uniform(-0.4, 0.4))
+    tilt = float(rng.uniform(-0.9, 0.5))  # a loop leaning like a teardrop, or upright
     # Where the stem leaves the loop: from its bottom (pi/2) round to its left (pi).
     leave = float(rng.uniform(0.5, 1.0) * math.pi)
     begin = leave + rng.choice([-1.0, 1.0]) * rng.uniform(0.0, 0.3)
@@ -233,12 +234,12 @@ def _drawn_nine(rng: np.random.Generator) -> np.ndarray:
     ex, ey = rx * math.cos(leave), ry * math.sin(leave)
     start = (centre[0] + c * ex - s * ey, centre[1] + s * ex + c * ey)
     bottom = top + height
-    end = (start[0] + rng.uniform(-0.2, 0.1) * height, bottom)
-    middle = ((start[0] + end[0]) / 2 + rng.uniform(-0.08, 0.08) * height, (start[1] + bottom) / 2)
+    end = (start[0] + rng.uniform(-0.25, 0.15) * height, bottom)
+    middle = ((start[0] + end[0]) / 2 + rng.uniform(-0.15, 0.15) * height, (start[1] + bottom) / 2)
     _curve(out, start, middle, end, thick)
-    if rng.random() < 0.5:  # the hook at the foot
-        hook = (end[0] - rng.uniform(0.1, 0.35) * height, end[1] - rng.uniform(0.0, 0.4) * height)
-        _curve(out, end, (end[0] - 0.05 * height, end[1] + 0.06 * height), hook, thick)
+    if rng.random() < 0.65:  # the hook at the foot, from a tick to a curl back up
+        hook = (end[0] - rng.uniform(0.15, 0.45) * height, end[1] - rng.uniform(0.0, 0.5) * height)
+        _curve(out, end, (end[0] - 0.05 * height, end[1] + 0.08 * height), hook, thick)
     return _soft(out)
 
 
@@ -294,12 +295,13 @@ def _drawn_seven(barred: bool, rng: np.random.Generator) -> np.ndarray:
 
 def _drawn_five(rng: np.random.Generator) -> np.ndarray:
     """A 5 written in one sweep like a check mark, as many cheque writers write it: a short
-    stroke down from the middle of its left side to its foot, a long one up to its top,
-    and the top bar out to the right (a √ with its bar), the bar short or long."""
+    stroke down from its left side (a third to four fifths of the way down) to its foot, a
+    long one up to its top, and the top bar out to the right (a √ with its bar), the bar
+    short or long; most narrower than they are high."""
     out, height, top, thick = _sheet(rng)
-    width = height * rng.uniform(0.7, 1.05)
+    width = height * rng.uniform(0.5, 1.0)
     left = _BOX / 2 - width / 2
-    start = (left, top + height * rng.uniform(0.3, 0.65))
+    start = (left + width * rng.uniform(0.0, 0.15), top + height * rng.uniform(0.35, 0.8))
     foot = (left + width * rng.uniform(0.15, 0.35), top + height * rng.uniform(0.88, 1.0))
     _curve(out, start, ((start[0] + foot[0]) / 2 - 0.5, (start[1] + foot[1]) / 2), foot, thick)
     corner = (left + width * rng.uniform(0.4, 0.65), top + height * rng.uniform(0.0, 0.08))

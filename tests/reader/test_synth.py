@@ -242,6 +242,22 @@ def test_a_drawn_nine_drops_its_stem_from_the_bottom_or_left_of_its_loop(digits:
     assert np.mean([stem_right_of_loop(d) for d in mnist]) > 0.1
 
 
+def test_most_drawn_nines_end_in_a_tail_curled_out_to_the_left() -> None:
+    """As the real cheques' 9s that a reader read as 8: a loop as wide as most of the
+    digit is high, and below it a stem whose foot curls out to the left (a tick to a curl
+    back up), its lowest quarter spread over a third of the digit's height or more."""
+    rng = np.random.default_rng(17)
+    feet, loops = [], []
+    for _ in range(400):
+        ink = _ink(hands._drawn_nine(rng))
+        top, bottom = ink[:, 0].min(), ink[:, 0].max()
+        height = bottom - top
+        feet.append(np.ptp(ink[ink[:, 0] >= top + 0.75 * height][:, 1]) / height)
+        loops.append(np.ptp(ink[ink[:, 0] <= top + 0.45 * height][:, 1]) / height)
+    assert np.mean(np.array(feet) > 0.3) > 0.5
+    assert np.percentile(loops, 10) > 0.5
+
+
 def test_a_drawn_four_is_open_at_the_top(digits: Digits) -> None:
     """Only its left stroke reaches the top: the right one starts lower down."""
     style = replace(hands.random_style(np.random.default_rng(0)), open_fours=True)
@@ -356,6 +372,18 @@ def test_a_drawn_five_is_a_check_mark_with_its_bar_on_top(digits: Digits) -> Non
     plain = [lower_right(hands.restyle(f, 5, replace(style, drawn_fives=False), rng))
              for f in fives]  # fmt: skip
     assert np.median(plain) > 0.3
+
+
+def test_drawn_fives_are_as_narrow_as_the_cheques_check_mark_fives() -> None:
+    """The check-mark 5s that a reader read as 1 are narrower than they are high, their
+    first stroke short: most drawn ones are too, some as wide as high."""
+    rng = np.random.default_rng(18)
+    shapes = []
+    for _ in range(400):
+        ink = _ink(hands._drawn_five(rng))
+        shapes.append(np.ptp(ink[:, 1]) / np.ptp(ink[:, 0]))
+    assert 0.65 < np.median(shapes) < 0.9
+    assert np.percentile(shapes, 90) > 0.9
 
 
 def _upper_holes(image: np.ndarray) -> int:
