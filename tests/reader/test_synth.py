@@ -573,3 +573,13 @@ def test_some_writers_take_their_4s_7s_and_9s_below_the_line() -> None:
     kept = [synth.descend(ink, label, style, rng) for label in (0, 2, 3, 5, 6, 8)]
     kept.append(synth.descend(ink, 4, replace(style, descenders=0.0), rng))
     assert all(same is ink and drop == 0.0 for same, drop in kept)
+
+
+def test_each_hand_mnist_hardly_has_is_written_by_a_third_to_a_half_of_the_writers() -> None:
+    """Cheque writers write crossed and drawn 7s, drawn 2s, 4s, 5s and 9s more often than
+    MNIST's shapes: each is a writer's in three to one in two."""
+    rng = np.random.default_rng(19)
+    writers = [hands.random_style(rng) for _ in range(2000)]
+    for hand in ("barred_sevens", "drawn_sevens", "drawn_fives", "drawn_nines", "drawn_twos",
+                 "open_fours"):  # fmt: skip
+        assert 0.3 < np.mean([getattr(w, hand) for w in writers]) < 0.6, hand
