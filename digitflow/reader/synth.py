@@ -40,6 +40,9 @@ TIGHT_SHARE = 0.4
 # The least gap between two 1s' ink, in digit heights: two 1s overlapping look like one 1
 # with a steep flag, which a reader taught so reads as "11".
 ONES_GAP = 0.05
+# A piece of a written string: its ink, where its top sits (a share of the digit height
+# below the top line), and the digit it is (None: a separator or stroke).
+Piece = tuple[np.ndarray, float, int | None]
 
 
 @dataclass(frozen=True)
@@ -160,10 +163,9 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
     style = random_style(rng)
     d = style.height
     after, lead, trail = _marks_for(text, rng)
-    pieces: list[tuple[np.ndarray, float, bool]] = []  # (ink, top as a share of d, digit?)
-    ones: set[int] = set()  # the pieces that are 1s
+    pieces: list[Piece] = []
     for kind in lead:
-        pieces.append((*_mark(kind, style, rng), False))
+        pieces.append((*_mark(kind, style, rng), None))
     small = len(text) - 2 if style.small_cents and len(text) >= 3 else len(text)
     for k, ch in enumerate(text):
         label = int(ch)
@@ -181,19 +183,18 @@ def write_ink(text: str, digits: Digits, by_label: list[np.ndarray],
         if k >= small:  # cents: smaller, and up against the top line
             ink = cv2.resize(ink, None, fx=rng.uniform(0.55, 0.8), fy=rng.uniform(0.55, 0.8))
             top = float(rng.uniform(-0.05, 0.15))
-        pieces.append((ink, top, True))
-        if label == 1:
-            ones.add(len(pieces) - 1)
+        pieces.append((ink, top, label))
         if k in after:
-            pieces.append((*_mark(after[k], style, rng), False))
+            pieces.append((*_mark(after[k], style, rng), None))
     for kind in trail:
-        pieces.append((*_mark(kind, style, rng), False))
-    placed = _place(pieces, style, rng, frozenset(ones))
+        pieces.append((*_mark(kind, style, rng), None))
+    placed = _place(pieces, style, rng)
     canvas = np.zeros((int(3 * d), placed[-1][0] + int(2 * d)), np.float32)
     for (x, y), (ink, _, _) in zip(placed, pieces, strict=True):
         _paste(canvas, ink, x, y)
     for k in range(len(pieces) - 1):
-        if pieces[k][2] and pieces[k + 1][2] and rng.random() < style.joined:
+        both_digits = pieces[k][2] is not None and pieces[k + 1][2] is not None
+        if both_digits and rng.random() < style.joined:
             _join(canvas, placed[k], pieces[k][0], placed[k + 1], pieces[k + 1][0], d, rng)
     return _crop_ink(canvas, rng, d)
 
@@ -220,26 +221,25 @@ def descend(ink: np.ndarray, label: int, style: Style, rng: np.random.Generator
     return np.clip(stretched, 0.0, 1.0), (stretched.shape[0] - tall) * float(rng.uniform(0.2, 0.8))
 
 
-def _place(pieces: list[tuple[np.ndarray, float, bool]], style: Style, rng: np.random.Generator,
-           ones: frozenset[int] = frozenset()) -> list[tuple[int, int]]:  # fmt: skip
+def _place(pieces: list[Piece], style: Style,
+           rng: np.random.Generator) -> list[tuple[int, int]]:  # fmt: skip
     """Where each piece's top-left corner goes on the canvas, left to right. Two digits
     are spaced by the gap between their ink, as a writer spaces them (overlapping by half
-    the narrower one at most, and two 1s, the pieces ``ones``, not at all); a mark beside
-    a digit by its box."""
+    the narrower one at most, and two 1s not at all); a mark beside a digit by its box."""
     d = style.height
     x, right = int(d * 0.5), 0
     placed = []
-    for k, (ink, top, digit) in enumerate(pieces):
+    for k, (ink, top, label) in enumerate(pieces):
         placed.append((x, int(d + top * d + style.drift * x)))
         right = max(right, x + ink.shape[1])
         if k + 1 == len(pieces):
             break
-        follower, _, next_digit = pieces[k + 1]
+        follower, _, next_label = pieces[k + 1]
         gap = style.spacing + float(rng.normal(0, style.spacing_jitter))
-        if digit and next_digit:
+        if label is not None and next_label is not None:
             (left0, right0), (left1, right1) = _ink_columns(ink), _ink_columns(follower)
             gap = max(gap, -0.5 * min(right0 - left0 + 1, right1 - left1 + 1) / d)
-            if {k, k + 1} <= ones:  # two 1s overlapping read as one flagged 1
+            if label == next_label == 1:  # two 1s overlapping read as one flagged 1
                 gap = max(gap, ONES_GAP)
             x += right0 + 1 + round(gap * d) - left1
         else:
