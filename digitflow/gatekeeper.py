@@ -118,9 +118,25 @@ _WILCOXON_RULE = (
 )
 
 
+def _rules(decision: Decision) -> str:
+    """The gate's rules for the decision, in words."""
+    cfg = decision.config
+    test = f"{decision.test} p < {cfg.alpha:g}{_WILCOXON_RULE if decision.test == WILCOXON else ''}"
+    if decision.corrections_version:
+        margin = getattr(cfg, "mnist_margin", 0.0)
+        return (
+            f"Rules: against the champion, on the held-out corrections no fewer read exactly "
+            f"and {test}; on MNIST's guard strings, an error no more than the champion's "
+            f"+ {100 * margin:.2f} pp."
+        )
+    return (
+        f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of "
+        f"at least {100 * cfg.min_margin:.2f} pp and {test} on the same examples."
+    )
+
+
 def decision_markdown(decision: Decision) -> str:
     """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
-    cfg = decision.config
     title = f"## Promoted: `{decision.winner}`" if decision.winner else "## No promotion"
     before = (
         f"Champion before this decision: `{decision.champion}` at "
@@ -129,10 +145,7 @@ def decision_markdown(decision: Decision) -> str:
         else "There was no champion before this decision."
     )
     lines = [
-        title, "", decision.reason, "", before, "",
-        f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of at "
-        f"least {100 * cfg.min_margin:.2f} pp and {decision.test} p < {cfg.alpha:g} on the same "
-        f"examples{_WILCOXON_RULE if decision.test == WILCOXON else ''}. "
+        title, "", decision.reason, "", before, "", _rules(decision),
         "b = examples only the champion gets right, c = only the candidate.",
         "",
         *([f"Tuned on corrections {decision.corrections_version}: the table holds each "

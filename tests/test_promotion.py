@@ -229,6 +229,18 @@ def test_a_tuned_reader_that_finds_the_answers_likelier_wins_where_mcnemar_canno
     assert not refused.promoted and "Wilcoxon p = " in refused.reason, refused.reason
 
 
+def test_a_tuned_reader_that_reads_as_many_held_out_lines_and_finds_them_likelier_wins() -> None:
+    # The champion already reads all but the 60 it misreads, and the tuned reader misreads
+    # the same 60: no margin to gain in lines read exactly, every answer likelier.
+    decision = _adapted(range(60), range(31), gain=0.3)
+    assert decision.promoted and decision.winner == "tuned/line_reader", decision.reason
+    assert "margin 0.00 pp ≥ 0.00 pp" in decision.reason, decision.reason
+    assert "no fewer read exactly" in decision_markdown(decision)
+    # As many read exactly, the answers no likelier: refused.
+    refused = _adapted(range(60), range(31))
+    assert not refused.promoted and "refused" in refused.reason, refused.reason
+
+
 def test_a_tuned_reader_that_finds_the_answers_likelier_but_reads_fewer_is_refused() -> None:
     decision = _adapted(range(62), range(31), gain=0.5)
     assert not decision.promoted and "margin -1.00 pp" in decision.reason, decision.reason
