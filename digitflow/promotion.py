@@ -173,8 +173,11 @@ def _log_likelihoods(evaluation: CandidateEval) -> list[float]:
     return evaluation.log_likelihoods
 
 
-def _verdict(best: CandidateRow, champion: CandidateEval, config: GateConfig) -> tuple[bool, str]:
-    """Whether ``best`` beats ``champion`` by the margin, significantly; and why in words."""
+def _verdict(
+    best: CandidateRow, champion: CandidateEval, config: GateConfig, measured: str
+) -> tuple[bool, str]:
+    """Whether ``best`` beats ``champion`` by the margin, significantly; and why in words
+    (``measured``: what the error is an error on, in words)."""
     assert best.margin is not None and best.p_value is not None
     big_enough = best.margin >= config.min_margin - TOLERANCE
     significant = best.p_value < config.alpha
@@ -191,14 +194,14 @@ def _verdict(best: CandidateRow, champion: CandidateEval, config: GateConfig) ->
     )  # fmt: skip
     outcome = "promoted" if big_enough and significant else "refused"
     reason = (
-        f"{best.id}: validation error {pct(best.error)} vs champion {champion.id} "
+        f"{best.id}: {measured} {pct(best.error)} vs champion {champion.id} "
         f"{pct(champion.error)} ({margin}), {test} → {outcome}"
     )
     return big_enough and significant, reason
 
 
 def _choose(
-    rows: list[CandidateRow], champion: CandidateEval | None, config: GateConfig
+    rows: list[CandidateRow], champion: CandidateEval | None, config: GateConfig, measured: str
 ) -> tuple[CandidateRow | None, str]:
     """The winning row (None if nobody wins) and the reason in words."""
     if not rows:
@@ -214,24 +217,24 @@ def _choose(
         return None, f"{best.id} is already the champion → no promotion"
     if champion is None:
         return best, (
-            f"{best.id}: validation error {pct(best.error)} ≤ floor {pct(config.max_error)}, "
+            f"{best.id}: {measured} {pct(best.error)} ≤ floor {pct(config.max_error)}, "
             "no current champion → promoted"
         )
-    promoted, reason = _verdict(best, champion, config)
+    promoted, reason = _verdict(best, champion, config, measured)
     return (best if promoted else None), reason
 
 
 def decide(
     candidates: list[CandidateEval], champion: CandidateEval | None, config: GateConfig,
-    test: str = MCNEMAR,
+    test: str = MCNEMAR, measured: str = "validation error",
 ) -> Decision:  # fmt: skip
     """Apply the gate: floor, then margin and the paired ``test``'s significance (McNemar's
-    by default) against the champion."""
+    by default) against the champion; ``measured`` names the errors in the reason."""
     if candidates:
         check_same_examples(candidates, champion)
     rows = sorted((_row(c, champion, config, test) for c in candidates),
                   key=lambda r: (r.error, r.id))  # fmt: skip
-    winner, reason = _choose(rows, champion, config)
+    winner, reason = _choose(rows, champion, config, measured)
     logger.info("promotion decision: %s", reason)
     return Decision(
         promoted=winner is not None,
@@ -277,7 +280,8 @@ def decide_adapted(
     check_same_examples(mnist, mnist_champion)
     # No floor on the user's lines, and no margin beyond reading as many of them exactly.
     on_heldout = config.model_copy(update={"max_error": 1.0, "min_margin": 0.0})
-    decision = decide(heldout, heldout_champion, on_heldout, test=WILCOXON)
+    decision = decide(heldout, heldout_champion, on_heldout, test=WILCOXON,
+                      measured="held-out error")  # fmt: skip
     errors = {e.id: e.error for e in [*mnist, mnist_champion]}
     update: dict = {"config": config, "corrections_version": corrections_version,
                     "mnist_errors": errors}  # fmt: skip
