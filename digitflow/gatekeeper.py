@@ -123,11 +123,15 @@ def _rules(decision: Decision) -> str:
     cfg = decision.config
     test = f"{decision.test} p < {cfg.alpha:g}{_WILCOXON_RULE if decision.test == WILCOXON else ''}"
     if decision.corrections_version:
-        margin = getattr(cfg, "mnist_margin", 0.0)
+        # A decision recorded before the readers' gate kept its config names no margin.
+        margin = (
+            f"+ {100 * cfg.mnist_margin:.2f} pp" if isinstance(cfg, ReaderGateConfig)
+            else "plus the gate's margin"
+        )  # fmt: skip
         return (
             f"Rules: against the champion, on the held-out corrections no fewer read exactly "
             f"and {test}; on MNIST's guard strings, an error no more than the champion's "
-            f"+ {100 * margin:.2f} pp."
+            f"{margin}."
         )
     return (
         f"Rules: validation error ≤ {pct(cfg.max_error)}; against a champion, an improvement of "

@@ -68,7 +68,7 @@ class ReaderGateConfig(GateConfig):
         description="Share of validation strings a reader may misread (any digit wrong).",
     )  # fmt: skip
     min_margin: float = Field(
-        default=0.001, ge=0, le=1,
+        default=GateConfig.model_fields["min_margin"].default, ge=0, le=1,
         description="Minimum validation-error improvement over the champion (a reader tuned "
         "on corrections needs none: it reads no fewer held-out corrections exactly).",
     )  # fmt: skip
@@ -107,7 +107,8 @@ class Decision(BaseModel):
     champion: str | None
     champion_error: float | None
     reason: str
-    config: GateConfig
+    # The readers' gate keeps its own thresholds (the MNIST margin) in the records too.
+    config: GateConfig | ReaderGateConfig
     rows: list[CandidateRow]
     # Readers tuned on corrections: the version they were gated on, and each one's error
     # on MNIST's guard strings (the rows hold the held-out corrections' errors).

@@ -244,6 +244,16 @@ def test_a_tuned_reader_that_reads_as_many_held_out_lines_and_finds_them_likelie
     assert not refused.promoted and "refused" in refused.reason, refused.reason
 
 
+def test_a_tuned_readers_decision_keeps_its_gates_mnist_margin_when_recorded() -> None:
+    decision = _adapted(range(10), range(31))
+    again = Decision.model_validate(decision.model_dump(mode="json"))
+    assert isinstance(again.config, ReaderGateConfig) and again.config.mnist_margin == 0.01
+    assert "an error no more than the champion's + 1.00 pp" in decision_markdown(again)
+    # A classifier's decision reads back as the classifiers' gate.
+    plain = decide([model("cnn", range(10))], None, GateConfig())
+    assert type(Decision.model_validate(plain.model_dump(mode="json")).config) is GateConfig
+
+
 def test_a_tuned_reader_that_finds_the_answers_likelier_but_reads_fewer_is_refused() -> None:
     decision = _adapted(range(62), range(31), gain=0.5)
     assert not decision.promoted and "margin -1.00 pp" in decision.reason, decision.reason
