@@ -23,7 +23,7 @@ from digitflow.storage import ObjectStore
 
 PREFIX = "corrections"
 MAX_DIGITS = 32  # no line of a form or check holds more
-_DIGITS = re.compile(r"^[0-9]*$")
+_DIGITS = re.compile(r"[0-9]*")  # whole: fullmatch, so no newline slips past a `$`
 
 
 class Correction(BaseModel):
@@ -44,7 +44,7 @@ class Correction(BaseModel):
     @field_validator("digits")
     @classmethod
     def _only_digits(cls, value: str) -> str:
-        if not _DIGITS.match(value) or len(value) > MAX_DIGITS:
+        if not _DIGITS.fullmatch(value) or len(value) > MAX_DIGITS:
             raise ValueError(f"digits must be 0-9 only, at most {MAX_DIGITS}, not {value!r}")
         return value
 
@@ -57,7 +57,7 @@ class Correction(BaseModel):
 def check_digits(digits: str, kind: str, where: str) -> str:
     """``digits`` with spaces dropped, if a person may give them for an item of ``kind``."""
     digits = digits.replace(" ", "")
-    if not _DIGITS.match(digits):
+    if not _DIGITS.fullmatch(digits):
         raise SourceError(f"{where}: {digits!r} is not digits: type 0-9 only")
     if len(digits) > MAX_DIGITS:
         raise SourceError(f"{where}: {len(digits)} digits; a line holds at most {MAX_DIGITS}")

@@ -125,7 +125,8 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         relisted = json.loads(get(page.url + "api/items")[1])
         assert relisted[0]["correction"]["digits"] == truth  # read again from the store
 
-        for bad in ({"digits": "12a"}, {"digits": ""}, {"digit": "1"}):
+        # A newline is no digit, even at the end (where a `$` would let it pass).
+        for bad in ({"digits": "12a"}, {"digits": ""}, {"digit": "1"}, {"digits": "12\n"}):
             status, error = post(f"{page.url}api/corrections/{second.id}", bad)
             assert status == 400, bad
             assert second.file in error["error"] or "send" in error["error"]
