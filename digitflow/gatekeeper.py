@@ -142,6 +142,7 @@ def _rules(decision: Decision) -> str:
 def decision_markdown(decision: Decision) -> str:
     """The decision explained for a person, as Markdown (for a Prefect artifact or a log)."""
     title = f"## Promoted: `{decision.winner}`" if decision.winner else "## No promotion"
+    adapted = bool(decision.corrections_version)
     before = (
         f"Champion before this decision: `{decision.champion}` at "
         f"{pct(decision.champion_error or 0.0)}."
@@ -156,15 +157,16 @@ def decision_markdown(decision: Decision) -> str:
            "reader's error on the held-out corrections; on MNIST's guard strings: "
            + ", ".join(f"`{k}` {pct(v)}" for k, v in decision.mnist_errors.items()) + ".", ""]
           if decision.corrections_version else []),
-        "| candidate | validation error | clears floor | margin (pp) | b | c "
-        f"| {decision.test} p |",
+        f"| candidate | {'held-out' if adapted else 'validation'} error | clears floor "
+        f"| margin (pp) | b | c | {decision.test} p |",
         "|---|---:|:---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for row in decision.rows:
         margin = None if row.margin is None else 100 * row.margin
         p = "-" if row.p_value is None else format_p(row.p_value)
+        floor = "-" if adapted else ("yes" if row.cleared_floor else "no")  # no floor there
         lines.append(
-            f"| `{row.id}` | {pct(row.error)} | {'yes' if row.cleared_floor else 'no'} | "
+            f"| `{row.id}` | {pct(row.error)} | {floor} | "
             f"{_cell(margin, '+.2f')} | {_cell(row.b, 'd')} | {_cell(row.c, 'd')} | {p} |"
         )
     return "\n".join(lines) + "\n"

@@ -299,9 +299,11 @@ def decide_adapted(
         f"{pct(errors[mnist_champion.id])} ({'within' if kept else 'beyond'} the margin "
         f"{100 * config.mnist_margin:.2f} pp)"
     )
+    # The held-out verdict is the first of two: the outcome is said once, after both.
+    heldout_words = decision.reason.removesuffix(" → promoted")
     update["reason"] = (
-        f"held-out corrections ({corrections_version}): {decision.reason}; {mnist_words}"
-        + ("" if kept else " → refused")
+        f"held-out corrections ({corrections_version}): {heldout_words}; {mnist_words} → "
+        + ("promoted" if kept else "refused")
     )
     if not kept:
         update.update(promoted=False, winner=None, winner_training_run=None,

@@ -196,13 +196,20 @@ def test_a_reader_tuned_on_corrections_wins_when_they_read_better_and_mnist_hold
         {"tuned/line_reader": 0.155, "champ/line_reader": 0.15}
     )
     assert "within the margin" in decision.reason
-    assert "MNIST" in decision_markdown(decision)
+    assert decision.reason.count("→") == 1 and decision.reason.endswith("→ promoted")
+    markdown = decision_markdown(decision)
+    assert "MNIST" in markdown
+    # The table holds held-out errors, with no floor on them (the decision's own rules).
+    assert "| candidate | held-out error | clears floor |" in markdown
+    assert "| `tuned/line_reader` | 5.00 % | - |" in markdown, markdown
 
 
 def test_a_reader_tuned_on_corrections_that_forgets_mnist_is_refused() -> None:
     decision = _adapted(range(10), range(40))  # 5 points worse on MNIST, margin 1
     assert not decision.promoted and decision.winner is None
     assert "beyond the margin" in decision.reason and "refused" in decision.reason
+    # One outcome, said after both parts: not "promoted" on the one and "refused" after.
+    assert "promoted" not in decision.reason and decision.reason.endswith("→ refused")
 
 
 def test_a_reader_tuned_on_corrections_that_reads_them_no_better_is_refused() -> None:
