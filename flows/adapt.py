@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from digitflow.corrections.dataset import CorrectionsVersion
+from digitflow.errors import TrainingError
 from digitflow.gatekeeper import PromotionResult
 from digitflow.promotion import ReaderGateConfig
 from digitflow.recipes import ADAPT_RECIPE, ADAPT_STEPS
 from flows.params import StoreParams
 from flows.promote import PromoteParams, promote_flow
 from flows.train import new_training_run
-from tasks.adapt import adapt_reader, build_corrections
+from tasks.adapt import adapt_reader, build_corrections, not_ready
 from tasks.train import latest_dataset
 
 
@@ -30,12 +31,19 @@ class AdaptParams(StoreParams):
         default_factory=ReaderGateConfig,
         description="The readers' gate: held-out corrections, and MNIST within its margin.",
     )
+    when_ready: bool = Field(
+        default=False,
+        description="True: where the corrections are too few to tune on (or none is held "
+        "out, or there is no reader champion), skip with the reason instead of failing: "
+        "the scheduled retraining's way.",
+    )
 
 
 class AdaptSummary(BaseModel):
     """What one adaptation did: nothing without corrections."""
 
     corrections: CorrectionsVersion | None
+    skipped: str | None = None  # why the reader was not tuned on them (``when_ready``)
     dataset_version: str | None = None  # the MNIST version its generated strings came from
     training_run: str | None = None
     promotion: PromotionResult | None = None
@@ -50,6 +58,12 @@ def adapt_flow(params: AdaptParams | None = None) -> AdaptSummary:
     corrections = build_corrections(store)
     if corrections is None:
         return AdaptSummary(corrections=None)
+    reason = not_ready(store, corrections.version)
+    if reason is not None:
+        if not params.when_ready:
+            raise TrainingError(reason)
+        get_run_logger().warning("not adapting the line reader: %s", reason)
+        return AdaptSummary(corrections=corrections, skipped=reason)
     version = params.dataset_version or latest_dataset(store)
     run = f"{new_training_run()}-adapt"
     adapt_reader(

@@ -1,5 +1,5 @@
 """Flow: ingest → train in parallel → evaluate → promote, then the reader tuned on people's
-corrections where there are any. The scheduled retraining job."""
+corrections where there are enough. The scheduled retraining job."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class RetrainParams(StoreParams):
         default=None,
         description="True: only tune the champions on the corrections (no ingestion, no "
         "training from scratch). False: never. Empty: train, then tune on the corrections "
-        "if there are any.",
+        "if there are enough of them.",
     )
 
 
@@ -62,6 +62,6 @@ def retrain_flow(params: RetrainParams | None = None) -> RetrainSummary:
     adaptation: AdaptSummary | None = None
     if params.adapt is None:
         adaptation = adapt_flow(AdaptParams(store=store, dataset_version=dataset.version,
-                                            reader_gate=gate))  # fmt: skip
+                                            reader_gate=gate, when_ready=True))  # fmt: skip
     return RetrainSummary(dataset_version=dataset.version, training=training,
                           promotion=promotion, adaptation=adaptation)  # fmt: skip

@@ -6,10 +6,10 @@ from prefect import get_run_logger, task
 
 from digitflow import runtime
 from digitflow.candidates import Card
-from digitflow.corrections import dataset
+from digitflow.corrections import adapt, dataset
 from digitflow.corrections.adapt import adapt_from_uri
 from digitflow.corrections.dataset import CorrectionsVersion
-from digitflow.errors import TrainingError
+from digitflow.errors import ModelError, TrainingError
 from digitflow.isolation import run_in_process
 from digitflow.recipes import ADAPT_RECIPE, ADAPT_STEPS, TrainConfig
 from digitflow.storage import open_store
@@ -30,6 +30,17 @@ def build_corrections(store_uri: str) -> CorrectionsVersion | None:
             built.version, built.train, built.heldout, ", ".join(built.batches),
         )  # fmt: skip
     return built
+
+
+@task(name="check-corrections", **STORAGE_RETRIES)
+def not_ready(store_uri: str, corrections_version: str) -> str | None:
+    """Why the reader cannot be tuned on these corrections (too few, none held out, no
+    reader champion), or None where it can."""
+    try:
+        adapt.ready(open_store(store_uri), corrections_version)
+    except (ModelError, TrainingError) as exc:
+        return str(exc)
+    return None
 
 
 @task(name="adapt-reader", task_run_name="adapt-line_reader")

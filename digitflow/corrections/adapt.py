@@ -24,11 +24,11 @@ import numpy as np
 
 from digitflow import recipes, runtime
 from digitflow.candidates import Card, CardDraft
-from digitflow.corrections.dataset import CorrectedLines, read_part
+from digitflow.corrections.dataset import HELDOUT_EVERY, CorrectedLines, read_part
 from digitflow.errors import ModelError, TrainingError
 from digitflow.layout import READER
 from digitflow.model_files import load_model
-from digitflow.pointer import current_champion
+from digitflow.pointer import Champion, current_champion
 from digitflow.reader import field, synth
 from digitflow.reader.candidate import (
     INPUT,
@@ -36,7 +36,6 @@ from digitflow.reader.candidate import (
     guard_strings,
     measure,
     measure_sets,
-    monitor_strings,
     reporter,
     save_reader,
     validation_seed,
@@ -111,14 +110,13 @@ def trainable(lines: CorrectedLines) -> CorrectedLines:
                           [lines.texts[k] for k in keep])  # fmt: skip
 
 
-def adapt_reader(
-    store: ObjectStore, dataset_version: str, corrections_version: str, training_run: str,
-    config: TrainConfig | None = None, on_epoch: Callable[[EpochMetrics], None] = lambda m: None,
-    steps: int = recipes.ADAPT_STEPS,
-) -> Card:  # fmt: skip
-    """Fine-tune the reader champion on a corrections version; store it as a candidate."""
-    start = time.perf_counter()
-    config = config or TrainConfig(model="line_reader", **recipes.ADAPT_RECIPE.model_dump())
+def ready(
+    store: ObjectStore, corrections_version: str
+) -> tuple[Champion, CorrectedLines, CorrectedLines]:
+    """The reader champion to tune, the corrected lines it can learn from and the held-out
+    ones, checked before any tuning: without a champion, with too few lines to learn from,
+    or with none held out for the gate to judge the tuned reader on, there is no candidate
+    to make (ModelError, TrainingError)."""
     champion, _ = current_champion(store, READER)
     if champion is None:
         raise ModelError(f"no line reader champion in {store.uri} to adapt: train and promote "
@@ -129,6 +127,25 @@ def adapt_reader(
             f"corrections {corrections_version} hold {len(lines)} lines to learn from; "
             f"adapting needs at least {MIN_CORRECTIONS}: review more, then run it again"
         )
+    heldout = read_part(store, corrections_version, "heldout")
+    if not len(heldout):
+        raise TrainingError(
+            f"corrections {corrections_version} hold no held-out line (one in "
+            f"{HELDOUT_EVERY} is held out, by where it lies), so the gate could not judge a "
+            "reader tuned on them: review more, then run it again"
+        )
+    return champion, lines, heldout
+
+
+def adapt_reader(
+    store: ObjectStore, dataset_version: str, corrections_version: str, training_run: str,
+    config: TrainConfig | None = None, on_epoch: Callable[[EpochMetrics], None] = lambda m: None,
+    steps: int = recipes.ADAPT_STEPS,
+) -> Card:  # fmt: skip
+    """Fine-tune the reader champion on a corrections version; store it as a candidate."""
+    start = time.perf_counter()
+    config = config or TrainConfig(model="line_reader", **recipes.ADAPT_RECIPE.model_dump())
+    champion, lines, heldout = ready(store, corrections_version)
     device = runtime.configure(config.threads)
     import keras
 
@@ -141,8 +158,6 @@ def adapt_reader(
     generated = StringBatches(Digits(images.train, images.train_labels),
                               config.batch_size - corrected, config.seed)  # fmt: skip
     source = MixedBatches(lines, generated, corrected, config.seed)
-    heldout = read_part(store, corrections_version, "heldout")
-    monitor = heldout.labelled() if len(heldout) else monitor_strings(images, seed, config.strings)
     teacher = None
     if recipes.ADAPT_DISTIL > 0:  # the champion as it was loaded, before any step
         teacher = Teacher(keras.models.clone_model(model), rows=generated.batch_size,
@@ -150,7 +165,7 @@ def adapt_reader(
         teacher.model.set_weights(model.get_weights())
     logger.info("adapting %s on %d corrected lines (%s)", champion.id, len(lines), device)
     fit_reader(
-        model, source, monitor, epochs=config.epochs, steps_per_epoch=steps,
+        model, source, heldout.labelled(), epochs=config.epochs, steps_per_epoch=steps,
         rate=recipes.learning_rate(config, steps * config.batch_size),
         learning_rate=config.learning_rate,
         on_epoch=reporter(config, on_epoch), teacher=teacher,
@@ -159,8 +174,7 @@ def adapt_reader(
     scores = digit_scores(sets)
     guard = guard_strings(images, seed, config.strings)
     sets["guard"] = (guard, measure(model, guard))
-    if len(heldout):
-        scores["heldout_corrections_exact"] = evaluate(model, heldout.labelled())[0]
+    scores["heldout_corrections_exact"] = evaluate(model, heldout.labelled())[0]
     draft = CardDraft(
         training_run=training_run, model_name=config.model, role="reader",
         dataset_version=dataset_version, validation=sets["validation"][1].split,

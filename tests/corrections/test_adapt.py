@@ -4,13 +4,15 @@ gated on the held-out corrections and on MNIST's guard strings together."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from digitflow.candidates import read_card
-from digitflow.corrections import exchange
+from digitflow.corrections import dataset, exchange
+from digitflow.errors import TrainingError
 from digitflow.history import history
 from digitflow.layout import READER
 from digitflow.model_files import load_model
@@ -117,3 +119,43 @@ def test_retrain_adapt_without_corrections_says_so_and_trains_nothing(
     assert result.exit_code == 0, result.output
     assert "No corrections in the store" in result.output
     assert set(store.list(READER.candidates + "/")) == runs
+
+
+def _import(review_batch: ReviewBatch, tmp_path: Path, keep: Callable[[tuple], bool]) -> int:
+    """The truth of the batch's lines that ``keep`` (file, page, line) imported; how many."""
+    store = open_store(review_batch.store)
+    ledger = commits.read_ledger(store, review_batch.batch_id).to_pylist()
+    places = [(r["file"], ln["page"], ln["line"]) for r in ledger for ln in r["lines"]]
+    rows = [[*place, review_batch.truth[place[0]]] for place in places if keep(place)]
+    path = tmp_path / "some.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([exchange.COLUMNS, *rows])
+    exchange.import_csv(store, review_batch.batch_id, path)
+    return len(rows)
+
+
+def test_too_few_corrections_stop_an_asked_for_tuning_and_the_schedule_passes_them_over(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    assert _import(review_batch, tmp_path, lambda place: place[0].startswith("field_0")) < 10
+    runs = set(store.list(READER.candidates + "/"))
+    with pytest.raises(TrainingError, match="lines to learn from; adapting needs at least 10"):
+        adapt_flow(AdaptParams(store=review_batch.store))
+    # The scheduled retraining goes on: the reason in its log and its summary.
+    summary = adapt_flow(AdaptParams(store=review_batch.store, when_ready=True))
+    assert summary.corrections is not None and summary.training_run is None
+    assert summary.skipped is not None and "adapting needs at least 10" in summary.skipped
+    assert set(store.list(READER.candidates + "/")) == runs  # nothing was tuned
+
+
+def test_corrections_with_none_held_out_are_not_tuned_on(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    # A tuned reader could not be gated: its gate reads the held-out lines.
+    learnt = _import(review_batch, tmp_path, lambda place: dataset.part_of(*place) == "train")
+    assert learnt >= 10
+    runs = set(open_store(review_batch.store).list(READER.candidates + "/"))
+    with pytest.raises(TrainingError, match="hold no held-out line"):
+        adapt_flow(AdaptParams(store=review_batch.store))
+    assert set(open_store(review_batch.store).list(READER.candidates + "/")) == runs
