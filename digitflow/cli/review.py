@@ -153,8 +153,8 @@ def export(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a batch's review items as file,page,line,digits (what was read, or the answer
-    saved) to a CSV, to correct elsewhere and import back."""
+    """Write a batch's review items as file,page,line,digits,read (the answer saved, if any,
+    and what was read) to a CSV, to correct elsewhere and import back."""
     from digitflow.corrections.exchange import export_csv
 
     rows = export_csv(_store(store), batch, csv)
@@ -173,14 +173,23 @@ def import_(
     by: Annotated[
         str | None, typer.Option(help="Who corrected, saved with each answer [default: OS user]")
     ] = None,
+    follow_outside_links: Annotated[
+        bool,
+        typer.Option(
+            help="Read again symbolic links that lead out of the batch's input "
+            "folder, as a batch scored with this option read them."
+        ),
+    ] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save every row of a CSV as a correction of the batch (all rows, or none if one is
-    wrong)."""
+    wrong; rows with no digits are no answer)."""
     from digitflow.corrections.exchange import import_csv
 
-    summary = import_csv(_store(store), batch, file, _os_user() if by is None else by)
+    summary = import_csv(
+        _store(store), batch, file, _os_user() if by is None else by, follow_outside_links
+    )
     if as_json:
         print(summary.model_dump_json())
     else:

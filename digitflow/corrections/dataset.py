@@ -4,9 +4,11 @@ a deterministic held-out part.
 ``datasets/corrections/<version>/{train,heldout}.parquet`` and ``manifest.json``. The
 version is a hash of the content (each correction's id, answer and pixels), so the same
 corrections always make the same version and building it again rewrites nothing. Which
-part a correction is in depends on its id alone: it stays there as corrections grow, and
-a model is never gated on a correction it was tuned on. The manifest holds each part's
-SHA-256, and a part that does not match it is refused when read, as for MNIST.
+part a correction is in depends on where its line lies alone (file, page, line), not on
+the batch that read it: it stays there as corrections grow, a scan scored again and
+corrected in two batches is in one part, and a model is never gated on a line it was tuned
+on. The manifest holds each part's SHA-256, and a part that does not match it is refused
+when read, as for MNIST.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from digitflow.scoring.results import parquet_bytes
 from digitflow.storage import ObjectStore
 
 PREFIX = "datasets/corrections"
-FORMAT = "digitflow-corrections-parquet-v1"
+# v2: the held-out part chosen by where a line lies, not by its id in its batch.
+FORMAT = "digitflow-corrections-parquet-v2"
 PARTS = ("train", "heldout")
 HELDOUT_EVERY = 5  # one correction in five is held out, by a hash of its id
 SCHEMA = pa.schema([
@@ -69,9 +72,11 @@ class CorrectedLines:
         return LabelledFields(fields, list(self.texts))
 
 
-def part_of(correction_id: str) -> str:
-    """``heldout`` for one id in five (by its hash), else ``train``."""
-    value = int(hashlib.sha256(correction_id.encode()).hexdigest()[:8], 16)
+def part_of(file: str, page: int, line: int) -> str:
+    """``heldout`` for one line in five, by a hash of where it lies (its file, page and
+    line, whatever batch read it), else ``train``: a scan scored again in another batch and
+    corrected there too is in the same part both times."""
+    value = int(hashlib.sha256(f"{file}\n{page}\n{line}".encode()).hexdigest()[:8], 16)
     return "heldout" if value % HELDOUT_EVERY == 0 else "train"
 
 
@@ -110,7 +115,8 @@ def build(store: ObjectStore) -> CorrectionsVersion | None:
     if not rows:
         return None
     version = _version(rows)
-    parts = {name: [r for r in rows if part_of(r["id"]) == name] for name in PARTS}
+    parts = {name: [r for r in rows if part_of(r["file"], r["page"], r["line"]) == name]
+             for name in PARTS}  # fmt: skip
     manifest_key = key(version, "manifest.json")
     if not store.exists(manifest_key):
         sha256 = {}
@@ -122,7 +128,7 @@ def build(store: ObjectStore) -> CorrectionsVersion | None:
             "format": FORMAT, "version": version, "created_at": datetime.now(UTC).isoformat(),
             "counts": {name: len(parts[name]) for name in PARTS}, "sha256": sha256,
             "batches": sorted({r["batch_id"] for r in rows}),
-            "heldout": f"sha256(id) % {HELDOUT_EVERY} == 0",
+            "heldout": f"sha256(file\\npage\\nline) % {HELDOUT_EVERY} == 0",
         }  # fmt: skip
         # The manifest goes last: until it exists, the version is invisible to readers.
         store.write_bytes(manifest_key, json.dumps(manifest, indent=2).encode())

@@ -7,6 +7,9 @@ the row's number, and nothing of the file is saved. A line that was not sent to 
 read again from the batch's input, exactly as scoring read it, so any line of the batch
 can be corrected; a file that is no longer the one the batch read (its SHA-256, kept in
 ``files.parquet``, differs) stops the import, since its lines are not those that were read.
+A row whose digits are left empty is no answer: nothing is saved for it. An export writes
+the answers saved so far and, beside them (``read``), what the model read; to say a reading
+is right, copy it into ``digits``.
 
 A file name is written as text a spreadsheet will not run: the scanned folder's names are
 anyone's to choose, and one that starts like a formula (``=``, ``+``, ``-``, ``@``) would
@@ -34,6 +37,7 @@ from digitflow.scoring.inputs import read_input
 from digitflow.storage import ObjectStore
 
 COLUMNS = ["file", "page", "line", "digits"]
+READ = "read"  # exported beside them: what the model read (an import does not need it)
 NOT_DIGITS = "-"  # in the digits column: the line holds no digits at all
 MAX_ROWS = 1_000_000
 MAX_BYTES = 64 << 20  # far more than a million rows of file,page,line,digits need
@@ -48,6 +52,7 @@ class ImportSummary(BaseModel):
     batch_id: str
     rows: int
     saved: int
+    unanswered: int = 0  # rows whose digits were left empty: nothing saved for them
     from_review: int  # on the crop the batch wrote for review
     read_again: int  # lines not sent to review, read again from the batch's input
     not_digits: int
@@ -65,68 +70,78 @@ def from_text(cell: str) -> str:
 
 
 def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
-    """Write the batch's review items (largest doubt first) as ``file,page,line,digits``,
-    the digits being what was read, or the correction already saved; the rows written."""
+    """Write the batch's review items (largest doubt first) as ``file,page,line,digits,read``:
+    the digits being the answer already saved, empty where there is none, and ``read`` what
+    the model read; the rows written. What was read is never written as an answer, so that
+    rows nobody looked at do not come back as corrections."""
     saved = {c.item: c for c in record.read_all(store, batch_id)}
     found = [i for i in items.review_items(store, batch_id) if i.kind == "line"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow([*COLUMNS, READ])
     for item in found:
         done = saved.get(item.id)
-        digits = item.read if done is None else (NOT_DIGITS if done.not_digits else done.digits)
-        writer.writerow([as_text(item.file), item.page, item.line, digits])
+        digits = "" if done is None else (NOT_DIGITS if done.not_digits else done.digits)
+        writer.writerow([as_text(item.file), item.page, item.line, digits, item.read])
     path.write_text(buffer.getvalue())
     return len(found)
 
 
 def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
     """(row number, file, page, line, digits) of each row, checked."""
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SourceError(f"{path} is over {MAX_BYTES >> 20} MiB: not a corrections CSV, "
-                              "or one to import in parts")  # fmt: skip
-        text = path.read_text(encoding="utf-8-sig")
+    try:  # read up to the limit: a pipe or a device says nothing of its size beforehand
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            text = f.read(MAX_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"cannot read corrections from {path}: {exc}") from exc
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
-                          f"{','.join(COLUMNS)}")  # fmt: skip
+    if len(text) > MAX_BYTES:
+        raise SourceError(f"{path} is over {MAX_BYTES >> 20} MiB: not a corrections CSV, "
+                          "or one to import in parts")  # fmt: skip
+    reader = csv.reader(io.StringIO(text))
     rows: list[tuple[int, str, int, int, str]] = []
+    number = 0  # rows as a spreadsheet numbers them: blank ones too, a cell's line breaks not
     try:
-        for number, row in enumerate(reader, start=2):
-            rows.append(_row(path, number, row))
-    except csv.Error as exc:  # a cell over the csv module's limit, say
-        raise SourceError(f"{path} row {len(rows) + 2}: not CSV ({exc})") from exc
+        header = next(reader, [])
+        number = 1
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
+                              f"{','.join(COLUMNS)}")  # fmt: skip
+        at = {c: header.index(c) for c in COLUMNS}
+        for cells in reader:
+            number += 1
+            if cells:
+                row = {c: cells[k] if k < len(cells) else None for c, k in at.items()}
+                rows.append(_row(path, number, row))
+    except csv.Error as exc:  # in the row after the last read: a cell over the csv limit, say
+        raise SourceError(f"{path} row {number + 1}: not CSV ({exc})") from exc
     return rows
 
 
-def _row(path: Path, number: int, row: dict[str, str]) -> tuple[int, str, int, int, str]:
-    """Row ``number`` of the file, checked."""
+def _row(path: Path, number: int, row: dict[str, str | None]) -> tuple[int, str, int, int, str]:
+    """Row ``number`` of the file, checked; its digits "" where none are given."""
     if number > MAX_ROWS:
         raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
     where = f"{path} row {number}"
     try:
-        page, line = int(row["page"]), int(row["line"])
+        page, line = int(row["page"] or ""), int(row["line"] or "")
     except (TypeError, ValueError) as exc:
         raise SourceError(f"{where}: page and line must be whole numbers") from exc
     digits = (row["digits"] or "").strip()
-    if digits != NOT_DIGITS:
+    if digits and digits != NOT_DIGITS:
         digits = record.check_digits(digits, "line", where)
     return number, from_text(row["file"] or ""), page, line, digits
 
 
 def _lines_of(
-    store: ObjectStore, batch_id: str, name: str, sha256: str | None
+    store: ObjectStore, batch_id: str, name: str, sha256: str | None, follow_outside_links: bool
 ) -> dict[tuple[int, int], np.ndarray]:
     """Every line scoring found in one file of the batch, read again from its input, which
     must be the bytes the batch read (``sha256``; None: a batch that did not keep it)."""
     batch = BatchRecord.model_validate_json(
         store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
     )
-    data = read_input(batch.input, name)
+    data = read_input(batch.input, name, follow_outside_links)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise SourceError(
             f"{name} in {batch.input} is not the file batch {batch_id} read: it was replaced "
@@ -140,8 +155,12 @@ def _lines_of(
     return {(page, line.line): line.pixels for page, line in found.lines}
 
 
-def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> ImportSummary:
-    """Save every row of a ``file,page,line,digits`` CSV as a correction of the batch."""
+def import_csv(
+    store: ObjectStore, batch_id: str, path: Path, by: str = "", follow_outside_links: bool = False
+) -> ImportSummary:
+    """Save every row of a ``file,page,line,digits`` CSV as a correction of the batch (a
+    line read again from a symbolic link out of the batch's input folder only with
+    ``follow_outside_links``, as scoring read it)."""
     rows = _rows(path)
     review = {(i.file, i.page, i.line): i for i in items.review_items(store, batch_id)
               if i.kind == "line"}  # fmt: skip
@@ -153,6 +172,8 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
     todo: list[tuple[ReviewItem, np.ndarray, str]] = []
     first: dict[tuple[str, int, int], tuple[int, str]] = {}
     for number, name, page, line, digits in rows:
+        if not digits:
+            continue  # no answer given for this line (yet)
         where = (name, page, line)
         if where not in lines:
             raise SourceError(
@@ -172,7 +193,7 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
             pixels = items.crop_pixels(store, item)
         else:
             if name not in again:
-                again[name] = _lines_of(store, batch_id, name, read_as[name])
+                again[name] = _lines_of(store, batch_id, name, read_as[name], follow_outside_links)
             item = ReviewItem(id=items.item_id(name, page, line), batch_id=batch_id, file=name,
                               page=page, line=line, position=None, read=lines[where],
                               runner_up=lines[where], doubt=0.0, crop_key="")  # fmt: skip
@@ -182,6 +203,7 @@ def import_csv(store: ObjectStore, batch_id: str, path: Path, by: str = "") -> I
         record.save(store, item, pixels, None if digits == NOT_DIGITS else digits, by)
     return ImportSummary(
         batch_id=batch_id, rows=len(rows), saved=len(todo),
+        unanswered=sum(1 for *_, digits in rows if not digits),
         from_review=sum(1 for i, _, _ in todo if i.crop_key),
         read_again=sum(1 for i, _, _ in todo if not i.crop_key),
         not_digits=sum(1 for _, _, d in todo if d == NOT_DIGITS),

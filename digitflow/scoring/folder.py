@@ -102,7 +102,7 @@ def _resolve(root: Path, path: Path, where: str, follow_outside_links: bool) -> 
     if not follow_outside_links and not real.is_relative_to(os.path.realpath(root)):
         raise SourceError(
             f"{where}: a symbolic link to {real}, outside the input folder: not read "
-            "(score with --follow-outside-links to read such links)"
+            "(give --follow-outside-links to read such links)"
         )
     if real.is_dir():
         raise SourceError(

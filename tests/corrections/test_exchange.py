@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +119,7 @@ def test_a_file_replaced_since_scoring_is_not_read_again(
         (["{file}", 0, 7, "12"], "no line 7"),
         (["{file}", "x", 0, "12"], "whole numbers"),
         (["{file}", 0, 0, "12a"], "not digits"),
-        (["{file}", 0, 0, ""], "no digits given"),
+        (["{file}", 0, 0, "1\n2"], "not digits"),  # a line break is no digit
         (["x" * 200_000, 0, 0, "12"], "not CSV .field larger than field limit"),
     ],
 )
@@ -186,7 +189,10 @@ def test_the_dataset_is_content_addressed_with_a_stable_held_out_part(
     assert sorted(train.ids + heldout.ids) == sorted(
         f"{review_batch.batch_id}/{items.item_id(f, p, ln)}" for f, p, ln in lines[:-1]
     )
-    assert all(dataset.part_of(i) == "heldout" for i in heldout.ids)
+    places = {f"{review_batch.batch_id}/{items.item_id(f, p, ln)}": (f, p, ln)
+              for f, p, ln in lines}  # fmt: skip
+    assert all(dataset.part_of(*places[i]) == "heldout" for i in heldout.ids)
+    assert all(dataset.part_of(*places[i]) == "train" for i in train.ids)
     exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "b.csv", rows[-1:]))
     second = dataset.build(store)
     assert second is not None and second.version != first.version
@@ -224,18 +230,19 @@ def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path
                                    *store])  # fmt: skip
     assert exported.exit_code == 0, exported.output
     rows = list(csv.DictReader(out.open()))
-    # Before any correction, each line's digits are what the reader read of it.
+    # Before any correction, no line has an answer, and each shows what the reader read.
     ledger = commits.read_ledger(open_store(review_batch.store), review_batch.batch_id)
     read = {(r["file"], str(ln["page"]), str(ln["line"])): ln["digits"]
             for r in ledger.to_pylist() for ln in r["lines"]}  # fmt: skip
     for row in rows:
         row["file"] = exchange.from_text(row["file"])
-    assert rows and all(r["digits"] == read[r["file"], r["page"], r["line"]] for r in rows)
+    assert rows and all(r["digits"] == "" for r in rows)
+    assert all(r[exchange.READ] == read[r["file"], r["page"], r["line"]] for r in rows)
     for row in rows:
         row["digits"] = review_batch.truth[row["file"]]
     rows[0]["digits"] = exchange.NOT_DIGITS
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=exchange.COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*exchange.COLUMNS, exchange.READ])
         writer.writeheader()
         writer.writerows(rows)
     imported = runner.invoke(app, ["review", "import", review_batch.batch_id, str(out),
@@ -248,3 +255,104 @@ def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path
     assert all(saved[r["file"]].digits == r["digits"] for r in rows[1:])
     again = runner.invoke(app, ["review", "import", "nope", str(out), *store])
     assert again.exit_code == 1 and "no scoring batch 'nope'" in again.output
+
+
+def test_an_export_imported_unchanged_saves_nothing_and_answers_only_what_was_given(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store = open_store(review_batch.store)
+    out = tmp_path / "out.csv"
+    written = exchange.export_csv(store, review_batch.batch_id, out)
+    assert written
+    # What the reader read is beside the answers, never one: rows nobody looked at (a line
+    # read as nothing among them) come back as no answer, not as corrections.
+    unchanged = exchange.import_csv(store, review_batch.batch_id, out)
+    assert (unchanged.rows, unchanged.saved, unchanged.unanswered) == (written, 0, written)
+    assert record.read_all(store) == []
+    rows = list(csv.DictReader(out.open()))
+    first = exchange.from_text(rows[0]["file"])
+    rows[0]["digits"] = review_batch.truth[first]
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*exchange.COLUMNS, exchange.READ])
+        writer.writeheader()
+        writer.writerows(rows)
+    answered = exchange.import_csv(store, review_batch.batch_id, out)
+    assert (answered.saved, answered.unanswered) == (1, written - 1)
+    assert [(c.file, c.digits) for c in record.read_all(store)] == [
+        (first, review_batch.truth[first])
+    ]
+
+
+def test_a_row_is_numbered_as_the_file_shows_it(review_batch: ReviewBatch, tmp_path: Path) -> None:
+    path = tmp_path / "gaps.csv"
+    file, page, line = _lines(review_batch)[0]
+    path.write_text(f"file,page,line,digits\n\n\n{exchange.as_text(file)},{page},{line},12x\n")
+    with pytest.raises(SourceError, match="gaps.csv row 4: '12x' is not digits"):
+        exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, path)
+
+
+def test_a_pipe_is_read_no_further_than_the_limit(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "corrections.csv"
+    os.mkfifo(fifo)  # says nothing of its size: the limit holds as it is read
+
+    def write() -> None:
+        try:
+            with fifo.open("wb") as f:
+                f.write(b"file,page,line,digits\n")
+                chunk = b"a.png,1,1,12\n" * 65_536
+                for _ in range(exchange.MAX_BYTES // len(chunk) + 2):
+                    f.write(chunk)
+        except BrokenPipeError:
+            pass  # the import stopped reading at the limit
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with pytest.raises(SourceError, match="is over 64 MiB"):
+        exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, fifo)
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+
+
+def test_a_line_corrected_in_two_batches_is_in_one_part(review_batch: ReviewBatch) -> None:
+    store = open_store(review_batch.store)
+    found = items.review_items(store, review_batch.batch_id)
+    for batch_id in (review_batch.batch_id, "fields-scored-again"):
+        for item in found:  # the same scans, read again in another batch, corrected there too
+            again = replace(item, batch_id=batch_id)
+            record.save(store, again, items.crop_pixels(store, item),
+                        review_batch.truth[item.file])  # fmt: skip
+    built = dataset.build(store)
+    assert built is not None and built.train + built.heldout == 2 * len(found)
+    places = {f"{b}/{i.id}": (i.file, i.page, i.line)
+              for b in (review_batch.batch_id, "fields-scored-again") for i in found}  # fmt: skip
+    parts = {name: {places[i] for i in dataset.read_part(store, built.version, name).ids}
+             for name in dataset.PARTS}  # fmt: skip
+    assert parts["heldout"] and parts["train"]
+    assert not parts["heldout"] & parts["train"]  # never gated on a line it was tuned on
+    assert all(dataset.part_of(*p) == "heldout" for p in parts["heldout"])
+
+
+def test_a_batch_that_followed_links_out_of_its_folder_is_imported_following_them(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    from flows.score import ScoreParams, score_flow
+
+    linked = tmp_path / "linked"  # each scan a link to a file outside the folder
+    linked.mkdir()
+    for scan in review_batch.folder.iterdir():
+        (linked / scan.name).symlink_to(scan)
+    summary = score_flow(ScoreParams(input=str(linked), store=review_batch.store,
+                                     batch_id="linked", follow_outside_links=True))  # fmt: skip
+    assert summary.scored == len(review_batch.truth)
+    store = open_store(review_batch.store)
+    item = items.review_items(store, "linked")[0]
+    store.delete(item.crop_key)  # as if it had been read with confidence: read again
+    path = _write(tmp_path / "c.csv", [[item.file, item.page, item.line, "12"]])
+    with pytest.raises(SourceError, match="outside the input folder: not read .give "
+                                          "--follow-outside-links"):  # fmt: skip
+        exchange.import_csv(store, "linked", path)
+    assert record.read_all(store) == []
+    imported = exchange.import_csv(store, "linked", path, follow_outside_links=True)
+    assert imported.read_again == 1 and [c.digits for c in record.read_all(store)] == ["12"]
