@@ -162,6 +162,8 @@ def print_retrain(console: Console, result: dict[str, Any]) -> None:
         f"Corrections {corrections['version']}: {corrections['train']} to learn from, "
         f"{corrections['heldout']} held out (batches {', '.join(corrections['batches'])})"
     )
+    if adaptation.get("skipped"):
+        console.print(f"No reader was tuned on them: {adaptation['skipped']}")
     if adaptation.get("promotion"):
         print_promotions(console, {"reader": adaptation["promotion"]})
 

@@ -48,7 +48,7 @@ def retrain(
             "--adapt",
             help="Only tune the champion line reader on the corrections saved in review (no "
             "training from scratch). Without it, the reader is tuned after training if there "
-            "are corrections.",
+            "are enough corrections (else the summary says why not).",
         ),
     ] = False,
     store: StoreOpt = None,

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from digitflow.candidates import read_card
+from digitflow.console import print_retrain
 from digitflow.corrections import dataset, exchange
 from digitflow.errors import TrainingError
 from digitflow.history import history
@@ -146,6 +148,9 @@ def test_too_few_corrections_stop_an_asked_for_tuning_and_the_schedule_passes_th
     summary = adapt_flow(AdaptParams(store=review_batch.store, when_ready=True))
     assert summary.corrections is not None and summary.training_run is None
     assert summary.skipped is not None and "adapting needs at least 10" in summary.skipped
+    console = Console(record=True, width=400)
+    print_retrain(console, {"adaptation": summary.model_dump(mode="json")})
+    assert "No reader was tuned on them: corrections" in console.export_text()
     assert set(store.list(READER.candidates + "/")) == runs  # nothing was tuned
 
 
