@@ -80,6 +80,15 @@ class ObjectStore(ABC):
         return f"{self.uri.rstrip('/')}/{key}"
 
 
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and onto the disk before it is renamed or linked into
+    place: else a power cut soon after could leave the object's name on an empty file."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class LocalStore(ObjectStore):
     """Objects as files under a root directory; temp file + rename for atomicity."""
 
@@ -147,7 +156,7 @@ class LocalStore(ObjectStore):
     ) -> str:
         if if_match is None and not if_absent:
             with self._staged(key) as tmp:
-                tmp.write_bytes(data)
+                _write_durably(tmp, data)
             return etag_of(data)
         if if_match is None and self._create(key, data):
             return etag_of(data)
@@ -160,7 +169,7 @@ class LocalStore(ObjectStore):
             ):
                 raise PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
             with self._staged(key) as tmp:
-                tmp.write_bytes(data)
+                _write_durably(tmp, data)
         return etag_of(data)
 
     def _create(self, key: str, data: bytes) -> bool:
@@ -169,7 +178,7 @@ class LocalStore(ObjectStore):
         target, tmp = self._path(key), self._tmp_path()
         try:
             try:  # a file where a folder of the key should be is no existing object
-                tmp.write_bytes(data)
+                _write_durably(tmp, data)
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
@@ -188,6 +197,8 @@ class LocalStore(ObjectStore):
         with self._staged(key) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
             while chunk := src.read(8 * 1024 * 1024):
                 dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
 
     def get_file(self, key: str, path: Path) -> None:
         path.write_bytes(self.read_bytes(key))
@@ -221,6 +232,14 @@ class LocalStore(ObjectStore):
         self._path(key).unlink(missing_ok=True)
 
 
+# Answers of an S3 endpoint that is busy or failing, not of a request that is wrong: worth
+# another try later, as a connection that failed is.
+_BUSY = frozenset({
+    "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
+    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "503", "500",
+})  # fmt: skip
+
+
 class S3Store(ObjectStore):
     """Objects in an S3 bucket under a prefix, through boto3's standard configuration."""
 
@@ -239,16 +258,23 @@ class S3Store(ObjectStore):
     def _error(self, exc: Exception, action: str, key: str) -> StoreError:
         from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
+        from digitflow.data.download import redact_urls
+
+        # botocore quotes the endpoint's URL, with any user and password it holds.
+        words = redact_urls(str(exc))
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in ("NoSuchKey", "404", "NotFound"):
                 return NotFoundError(f"no object {self.uri_of(key)}")
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 return PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
-            return StoreError(f"cannot {action} {self.uri_of(key)}: {code} {exc}")
+            if code in _BUSY or status >= 500 or status == 429:  # still so after boto's retries
+                return StoreUnavailable(f"cannot {action} {self.uri_of(key)} now: {code} {words}")
+            return StoreError(f"cannot {action} {self.uri_of(key)}: {code} {words}")
         if isinstance(exc, ConnectionError | HTTPClientError):
-            return StoreUnavailable(f"cannot {action} {self.uri_of(key)}: {exc}")
-        return StoreError(f"cannot {action} {self.uri_of(key)}: {exc}")
+            return StoreUnavailable(f"cannot {action} {self.uri_of(key)}: {words}")
+        return StoreError(f"cannot {action} {self.uri_of(key)}: {words}")
 
     def read_bytes(self, key: str) -> bytes:
         return self.read_with_etag(key)[0]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 
-from digitflow.errors import NotFoundError, PreconditionFailed, StoreError
+from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
 from digitflow.storage import MULTIPART_THRESHOLD, LocalStore, ObjectStore, S3Store, open_store
 
 
@@ -164,3 +166,60 @@ def test_a_create_where_a_file_blocks_the_folder_is_an_error_not_a_conflict(
     with pytest.raises(StoreError, match="cannot write") as error:
         store.write_bytes("models/history/x.json", b"{}", if_absent=True)
     assert not isinstance(error.value, PreconditionFailed)
+
+
+class _Busy(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every request as S3 does when it is overloaded."""
+
+    def _busy(self) -> None:
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                b"<Message>Please reduce your request rate.</Message></Error>")  # fmt: skip
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = _busy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_s3_endpoint_that_is_overloaded_is_a_store_to_try_again_not_a_bad_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # boto's own retries, here none
+        for name, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"),
+                            ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+            monkeypatch.setenv(name, value)
+        store = open_store("s3://bucket/prefix")
+        with pytest.raises(
+            StoreUnavailable, match="cannot read s3://bucket/prefix/a now: SlowDown"
+        ):
+            store.read_bytes("a")
+        with pytest.raises(StoreUnavailable, match="cannot write s3://bucket/prefix/a now"):
+            store.write_bytes("a", b"1")
+    finally:
+        server.shutdown()
+
+
+def test_a_password_in_the_s3_endpoint_is_never_in_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as closed:  # a port with nothing listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:s3cr3t@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for name, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    with pytest.raises(StoreUnavailable) as caught:
+        open_store("s3://bucket/prefix").read_bytes("a")
+    assert "127.0.0.1" in str(caught.value) and "***@" in str(caught.value), caught.value
+    assert "s3cr3t" not in str(caught.value)

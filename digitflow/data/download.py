@@ -14,6 +14,7 @@ import functools
 import http.client
 import netrc
 import os
+import re
 import socket
 import ssl
 import threading
@@ -40,6 +41,14 @@ def redact(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the user information of every URL in it replaced by ``***``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 
 
 class Deadline:
