@@ -78,7 +78,13 @@ def commit(store: ObjectStore, batch_id: str, name: str, digits: pa.Table, row: 
 
 def read_commit(store: ObjectStore, key: str) -> tuple[dict, pa.Table]:
     """One commit: the file's per-file row and its digit rows."""
-    table = read_parquet(store, key)
+    try:
+        table = read_parquet(store, key)
+    except pa.ArrowException as exc:  # cut short (a disk full, a crash), or not Parquet
+        raise StoreError(
+            f"{store.uri_of(key)} is not a readable commit ({exc}): remove it, and score the "
+            "batch again (its file is read again)"
+        ) from exc
     meta = table.schema.metadata or {}
     if LEDGER_META not in meta:
         raise StoreError(

@@ -112,6 +112,28 @@ def test_a_run_killed_mid_batch_then_run_again_counts_each_file_and_digit_once(
     assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
 
 
+def test_a_commit_cut_short_stops_the_run_naming_it_and_once_removed_its_file_is_read_again(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = tmp_path / "scans"
+    names = copies(forms, folder, 1)
+    score = ["score", str(folder), "--batch-id", "c", "--store", store.uri, "--json"]
+    first = CliRunner().invoke(app, score)
+    assert first.exit_code == 0, first.output
+    cut, *_ = store.list("scoring/c/digits/")
+    store.write_bytes(cut, b"")  # as a power cut or a full disk may leave it
+    stopped = CliRunner().invoke(app, score)
+    assert stopped.exit_code == 1
+    assert f"{store.uri_of(cut)} is not a readable commit" in stopped.output, stopped.output
+    assert "remove it, and score the batch again" in stopped.output
+    store.delete(cut)
+    again = CliRunner().invoke(app, score)
+    assert again.exit_code == 0, again.output
+    rerun = summary(again.stdout)
+    assert (rerun["files"], rerun["already_done"]) == (len(names), len(names) - 1)
+    _exactly_once(store, "c", names)
+
+
 def _hostile_folder(root: Path, secret: str) -> Path:
     """A folder with one good scan and every kind of entry that is not one."""
     folder, outside = root / "scans", root / "outside"
