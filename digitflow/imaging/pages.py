@@ -47,6 +47,13 @@ class Page:
         return self.pixels is not None
 
 
+def is_pdf(data: bytes) -> bool:
+    """Whether ``data`` is a PDF: its header anywhere in the first kilobyte, as PDF readers
+    look for it (a mail gateway's or an editor's bytes before it do not make it another
+    file)."""
+    return b"%PDF-" in data[:1024]
+
+
 def load_pages(
     data: bytes,
     name: str,
@@ -68,7 +75,7 @@ def load_pages(
     """
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes); re-export or re-scan it")
-    if data[:1024].lstrip().startswith(b"%PDF-"):
+    if is_pdf(data):
         return _pdf_pages(data, name, max_pixels=max_pixels, min_side=min_side, dpi=pdf_dpi)
     image = _open_raster(data, name, max_pixels)
     # A phone's JPEG may carry extra frames (MPO previews, depth maps): only the first is the page.

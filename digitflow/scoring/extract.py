@@ -15,6 +15,7 @@ import numpy as np
 from digitflow.errors import ImageError
 from digitflow.imaging import DigitBox, Page, load_pages, normalize_boxes, segment_page
 from digitflow.imaging.fields import Layout, LineImage, find_lines, layout_of
+from digitflow.imaging.pages import is_pdf
 from digitflow.imaging.resolution import TooSmall, shrink_factor
 
 logger = logging.getLogger(__name__)
@@ -22,10 +23,6 @@ logger = logging.getLogger(__name__)
 # PDFium (behind pypdfium2) must not be called from two threads at once, not even for
 # different documents, and a PDF's pages are rendered while it is being read.
 _PDFIUM = threading.Lock()
-
-
-def _is_pdf(data: bytes) -> bool:
-    return data[:1024].lstrip().startswith(b"%PDF-")
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def extract(data: bytes, name: str, reading: Reading = Reading()) -> FileDigits:
     """
     result = FileDigits(name)
     try:
-        with _PDFIUM if _is_pdf(data) else nullcontext():
+        with _PDFIUM if is_pdf(data) else nullcontext():
             shrink = _working_scale(reading.layout) if reading.reader == "line" else None
             pages = load_pages(data, name, shrink=shrink)
             arrays = _read_pages(result, pages, reading, lambda: next(load_pages(data, name)))

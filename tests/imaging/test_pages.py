@@ -143,6 +143,12 @@ def test_pdf_pages_are_rendered_at_200_dpi() -> None:
     assert pages[0].pixels is not None and pages[0].pixels[100, 380] > 230
 
 
+@pytest.mark.parametrize("before", [b"\xef\xbb\xbf", b"From a mail gateway\r\n"])
+def test_a_pdf_with_bytes_before_its_header_is_read_as_pdf_readers_read_it(before: bytes) -> None:
+    pdf = encode(Image.fromarray(ramp()), "PDF", resolution=200.0)
+    assert only_page(before + pdf, "scan.pdf").shape == only_page(pdf, "scan.pdf").shape
+
+
 def test_format_is_recognised_by_content_not_name() -> None:
     png = encode(Image.fromarray(ramp()), "PNG")
     assert only_page(png, "misnamed.jpg").shape == (48, 64)
