@@ -44,6 +44,11 @@ def list_folder(root: Path) -> list[tuple[str, int]]:
     return found
 
 
+# A scanned file larger than this is refused unread: it would be read whole into memory,
+# and no scan of digits is near it (a 600-page PDF at 300 dpi is a few hundred MiB).
+MAX_FILE_BYTES = 1 << 30
+
+
 def _size(entry: os.DirEntry[str]) -> int:
     try:
         regular = entry.is_file(follow_symlinks=False)
@@ -68,7 +73,8 @@ def read_entry(root: Path, name: str, follow_outside_links: bool = False) -> byt
         raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
     if stat.S_ISDIR(mode):
         raise SourceError(_unlisted_folder(path, where))
-    return _read_regular(_resolve(root, path, where, follow_outside_links), where)
+    real = _resolve(root, path, where, follow_outside_links)
+    return _read_regular(real, where, None if follow_outside_links else root)
 
 
 def _unlisted_folder(path: Path, where: str) -> str:
@@ -112,7 +118,9 @@ def _resolve(root: Path, path: Path, where: str, follow_outside_links: bool) -> 
     return real
 
 
-def _read_regular(real: Path, where: str) -> bytes:
+def _read_regular(real: Path, where: str, inside: Path | None) -> bytes:
+    """The bytes of the regular file ``real``, at most ``MAX_FILE_BYTES``; the file opened
+    must lie in ``inside`` (None: anywhere), as ``_resolve`` found it did before."""
     not_regular = f"{where}: not a regular file (a named pipe, socket or device): not read"
     try:
         if not stat.S_ISREG(os.stat(real).st_mode):
@@ -123,6 +131,34 @@ def _read_regular(real: Path, where: str) -> bytes:
     except OSError as exc:
         raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise SourceError(not_regular)
-        return file.read()
+        if inside is not None:
+            _opened_inside(file.fileno(), inside, where)
+        if status.st_size > MAX_FILE_BYTES:
+            raise SourceError(_too_large(where, status.st_size))
+        data = file.read(MAX_FILE_BYTES + 1)  # it may have grown since
+        if len(data) > MAX_FILE_BYTES:
+            raise SourceError(_too_large(where, len(data)))
+        return data
+
+
+def _too_large(where: str, size: int) -> str:
+    return (f"{where}: {size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES >> 30} GiB a scanned "
+            "file may be: not read (split it into smaller files)")  # fmt: skip
+
+
+def _opened_inside(fd: int, root: Path, where: str) -> None:
+    """SourceError unless the file open as ``fd`` lies in ``root``: a folder on its path
+    may have been swapped for a link out of it after the path was checked and before it
+    was opened (``/proc`` names the file that was opened; without it, nothing to check)."""
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return
+    if not Path(opened).is_relative_to(os.path.realpath(root)):
+        raise SourceError(
+            f"{where}: led outside the input folder when it was opened (to {opened}): not "
+            "read (give --follow-outside-links to read such links)"
+        )

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from digitflow.errors import SourceError, StoreUnavailable
+from digitflow.scoring import folder
 from digitflow.scoring.inputs import default_batch_id, list_inputs, read_input
 from tests.conftest import free_port
 
@@ -67,6 +68,33 @@ def test_entries_that_are_not_files_are_listed_and_refused_with_their_reason(
         with pytest.raises(SourceError, match=re.escape(f"{folder}/{name}: {reason}")):
             read_input(str(folder), name)
     assert read_input(str(folder), "out", follow_outside_links=True) == b"secret.txt"
+
+
+def test_a_file_too_large_to_be_a_scan_is_refused_unread(tmp_path: Path) -> None:
+    huge = tmp_path / "scans" / "huge.tif"
+    huge.parent.mkdir()
+    with huge.open("wb") as f:
+        f.truncate(folder.MAX_FILE_BYTES + 1)  # sparse: nothing is written to disk
+    with pytest.raises(SourceError, match="huge.tif: 1.0 GiB, over the 1 GiB a scanned file"):
+        read_input(str(huge.parent), "huge.tif")
+
+
+def test_a_folder_swapped_for_a_link_out_after_its_check_is_not_read_through(
+    tmp_path: Path,
+) -> None:
+    root, outside = tmp_path / "scans", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "x.png").write_bytes(b"scan")
+    outside.mkdir()
+    (outside / "x.png").write_bytes(b"secret")
+    where = f"{root}/sub/x.png"
+    real = folder._resolve(root, root / "sub" / "x.png", where, follow_outside_links=False)
+    # Between the check and the open, someone who may write to the folder swaps it.
+    (root / "sub").rename(tmp_path / "was sub")
+    (root / "sub").symlink_to(outside)
+    with pytest.raises(SourceError, match="led outside the input folder when it was opened"):
+        folder._read_regular(real, where, root)
+    assert folder._read_regular(real, where, None) == b"secret"  # as --follow-outside-links
 
 
 def test_default_batch_id_names_the_input_and_changes_with_the_model(
