@@ -162,6 +162,8 @@ def _decode_frame(
             image.draft("L", image.size)
         image.load()
         return to_grey(ImageOps.exif_transpose(image))
+    except _NotNumbers as exc:
+        raise ImageError(f"{where}: {exc}") from exc
     except _DECODE_ERRORS as exc:
         raise ImageError(
             f"{where}: cannot decode the image data ({exc}); the file is probably "
@@ -225,6 +227,10 @@ def _check_size(size: tuple[int, int], where: str, max_pixels: int, min_side: in
         )
 
 
+class _NotNumbers(ValueError):
+    """Float pixels that are NaN or infinite: no level of grey."""
+
+
 def to_grey(image: Image.Image) -> np.ndarray:
     """Convert any Pillow image to greyscale uint8, compositing transparency on white."""
     mode = image.mode
@@ -250,6 +256,8 @@ def _scale_wide(values: np.ndarray) -> np.ndarray:
     """
     is_float = np.issubdtype(values.dtype, np.floating)
     values = values.astype(np.float64)
+    if is_float and not np.isfinite(values).all():
+        raise _NotNumbers("it holds pixels that are no numbers (NaN or infinite): not a scan")
     top = float(values.max()) if values.size else 0.0
     if is_float and top <= 1.0:
         white = 1.0

@@ -112,6 +112,14 @@ def test_sixteen_bit_tiff_is_scaled_by_its_range() -> None:
     assert pixels[5, 0] == 0 and pixels[5, -1] == 255
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_float_tiff_with_pixels_that_are_no_numbers_is_refused_saying_so(bad: float) -> None:
+    values = ramp().astype(np.float32) / 255.0
+    values[3, 4] = bad
+    with pytest.raises(ImageError, match="scan.tif: it holds pixels that are no numbers"):
+        only_page(encode(Image.fromarray(values, mode="F"), "TIFF"), "scan.tif")
+
+
 def test_twelve_bit_data_in_a_sixteen_bit_file_is_not_darkened() -> None:
     """A 12-bit scanner stores 0..4095: shifting right by 8 would make paper black."""
     twelve = (ramp().astype(np.uint16) * 16).astype(np.uint16)  # white is 4080
