@@ -1,6 +1,7 @@
 """The model registry: the champion pointer's changes, each recorded in the history.
 
-A promotion or rollback verifies the model it names against its card's sha256, moves the
+A promotion or rollback verifies the model it names (and its ONNX export, which is what
+scores) against its card's sha256, moves the
 pointer with a conditional write, then writes its history record at the key the pointer
 names. A record that could not be written (a network cut, a history folder that is not
 writable) is written by the next promotion, decision or rollback, so the pointer and
@@ -133,6 +134,16 @@ def _move(
         ) from exc
 
 
+def _verify(
+    store: ObjectStore, model_key: str, sha256: str, onnx_key: str | None, onnx_sha256: str | None
+) -> None:
+    """The model file, and its ONNX export where it has one, as their checksums say: a
+    champion whose export is broken would be refused by every scoring run."""
+    verify_model(store, model_key, sha256)
+    if onnx_key and onnx_sha256:
+        verify_model(store, onnx_key, onnx_sha256)
+
+
 def promote(
     store: ObjectStore,
     card: Card,
@@ -142,7 +153,7 @@ def promote(
     layout: Layout = CLASSIFIER,
 ) -> Champion:
     """Make ``card``'s model champion: verify it, swap the pointer conditionally, record it."""
-    verify_model(store, card.model_key, card.sha256)
+    _verify(store, card.model_key, card.sha256, card.onnx_key, card.onnx_sha256)
     current, etag = current_champion(store, layout)
     if etag != expected_etag:
         raise PreconditionFailed(
@@ -201,7 +212,7 @@ def rollback(store: ObjectStore, layout: Layout = CLASSIFIER) -> Champion:
             f"champion {current.id} has no previous champion to roll back to in {store.uri}; "
             "promote another candidate instead"
         )
-    verify_model(store, previous.model_key, previous.sha256)
+    _verify(store, previous.model_key, previous.sha256, previous.onnx_key, previous.onnx_sha256)
     complete(store, current)
     now = utc_now()
     pointer = previous.model_copy(

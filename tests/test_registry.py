@@ -254,3 +254,31 @@ def test_no_library_module_imports_prefect_and_the_registry_needs_no_tensorflow(
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _with_export(store: ObjectStore, tmp_path: Path, name: str) -> Card:
+    """A stand-in candidate with an ONNX export beside its model file."""
+    path, onnx = tmp_path / f"{name}.keras", tmp_path / f"{name}.onnx"
+    path.write_bytes(f"model {name} ".encode() * 100)
+    onnx.write_bytes(f"export {name} ".encode() * 100)
+    return registry.save_candidate(store, path, draft("run1", name), onnx=onnx)
+
+
+def test_a_broken_export_is_refused_at_promotion_and_at_rollback(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    # The export is what scores: a champion whose export is broken reads nothing.
+    first = _with_export(store, tmp_path, "a")
+    assert first.onnx_key is not None
+    store.write_bytes(first.onnx_key, b"cut short")
+    with pytest.raises(ModelError, match=r"run1/a/model.onnx: sha256 .* does not match"):
+        registry.promote(store, first, info("1"), None)
+    assert registry.current_champion(store) == (None, None)
+    store.write_bytes(first.onnx_key, b"export a " * 100)
+    registry.promote(store, first, info("1"), None)
+    _, etag = registry.current_champion(store)
+    registry.promote(store, _with_export(store, tmp_path, "b"), info("2"), etag)
+    store.write_bytes(first.onnx_key, b"cut short")
+    with pytest.raises(ModelError, match=r"run1/a/model.onnx: sha256 .* does not match"):
+        registry.rollback(store)
+    assert registry.current_champion(store)[0].model_name == "b"  # type: ignore[union-attr]
