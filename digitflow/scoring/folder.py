@@ -10,6 +10,7 @@ when the caller allows it, and links to folders are never followed.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -34,14 +35,37 @@ def list_folder(root: Path) -> list[tuple[str, int]]:
         except OSError as exc:
             if folder == root:
                 raise SourceError(f"input folder {root} cannot be read ({exc.strerror})") from exc
-            found.append((folder.relative_to(root).as_posix(), -1))
+            found.append((shown(folder.relative_to(root).as_posix()), -1))
             continue
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
             else:
-                found.append((Path(entry.path).relative_to(root).as_posix(), _size(entry)))
+                name = shown(Path(entry.path).relative_to(root).as_posix())
+                found.append((name, _size(entry)))
     return found
+
+
+def shown(name: str) -> str:
+    """A name as the batch keeps it: valid UTF-8, its bytes that are not (a name from an
+    older system, say Latin-1) written as ``\\xNN`` escapes. Results, keys and tables hold
+    UTF-8 only."""
+    if not _UNDECODED.search(name):
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _on_disk(root: Path, name: str) -> Path:
+    """The entry ``name`` (as ``shown`` gives it) stands for below ``root``."""
+    path = root / name
+    if "\\x" not in name or os.path.lexists(path):
+        return path
+    raw = _ESCAPED.sub(lambda m: chr(0xDC00 + int(m[1], 16)), name)
+    return root / raw if os.path.lexists(root / raw) else path
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as os decodes them
+_ESCAPED = re.compile(r"\\x([89a-f][0-9a-f])")
 
 
 # A scanned file larger than this is refused unread: it would be read whole into memory,
@@ -61,7 +85,7 @@ def read_entry(root: Path, name: str, follow_outside_links: bool = False) -> byt
     """The bytes of the file ``name`` below ``root``; SourceError with the reason if it is
     not a readable regular file inside ``root`` (or, if allowed, one a link leads to)."""
     where = f"{str(root).rstrip('/')}/{name}"
-    path = root / name
+    path = _on_disk(root, name)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError as exc:

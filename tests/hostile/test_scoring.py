@@ -134,6 +134,26 @@ def test_a_commit_cut_short_stops_the_run_naming_it_and_once_removed_its_file_is
     _exactly_once(store, "c", names)
 
 
+def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    scan = next(p for p in sorted(forms.iterdir()) if p.suffix == ".png")
+    (folder / "plain.png").write_bytes(scan.read_bytes())
+    # A name from an older system, in Latin-1: é is the byte E9, no UTF-8.
+    latin = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    with open(latin, "wb") as f:
+        f.write(scan.read_bytes())
+    result = CliRunner().invoke(app, ["score", str(folder), "--batch-id", "u", "--store",
+                                      store.uri, "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = _rows(store, "u")
+    assert sorted(rows) == ["caf\\xe9.png", "plain.png"]
+    assert {r["status"] for r in rows.values()} == {"scored"}
+    assert rows["caf\\xe9.png"]["digits"] == rows["plain.png"]["digits"] > 0
+
+
 def _hostile_folder(root: Path, secret: str) -> Path:
     """A folder with one good scan and every kind of entry that is not one."""
     folder, outside = root / "scans", root / "outside"
