@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from digitflow import registry
 from digitflow.cli import app
 from digitflow.scoring import commits, results
+from digitflow.scoring.inputs import read_input
 from digitflow.storage import ObjectStore, S3Store
 from tests.hostile.conftest import (
     copies,
@@ -152,6 +153,8 @@ def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
     assert sorted(rows) == ["caf\\xe9.png", "plain.png"]
     assert {r["status"] for r in rows.values()} == {"scored"}
     assert rows["caf\\xe9.png"]["digits"] == rows["plain.png"]["digits"] > 0
+    # Read again by the name the batch keeps (as a CSV import of corrections does).
+    assert read_input(str(folder), "caf\\xe9.png") == scan.read_bytes()
 
 
 def _hostile_folder(root: Path, secret: str) -> Path:
