@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         description="Processes that find digits in scans while scoring. Unset: one per "
         "core; 1: in the scoring threads themselves.",
     )
+    file_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest time a reader process may take over one file while scoring: "
+        "past it the reader is stopped and the file quarantined (a hostile PDF can take hours "
+        "to render one page).",
+    )
     inference: Literal["auto", "keras"] = Field(
         default="auto",
         description="What runs the models when scoring. auto: ONNX Runtime on a model's ONNX "

@@ -112,6 +112,10 @@ def _reading_here() -> None:
     _reuse_freed_memory()
 
 
+class TimedOut:
+    """A reader that took longer over a file than it may."""
+
+
 class _Reader:
     """One reader process and its pipe."""
 
@@ -150,13 +154,19 @@ class _Reader:
             "finds digits in the scoring threads instead"
         )
 
-    def read(self, data: bytes, name: str, reading: Reading) -> FileDigits | None:
-        """The file's digits, or None when the process died reading it."""
+    def read(
+        self, data: bytes, name: str, reading: Reading, deadline: float
+    ) -> FileDigits | TimedOut | None:
+        """The file's digits, None when the process died reading it, or TimedOut when it
+        took longer than ``deadline`` seconds (the process is then stopped)."""
         if not self._started and not self._wait_started():
             return None
         try:
             self._conn.send((data, name, reading))
-            wait([self._conn, self.process.sentinel])
+            if not wait([self._conn, self.process.sentinel], timeout=deadline):
+                self.process.kill()
+                self.process.join()
+                return TimedOut()
             if not self._conn.poll():  # the process ended without an answer
                 return None
             ok, value = self._conn.recv()
@@ -189,6 +199,9 @@ class _Readers:
     def __init__(self, count: int) -> None:
         self._idle: queue.SimpleQueue[_Reader] = queue.SimpleQueue()
         self._count = count
+        from digitflow.settings import Settings  # here: the reader processes never need it
+
+        self._deadline = Settings().file_deadline_s
         self._started = 1
         self._grow = threading.Lock()
         self._idle.put(_Reader())
@@ -212,7 +225,19 @@ class _Readers:
         reader = self._take()
         try:
             for attempt in ("reading it", "reading it again"):
-                result = reader.read(data, name, reading)
+                result = reader.read(data, name, reading, self._deadline)
+                if isinstance(result, TimedOut):  # it would take as long again
+                    reader.close()
+                    reader = _Reader()
+                    logger.warning("reading %s took longer than %g s: stopped", name,
+                                   self._deadline)  # fmt: skip
+                    return quarantined(
+                        name,
+                        f"{name}: reading it took longer than {self._deadline:g} s "
+                        "(DIGITFLOW_FILE_DEADLINE_S): stopped. A scan of digits takes seconds; "
+                        "this may be a file made to stall readers (a PDF pattern repeated "
+                        "millions of times), or raise the limit to read it",
+                    )
                 if result is not None:
                     return result
                 logger.warning("a reader process died %s: %s; starting a new one", attempt, name)

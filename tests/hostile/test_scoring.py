@@ -157,6 +157,53 @@ def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
     assert read_input(str(folder), "caf\\xe9.png") == scan.read_bytes()
 
 
+def _stalling_pdf(step: float) -> bytes:
+    """A PDF of one page, under a kilobyte, filled with a pattern repeated every ``step``
+    points: rendering it takes about (0.1 / step)^2 times a fifth of a second."""
+    cell = b"0 0 0.5 0.5 re f"
+    pattern = (b"<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 1 1] "
+               b"/XStep %g /YStep %g /Resources << >> /Length %d >>\nstream\n%s\nendstream"
+               % (step, step, len(cell), cell))  # fmt: skip
+    fill = b"/Pattern cs /P scn 0 0 100 100 re f"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] /Contents 4 0 R "
+        b"/Resources << /Pattern << /P 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(fill), fill),
+        pattern,
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for k, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (k, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)  # fmt: skip
+    return bytes(out)
+
+
+def test_a_file_that_stalls_its_reader_is_stopped_at_the_deadline_and_quarantined(
+    store: ObjectStore, forms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    scan = next(p for p in sorted(forms.iterdir()) if p.suffix == ".png")
+    (folder / "page.png").write_bytes(scan.read_bytes())
+    (folder / "stall.pdf").write_bytes(_stalling_pdf(0.005))  # about 50 s for its one page
+    monkeypatch.setenv("DIGITFLOW_FILE_DEADLINE_S", "3")
+    code, _, err = finish(start("score", str(folder), "--batch-id", "d", "--store", store.uri,
+                                  "--json"))  # fmt: skip
+    assert code == 0, err[-3000:]
+    rows = _rows(store, "d")
+    assert rows["page.png"]["status"] == "scored"
+    assert rows["stall.pdf"]["status"] == "quarantined"
+    stopped = "reading it took longer than 3 s (DIGITFLOW_FILE_DEADLINE_S): stopped"
+    assert stopped in rows["stall.pdf"]["error"], rows["stall.pdf"]
+
+
 def _hostile_folder(root: Path, secret: str) -> Path:
     """A folder with one good scan and every kind of entry that is not one."""
     folder, outside = root / "scans", root / "outside"
