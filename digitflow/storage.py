@@ -236,7 +236,7 @@ class LocalStore(ObjectStore):
 # another try later, as a connection that failed is.
 _BUSY = frozenset({
     "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling",
-    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "503", "500",
+    "ThrottlingException", "RequestLimitExceeded", "TooManyRequests",
 })  # fmt: skip
 
 
