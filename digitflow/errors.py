@@ -33,6 +33,14 @@ class NotFoundError(StoreError):
     """A key does not exist in the object store."""
 
 
+class ObjectTooLarge(StoreError):
+    """An object holds more bytes than the caller reads (``size`` of them)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class PreconditionFailed(StoreError):
     """A conditional write lost: the object changed (or appeared) since it was read."""
 

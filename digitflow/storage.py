@@ -7,6 +7,7 @@ ETag) let several writers update one pointer without losing each other's changes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -18,7 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
+from digitflow.errors import (
+    NotFoundError,
+    ObjectTooLarge,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+)
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
@@ -285,6 +292,23 @@ class S3Store(ObjectStore):
             return response["Body"].read(), response["ETag"].strip('"')
         except Exception as exc:
             raise self._error(exc, "read", key) from exc
+
+    def read_at_most(self, key: str, limit: int) -> bytes:
+        """The object's bytes, or ObjectTooLarge (nothing read) if it has more than ``limit``."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            with contextlib.closing(response["Body"]) as body:
+                size = int(response.get("ContentLength", -1))
+                if size > limit:
+                    raise ObjectTooLarge(f"{self.uri_of(key)} has {size} bytes", size)
+                data = body.read(limit + 1)  # the length given may not be the length sent
+        except ObjectTooLarge:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "read", key) from exc
+        if len(data) > limit:
+            raise ObjectTooLarge(f"{self.uri_of(key)} has over {limit} bytes", len(data))
+        return data
 
     def write_bytes(
         self, key: str, data: bytes, *, if_match: str | None = None, if_absent: bool = False

@@ -91,7 +91,8 @@ def _score_shards(
     futures: list[PrefectFuture[ShardResult]] = [
         score_shard.submit(store, plan.batch_id, params.input, names, ref,
                            params.review_threshold, k, params.follow_outside_links, readers,
-                           params.layout, {n: plan.sizes.get(n, -1) for n in names})
+                           params.layout, {n: plan.sizes.get(n, -1) for n in names},
+                           {n: plan.again[n] for n in names if n in plan.again})
         for k, names in enumerate(plan.shards)
     ]  # fmt: skip
     done, failures = [], []

@@ -23,7 +23,7 @@ from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
 REPORT_ROWS = 50
-CHANGED_SHOWN = 10  # names of changed files in the warning
+CHANGED_SHOWN = 10  # names of files in a log line
 
 
 @task(name="resolve-model", **STORAGE_RETRIES)
@@ -40,6 +40,12 @@ def resolve_model(
     return ref
 
 
+def _listed(names: list[str]) -> str:
+    """Names for a log line: the first few, and how many more."""
+    more = len(names) - CHANGED_SHOWN
+    return ", ".join(names[:CHANGED_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
 @task(name="start-batch", **STORAGE_RETRIES)
 def start_batch(
     store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
@@ -54,17 +60,16 @@ def start_batch(
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
         extra=step("score shards", 0, len(plan.shards)),
     )  # fmt: skip
+    if plan.again:
+        get_run_logger().info(
+            "batch %s: %d quarantined files read again (they could not be read, or were "
+            "replaced since): %s", plan.batch_id, len(plan.again), _listed(list(plan.again)),
+        )  # fmt: skip
     if plan.changed:
-        shown = ", ".join(plan.changed[:CHANGED_SHOWN])
-        more = (
-            f" and {len(plan.changed) - CHANGED_SHOWN} more"
-            if len(plan.changed) > CHANGED_SHOWN
-            else ""
-        )
         get_run_logger().warning(
-            "batch %s: %d files changed since it read them (%s%s): their earlier reading "
+            "batch %s: %d files changed since it read them (%s): their earlier reading "
             "stands; score the input under another --batch-id to read them as they are now",
-            plan.batch_id, len(plan.changed), shown, more,
+            plan.batch_id, len(plan.changed), _listed(plan.changed),
         )  # fmt: skip
     return plan
 
@@ -81,12 +86,13 @@ def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, index: int, follow_outside_links: bool = False,
     readers: int | None = None, layout: Layout = "auto", listed: dict[str, int] | None = None,
+    again: dict[str, str] | None = None,
 ) -> ShardResult:  # fmt: skip
     """Score one shard of files with one batched inference call, and commit each file."""
     logger = get_run_logger()
     result = batch.score_shard(
         store_uri, batch_id, input_root, names, ref, threshold, follow_outside_links, readers,
-        layout, listed,
+        layout, listed, again,
     )  # fmt: skip
     for name, reason in result.problems.items():
         logger.warning("%s: %s", name, reason)

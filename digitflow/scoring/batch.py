@@ -25,6 +25,7 @@ from digitflow.errors import (
     SourceError,
 )
 from digitflow.imaging.fields import Layout
+from digitflow.layout import LAYOUTS
 from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
@@ -64,6 +65,9 @@ class BatchPlan(BaseModel):
     changed: list[str] = []
     # The size each file to read was listed at (-1: not known), to tell one being written.
     sizes: dict[str, int] = {}
+    # Quarantined files this batch reads again (their failure may pass, or they were
+    # replaced since), each with the ETag of the commit its new reading replaces.
+    again: dict[str, str] = {}
 
 
 class ShardResult(BaseModel):
@@ -142,12 +146,12 @@ def open_batch(
         )
 
 
-def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
-    """The size each file of a batch had when it was read, as its ``files.parquet`` says
-    (files read before sizes were kept, or not yet in it, are left out).
+def read_rows(store: ObjectStore, batch_id: str) -> dict[str, dict]:
+    """Each file's row of a batch's ``files.parquet`` (its status, the size it was read at,
+    whether a rerun reads it again), by file name; files not yet in it are left out.
 
     That table is rebuilt from the commits at the end of every run: one that cannot be read
-    tells no sizes (and the batch's next run writes it again), it stops nothing.
+    tells nothing (and the batch's next run writes it again), it stops nothing.
     """
     key = f"{results.prefix(batch_id)}/files.parquet"
     try:
@@ -159,10 +163,29 @@ def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
             "%s cannot be read (%s): changed files are not told apart", store.uri_of(key), exc
         )
         return {}
-    if "size" not in table.column_names:
-        return {}
-    rows = table.select(["file", "size"]).to_pylist()
-    return {r["file"]: r["size"] for r in rows if r["size"] is not None}
+    wanted = [c for c in ("file", "status", "size", "retry") if c in table.column_names]
+    return {row["file"]: row for row in table.select(wanted).to_pylist()}
+
+
+def sizes_of(rows: dict[str, dict]) -> dict[str, int]:
+    """The size each file had when it was read (files read before sizes were kept, and
+    those that could not be read, are left out)."""
+    return {name: row["size"] for name, row in rows.items() if row.get("size") is not None}
+
+
+def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
+    """The size each file of a batch had when it was read, as its ``files.parquet`` says."""
+    return sizes_of(read_rows(store, batch_id))
+
+
+def to_read_again(rows: dict[str, dict], listed: dict[str, int], names: set[str]) -> set[str]:
+    """Which of ``names`` (files a batch committed) a rerun reads again: those quarantined
+    by a failure that may pass (the file could not be read: gone for a moment, a broken link
+    since fixed, no permission; or its reader process died), and those quarantined whose
+    size has changed since (replaced by a good copy). A file read is never read again."""
+    quarantined = {n for n in names if rows.get(n, {}).get("status") == "quarantined"}
+    may_pass = {n for n in quarantined if rows[n].get("retry")}
+    return may_pass | changed_since(sizes_of(rows), listed, quarantined)
 
 
 def changed_since(read: dict[str, int], listed: dict[str, int], names: set[str]) -> set[str]:
@@ -171,11 +194,18 @@ def changed_since(read: dict[str, int], listed: dict[str, int], names: set[str])
     return {n for n in names if n in read and listed.get(n, -1) >= 0 and read[n] != listed[n]}
 
 
+def _reader_of(record: BatchRecord) -> str:
+    """How a batch's files were read: in lines by a line reader, or cut into digits."""
+    return "line" if record.model_key.startswith(f"{LAYOUTS['reader'].base}/") else "classifier"
+
+
 def scored_elsewhere(
-    store: ObjectStore, batch_id: str, input_root: str, listed: dict[str, int]
-) -> set[str]:
-    """Files of this input already committed by other batches (earlier models), as they
-    are now: a file changed since (its size differs) is not among them."""
+    store: ObjectStore, batch_id: str, input_root: str, listed: dict[str, int], ref: ModelRef,
+    layout: Layout,
+) -> set[str]:  # fmt: skip
+    """Files of this input already committed by other batches that read it the same way
+    (an earlier model of the same reader, the same layout), as they are now: a file changed
+    since (its size differs), or quarantined by a failure that may pass, is not among them."""
     where = canonical_input(input_root)
     names = list(listed)
     done: set[str] = set()
@@ -183,9 +213,12 @@ def scored_elsewhere(
         other = key.split("/")[1]
         if key.endswith("/batch.json") and key.count("/") == 2 and other != batch_id:
             record = BatchRecord.model_validate_json(store.read_bytes(key))
-            if record.input == where:
+            same_way = _reader_of(record) == ref.reader and record.layout == layout
+            if record.input == where and same_way:
                 read = commits.committed(store, other, names)
-                done |= read - changed_since(read_sizes(store, other), listed, read)
+                rows = read_rows(store, other)
+                stale = changed_since(sizes_of(rows), listed, read)
+                done |= read - stale - to_read_again(rows, listed, read)
     return done
 
 
@@ -237,26 +270,34 @@ def verify_model(ref: ModelRef, load: bool = True) -> None:
 
 
 def plan_batch(
-    store: ObjectStore, batch_id: str, input_root: str, shard_size: int, rescore: bool = True
-) -> BatchPlan:
+    store: ObjectStore, batch_id: str, input_root: str, shard_size: int, rescore: bool = True,
+    ref: ModelRef | None = None, layout: Layout = "auto",
+) -> BatchPlan:  # fmt: skip
     """List the input, leave out files already committed, and cut the rest into shards.
 
-    Without ``rescore``, files that another batch of the same input already read (with an
-    earlier champion) count as done too, unless their size has changed since: only new
-    scans, and scans replaced since, are read. A file this batch read is never read again
-    in it (each file is committed once); one that has changed since is listed in the plan.
+    Without ``rescore``, files that another batch of the same input already read the same
+    way (an earlier champion of ``ref``'s reader, with ``layout``) count as done too, unless
+    their size has changed since: only new scans, and scans replaced since, are read. A file
+    this batch read is not read again in it; one that has changed since is listed in the
+    plan. A file it quarantined is read again where the failure may pass, or where it was
+    replaced since (``to_read_again``).
     """
     listed = {f.name: f.size for f in list_inputs(input_root)}
     names = list(listed)
     done = commits.committed(store, batch_id, names)
-    changed = changed_since(read_sizes(store, batch_id), listed, done) if done else set()
+    rows = read_rows(store, batch_id) if done else {}
+    again = to_read_again(rows, listed, done)
+    changed = changed_since(sizes_of(rows), listed, done) - again
     if not rescore:
-        done |= scored_elsewhere(store, batch_id, input_root, listed)
-    todo = [n for n in names if n not in done]
+        if ref is None:
+            raise ValueError("without rescore, the plan needs the model that reads")
+        done |= scored_elsewhere(store, batch_id, input_root, listed, ref, layout)
+    todo = [n for n in names if n not in done or n in again]
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
         batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
         changed=sorted(changed), sizes={name: listed[name] for name in todo},
+        again=commits.etags(store, batch_id, sorted(again)),
     )  # fmt: skip
 
 
@@ -269,7 +310,7 @@ def start_batch(
     reading = ref.reading if layout == "auto" else f"{ref.reading}\n{layout}"
     batch_id = batch_id or default_batch_id(input_root, reading)
     open_batch(store, batch_id, input_root, ref, layout)
-    return plan_batch(store, batch_id, input_root, shard_size, rescore)
+    return plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
 
 
 def shard_id(names: list[str]) -> str:
@@ -300,17 +341,20 @@ def score_shard(
     store_uri: str, batch_id: str, input_root: str, names: list[str], ref: ModelRef,
     threshold: float, follow_outside_links: bool = False, reader_count: int | None = None,
     layout: Layout = "auto", listed: dict[str, int] | None = None,
+    again: dict[str, str] | None = None,
 ) -> ShardResult:  # fmt: skip
     """Read, extract and score a shard's files in one inference call (finding digits, or
     lines, on ``reader_count`` reader processes); commit each file.
 
     Files that another run of the batch has committed since the plan are left out, and so
     are files read at another size than ``listed`` (the plan's listing) gives them: still
-    being written, they are read by the next run.
+    being written, they are read by the next run. A file in ``again`` (a quarantined file
+    read again) replaces its commit, which has the ETag given, unless another run did first.
     """
     start = time.perf_counter()
     store = open_store(store_uri)
-    taken = commits.committed_now(store, batch_id, names)
+    again = again or {}
+    taken = commits.committed_now(store, batch_id, [n for n in names if n not in again])
     todo = [name for name in names if name not in taken]
     reading = Reading(ref.reader, layout)
     found = readers.read_files(
@@ -318,7 +362,7 @@ def score_shard(
     )
     files = [f for f in found if not f.unsettled]
     read = read_shard(files, ref, threshold, batch_id)
-    shard = commits.write_shard(store, batch_id, files, read, ref.version)
+    shard = commits.write_shard(store, batch_id, files, read, ref.version, again)
     mine = [f for f in files if f.name not in set(shard.lost)]
     return ShardResult(
         shard=shard_id(names), files=len(mine), by_other_runs=len(taken) + len(shard.lost),

@@ -7,6 +7,10 @@ retry of its own shard) drops its own reading. A run killed mid-shard has commit
 its files or not, never half of one. So a batch holds one row per file and per digit
 whatever runs overlap, crash or retry, and ``digits/`` can be read as it stands.
 
+A file quarantined for a reason that may pass (it could not be read) is read again by the
+batch's next run, whose commit replaces the quarantine's by a write conditional on its
+ETag: of two runs that read it again, one replaces it and the other drops its reading.
+
 ``files.parquet`` is rebuilt from the commits at the end of every run, and written only if
 it has not changed since that run began reading them: of two runs finishing at once, the
 one that read fewer commits cannot have the last word.
@@ -14,6 +18,7 @@ one that read fewer commits cannot have the last word.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -59,11 +64,24 @@ def commit_key(batch_id: str, name: str) -> str:
     return f"{prefix(batch_id)}/digits/{file_key(name)}"
 
 
-def commit(store: ObjectStore, batch_id: str, name: str, digits: pa.Table, row: dict) -> bool:
-    """Commit one file's rows unless a run did first; True when this call committed it."""
+def commit(
+    store: ObjectStore, batch_id: str, name: str, digits: pa.Table, row: dict,
+    replaces: str | None = None,
+) -> bool:  # fmt: skip
+    """Commit one file's rows unless a run did first; True when this call committed it.
+
+    With ``replaces`` (the ETag of the file's commit: a quarantined file read again), that
+    commit is replaced unless another run has replaced it first.
+    """
     key = commit_key(batch_id, name)
     meta = {LEDGER_META: json.dumps(row).encode()}
     data = results.parquet_bytes(digits.replace_schema_metadata(meta))
+    if replaces is not None:
+        try:
+            store.write_bytes(key, data, if_match=replaces)
+            return True
+        except PreconditionFailed:
+            return False
     for _ in range(3):
         try:
             store.write_bytes(key, data, if_absent=True)
@@ -74,6 +92,16 @@ def commit(store: ObjectStore, batch_id: str, name: str, digits: pa.Table, row: 
             # S3 refuses both of two conditional writes that race for one key (409
             # ConditionalRequestConflict): neither committed, so try again.
     raise StoreUnavailable(f"cannot commit {store.uri_of(key)}: conditional writes kept colliding")
+
+
+def etags(store: ObjectStore, batch_id: str, names: list[str]) -> dict[str, str]:
+    """The ETag of each named file's commit (files with none are left out)."""
+
+    def etag(name: str) -> str | None:
+        return _etag(store, commit_key(batch_id, name))
+
+    found = in_threads(etag, names)
+    return {name: tag for name, tag in zip(names, found, strict=True) if tag is not None}
 
 
 def read_commit(store: ObjectStore, key: str) -> tuple[dict, pa.Table]:
@@ -96,18 +124,21 @@ def read_commit(store: ObjectStore, key: str) -> tuple[dict, pa.Table]:
 
 def write_shard(
     store: ObjectStore, batch_id: str, files: list[FileDigits], reading: ShardReading,
-    version: str,
+    version: str, again: dict[str, str] | None = None,
 ) -> ShardCommit:  # fmt: skip
-    """Write a shard's review crops, then commit each of its files; return what it committed."""
+    """Write a shard's review crops, then commit each of its files (replacing the commits
+    of those read ``again``, as ``commit`` does); return what it committed."""
+    again = again or {}
     # Crops first: once a file is committed, every crop its rows call for exists.
     written = results.write_review(store, reading, batch_id, [f.name for f in files])
     rows = results.ledger_rows(files, reading.digits, version, reading.lines)
 
     def commit_one(k: int) -> bool:
         name = files[k].name
-        if commit(store, batch_id, name, reading.of(k), rows[k]):
+        if commit(store, batch_id, name, reading.of(k), rows[k], again.get(name)):
             return True
-        _drop_crops(store, batch_id, name, written.get(name, set()))
+        with contextlib.suppress(NotFoundError):  # a commit to replace removed meanwhile
+            _drop_crops(store, batch_id, name, written.get(name, set()))
         return False
 
     won = in_threads(commit_one, range(len(files)))

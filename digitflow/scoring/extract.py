@@ -53,6 +53,9 @@ class FileDigits:
     # Read at another size than the input was listed at: being written (or replaced) while
     # the batch ran. Not read, and not committed: the next run reads it as it is then.
     unsettled: bool = False
+    # Quarantined by a failure that may pass (it could not be read, its reader died): the
+    # batch's next run reads it again.
+    retry: bool = False
 
     @property
     def status(self) -> str:
@@ -62,9 +65,10 @@ class FileDigits:
         return "partial" if self.page_errors else "scored"
 
 
-def quarantined(name: str, reason: str, pages: int = 0) -> FileDigits:
-    """A file that yields nothing, with the reason a person can act on."""
-    return FileDigits(name, pages=pages, error=reason)
+def quarantined(name: str, reason: str, pages: int = 0, retry: bool = False) -> FileDigits:
+    """A file that yields nothing, with the reason a person can act on (and whether that
+    may pass, so that the batch's next run reads it again)."""
+    return FileDigits(name, pages=pages, error=reason, retry=retry)
 
 
 def _bug(where: str, exc: Exception) -> str:

@@ -2,9 +2,10 @@
 
 Whatever a folder holds becomes an input of the batch, so that nothing is left out
 silently: a link that loops or leads nowhere, a folder that cannot be listed, a named pipe.
-Reading such an entry fails with its reason, and the batch quarantines it. Symbolic links
-are read when they lead to a file inside the folder; one that leads out of it is read only
-when the caller allows it, and links to folders are never followed.
+Reading such an entry fails with its reason, and the batch quarantines it. A symbolic link
+to a file inside the folder is not read (the file is, under its own name: its digits are
+counted once); one that leads out of it is read only when the caller allows it, and links
+to folders are never followed.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ def read_entry(root: Path, name: str, follow_outside_links: bool = False) -> byt
     if stat.S_ISDIR(mode):
         raise SourceError(_unlisted_folder(path, where))
     real = _resolve(root, path, where, follow_outside_links)
+    if stat.S_ISLNK(mode) and real.is_relative_to(os.path.realpath(root)):
+        target = shown(real.relative_to(os.path.realpath(root)).as_posix())
+        raise SourceError(
+            f"{where}: a symbolic link to {target}, which this batch reads under that name: "
+            "not read twice (its digits would be counted twice)"
+        )
     return _read_regular(real, where, None if follow_outside_links else root)
 
 
@@ -161,14 +168,15 @@ def _read_regular(real: Path, where: str, inside: Path | None) -> bytes:
         if inside is not None:
             _opened_inside(file.fileno(), inside, where)
         if status.st_size > MAX_FILE_BYTES:
-            raise SourceError(_too_large(where, status.st_size))
+            raise SourceError(too_large(where, status.st_size))
         data = file.read(MAX_FILE_BYTES + 1)  # it may have grown since
         if len(data) > MAX_FILE_BYTES:
-            raise SourceError(_too_large(where, len(data)))
+            raise SourceError(too_large(where, len(data)))
         return data
 
 
-def _too_large(where: str, size: int) -> str:
+def too_large(where: str, size: int) -> str:
+    """Why a file over ``MAX_FILE_BYTES`` is not read."""
     return (f"{where}: {size / 2**30:.1f} GiB, over the {MAX_FILE_BYTES >> 30} GiB a scanned "
             "file may be: not read (split it into smaller files)")  # fmt: skip
 

@@ -7,7 +7,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from digitflow.errors import NotFoundError, SourceError, StoreError, TransientError
+from digitflow.errors import (
+    NotFoundError,
+    ObjectTooLarge,
+    SourceError,
+    StoreError,
+    TransientError,
+)
+from digitflow.scoring import folder
 from digitflow.scoring.folder import list_folder, read_entry
 from digitflow.storage import S3Store, parse_s3_uri
 
@@ -79,9 +86,11 @@ def read_input(root: str, name: str, follow_outside_links: bool = False) -> byte
         return read_entry(source, name, follow_outside_links)
     where = f"{root.rstrip('/')}/{name}"
     try:
-        return source.read_bytes(name)
+        return source.read_at_most(name, folder.MAX_FILE_BYTES)
     except TransientError:
         raise
+    except ObjectTooLarge as exc:
+        raise SourceError(folder.too_large(where, exc.size)) from exc
     except NotFoundError as exc:
         raise SourceError(
             f"{where}: listed but gone when read (deleted or moved while the batch ran)"

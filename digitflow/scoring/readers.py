@@ -246,7 +246,9 @@ class _Readers:
             return quarantined(
                 name,
                 f"{name}: the reader process died each time it read this file (out of memory, "
-                "or a decoder crash): check the file, or read it on a larger machine",
+                "or a decoder crash): check the file, or read it on a larger machine; the "
+                "batch's next run reads it again",
+                retry=True,
             )
         finally:
             self._idle.put(reader)
@@ -294,7 +296,7 @@ def _read(input_root: str, name: str, follow_outside_links: bool) -> bytes | Fil
     try:
         return read_input(input_root, name, follow_outside_links)
     except SourceError as exc:  # transient errors pass through: the shard is retried
-        return quarantined(name, str(exc))
+        return quarantined(name, str(exc), retry=True)  # the next run reads it again
 
 
 def _submit(

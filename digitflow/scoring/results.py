@@ -38,6 +38,9 @@ LEDGER_SCHEMA = pa.schema([
     # The input's bytes as the batch read them (null where they could not be read, and in
     # batches written before they were kept): what a correction read again checks against.
     ("size", pa.int64()), ("sha256", pa.string()),
+    # Quarantined by a failure that may pass (the file could not be read, or its reader
+    # died): the batch's next run reads it again. False otherwise (null in older batches).
+    ("retry", pa.bool_()),
 ])  # fmt: skip
 DIGITS_SCHEMA = pa.schema([
     ("file", pa.string()), ("page", pa.int32()), ("line", pa.int32()),
@@ -183,7 +186,7 @@ def ledger_rows(
             "needs_review": sum(r["needs_review"] for r in rows),
             "lines": lines[k] if lines is not None else _lines(rows),
             "error": "; ".join(errors) or None, "model_version": version,
-            "size": f.size, "sha256": f.sha256,
+            "size": f.size, "sha256": f.sha256, "retry": f.retry,
         })  # fmt: skip
     return records
 

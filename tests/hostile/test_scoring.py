@@ -232,7 +232,7 @@ def _hostile_folder(root: Path, secret: str) -> Path:
 
 EXPECTED = {  # file: (status, a phrase of its reason)
     "good.png": ("scored", ""),
-    "to good.png": ("scored", ""),
+    "to good.png": ("quarantined", "a symbolic link to good.png, which this batch reads"),
     "notes.png": ("quarantined", "not a readable image"),
     "self.png": ("quarantined", "leads back to itself"),
     "dangling.png": ("quarantined", "which does not exist"),
@@ -280,6 +280,21 @@ def test_links_pipes_and_unreadable_folders_each_get_a_row_and_nothing_is_echoed
     assert "not a readable image" in rows["to secret.png"]["error"]
     assert secret not in str(rows) + result.output
     assert not prefect_database_holds(secret)
+
+    # The link to itself mended (a scan in its place), batch b run again, following links:
+    # what could not be read is read again, what was read and found no image is not.
+    (folder / "self.png").unlink()
+    (folder / "self.png").write_bytes(png(page()))
+    result = CliRunner().invoke(app, [*args_in[:3], "b", *args_in[4:]])
+    assert result.exit_code == 0, result.output
+    again = _rows(store, "b")
+    assert again.keys() == EXPECTED.keys() | {"locked/hidden.png"}  # listable since
+    assert again["locked/hidden.png"]["status"] == "scored"
+    assert again["self.png"]["status"] == again["to outside scan.png"]["status"] == "scored"
+    assert again["notes.png"] == ledger["notes.png"] and again["good.png"] == ledger["good.png"]
+    assert again["pipe"]["status"] == "quarantined" and again["pipe"]["retry"]
+    assert "not a readable image" in again["to secret.png"]["error"]
+    assert summary(result.output)["already_done"] == 3  # good, sub/inner and notes
 
 
 def test_a_tampered_model_is_refused_once_before_any_file_is_read(

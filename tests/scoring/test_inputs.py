@@ -56,8 +56,9 @@ def test_entries_that_are_not_files_are_listed_and_refused_with_their_reason(
     os.mkfifo(folder / "pipe")
     names = [f.name for f in list_inputs(str(folder))]
     assert names == ["a.png", "dangling", "inside", "loop", "out", "pipe", "sub/b.png", "to sub"]
-    assert read_input(str(folder), "inside") == b"a.png"
     reasons = {
+        "inside": "a symbolic link to a.png, which this batch reads under that name: not "
+        "read twice",
         "loop": "a symbolic link that leads back to itself",
         "dangling": "a symbolic link to nowhere, which does not exist",
         "to sub": "a symbolic link to a folder, not followed",
@@ -129,6 +130,16 @@ def test_s3_object_deleted_after_listing_is_a_source_error(s3_bucket: str) -> No
     boto3.client("s3").delete_object(Bucket=s3_bucket, Key="in/a.png")
     with pytest.raises(SourceError, match="a.png: listed but gone when read"):
         read_input(f"s3://{s3_bucket}/in", listed.name)
+
+
+def test_an_s3_object_too_large_to_be_a_scan_is_refused_unread(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _s3(s3_bucket, {"in/huge.tif": b"x" * 2000, "in/small.png": b"y" * 1000})
+    monkeypatch.setattr(folder, "MAX_FILE_BYTES", 1000)  # not a GiB into the test's S3
+    with pytest.raises(SourceError, match="huge.tif: 0.0 GiB, over the 0 GiB a scanned file"):
+        read_input(f"s3://{s3_bucket}/in", "huge.tif")
+    assert read_input(f"s3://{s3_bucket}/in", "small.png") == b"y" * 1000
 
 
 def test_s3_object_archived_to_glacier_cannot_be_read(s3_bucket: str) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -238,10 +240,86 @@ def test_without_rescore_a_new_model_reads_only_new_scans(tmp_path: Path) -> Non
     _score(store, "old", names[:3])  # three scans read by the first champion
     second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
     batch.open_batch(store, "new", str(folder), second)
-    inbox = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=False)
+    inbox = batch.plan_batch(store, "new", str(folder), 4, rescore=False, ref=second)
     assert inbox.already_done == 3 and inbox.shards == [names[3:]]
     everything = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=True)
     assert everything.already_done == 0 and everything.shards == [names]
+
+
+def test_without_rescore_only_batches_that_read_the_same_way_count(tmp_path: Path) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 3)
+    classifier = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    batch.open_batch(store, "pages", str(folder), classifier, layout="page")
+    _score(store, "pages", names)
+    reader = classifier.model_copy(update={
+        "model_key": "models/reader/candidates/run2/line_reader/model.keras", "role": "reader",
+        "sha256": "b" * 64, "version": "run2/line_reader@bbbb",
+    })  # fmt: skip
+    # Read as pages, cut into digits: none of that is a reading by the line reader, nor of
+    # the images as fields.
+    for ref, layout in [(reader, "page"), (classifier, "field"), (reader, "auto")]:
+        plan = batch.plan_batch(store, "new", str(folder), 4, False, ref, layout)
+        assert (plan.already_done, plan.shards) == (0, [names]), (ref.reader, layout)
+    same = classifier.model_copy(update={"sha256": "c" * 64, "version": "run3/cnn@cccc"})
+    plan = batch.plan_batch(store, "new", str(folder), 4, False, same, "page")
+    assert (plan.already_done, plan.shards) == (3, [])
+
+
+def _commit(store: ObjectStore, batch_id: str, files: list[FileDigits]) -> list[str]:
+    """Commit files as a shard task does, what they read (a digit a file) and all."""
+    probs = _probs([1] * sum(len(f.boxes) for f in files))
+    return commits.write_shard(
+        store, batch_id, files, _reading(files, probs, batch_id), VERSION
+    ).lost
+
+
+def test_a_rerun_reads_again_the_files_that_could_not_be_read_and_those_replaced(
+    tmp_path: Path,
+) -> None:
+    store, folder = LocalStore(tmp_path / "store"), tmp_path / "in"
+    folder.mkdir()
+    names = _inputs(folder, 5)
+    gone, fixed, bad, replaced, good = names
+    _commit(store, "b", [
+        quarantined(gone, f"{gone}: listed, but gone when read", retry=True),
+        quarantined(fixed, f"{fixed}: a symbolic link to x.png, which does not exist",
+                    retry=True),
+        replace(quarantined(bad, f"{bad}: not a readable image"), size=len(CONTENT)),
+        replace(quarantined(replaced, f"{replaced}: truncated"), size=len(CONTENT)),
+        _file(good, [1]),
+    ])  # fmt: skip
+    batch.finalize(store, "b")
+    (folder / replaced).write_bytes(b"a good copy, of another size")
+    plan = batch.plan_batch(store, "b", str(folder), shard_size=10)
+    # Read again: those that could not be read, and the bad one replaced since; not the
+    # one read and found bad, nor the one read.
+    assert plan.shards == [[gone, fixed, replaced]] and plan.already_done == 2
+    assert plan.changed == [] and set(plan.again) == {gone, fixed, replaced}
+    # Its new reading replaces the quarantine: one row per file, the new one.
+    assert commits.write_shard(
+        store, "b", [_file(gone, [2])], _reading([_file(gone, [2])], _probs([4, 5]), "b"),
+        VERSION, {gone: plan.again[gone]},
+    ).lost == []  # fmt: skip
+    # A second run that read it again too, from the same plan, loses: it commits nothing.
+    again = {fixed: plan.again[fixed], gone: plan.again[gone]}
+    twice = [_file(gone, [1]), quarantined(fixed, f"{fixed}: still broken", retry=True)]
+    assert commits.write_shard(
+        store, "b", twice, _reading(twice, _probs([6]), "b"), VERSION, again
+    ).lost == [gone]  # fmt: skip
+    summary = batch.finalize(store, "b")
+    rows = {r["file"]: r for r in results.read_parquet(
+        store, "scoring/b/files.parquet").to_pylist()}  # fmt: skip
+    assert (summary.files, summary.scored, summary.quarantined) == (5, 2, 3)
+    assert (rows[gone]["status"], rows[gone]["digits"], rows[gone]["retry"]) == (
+        "scored", 2, False)  # fmt: skip
+    assert rows[fixed]["error"] == f"{fixed}: still broken" and rows[fixed]["retry"]
+    assert rows[bad]["retry"] is False
+    digits = commits.read_digits(store, "b")
+    assert digits.filter(pc.equal(digits["file"], gone))["digit"].to_pylist() == [4, 5]
+    # The next plan reads the still broken one again, and nothing else.
+    assert batch.plan_batch(store, "b", str(folder), 10).shards == [[fixed, replaced]]
 
 
 def _put(root: str, name: str, data: bytes) -> None:
@@ -276,7 +354,7 @@ def test_a_scan_replaced_since_it_was_read_is_named_and_read_by_the_next_model(
     # The next champion's inbox run reads it, and only it.
     second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
     batch.open_batch(store, "new", root, second)
-    inbox = batch.plan_batch(store, "new", root, shard_size=4, rescore=False)
+    inbox = batch.plan_batch(store, "new", root, 4, rescore=False, ref=second)
     assert (inbox.shards, inbox.already_done, inbox.changed) == ([[names[1]]], 3, [])
     summary = batch.finalize(store, "old", again.already_done, changed_since_read=1)
     assert summary.changed_since_read == 1
