@@ -65,6 +65,12 @@ def start_batch(
             "batch %s: %d quarantined files read again (they could not be read, or were "
             "replaced since): %s", plan.batch_id, len(plan.again), _listed(list(plan.again)),
         )  # fmt: skip
+    if plan.gone:
+        get_run_logger().info(
+            "batch %s: %d entries it could not read are no longer in the input (a folder "
+            "listable since, a link removed): their rows are dropped: %s",
+            plan.batch_id, len(plan.gone), _listed(plan.gone),
+        )  # fmt: skip
     if plan.changed:
         get_run_logger().warning(
             "batch %s: %d files changed since it read them (%s): their earlier reading "

@@ -68,6 +68,10 @@ class BatchPlan(BaseModel):
     # Quarantined files this batch reads again (their failure may pass, or they were
     # replaced since), each with the ETag of the commit its new reading replaces.
     again: dict[str, str] = {}
+    # Entries quarantined for a reason that may pass and no longer in the input (a folder
+    # listable since, whose files are listed instead; a broken link removed): their rows
+    # are dropped.
+    gone: list[str] = []
 
 
 class ShardResult(BaseModel):
@@ -285,8 +289,9 @@ def plan_batch(
     listed = {f.name: f.size for f in list_inputs(input_root)}
     names = list(listed)
     done = commits.committed(store, batch_id, names)
-    rows = read_rows(store, batch_id) if done else {}
+    rows = read_rows(store, batch_id)
     again = to_read_again(rows, listed, done)
+    gone = sorted(n for n, row in rows.items() if row.get("retry") and n not in listed)
     changed = changed_since(sizes_of(rows), listed, done) - again
     if not rescore:
         if ref is None:
@@ -297,7 +302,7 @@ def plan_batch(
     return BatchPlan(
         batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
         changed=sorted(changed), sizes={name: listed[name] for name in todo},
-        again=commits.etags(store, batch_id, sorted(again)),
+        again=commits.etags(store, batch_id, sorted(again)), gone=gone,
     )  # fmt: skip
 
 
@@ -310,7 +315,10 @@ def start_batch(
     reading = ref.reading if layout == "auto" else f"{ref.reading}\n{layout}"
     batch_id = batch_id or default_batch_id(input_root, reading)
     open_batch(store, batch_id, input_root, ref, layout)
-    return plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
+    plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
+    for name in plan.gone:
+        store.delete(commits.commit_key(batch_id, name))
+    return plan
 
 
 def shard_id(names: list[str]) -> str:

@@ -320,6 +320,13 @@ def test_a_rerun_reads_again_the_files_that_could_not_be_read_and_those_replaced
     assert digits.filter(pc.equal(digits["file"], gone))["digit"].to_pylist() == [4, 5]
     # The next plan reads the still broken one again, and nothing else.
     assert batch.plan_batch(store, "b", str(folder), 10).shards == [[fixed, replaced]]
+    # Removed from the input (a broken link deleted), its row goes; the others stay.
+    (folder / fixed).unlink()
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    plan = batch.start_batch(store, str(folder), "b", ref, 10)
+    assert (plan.gone, plan.shards) == ([fixed], [[replaced]])
+    summary = batch.finalize(store, "b")
+    assert (summary.files, summary.quarantined) == (4, 2)  # the bad one and the replaced one
 
 
 def _put(root: str, name: str, data: bytes) -> None:
