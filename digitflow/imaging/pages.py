@@ -84,6 +84,8 @@ def load_pages(
         # Decode now so that every problem with an ordinary one-page scan raises here.
         scale = _draft(image, shrink) if shrink is not None else 1
         pixels = _decode_frame(image, 0, count, name, max_pixels, min_side)
+        if image.format == "PNG" and _last_row_blank(image):
+            _check_png_data(data, name)
         return iter([Page(0, pixels, scale=scale)])
     return _raster_pages(image, count, name, max_pixels, min_side)
 
@@ -169,6 +171,51 @@ def _decode_frame(
             f"{where}: cannot decode the image data ({exc}); the file is probably "
             "truncated or corrupt: copy or scan it again"
         ) from exc
+
+
+def _last_row_blank(image: Image.Image) -> bool:
+    """Whether the decoded image's last row is all zeros, as Pillow leaves the rows of a
+    PNG whose image data ends before them."""
+    width, height = image.size
+    return not np.asarray(image.crop((0, height - 1, width, height))).any()
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))  # fmt: skip
+
+
+def _check_png_data(data: bytes, name: str) -> None:
+    """ImageError if a PNG's image data (its IDAT chunks, inflated) holds fewer bytes than
+    its rows need. Pillow decodes a compressed stream that ends early without a word, its
+    missing rows black: a page cut short would be read with a band of ink."""
+    width, height, depth, colour, interlace = struct.unpack(">IIBB2xB", data[16:29])
+    if colour not in _PNG_CHANNELS:
+        return
+
+    def size(w: int, h: int) -> int:
+        return 0 if w <= 0 or h <= 0 else h * (1 + (w * _PNG_CHANNELS[colour] * depth + 7) // 8)
+
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    wanted = sum(size((width - x + dx - 1) // dx, (height - y + dy - 1) // dy)
+                 for x, y, dx, dy in passes)  # fmt: skip
+    inflate, got, pos = zlib.decompressobj(), 0, 8
+    try:
+        while pos + 8 <= len(data) and got < wanted and not inflate.eof:
+            length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            if kind == b"IDAT":
+                chunk = data[pos + 8 : pos + 8 + length]
+                while chunk and got < wanted and not inflate.eof:
+                    got += len(inflate.decompress(chunk, 1 << 20))
+                    chunk = inflate.unconsumed_tail
+            pos += 12 + length
+    except zlib.error:
+        pass  # counted as far as it goes
+    if got < wanted:
+        raise ImageError(
+            f"{name}: its image data ends early (it holds {got:,} of the {wanted:,} bytes "
+            "its rows need); the file is probably truncated or corrupt: copy or scan it again"
+        )
 
 
 def _pdf_pages(

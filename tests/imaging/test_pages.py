@@ -207,6 +207,33 @@ def png_declaring(width: int, height: int) -> bytes:
     )
 
 
+def png_of_rows(page: np.ndarray, rows: int) -> bytes:
+    """A greyscale PNG of ``page`` whose compressed image data, whole and valid, holds only
+    its first ``rows`` rows (as an encoder stopped short, or a file cut and mended, has)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", page.shape[1], page.shape[0], 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"".join(b"\x00" + row.tobytes() for row in page[:rows]))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_png_whose_image_data_ends_early_is_refused_not_read_with_a_band_of_ink() -> None:
+    page = np.full((120, 90), 250, np.uint8)
+    page[20:60, 30:40] = 10  # a stroke
+    assert (only_page(png_of_rows(page, 120), "whole.png") == page).all()
+    for rows in (119, 60):
+        message = refused(png_of_rows(page, rows), "short.png")
+        assert "short.png: its image data ends early" in message, message
+        assert f"holds {rows * 91:,} of the {120 * 91:,} bytes" in message
+    page[-1] = 0  # a page whose last row really is black reads as it is
+    assert (only_page(png_of_rows(page, 120), "edge.png") == page).all()
+
+
 @pytest.mark.parametrize("side", [12_000, 100_000])  # above our limit; above Pillow's own
 def test_decompression_bomb_is_refused_before_decoding(side: int) -> None:
     message = refused(png_declaring(side, side), "bomb.png")
