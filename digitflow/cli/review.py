@@ -121,20 +121,26 @@ def open_page(
     import uvicorn
 
     from digitflow.corrections import record
-    from digitflow.corrections.web import LOOPBACK, create_app
+    from digitflow.corrections.web import create_app, is_loopback, names_for
 
     uri = settings(store).store
     s = open_store(uri)
     batch_id = batch or _newest(s)
-    local = host in LOOPBACK
-    page = create_app(uri, batch_id, _os_user() if by is None else by, loopback_only=local)
-    count = len(page.state.items)
     sock = _listen(host, port)
+    address = sock.getsockname()[0]
+    names = names_for(host, address)
+    try:
+        page = create_app(uri, batch_id, _os_user() if by is None else by, names)
+    except BaseException:
+        sock.close()
+        raise
+    count = len(page.state.items)
     url = _url(sock)
     print(f"Review {count} items of batch {batch_id} at {url} — Ctrl+C to stop", flush=True)
-    if not local:
+    if not is_loopback(address):
         Console(stderr=True).print(
-            f"[yellow]note:[/] listening on {host}: anyone who reaches it can save corrections",
+            f"[yellow]note:[/] listening on {host}: anyone who reaches it over the network "
+            f"can save corrections (it answers at an IP address or {', '.join(sorted(names))})",
             highlight=False,
         )
     if open_browser:

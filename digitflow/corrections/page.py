@@ -38,7 +38,7 @@ Ctrl+C in the terminal stops the page.</p>
 <p id="msg" role="status"></p>
 <p class="keys">Type the digits, then <kbd>Enter</kbd>: saved, on to the next ·
 <kbd>Enter</kbd> on an empty box: what was read is right (a saved answer stays) ·
-<kbd>-</kbd>: not digits (as in the CSV of review export) ·
+<kbd>-</kbd> on an empty box: not digits (as in the CSV of review export) ·
 <kbd>Tab</kbd>: the runner-up into the box (mend it, or <kbd>Enter</kbd>) ·
 <kbd>↑</kbd> or <kbd>PgUp</kbd>: previous · <kbd>↓</kbd> or <kbd>PgDn</kbd>: next
 (moving saves nothing)</p>
@@ -48,6 +48,8 @@ const $ = id => document.getElementById(id), box = $("digits");
 let items = [], at = 0, busy = false;
 const say = (text, ok) => { $("msg").textContent = text; $("msg").className = ok ? "ok" : ""; };
 const shown = c => c.not_digits ? "not digits" : c.digits;
+// A file's name set apart, so that right-to-left marks in it reorder nothing around it.
+const named = f => "\u2068" + f + "\u2069";
 const left = () => items.filter(i => !i.correction).length;
 function next(from) {
   for (let k = 1; k <= items.length; k++) {
@@ -75,7 +77,7 @@ function show() {
     crop.src = src;
   }
   if (items[at + 1]) new Image().src = "crop/" + encodeURIComponent(items[at + 1].id);
-  $("where").textContent = `${it.file}, page ${it.page}, line ${it.line}` +
+  $("where").textContent = `${named(it.file)}, page ${it.page}, line ${it.line}` +
     (it.position === null ? "" : `, digit ${it.position + 1}`) + ` (${at + 1} of ${items.length})`;
   $("read").textContent = it.read || "(nothing)";
   $("runner").textContent = it.runner_up || "—";
@@ -102,12 +104,15 @@ async function save(body) {
   const it = items[at];
   busy = true;
   try {
+    // The answer this page showed: the server refuses to save over another since.
+    const seen = it.correction ? it.correction.at : null;
     const r = await fetch("api/corrections/" + encodeURIComponent(it.id), {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({...body, seen})});
     const data = await r.json().catch(() => ({error: `HTTP ${r.status}`}));
     if (!r.ok) return say("Not saved: " + data.error);
     it.correction = data;
-    say(`Saved ${shown(data)} for ${it.file} line ${it.line}.`, true);
+    say(`Saved ${shown(data)} for ${named(it.file)} line ${it.line}.`, true);
     at = next(at);
     show();
   } catch (e) {
@@ -132,12 +137,13 @@ document.addEventListener("keydown", e => {
   const keys = ["Enter", "-", "Tab", "ArrowUp", "ArrowDown", "PageUp", "PageDown"];
   if (!keys.includes(e.key) || e.ctrlKey || e.altKey || e.metaKey) return;
   e.preventDefault();
-  if (!it || busy) return;
+  if (!it || busy || e.repeat) return;  // a key held down answers once
   if (e.key === "Tab" && it.runner_up) {
     box.value = it.runner_up;
     say("The runner-up is in the box: Enter saves it.", true);
   } else if (e.key === "Tab") say("Nothing else was weighed here: type the digits.");
-  else if (e.key === "-") save({not_digits: true});
+  else if (e.key === "-" && !typed) save({not_digits: true});
+  else if (e.key === "-") say("- marks an image with no digits: clear the box first.");
   else if (e.key === "Enter" && typed) save({digits: typed});
   else if (e.key === "Enter" && it.correction) keep();
   else if (e.key === "Enter" && it.read) save({digits: it.read});

@@ -138,6 +138,34 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         assert status == 200
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
 
+        # A page that showed no answer (a tab opened before another saved one) saves over
+        # none: it is told to reload. One that showed the answer saved replaces it.
+        url = f"{page.url}api/corrections/{first.id}"
+        status, error = post(url, {"digits": "1", "seen": None})
+        assert status == 409 and "answered elsewhere since this page showed it" in error["error"]
+        status, replaced = post(url, {"digits": truth, "seen": answer["at"]})
+        assert status == 200 and replaced["at"] > answer["at"]
+        status, error = post(url, {"digits": "1", "seen": answer["at"]})  # no longer the last
+        assert status == 409
+        assert saved(review_batch.store, review_batch.batch_id)[first.id] == (truth, False, "ana")
+
+        # Its type is read as HTTP reads it; a body nested thousands deep is no answer.
+        loose = {"Content-Type": "Application/JSON ; charset=utf-8"}
+        status, again = post(url, {"digits": truth, "seen": replaced["at"]}, loose)
+        assert status == 200, again
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", f"/api/corrections/{first.id}", body=b"[" * 2000 + b"]" * 2000,
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+        answered = conn.getresponse()
+        assert answered.status == 400 and b"not JSON" in answered.read()
+        conn.close()
+
+        # No other site may frame the page (and turn keystrokes into answers).
+        with urllib.request.urlopen(page.url, timeout=30) as response:
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+
         # A form on another site can post text/plain to the page, but not JSON: refused.
         plain = {"Content-Type": "text/plain"}
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, plain)
@@ -156,7 +184,7 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         # A site that points a name of its own at 127.0.0.1 (DNS rebinding) is refused.
         rebound = {"Host": f"digits.example:{port}"}
         status, error = post(f"{page.url}api/corrections/{second.id}", {"digits": "7"}, rebound)
-        assert status == 403 and "127.0.0.1 or localhost only" in error["error"]
+        assert status == 403 and "an IP address or localhost only" in error["error"]
         assert saved(review_batch.store, review_batch.batch_id)[second.id] == ("", True, "ana")
         assert get(page.url + "api/items", rebound)[0] == 403
         assert get(page.url, {"Host": f"localhost:{port}"})[0] == 200
@@ -173,6 +201,13 @@ def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(
         status, error = post(f"{page.url}api/corrections/no-such-item", {"digits": "1"})
         assert status == 404 and "no item 'no-such-item'" in error["error"]
         assert get(page.url + "crop/no-such-item")[0] == 404
+
+        # A file under corrections/ that is no correction: the page is told which, and why.
+        stray = f"corrections/{review_batch.batch_id}/notes.json"
+        store.write_bytes(stray, b"{ not json")
+        status, body = get(page.url + "api/items")
+        assert status == 500 and "notes.json is not a correction" in json.loads(body)["error"]
+        store.delete(stray)
         assert get(f"{page.url}crop/{first.id}") == (200, store.read_bytes(first.crop_key))
 
         status, html = get(page.url)
@@ -245,6 +280,11 @@ def test_a_person_corrects_three_items_by_keyboard_and_finds_them_saved(
             keys.type(truth[1])
             keys.press("Enter")
             expect(current).to_have_attribute("data-item", found[2].id)
+            keys.type("4")
+            keys.press("-")  # with digits typed, no "not digits": they would be lost
+            expect(message).to_contain_text("clear the box first")
+            expect(current).to_have_attribute("data-item", found[2].id)
+            keys.press("Backspace")
             keys.press("-")  # not digits
             expect(current).to_have_attribute("data-item", found[3].id)
             expect(count).to_have_text(f"{n - 3} of {n} left")
