@@ -35,6 +35,9 @@ from digitflow.errors import DigitflowError
 # The commands that run a flow, and so need an API.
 FLOW_COMMANDS = frozenset({"ingest", "train", "promote", "retrain", "pipeline", "score"})
 START_TIMEOUT_S = 60.0  # as Prefect's PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+# A new database's first start migrates it and registers every block type: most of a
+# minute on 2 busy cores, so it is given longer.
+FIRST_START_TIMEOUT_S = 180.0
 PORT_IN_USE = 3  # uvicorn's exit code when its port was taken meanwhile
 DRAIN_TIMEOUT_S = 10.0  # the longest wait for the last logs and events to be sent
 
@@ -127,8 +130,11 @@ class TemporaryServer:
         """The server's API URL."""
         return f"http://127.0.0.1:{self.port}/api"
 
-    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Return once the server answers its health check; DigitflowError if it cannot."""
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Return once the server answers its health check; DigitflowError if it cannot
+        (within ``timeout_s``; None: ``START_TIMEOUT_S``, or longer on a new database)."""
+        if timeout_s is None:
+            timeout_s = START_TIMEOUT_S if self.settled else FIRST_START_TIMEOUT_S
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
@@ -144,10 +150,13 @@ class TemporaryServer:
                         self.settled = True
                     return
             time.sleep(0.05)
+        code = self.process.poll()
+        why = f"it did not answer within {timeout_s:g} s: is the machine very busy?"
+        if code is not None:
+            why = f"exit code {code}, its error is printed above"
         raise DigitflowError(
-            f"Prefect's temporary API server did not start (exit code {self.process.poll()}, "
-            "its error is printed above): start one with `prefect server start` (or "
-            "`make up`) and set PREFECT_API_URL"
+            f"Prefect's temporary API server did not start ({why}): start one with `prefect "
+            "server start` (or `make up`) and set PREFECT_API_URL"
         )
 
     def stop(self) -> None:
