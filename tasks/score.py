@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -60,23 +61,19 @@ def start_batch(
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),
         extra=step("score shards", 0, len(plan.shards)),
     )  # fmt: skip
-    if plan.again:
-        get_run_logger().info(
-            "batch %s: %d quarantined files read again (they could not be read, or were "
-            "replaced since): %s", plan.batch_id, len(plan.again), _listed(list(plan.again)),
-        )  # fmt: skip
-    if plan.gone:
-        get_run_logger().info(
-            "batch %s: %d entries it could not read are no longer in the input (a folder "
-            "listable since, a link removed): their rows are dropped: %s",
-            plan.batch_id, len(plan.gone), _listed(plan.gone),
-        )  # fmt: skip
-    if plan.changed:
-        get_run_logger().warning(
-            "batch %s: %d files changed since it read them (%s): their earlier reading "
-            "stands; score the input under another --batch-id to read them as they are now",
-            plan.batch_id, len(plan.changed), _listed(plan.changed),
-        )  # fmt: skip
+    logger = get_run_logger()
+    for names, level, what in [
+        (list(plan.again), logging.INFO, "quarantined files read again (they could not be "
+         "read, or were replaced since)"),
+        (plan.gone, logging.INFO, "entries it could not read are no longer in the input (a "
+         "folder listable since, a link removed): their rows are dropped"),
+        (plan.changed, logging.WARNING, "files changed since it read them: their earlier "
+         "reading stands; score the input under another --batch-id to read them as they are "
+         "now"),
+    ]:  # fmt: skip
+        if names:
+            logger.log(level, "batch %s: %d %s: %s", plan.batch_id, len(names), what,
+                       _listed(names))  # fmt: skip
     return plan
 
 
