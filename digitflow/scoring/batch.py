@@ -177,11 +177,6 @@ def sizes_of(rows: dict[str, dict]) -> dict[str, int]:
     return {name: row["size"] for name, row in rows.items() if row.get("size") is not None}
 
 
-def read_sizes(store: ObjectStore, batch_id: str) -> dict[str, int]:
-    """The size each file of a batch had when it was read, as its ``files.parquet`` says."""
-    return sizes_of(read_rows(store, batch_id))
-
-
 def to_read_again(rows: dict[str, dict], listed: dict[str, int], names: set[str]) -> set[str]:
     """Which of ``names`` (files a batch committed) a rerun reads again: those quarantined
     by a failure that may pass (the file could not be read: gone for a moment, a broken link
