@@ -17,6 +17,11 @@ class SourceError(DigitflowError):
     """An input (MNIST source file, URL, S3 prefix) is missing, unreachable or malformed."""
 
 
+class UnreadableNow(SourceError):
+    """An input that cannot be read now, for a reason that may pass (it is gone for a
+    moment, it may not be read, a link is broken): a batch's next run reads it again."""
+
+
 class StoreError(DigitflowError):
     """The object store cannot be read or written."""
 

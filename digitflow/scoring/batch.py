@@ -285,9 +285,11 @@ def plan_batch(
     names = list(listed)
     done = commits.committed(store, batch_id, names)
     rows = read_rows(store, batch_id)
-    again = to_read_again(rows, listed, done)
-    gone = sorted(n for n, row in rows.items() if row.get("retry") and n not in listed)
-    changed = changed_since(sizes_of(rows), listed, done) - again
+    # files.parquet names the candidates; their commits, as they stand now, decide.
+    again = commits.to_replace(store, batch_id, sorted(to_read_again(rows, listed, done)), listed)
+    left = sorted(n for n, row in rows.items() if row.get("retry") and n not in listed)
+    gone = sorted(commits.to_replace(store, batch_id, left, listed))
+    changed = changed_since(sizes_of(rows), listed, done) - again.keys()
     if not rescore:
         if ref is None:
             raise ValueError("without rescore, the plan needs the model that reads")
@@ -296,8 +298,8 @@ def plan_batch(
     shards = [todo[k : k + shard_size] for k in range(0, len(todo), shard_size)]
     return BatchPlan(
         batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
-        changed=sorted(changed), sizes={name: listed[name] for name in todo},
-        again=commits.etags(store, batch_id, sorted(again)), gone=gone,
+        changed=sorted(changed), sizes={name: listed[name] for name in todo}, again=again,
+        gone=gone,
     )  # fmt: skip
 
 

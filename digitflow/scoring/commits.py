@@ -25,6 +25,7 @@ import re
 from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
 from digitflow.scoring import results
@@ -80,7 +81,7 @@ def commit(
         try:
             store.write_bytes(key, data, if_match=replaces)
             return True
-        except PreconditionFailed:
+        except (PreconditionFailed, NotFoundError):  # replaced, or removed, by another run
             return False
     for _ in range(3):
         try:
@@ -94,13 +95,27 @@ def commit(
     raise StoreUnavailable(f"cannot commit {store.uri_of(key)}: conditional writes kept colliding")
 
 
-def etags(store: ObjectStore, batch_id: str, names: list[str]) -> dict[str, str]:
-    """The ETag of each named file's commit (files with none are left out)."""
+def to_replace(
+    store: ObjectStore, batch_id: str, names: list[str], listed: dict[str, int]
+) -> dict[str, str]:  # fmt: skip
+    """Of ``names``, the files whose commit, as it stands now, is a quarantine to read again
+    (``retry``, or a file whose size is not what it was read at), each with that commit's
+    ETag. Read from the commits themselves: ``files.parquet`` may be older than they are
+    (another run read the file again since, and has not rewritten it yet)."""
 
-    def etag(name: str) -> str | None:
-        return _etag(store, commit_key(batch_id, name))
+    def current(name: str) -> str | None:
+        try:
+            data, etag = store.read_with_etag(commit_key(batch_id, name))
+        except NotFoundError:
+            return None
+        meta = pq.read_schema(pa.BufferReader(data)).metadata or {}
+        row = json.loads(meta.get(LEDGER_META, b"{}"))
+        if row.get("status") != "quarantined":
+            return None
+        replaced = row.get("size") is not None and listed.get(name, -1) not in (-1, row["size"])
+        return etag if row.get("retry") or replaced else None
 
-    found = in_threads(etag, names)
+    found = in_threads(current, names)
     return {name: tag for name, tag in zip(names, found, strict=True) if tag is not None}
 
 
@@ -154,6 +169,8 @@ def _drop_crops(store: ObjectStore, batch_id: str, name: str, mine: set[str]) ->
     """Delete the crops this run wrote for a file another run committed, unless that run's
     rows call for them too (it may have read the file with another review threshold)."""
     row, theirs = read_commit(store, commit_key(batch_id, name))
+    if row["status"] == "quarantined":  # a third run may be reading it again, these its crops
+        return
     for key in mine - results.review_keys(batch_id, theirs, [row]):
         store.delete(key)
 

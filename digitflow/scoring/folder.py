@@ -15,7 +15,7 @@ import re
 import stat
 from pathlib import Path
 
-from digitflow.errors import SourceError
+from digitflow.errors import SourceError, UnreadableNow
 
 
 def list_folder(root: Path) -> list[tuple[str, int]]:
@@ -90,22 +90,36 @@ def read_entry(root: Path, name: str, follow_outside_links: bool = False) -> byt
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError as exc:
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: cannot be read (listed, but gone when read: deleted or moved while the "
             "batch ran)"
         ) from exc
     except OSError as exc:
-        raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
+        raise UnreadableNow(f"{where}: cannot be read ({exc.strerror})") from exc
     if stat.S_ISDIR(mode):
-        raise SourceError(_unlisted_folder(path, where))
+        raise UnreadableNow(_unlisted_folder(path, where))
     real = _resolve(root, path, where, follow_outside_links)
-    if stat.S_ISLNK(mode) and real.is_relative_to(os.path.realpath(root)):
+    if stat.S_ISLNK(mode) and _listed_inside(root, real):
         target = shown(real.relative_to(os.path.realpath(root)).as_posix())
         raise SourceError(
             f"{where}: a symbolic link to {target}, which this batch reads under that name: "
             "not read twice (its digits would be counted twice)"
         )
     return _read_regular(real, where, None if follow_outside_links else root)
+
+
+def _listed_inside(root: Path, real: Path) -> bool:
+    """Whether the file ``real`` (a path without links) is one the listing of ``root``
+    holds: it lies inside, and every folder between can be listed."""
+    top = Path(os.path.realpath(root))
+    if not real.is_relative_to(top):
+        return False
+    for folder in [top, *reversed(real.relative_to(top).parents[:-1])]:
+        try:
+            os.scandir(top / folder).close()
+        except OSError:
+            return False
+    return True
 
 
 def _unlisted_folder(path: Path, where: str) -> str:
@@ -127,17 +141,17 @@ def _resolve(root: Path, path: Path, where: str, follow_outside_links: bool) -> 
     try:
         real = Path(os.path.realpath(path, strict=True))
     except FileNotFoundError as exc:
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: a symbolic link to {os.readlink(path)}, which does not exist: "
             "fix or remove the link"
         ) from exc
     except OSError as exc:  # ELOOP
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: a symbolic link that leads back to itself ({exc.strerror}): "
             "fix or remove the link"
         ) from exc
     if not follow_outside_links and not real.is_relative_to(os.path.realpath(root)):
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: a symbolic link to {real}, outside the input folder: not read "
             "(give --follow-outside-links to read such links)"
         )
@@ -160,7 +174,7 @@ def _read_regular(real: Path, where: str, inside: Path | None) -> bytes:
         # can a link put in place since lead elsewhere.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError as exc:
-        raise SourceError(f"{where}: cannot be read ({exc.strerror})") from exc
+        raise UnreadableNow(f"{where}: cannot be read ({exc.strerror})") from exc
     with os.fdopen(fd, "rb") as file:
         status = os.fstat(file.fileno())
         if not stat.S_ISREG(status.st_mode):
@@ -190,7 +204,7 @@ def _opened_inside(fd: int, root: Path, where: str) -> None:
     except OSError:
         return
     if not Path(opened).is_relative_to(os.path.realpath(root)):
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: led outside the input folder when it was opened (to {opened}): not "
             "read (give --follow-outside-links to read such links)"
         )

@@ -13,6 +13,7 @@ from digitflow.errors import (
     SourceError,
     StoreError,
     TransientError,
+    UnreadableNow,
 )
 from digitflow.scoring import folder
 from digitflow.scoring.folder import list_folder, read_entry
@@ -92,9 +93,9 @@ def read_input(root: str, name: str, follow_outside_links: bool = False) -> byte
     except ObjectTooLarge as exc:
         raise SourceError(folder.too_large(where, exc.size)) from exc
     except NotFoundError as exc:
-        raise SourceError(
+        raise UnreadableNow(
             f"{where}: listed but gone when read (deleted or moved while the batch ran)"
         ) from exc
     except StoreError as exc:
         hint = "; restore it from the archive first" if "InvalidObjectState" in str(exc) else ""
-        raise SourceError(f"{where}: cannot be read ({exc}){hint}") from exc
+        raise UnreadableNow(f"{where}: cannot be read ({exc}){hint}") from exc

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
-from digitflow.errors import ReaderStartError, SourceError
+from digitflow.errors import ReaderStartError, SourceError, UnreadableNow
 from digitflow.scoring.extract import FileDigits, Reading, extract, quarantined
 from digitflow.scoring.inputs import read_input
 
@@ -296,7 +296,9 @@ def _read(input_root: str, name: str, follow_outside_links: bool) -> bytes | Fil
     try:
         return read_input(input_root, name, follow_outside_links)
     except SourceError as exc:  # transient errors pass through: the shard is retried
-        return quarantined(name, str(exc), retry=True)  # the next run reads it again
+        # A failure that may pass (a file gone for a moment, a broken link): the batch's
+        # next run reads it again. One that cannot (a named pipe, a file too large) stays.
+        return quarantined(name, str(exc), retry=isinstance(exc, UnreadableNow))
 
 
 def _submit(

@@ -270,10 +270,13 @@ def stray_review(
     call for.
 
     A run that lost a file to another run (which read it with another threshold) may have
-    written them; crops of files not committed yet may still be wanted, and are kept.
+    written them; crops of files not committed yet, or committed as quarantined (a run may
+    be reading them again), may still be wanted, and are kept.
     """
-    files = ledger.select(["file", "lines"]).to_pylist()
-    slugs = {slug(f["file"]) for f in files}
+    files = ledger.select(["file", "lines", "status"]).to_pylist()
+    # A quarantined file calls for no crop, but one may be on its way: another run reading
+    # it again writes its crops before it commits.
+    slugs = {slug(f["file"]) for f in files if f["status"] != "quarantined"}
     wanted = review_keys(batch_id, digits, files)
     strays = []
     for key in store.list(f"{prefix(batch_id)}/review/"):
