@@ -34,7 +34,7 @@ from digitflow.errors import DigitflowError
 
 # The commands that run a flow, and so need an API.
 FLOW_COMMANDS = frozenset({"ingest", "train", "promote", "retrain", "pipeline", "score"})
-START_TIMEOUT_S = 60.0  # as Prefect's PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+START_TIMEOUT_S = 60.0  # Prefect's own PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS is 20
 # A new database's first start migrates it and registers every block type: most of a
 # minute on 2 busy cores, so it is given longer.
 FIRST_START_TIMEOUT_S = 180.0
