@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from digitflow.errors import TrainingError
 
 POLL_S = 0.5
+
+_running: set[Any] = set()  # the processes run_in_process waits on, in any thread
+_stopped: set[Any] = set()  # those of them that end_all ended
+_lock = threading.Lock()
 
 
 def _child(
@@ -47,28 +52,59 @@ def run_in_process(
     events = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn, kwargs, env or {}, events), name=name)
     proc.start()
+    with _lock:
+        _running.add(proc)
     try:
-        while True:
-            try:
-                kind, payload = events.get(timeout=POLL_S)
-            except queue.Empty:
-                if not proc.is_alive():
-                    raise TrainingError(
-                        f"{name}: process exited with code {proc.exitcode} before finishing "
-                        "(killed for memory?)"
-                    ) from None
-                continue
-            if kind == "event":
-                on_event(payload)
-            elif kind == "result":
-                return payload
-            else:
-                exc_type, message, trace = payload
-                error = TrainingError(f"{name}: {exc_type}: {message}")
-                error.child_traceback = trace
-                raise error
+        return _relay(proc, events, name, on_event)
+    except BaseException:  # a signal or an error here: the child has nothing more to do
+        proc.terminate()
+        raise
     finally:
         proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
             proc.join()
+        with _lock:
+            _running.discard(proc)
+            _stopped.discard(proc)
+
+
+def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -> Any:
+    """Pass the child's events on until its result or its error."""
+    while True:
+        try:
+            kind, payload = events.get(timeout=POLL_S)
+        except queue.Empty:
+            if not proc.is_alive():
+                with _lock:
+                    stopped = proc in _stopped
+                if stopped:
+                    raise TrainingError(f"{name}: stopped, as the command was") from None
+                raise TrainingError(
+                    f"{name}: process exited with code {proc.exitcode} before finishing "
+                    "(killed for memory?)"
+                ) from None
+            continue
+        if kind == "event":
+            on_event(payload)
+        elif kind == "result":
+            return payload
+        else:
+            exc_type, message, trace = payload
+            error = TrainingError(f"{name}: {exc_type}: {message}")
+            error.child_traceback = trace
+            raise error
+
+
+def end_all() -> None:
+    """End every process that ``run_in_process`` waits on, in any thread (SIGTERM).
+
+    Their callers raise TrainingError soon after. A flow waiting on threads that wait on
+    such processes calls this when it is stopped (a SIGTERM, Ctrl+C): the threads, and
+    so the flow, end then rather than when the training would have.
+    """
+    with _lock:
+        for proc in _running:
+            if proc.is_alive():
+                _stopped.add(proc)
+                proc.terminate()

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from pydantic import BaseModel, Field
 
+from digitflow import isolation
 from digitflow.candidates import Card
 from digitflow.errors import TrainingError
 from digitflow.plan import TrainRequest, plan_training
@@ -49,10 +50,18 @@ def new_training_run() -> str:
 def _collect(
     futures: dict[str, PrefectFuture[Card]],
 ) -> tuple[list[Card], dict[str, str]]:
-    """Wait for every future: the records of those that completed, why the others failed."""
+    """Wait for every future: the records of those that completed, why the others failed.
+
+    Stopped while it waits (a SIGTERM, which Prefect raises here, or Ctrl+C), it ends the
+    training processes first: the task runner waits for their threads before the flow ends.
+    """
     records, failures = [], {}
     for name, future in futures.items():
-        future.wait()
+        try:
+            future.wait()
+        except BaseException:
+            isolation.end_all()
+            raise
         if future.state.is_completed():
             records.append(future.result())
         else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def count_to(n: int, on_event: Callable[[int], None]) -> str:
@@ -19,3 +22,19 @@ def fail(on_event: Callable[[int], None]) -> None:
 
 def crash(on_event: Callable[[int], None]) -> None:
     os._exit(9)
+
+
+def tick_forever(on_event: Callable[[int], None], ended: str = "") -> None:
+    """Report each tick, for ever; a SIGTERM writes ``ended`` (a path) and exits."""
+
+    def note(signum: int, frame: object) -> None:
+        if ended:
+            Path(ended).write_text("SIGTERM")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, note)
+    i = 0
+    while True:
+        on_event(i)
+        i += 1
+        time.sleep(0.05)

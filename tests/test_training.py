@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from digitflow import isolation
 from digitflow.errors import TrainingError
 from digitflow.isolation import run_in_process
 from digitflow.storage import LocalStore
@@ -82,6 +85,38 @@ def test_child_exception_reaches_the_parent_with_its_traceback() -> None:
     with pytest.raises(TrainingError, match="model-x: ValueError: bad hyper-parameter") as info:
         run_in_process(isolation_targets.fail, {}, name="model-x")
     assert "isolation_targets.py" in info.value.child_traceback
+
+
+def test_end_all_stops_children_waited_on_in_other_threads() -> None:
+    errors: list[BaseException] = []
+    ticks: list[int] = []
+
+    def wait() -> None:
+        try:
+            run_in_process(isolation_targets.tick_forever, {}, name="ticker", on_event=ticks.append)
+        except TrainingError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    while not ticks:  # the child runs
+        time.sleep(0.05)
+    isolation.end_all()
+    waiter.join(timeout=60)
+    assert not waiter.is_alive(), "the thread still waits on an ended child"
+    assert [str(e) for e in errors] == ["ticker: stopped, as the command was"]
+
+
+def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
+    def interrupt(tick: int) -> None:
+        raise KeyboardInterrupt  # as Ctrl+C raises it in the waiting thread
+
+    ended = tmp_path / "ended"
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(isolation_targets.tick_forever, {"ended": str(ended)}, name="ticker",
+                       on_event=interrupt)  # fmt: skip
+    # Ended by a SIGTERM, not waited on until the SIGKILL that a child slow to exit gets.
+    assert ended.read_text() == "SIGTERM"
 
 
 def test_child_crash_is_reported_not_hung() -> None:

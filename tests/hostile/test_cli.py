@@ -173,6 +173,39 @@ def test_sigkill_of_score_takes_the_temporary_prefect_server_with_it(
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_sigterm_of_train_ends_its_training_and_the_command(
+    mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    store = clone_store(mnist_store[0], tmp_path / "store")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    # Far more training than the wait below allows: only the SIGTERM can end it in time.
+    command = [sys.executable, "-m", "digitflow", "train", "--models", "larger_cnn",
+               "--epochs", "30", "--store", store]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    trainers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not trainers:
+            assert proc.poll() is None, "the command ended before its training started"
+            assert time.monotonic() < deadline, "no training process within 300 s"
+            trainers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGTERM, stderr[-2000:]
+        assert "larger_cnn: stopped, as the command was" in stderr
+        assert not any(_alive(pid) for pid in trainers), "training outlived its command"
+        assert not (Path(store) / "models" / "candidates").exists()  # nothing half-written
+    finally:
+        proc.kill()
+        proc.communicate()
+        for pid in trainers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize(
     ("args", "status"),
     [
