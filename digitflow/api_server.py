@@ -123,7 +123,11 @@ class TemporaryServer:
                **(_SETTLED_ENV if self.settled else {}), **os.environ,
                "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                "PREFECT__SERVER_FINAL": "1"}  # fmt: skip
-        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
+        # In a session of its own, so that Ctrl+C (or a SIGTERM to the command's process
+        # group) stops the command, not the server it reports to while it stops: with the
+        # server gone, the flow's last states wait on a minute of retries. The command's
+        # exit, or its lifeline if it is killed, ends the server.
+        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 
     @property
     def api_url(self) -> str:

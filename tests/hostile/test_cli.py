@@ -3,6 +3,7 @@ not foresee, and a command killed with SIGKILL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -173,35 +174,59 @@ def test_sigkill_of_score_takes_the_temporary_prefect_server_with_it(
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_sigterm_of_train_ends_its_training_and_the_command(
-    mnist_store: tuple[str, str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "group", "status"),
+    [
+        (signal.SIGTERM, False, -signal.SIGTERM),  # `kill PID`: Prefect stops the flow
+        (signal.SIGINT, True, 130),  # Ctrl+C: the whole process group, training included
+    ],
+    ids=["sigterm", "ctrl-c"],
+)
+def test_a_training_command_stopped_ends_at_once_with_its_training_and_server(
+    mnist_store: tuple[str, str], tmp_path: Path, signum: int, group: bool, status: int
 ) -> None:
     store = clone_store(mnist_store[0], tmp_path / "store")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)
-    # Far more training than the wait below allows: only the SIGTERM can end it in time.
-    command = [sys.executable, "-m", "digitflow", "train", "--models", "larger_cnn",
-               "--epochs", "30", "--store", store]  # fmt: skip
+    # Far more training than the wait below allows: only the signal can end it in time.
+    command = [sys.executable, "-m", "digitflow", "train", "--models", "baseline_mlp",
+               "--epochs", "60", "--store", store]  # fmt: skip
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # as a shell runs a command  # fmt: skip
     trainers: list[int] = []
+    servers: list[int] = []
     try:
         deadline = time.monotonic() + 300
         while not trainers:
             assert proc.poll() is None, "the command ended before its training started"
             assert time.monotonic() < deadline, "no training process within 300 s"
-            trainers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            children = _children(proc.pid)
+            trainers = [c for c in children if "spawn_main" in _cmdline(c)]
+            servers = [c for c in children if "uvicorn" in _cmdline(c)]
             time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGTERM)
+        if group:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
         _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == -signal.SIGTERM, stderr[-2000:]
-        assert "larger_cnn: stopped, as the command was" in stderr
+        # Before, Ctrl+C stopped the temporary server too, and the flow's last states
+        # waited on a minute of retries, then failed with ConnectError (exit 1).
+        assert proc.returncode == status, stderr[-3000:]
+        assert "ConnectError" not in stderr
+        if not group:  # Ctrl+C reaches the training process itself as well
+            assert "baseline_mlp: stopped, as the command was" in stderr
         assert not any(_alive(pid) for pid in trainers), "training outlived its command"
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in servers), "the server outlived its command"
         assert not (Path(store) / "models" / "candidates").exists()  # nothing half-written
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        for pid in trainers:
+        for pid in trainers + servers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
