@@ -14,6 +14,7 @@ from digitflow.imaging.fields import Layout
 from digitflow.scoring import SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef, ReaderChoice
+from digitflow.scoring.readers import stopped_on_interrupt
 from flows.params import StoreParams
 from flows.runners import SPEC_PATTERN, dask_runner
 from tasks.score import (
@@ -96,13 +97,14 @@ def _score_shards(
         for k, names in enumerate(plan.shards)
     ]  # fmt: skip
     done, failures = [], []
-    for future in as_completed(futures):
-        future.wait()  # records the final state on the future
-        if future.state.is_completed():
-            done.append(future.result())
-            progress.advance()
-        else:
-            failures.append(str(future.state.message or future.state.name))
+    with stopped_on_interrupt():
+        for future in as_completed(futures):
+            future.wait()  # records the final state on the future
+            if future.state.is_completed():
+                done.append(future.result())
+                progress.advance()
+            else:
+                failures.append(str(future.state.message or future.state.name))
     if failures:
         raise DigitflowError(
             f"{len(failures)} of {len(futures)} shards of batch {plan.batch_id} failed "

@@ -25,13 +25,14 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 
-from digitflow.errors import ReaderStartError, SourceError, UnreadableNow
+from digitflow.errors import DigitflowError, ReaderStartError, SourceError, UnreadableNow
 from digitflow.scoring.extract import FileDigits, Reading, extract, quarantined
 from digitflow.scoring.inputs import read_input
 
@@ -76,6 +77,9 @@ def _one_blas_thread() -> None:
 
 def _serve(conn: Connection) -> None:
     """A reader process: extract each file sent until told to stop or the parent is gone."""
+    # Ctrl+C reaches the whole process group: stopping is the scoring process's to decide
+    # (the files read meanwhile are committed or not by it); a reader ends with its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
 
     # Loaded now, while the scoring process still loads Prefect and the model: on the first
@@ -144,8 +148,9 @@ class _Reader:
             return True
         self.process.join()
         code = self.process.exitcode
-        # Killed (out of memory?), or reaped by another thread first: a death, not a start.
-        if code is None or code < 0:
+        # Killed (out of memory?), or reaped by another thread first: a death, not a start;
+        # or stopped by a Ctrl+C while it started, before it could ignore one.
+        if code is None or code < 0 or _stopping.is_set():
             return False
         raise ReaderStartError(
             f"a reader process exited with code {code} before reading any file. A script "
@@ -240,6 +245,8 @@ class _Readers:
                     )
                 if result is not None:
                     return result
+                if _stopping.is_set():  # a Ctrl+C reached it before it could ignore one
+                    raise ReadingStopped(f"{name}: not read, as the run was stopped")
                 logger.warning("a reader process died %s: %s; starting a new one", attempt, name)
                 reader.close()
                 reader = _Reader()
@@ -262,6 +269,24 @@ class _Readers:
 
 _LOCK = threading.Lock()
 _POOL: _Readers | None = None
+_stopping = threading.Event()
+
+
+class ReadingStopped(DigitflowError):
+    """A file was not read: the run stopped meanwhile."""
+
+
+@contextlib.contextmanager
+def stopped_on_interrupt() -> Iterator[None]:
+    """While inside, a stop (Ctrl+C, or Prefect's SIGTERM) raised in this thread makes a
+    reader that dies a sign of the stop, not of its file: its file is left unread (its
+    shard fails) rather than read again by a new reader or quarantined."""
+    _stopping.clear()
+    try:
+        yield
+    except BaseException:
+        _stopping.set()
+        raise
 
 
 def _pool(count: int) -> _Readers | None:

@@ -113,6 +113,29 @@ def test_a_run_killed_mid_batch_then_run_again_counts_each_file_and_digit_once(
     assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
 
 
+def test_a_run_stopped_with_ctrl_c_mid_batch_ends_cleanly_then_run_again_reads_the_rest(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = tmp_path / "scans"
+    names = copies(forms, folder, 4)
+    score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
+    stopped = start(*score, "--shard-size", "3")
+    wait_for_objects(store, "scoring/b/digits/", stopped)
+    os.killpg(stopped.pid, signal.SIGINT)  # Ctrl+C: the run and its reader processes
+    status, _, err = finish(stopped)
+    assert status == 130, err[-3000:]
+    # The reader processes leave stopping to the run: none dies, none is started again,
+    # and no file is quarantined for it.
+    assert "reader process died" not in err and "exited with code" not in err, err[-3000:]
+    done = len(store.list("scoring/b/digits/"))
+    assert 0 < done < len(names), "the run was not stopped mid-batch"
+    result = CliRunner().invoke(app, score)
+    assert result.exit_code == 0, result.output
+    rerun = summary(result.stdout)
+    assert rerun["already_done"] == done and rerun["quarantined"] == 0
+    assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
+
+
 def test_a_commit_cut_short_stops_the_run_naming_it_and_once_removed_its_file_is_read_again(
     store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
 ) -> None:
