@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from digitflow import lifeline
 from digitflow.errors import TrainingError
 
 POLL_S = 0.5
@@ -28,6 +29,7 @@ def _child(
     fn: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str], events: Any
 ) -> None:
     os.environ.update(env)  # before the backend is imported: it reads its devices once
+    lifeline.follow_parent()  # a parent killed (SIGKILL) leaves no training behind
     try:
         result = fn(**kwargs, on_event=lambda event: events.put(("event", event)))
         events.put(("result", result))

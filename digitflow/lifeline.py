@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,20 @@ def watch(parent: int) -> None:
             if fd in ended:
                 os.close(held.pop(pid))
     _end(list(held.values()))
+
+
+def follow_parent() -> None:
+    """End this process once its parent has ended, however it ended (a thread looks once
+    a second): for a child that would otherwise run on, or wait for work for ever. Unlike
+    a lifeline, it cannot miss a child started just before its parent was killed."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @functools.cache  # one watcher per process is enough

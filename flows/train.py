@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, Field
 
 from digitflow import isolation
@@ -47,21 +49,31 @@ def new_training_run() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
+@contextmanager
+def _training_ended_if_stopped(futures: dict[str, PrefectFuture[Card]]) -> Iterator[None]:
+    """Stopped inside (a SIGTERM, which Prefect raises in the flow's thread, or Ctrl+C),
+    end the training processes of ``futures``' tasks before the flow ends: the task runner
+    waits for their threads, and they for their processes. Again until every task has
+    ended, for a task that starts its process after the stop."""
+    try:
+        yield
+    except BaseException:
+        pending = list(futures.values())
+        while pending:
+            isolation.end_all()
+            pending = list(wait(pending, timeout=isolation.POLL_S).not_done)
+        raise
+
+
 def _collect(
     futures: dict[str, PrefectFuture[Card]],
 ) -> tuple[list[Card], dict[str, str]]:
-    """Wait for every future: the records of those that completed, why the others failed.
-
-    Stopped while it waits (a SIGTERM, which Prefect raises here, or Ctrl+C), it ends the
-    training processes first: the task runner waits for their threads before the flow ends.
-    """
+    """Wait for every future: the records of those that completed, why the others failed."""
     records, failures = [], {}
-    for name, future in futures.items():
-        try:
+    with _training_ended_if_stopped(futures):
+        for future in futures.values():
             future.wait()
-        except BaseException:
-            isolation.end_all()
-            raise
+    for name, future in futures.items():
         if future.state.is_completed():
             records.append(future.result())
         else:
@@ -78,13 +90,14 @@ def train_flow(params: TrainParams | None = None) -> TrainSummary:
     version = params.dataset_version or latest_dataset(store)
     run = params.training_run or new_training_run()
     futures: dict[str, PrefectFuture[Card]] = {}
-    for slot, config in enumerate(plan.configs):
-        if params.mode == "workers":
-            futures[config.model] = train_on_worker.submit(store, version, config, run)
-        else:
-            futures[config.model] = train_candidate.submit(
-                store, version, config, run, gpu_slot=slot
-            )
+    with _training_ended_if_stopped(futures):
+        for slot, config in enumerate(plan.configs):
+            if params.mode == "workers":
+                futures[config.model] = train_on_worker.submit(store, version, config, run)
+            else:
+                futures[config.model] = train_candidate.submit(
+                    store, version, config, run, gpu_slot=slot
+                )
     records, failures = _collect(futures)
     members = [m for m in plan.ensemble if m in {r.model_name for r in records}]
     if len(members) >= 2:

@@ -24,8 +24,9 @@ def crash(on_event: Callable[[int], None]) -> None:
     os._exit(9)
 
 
-def tick_forever(on_event: Callable[[int], None], ended: str = "") -> None:
-    """Report each tick, for ever; a SIGTERM writes ``ended`` (a path) and exits."""
+def tick_forever(on_event: Callable[[int], None], ended: str = "", started: str = "") -> None:
+    """Report each tick, for ever; a SIGTERM writes ``ended`` (a path) and exits. Once
+    ticking, it writes its process id to ``started``."""
 
     def note(signum: int, frame: object) -> None:
         if ended:
@@ -33,6 +34,8 @@ def tick_forever(on_event: Callable[[int], None], ended: str = "") -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, note)
+    if started:
+        Path(started).write_text(str(os.getpid()))
     i = 0
     while True:
         on_event(i)

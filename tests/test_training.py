@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ from digitflow.isolation import run_in_process
 from digitflow.storage import LocalStore
 from digitflow.training import EpochMetrics, TrainConfig, load_data, train_model
 from tests import isolation_targets
+from tests.conftest import REPO
 
 
 def test_validation_slice_is_held_out_and_limit_applies(mnist_store: tuple[str, str]) -> None:
@@ -117,6 +121,36 @@ def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
                        on_event=interrupt)  # fmt: skip
     # Ended by a SIGTERM, not waited on until the SIGKILL that a child slow to exit gets.
     assert ended.read_text() == "SIGTERM"
+
+
+def test_a_child_does_not_outlive_its_parent_killed(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    script = (
+        "from digitflow.isolation import run_in_process\n"
+        "from tests import isolation_targets\n"
+        f"run_in_process(isolation_targets.tick_forever, {{'started': {str(started)!r}}}, "
+        "name='ticker')\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() or not started.read_text():
+            assert parent.poll() is None and time.monotonic() < deadline, "no child started"
+            time.sleep(0.05)
+    finally:
+        parent.kill()  # SIGKILL, the moment the child runs: no handler, no atexit
+        parent.wait()
+    stat = Path(f"/proc/{started.read_text()}/stat")
+
+    def running() -> bool:  # an ended child not reaped yet (a zombie) has ended
+        with contextlib.suppress(FileNotFoundError):
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return False
+
+    deadline = time.monotonic() + 60
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(), "the child ran on after its parent was killed"
 
 
 def test_child_crash_is_reported_not_hung() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from digitflow import lifeline
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import GROUP, LabelledFields
 from digitflow.training import divergence_guard
@@ -69,14 +69,7 @@ def _adopt(source: Batches) -> None:
     so they would wait for work forever)."""
     global _SOURCE
     _SOURCE = source
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    lifeline.follow_parent()
 
 
 def _write(epoch: int, indices: range) -> list[tuple[np.ndarray, np.ndarray]]:
