@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,13 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def in_the_foreground() -> None:
+    """Run in a command's process before it starts (``preexec_fn``): Ctrl+C reaches it as
+    it reaches a shell's foreground job. A test run started in the background by a script
+    has SIGINT ignored, and each process it starts would keep it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:

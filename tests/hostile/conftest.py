@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from digitflow.storage import ObjectStore, open_store
-from tests.conftest import clone_store
+from tests.conftest import clone_store, in_the_foreground
 
 DIGITFLOW = str(Path(sys.executable).with_name("digitflow"))  # the console script
 
@@ -61,7 +61,7 @@ def start(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     """``digitflow ARGS`` as a process of its own (its own process group, to kill it whole)."""
     return subprocess.Popen(
         [*prefix, DIGITFLOW, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=in_the_foreground,
     )  # fmt: skip
 
 

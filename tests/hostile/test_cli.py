@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digitflow.cli import app
-from tests.conftest import REPO, clone_store, free_port
+from tests.conftest import REPO, clone_store, free_port, in_the_foreground
 
 
 def cli(*args: str) -> Any:
@@ -192,8 +192,8 @@ def test_a_training_command_stopped_ends_at_once_with_its_training_and_server(
     command = [sys.executable, "-m", "digitflow", "train", "--models", "baseline_mlp",
                "--epochs", "60", "--store", store]  # fmt: skip
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # as a shell runs a command  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=in_the_foreground)  # fmt: skip
     trainers: list[int] = []
     servers: list[int] = []
     try:

@@ -94,45 +94,36 @@ def test_two_overlapping_runs_of_one_batch_count_each_file_and_digit_once(
     assert counts == (second["files"], second["digits"])
 
 
-def test_a_run_killed_mid_batch_then_run_again_counts_each_file_and_digit_once(
-    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
-) -> None:
-    folder = tmp_path / "scans"
-    names = copies(forms, folder, 4)
-    score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
-    killed = start(*score, "--shard-size", "3")
-    wait_for_objects(store, "scoring/b/digits/", killed)
-    os.killpg(killed.pid, signal.SIGKILL)  # the run, its reader processes, its API server
-    finish(killed)
-    done = len(store.list("scoring/b/digits/"))
-    assert 0 < done < len(names), "the run was not killed mid-batch"
-    result = CliRunner().invoke(app, score)
-    assert result.exit_code == 0, result.output
-    rerun = summary(result.stdout)
-    assert rerun["already_done"] == done and rerun["files"] == len(names)
-    assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
-
-
-def test_a_run_stopped_with_ctrl_c_mid_batch_ends_cleanly_then_run_again_reads_the_rest(
-    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+@pytest.mark.parametrize(
+    "signum",
+    [
+        signal.SIGKILL,  # the run, its reader processes (its API server: by its lifeline)
+        signal.SIGINT,  # Ctrl+C: the run and its reader processes
+    ],
+    ids=["killed", "ctrl-c"],
+)
+def test_a_run_stopped_mid_batch_then_run_again_counts_each_file_and_digit_once(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None, signum: int
 ) -> None:
     folder = tmp_path / "scans"
     names = copies(forms, folder, 4)
     score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
     stopped = start(*score, "--shard-size", "3")
     wait_for_objects(store, "scoring/b/digits/", stopped)
-    os.killpg(stopped.pid, signal.SIGINT)  # Ctrl+C: the run and its reader processes
+    os.killpg(stopped.pid, signum)
     status, _, err = finish(stopped)
-    assert status == 130, err[-3000:]
-    # The reader processes leave stopping to the run: none dies, none is started again,
-    # and no file is quarantined for it.
-    assert "reader process died" not in err and "exited with code" not in err, err[-3000:]
+    if signum == signal.SIGINT:
+        assert status == 130, err[-3000:]
+        # The reader processes leave stopping to the run: none dies, none is started
+        # again, and no file is quarantined for it.
+        assert "reader process died" not in err and "exited with code" not in err, err[-3000:]
     done = len(store.list("scoring/b/digits/"))
     assert 0 < done < len(names), "the run was not stopped mid-batch"
     result = CliRunner().invoke(app, score)
     assert result.exit_code == 0, result.output
     rerun = summary(result.stdout)
-    assert rerun["already_done"] == done and rerun["quarantined"] == 0
+    assert rerun["already_done"] == done and rerun["files"] == len(names)
+    assert rerun["quarantined"] == 0
     assert _exactly_once(store, "b", names) == (rerun["files"], rerun["digits"])
 
 
