@@ -18,23 +18,39 @@ class TcpProxy:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._listener: socket.socket | None = None
+        self._held: socket.socket | None = None  # the port, bound but not listening
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
 
+    def _bind(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        return sock
+
     def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
+        with self._lock:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+            listener = self._bind()
+            listener.listen(64)
+            self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def down(self, keep: tuple[socket.socket, ...] = ()) -> None:
-        """Stop listening and cut every open connection but those in ``keep``."""
+        """Stop listening and cut every open connection but those in ``keep``. The port
+        stays held (connections to it are refused), so no other server takes it meanwhile
+        (a test's Prefect server picking a free port) and ``up`` can have it back."""
         with self._lock:
             if self._listener is not None:
+                # A listener closed while a thread waits in accept() listens on until that
+                # returns: shut it down first, which wakes the thread and stops it at once.
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
+                self._held = self._bind()
             for conn in self._conns:
                 if conn not in keep:
                     with contextlib.suppress(OSError):
