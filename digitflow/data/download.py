@@ -57,6 +57,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
+        self._cut = False  # cut short before the deadline (``cut``)
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -79,9 +80,16 @@ class Deadline:
         """Shut ``sock`` down when the deadline passes (at once if it has)."""
         with self._lock:
             self._sockets.append(sock)
-            if self.expired:
+            if self.expired or self._cut:
                 _shut(sock)
         return sock
+
+    def cut(self) -> None:
+        """End every download now, as the deadline would (their caller is stopping)."""
+        with self._lock:
+            self._cut = True
+            for sock in self._sockets:
+                _shut(sock)
 
     def _expire(self) -> None:
         with self._lock:

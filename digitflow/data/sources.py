@@ -89,9 +89,18 @@ def verify(files: dict[str, SourceFile], accept_custom: bool) -> bool:
     return not mismatched
 
 
-def _fetch_all(get: Callable[[str], SourceFile]) -> dict[str, SourceFile]:
+def _fetch_all(
+    get: Callable[[str], SourceFile], cut: Callable[[], None] = lambda: None
+) -> dict[str, SourceFile]:
+    """The four files, fetched at once. Stopped meanwhile (Ctrl+C, a SIGTERM), or a fetch
+    found failed as they are collected, ``cut`` ends the fetches still running: the pool
+    waits for them before it ends."""
     with ThreadPoolExecutor(len(FILES)) as pool:
-        return dict(zip(FILES, pool.map(get, FILES), strict=True))
+        try:
+            return dict(zip(FILES, pool.map(get, FILES), strict=True))
+        except BaseException:
+            cut()
+            raise
 
 
 def _fetch_dir(root: Path) -> dict[str, SourceFile]:
@@ -118,7 +127,9 @@ def _get_url(url: str, timeout_s: float, deadline: Deadline) -> SourceFile:
 
 def _fetch_url(base: str, timeout_s: float, deadline_s: float) -> dict[str, SourceFile]:
     with Deadline(deadline_s) as deadline:
-        return _fetch_all(lambda name: _get_url(_join_url(base, name), timeout_s, deadline))
+        return _fetch_all(
+            lambda name: _get_url(_join_url(base, name), timeout_s, deadline), deadline.cut
+        )
 
 
 def _fetch_mirrors(timeout_s: float, deadline_s: float) -> dict[str, SourceFile]:

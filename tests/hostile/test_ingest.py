@@ -4,11 +4,14 @@ published files in each other's places, a password in the source URL."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import gzip
 import http.server
 import json
+import os
 import shutil
+import signal
 import struct
 import threading
 import time
@@ -24,7 +27,7 @@ from typer.testing import CliRunner
 from digitflow.cli import app
 from digitflow.data.sources import FILES
 from digitflow.storage import LocalStore
-from tests.hostile.conftest import prefect_database_holds, summary
+from tests.hostile.conftest import finish, prefect_database_holds, start, summary
 from tests.idx_files import NAMES, write_set
 
 pytestmark = pytest.mark.slow
@@ -87,6 +90,40 @@ def test_a_trickling_server_cannot_hold_ingest_past_its_deadline(
     assert last.startswith(f"error: {trickle}/{where}/")
     assert ".gz: the download did not finish within 2 s (DIGITFLOW_DOWNLOAD_DEADLINE_S;" in last
     assert not (tmp_path / "s").exists()  # nothing half-written
+
+
+def test_ingest_stopped_mid_download_ends_at_once_and_writes_nothing(
+    tmp_path: Path, restore_environ: None
+) -> None:
+    asked = threading.Event()
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        """Sends its body a byte every 0.2 s for as long as the client reads it."""
+
+        def do_GET(self) -> None:
+            asked.set()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            with contextlib.suppress(OSError):  # the client hung up
+                while True:
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    serving = _serve(Endless)
+    url = next(serving)
+    try:
+        proc = start("ingest", "--source", f"{url}/mnist/", "--store", str(tmp_path / "s"))
+        assert asked.wait(120), "no download started"
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C
+        # Before, the command waited for its downloads: until their deadline (600 s).
+        status, _, err = finish(proc)
+        assert status == 130, err[-3000:]
+        assert not (tmp_path / "s").exists()  # nothing half-written
+    finally:
+        next(serving, None)
 
 
 def _bomb(header: bytes, size: int) -> bytes:
