@@ -57,7 +57,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
-        self._cut = False  # cut short before the deadline (``cut``)
+        self._cut = False  # every download shut: the deadline passed, or ``cut``
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -80,22 +80,20 @@ class Deadline:
         """Shut ``sock`` down when the deadline passes (at once if it has)."""
         with self._lock:
             self._sockets.append(sock)
-            if self.expired or self._cut:
+            if self._cut:
                 _shut(sock)
         return sock
 
     def cut(self) -> None:
-        """End every download now, as the deadline would (their caller is stopping)."""
+        """End every download now (their caller is stopping; or the deadline passed)."""
         with self._lock:
             self._cut = True
             for sock in self._sockets:
                 _shut(sock)
 
     def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                _shut(sock)
+        self.expired = True  # before the downloads fail: their errors say why
+        self.cut()
 
 
 def _shut(sock: socket.socket) -> None:
