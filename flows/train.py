@@ -17,6 +17,7 @@ from digitflow.errors import TrainingError
 from digitflow.plan import TrainRequest, plan_training
 from digitflow.recipes import TrainConfig
 from flows.params import StoreParams
+from tasks import worker_runs
 from tasks.train import (
     ensemble_candidate,
     latest_dataset,
@@ -52,15 +53,17 @@ def new_training_run() -> str:
 @contextmanager
 def _training_ended_if_stopped(futures: dict[str, PrefectFuture[Card]]) -> Iterator[None]:
     """Stopped inside (a SIGTERM, which Prefect raises in the flow's thread, or Ctrl+C),
-    end the training processes of ``futures``' tasks before the flow ends: the task runner
-    waits for their threads, and they for their processes. Again until every task has
-    ended, for a task that starts its process after the stop."""
+    end the training processes of ``futures``' tasks, and cancel their runs on workers,
+    before the flow ends: the task runner waits for their threads, and they for their
+    processes or runs. Again until every task has ended, for a task that starts its
+    process or run after the stop."""
     try:
         yield
     except BaseException:
         pending = list(futures.values())
         while pending:
             isolation.end_all()
+            worker_runs.cancel_all()
             pending = list(wait(pending, timeout=isolation.POLL_S).not_done)
         raise
 

@@ -10,8 +10,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.client.schemas.objects import FlowRun
-from prefect.deployments import run_deployment
 
 from digitflow import candidates, models, runtime
 from digitflow.candidates import Card
@@ -24,6 +22,7 @@ from digitflow.progress import step
 from digitflow.recipes import TrainConfig
 from digitflow.storage import open_store
 from digitflow.training import EpochMetrics, train_from_uri
+from tasks import worker_runs
 from tasks.retry import STORAGE_RETRIES
 
 TRAIN_MODEL_DEPLOYMENT = "train-model/train-model"
@@ -134,18 +133,17 @@ def train_on_worker(
     store_uri: str, dataset_version: str, config: TrainConfig, training_run: str
 ) -> Card:
     """Run the ``train-model`` deployment for one model and wait for its candidate."""
-    flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
-        TRAIN_MODEL_DEPLOYMENT,
-        parameters={
-            "store": store_uri,
-            "dataset_version": dataset_version,
-            "config": config.model_dump(),
-            "training_run": training_run,
-        },
-        flow_run_name=f"train-{config.model}-{training_run}",
-        timeout=None,
-        poll_interval=2,
-    )
+    name = f"train-{config.model}-{training_run}"
+    parameters = {
+        "store": store_uri,
+        "dataset_version": dataset_version,
+        "config": config.model_dump(),
+        "training_run": training_run,
+    }
+    try:
+        flow_run = worker_runs.run_and_wait(TRAIN_MODEL_DEPLOYMENT, parameters, name)
+    except worker_runs.RunCancelled as exc:
+        raise TrainingError(f"{config.model}: stopped, as the command was; {exc}") from None
     state = flow_run.state
     if state is None or not state.is_completed():
         message = state.message if state else "no state"
