@@ -27,6 +27,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -163,14 +164,18 @@ class _Reader:
         self, data: bytes, name: str, reading: Reading, deadline: float
     ) -> FileDigits | TimedOut | None:
         """The file's digits, None when the process died reading it, or TimedOut when it
-        took longer than ``deadline`` seconds (the process is then stopped)."""
+        took longer than ``deadline`` seconds (the process is then stopped). A run stopped at
+        once (a second Ctrl+C) stops the process too, and the file is left unread."""
         if not self._started and not self._wait_started():
             return None
         try:
             self._conn.send((data, name, reading))
-            if not wait([self._conn, self.process.sentinel], timeout=deadline):
+            answered = self._wait_answer(deadline)
+            if not answered:
                 self.process.kill()
                 self.process.join()
+                if _halted.is_set():
+                    raise ReadingStopped(f"{name}: not read, as the run was stopped at once")
                 return TimedOut()
             if not self._conn.poll():  # the process ended without an answer
                 return None
@@ -181,6 +186,18 @@ class _Reader:
             raise RuntimeError(value)
         result: FileDigits = value
         return result
+
+    def _wait_answer(self, deadline: float) -> bool:
+        """Wait for the process's answer (or its end): False once ``deadline`` seconds have
+        passed, or as soon as the run is stopped at once."""
+        end = time.monotonic() + deadline
+        while not _halted.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if wait([self._conn, self.process.sentinel], timeout=min(left, _HALT_POLL_S)):
+                return True
+        return False
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # already dead
@@ -218,13 +235,18 @@ class _Readers:
     def _take(self) -> _Reader:
         """An idle reader, or a new one while fewer than ``count`` have started. (It never
         waits long: there are as many threads as readers may start.)"""
-        with contextlib.suppress(queue.Empty):
-            return self._idle.get_nowait()
-        with self._grow:
-            if self._started < self._count:
-                self._started += 1
-                return _Reader()
-        return self._idle.get()
+        try:
+            reader = self._idle.get_nowait()
+        except queue.Empty:
+            with self._grow:
+                if self._started < self._count:
+                    self._started += 1
+                    return _Reader()
+            reader = self._idle.get()
+        if reader.process.exitcode is not None:  # stopped with the run that stopped at once
+            reader.close()
+            reader = _Reader()
+        return reader
 
     def _read(self, data: bytes, name: str, reading: Reading) -> FileDigits:
         reader = self._take()
@@ -269,7 +291,9 @@ class _Readers:
 
 _LOCK = threading.Lock()
 _POOL: _Readers | None = None
-_stopping = threading.Event()
+_stopping = threading.Event()  # the run is stopping: it ends with the files being read
+_halted = threading.Event()  # the run stops at once: the files being read are left unread
+_HALT_POLL_S = 0.25  # how often a wait for a reader's answer looks whether the run halted
 
 
 class ReadingStopped(DigitflowError):
@@ -280,13 +304,53 @@ class ReadingStopped(DigitflowError):
 def stopped_on_interrupt() -> Iterator[None]:
     """While inside, a stop (Ctrl+C, or Prefect's SIGTERM) raised in this thread makes a
     reader that dies a sign of the stop, not of its file: its file is left unread (its
-    shard fails) rather than read again by a new reader or quarantined."""
+    shard fails) rather than read again by a new reader or quarantined.
+
+    The run then ends with the files its readers are reading, and saves them; one of them
+    may take until ``DIGITFLOW_FILE_DEADLINE_S`` (a file that stalls its reader). A second
+    Ctrl+C (or SIGTERM) stops it at once: the readers' processes are stopped and their
+    files left unread, for the batch's next run.
+    """
     _stopping.clear()
+    _halted.clear()
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
         _stopping.set()
+        if not isinstance(exc, Exception):  # Ctrl+C, SIGTERM: not an error of the run's
+            _halt_on_another_signal()
         raise
+
+
+def _halt_on_another_signal() -> None:
+    """Make the next Ctrl+C or SIGTERM stop the run at once (the main thread only, where
+    Python runs signal handlers); the one after it is the signal's usual self again.
+
+    The handler only stops the readers: the run, already stopping, ends as a first stop
+    does once its shards have given up their files (raising again here would end the
+    process while they still record their states).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {
+        signum: signal.getsignal(signum) or signal.SIG_DFL  # None: not set from Python
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN  # ignored by whoever started it
+    }
+    logger.warning(
+        "stopping: the files being read are read to the end and saved (a file that stalls "
+        "its reader may hold this up to DIGITFLOW_FILE_DEADLINE_S); stop again to stop at "
+        "once, leaving them for the batch's next run"
+    )
+
+    def halt(signum: int, frame: object) -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _halted.set()
+        logger.warning("stopped at once: the files being read are left for the batch's next run")
+
+    for signum in previous:
+        signal.signal(signum, halt)
 
 
 def _pool(count: int) -> _Readers | None:

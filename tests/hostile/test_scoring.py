@@ -31,7 +31,7 @@ from tests.hostile.conftest import (
     without_file_permission_override,
 )
 from tests.scoring.conftest import copy_models
-from tests.scoring.files import page, png
+from tests.scoring.files import page, png, stalling_pdf
 
 pytestmark = pytest.mark.slow
 
@@ -171,42 +171,34 @@ def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
     assert read_input(str(folder), "caf\\xe9.png") == scan.read_bytes()
 
 
-def _stalling_pdf(step: float) -> bytes:
-    """A PDF of one page, under a kilobyte, filled with a pattern repeated every ``step``
-    points: rendering it takes about (0.1 / step)^2 times a fifth of a second."""
-    cell = b"0 0 0.5 0.5 re f"
-    pattern = (b"<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 1 1] "
-               b"/XStep %g /YStep %g /Resources << >> /Length %d >>\nstream\n%s\nendstream"
-               % (step, step, len(cell), cell))  # fmt: skip
-    fill = b"/Pattern cs /P scn 0 0 100 100 re f"
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] /Contents 4 0 R "
-        b"/Resources << /Pattern << /P 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(fill), fill),
-        pattern,
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for k, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (k, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)  # fmt: skip
-    return bytes(out)
+def _busiest_reader_cpu_s(pid: int) -> float:
+    """CPU seconds spent by the busiest reader process (a child started by spawn) of a run:
+    more than a reader's start costs only while it reads a file that stalls it."""
+    busiest, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            spawned = b"multiprocessing.spawn" in (proc / "cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        if spawned and int(stat[1]) == pid:  # fields after the name: state, ppid, …
+            busiest = max(busiest, (int(stat[11]) + int(stat[12])) / tick)  # utime + stime
+    return busiest
+
+
+def _page_and_stall(forms: Path, folder: Path, step: float) -> Path:
+    """A folder of a good page (page.png) and a PDF that stalls its reader (stall.pdf)."""
+    folder.mkdir()
+    scan = next(p for p in sorted(forms.iterdir()) if p.suffix == ".png")
+    (folder / "page.png").write_bytes(scan.read_bytes())
+    (folder / "stall.pdf").write_bytes(stalling_pdf(step))
+    return folder
 
 
 def test_a_file_that_stalls_its_reader_is_stopped_at_the_deadline_and_quarantined(
     store: ObjectStore, forms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    scan = next(p for p in sorted(forms.iterdir()) if p.suffix == ".png")
-    (folder / "page.png").write_bytes(scan.read_bytes())
-    (folder / "stall.pdf").write_bytes(_stalling_pdf(0.005))  # about 50 s for its one page
+    folder = _page_and_stall(forms, tmp_path / "scans", 0.005)  # about 50 s for its page
     monkeypatch.setenv("DIGITFLOW_FILE_DEADLINE_S", "3")
     code, _, err = finish(start("score", str(folder), "--batch-id", "d", "--store", store.uri,
                                   "--json"))  # fmt: skip
@@ -216,6 +208,39 @@ def test_a_file_that_stalls_its_reader_is_stopped_at_the_deadline_and_quarantine
     assert rows["stall.pdf"]["status"] == "quarantined"
     stopped = "reading it took longer than 3 s (DIGITFLOW_FILE_DEADLINE_S): stopped"
     assert stopped in rows["stall.pdf"]["error"], rows["stall.pdf"]
+
+
+def test_a_second_ctrl_c_stops_a_run_held_up_by_a_stalled_file_at_once_and_loses_nothing(
+    store: ObjectStore, forms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _page_and_stall(forms, tmp_path / "scans", 0.002)  # about 500 s for its page
+    monkeypatch.setenv("DIGITFLOW_FILE_DEADLINE_S", "600")
+    score = ["score", str(folder), "--batch-id", "s", "--store", store.uri, "--json"]
+    run = start(*score, "--shard-size", "1")
+    assert wait_for_objects(store, "scoring/s/digits/", run) == 1  # page.png, in its shard
+    deadline = time.monotonic() + 120
+    while _busiest_reader_cpu_s(run.pid) < 4 and run.poll() is None:  # on stall.pdf
+        assert time.monotonic() < deadline, "no reader was seen reading stall.pdf"
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(3)
+    # A first Ctrl+C lets the files being read end and be saved: the stalled one holds it.
+    assert run.poll() is None, "the run ended before the stalled file was read"
+    os.killpg(run.pid, signal.SIGINT)
+    status, _, err = finish(run, timeout_s=60)
+    assert status == 130, err[-3000:]
+    assert "stop again to stop at once" in err and "stopped at once" in err, err[-3000:]
+    assert "stall.pdf: not read, as the run was stopped at once" in err, err[-3000:]
+    assert "reader process died" not in err, err[-3000:]
+    assert len(store.list("scoring/s/digits/")) == 1  # nothing committed for stall.pdf
+    # The next run reads the file the stopped run left (here stopped at a short deadline).
+    monkeypatch.setenv("DIGITFLOW_FILE_DEADLINE_S", "3")
+    again = CliRunner().invoke(app, score)
+    assert again.exit_code == 0, again.output
+    assert summary(again.stdout)["already_done"] == 1
+    rows = _rows(store, "s")
+    assert rows["page.png"]["status"] == "scored"
+    assert "reading it took longer than 3 s" in rows["stall.pdf"]["error"], rows["stall.pdf"]
 
 
 def _hostile_folder(root: Path, secret: str) -> Path:

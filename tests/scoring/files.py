@@ -111,3 +111,31 @@ def bad_and_good() -> dict[str, tuple[bytes, str, str]]:
         "three pages.tif": (multipage_tiff([text, text, text], corrupt=(1,)), "partial", "page 1"),
         "sub dir/ünïcødé 数字 scan.png": (good, "scored", ""),
     }
+
+
+def stalling_pdf(step: float) -> bytes:
+    """A PDF of one page, under a kilobyte, filled with a pattern repeated every ``step``
+    points: rendering it takes about (0.1 / step)^2 times a fifth of a second."""
+    cell = b"0 0 0.5 0.5 re f"
+    pattern = (b"<< /Type /Pattern /PatternType 1 /PaintType 1 /TilingType 1 /BBox [0 0 1 1] "
+               b"/XStep %g /YStep %g /Resources << >> /Length %d >>\nstream\n%s\nendstream"
+               % (step, step, len(cell), cell))  # fmt: skip
+    fill = b"/Pattern cs /P scn 0 0 100 100 re f"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] /Contents 4 0 R "
+        b"/Resources << /Pattern << /P 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(fill), fill),
+        pattern,
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for k, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (k, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)  # fmt: skip
+    return bytes(out)

@@ -18,7 +18,7 @@ import pytest
 
 from digitflow.scoring import readers
 from digitflow.scoring.extract import FileDigits
-from tests.scoring.files import bad_and_good
+from tests.scoring.files import bad_and_good, stalling_pdf
 
 
 def _write_folder(folder: Path, scans: Path) -> list[str]:
@@ -73,7 +73,7 @@ def _readers() -> list[BaseProcess]:
 
 def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: int) -> None:
     want = _in_thread(folder)
-    got = readers.read_files(str(folder), _names(folder), two_readers)
+    got = readers.read_files(str(folder), _names(folder), configured=two_readers)
     assert len(_readers()) == 2  # the work really went to two reader processes
     _assert_same(got, want)
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
@@ -101,12 +101,12 @@ def test_a_file_alone_starts_one_reader_and_files_at_once_start_the_others(
     folder: Path, two_readers: int
 ) -> None:
     names = _names(folder)
-    readers.read_files(str(folder), names[:1], two_readers)
+    readers.read_files(str(folder), names[:1], configured=two_readers)
     first = _readers()
     assert len(first) == 1  # one file: one process started, not one a core
-    readers.read_files(str(folder), names[:1], two_readers)
+    readers.read_files(str(folder), names[:1], configured=two_readers)
     assert _readers() == first  # kept for the next batch
-    readers.read_files(str(folder), names[:4], two_readers)
+    readers.read_files(str(folder), names[:4], configured=two_readers)
     assert len(_readers()) == 2 and first[0] in _readers()
 
 
@@ -129,14 +129,14 @@ def test_a_reader_killed_mid_batch_loses_nothing(
     folder: Path, two_readers: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     want = _in_thread(folder)
-    readers.read_files(str(folder), _names(folder)[:2], two_readers)  # start the readers
+    readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)  # start the readers
     victim, survivor = _readers()
     assert victim.pid is not None
     idle = _cpu_ticks(victim.pid)
     names = _names(folder) * 6
     result: list[list[FileDigits]] = []
     worker = threading.Thread(
-        target=lambda: result.append(readers.read_files(str(folder), names, two_readers))
+        target=lambda: result.append(readers.read_files(str(folder), names, configured=two_readers))
     )
     worker.start()
     # The victim uses CPU only once the batch hands it a file: kill it in the middle of it.
@@ -147,7 +147,7 @@ def test_a_reader_killed_mid_batch_loses_nothing(
     _assert_same(result[0], want * 6)
     assert "a reader process died reading it" in caplog.text
     # Only the dead reader was replaced: the next batch runs on the survivor and a new one.
-    readers.read_files(str(folder), _names(folder)[:2], two_readers)
+    readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)
     now = {p.pid for p in _readers()}
     assert len(now) == 2 and survivor.pid in now and victim.pid not in now
 
@@ -155,12 +155,12 @@ def test_a_reader_killed_mid_batch_loses_nothing(
 def test_shutdown_stops_the_readers_and_the_next_batch_starts_new_ones(
     folder: Path, two_readers: int
 ) -> None:
-    readers.read_files(str(folder), _names(folder)[:2], two_readers)
+    readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)
     before = _readers()
     assert len(before) == 2
     readers.shutdown()
     assert not any(p.is_alive() for p in before)
-    readers.read_files(str(folder), _names(folder)[:2], two_readers)
+    readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)
     assert {p.pid for p in _readers()}.isdisjoint(p.pid for p in before)
 
 
@@ -183,7 +183,7 @@ def test_files_whose_reader_dies_every_time_are_quarantined_with_the_reason(
     killer = threading.Thread(target=kill_every_reader)
     killer.start()
     try:
-        got = readers.read_files(str(folder), names, two_readers)
+        got = readers.read_files(str(folder), names, configured=two_readers)
     finally:
         stop.set()
         killer.join()
@@ -212,3 +212,44 @@ def test_readers_that_cannot_start_fail_the_run_with_the_reason_and_blame_no_fil
     assert run.returncode != 0
     assert "ReaderStartError" in run.stderr and '`if __name__ == "__main__":` guard' in run.stderr
     assert "died each time" not in run.stderr + run.stdout  # no file was blamed
+
+
+def test_a_second_stop_leaves_the_files_being_read_unread_and_the_next_batch_gets_new_readers(
+    folder: Path, two_readers: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "stall.pdf").write_bytes(stalling_pdf(0.002))  # about 500 s for its page
+    readers.read_files(str(folder), _names(folder)[:1], configured=two_readers)  # one reader
+    (reader,) = _readers()
+    assert reader.pid is not None
+    idle = _cpu_ticks(reader.pid)
+    outcome: list[BaseException | list[FileDigits]] = []
+
+    def read_stall() -> None:
+        try:
+            outcome.append(readers.read_files(str(tmp_path), ["stall.pdf"], configured=2))
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=read_stall)
+    worker.start()
+    _until_busy(reader.pid, idle)
+    # A first stop (Ctrl+C in the run's thread) lets the file go on being read...
+    with pytest.raises(KeyboardInterrupt), readers.stopped_on_interrupt():
+        raise KeyboardInterrupt
+    time.sleep(1)
+    assert worker.is_alive() and reader.is_alive()
+    # ...the second, a signal like Ctrl+C, stops its reader and leaves it unread.
+    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    os.kill(os.getpid(), signal.SIGINT)
+    worker.join(timeout=30)
+    assert not worker.is_alive() and not reader.is_alive()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # itself again
+    (stopped,) = outcome
+    assert isinstance(stopped, readers.ReadingStopped), stopped
+    assert "stall.pdf: not read, as the run was stopped at once" in str(stopped)
+    # The next run reads on a new reader, and no death is blamed on any file.
+    with readers.stopped_on_interrupt():
+        got = readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)
+    _assert_same(got, _in_thread(folder)[:2])
+    assert reader.pid not in {p.pid for p in _readers()}
+    assert "died" not in caplog.text
