@@ -8,6 +8,7 @@ is committed once (``digitflow.scoring.commits``), so runs of one batch may over
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -180,8 +181,9 @@ def sizes_of(rows: dict[str, dict]) -> dict[str, int]:
 def to_read_again(rows: dict[str, dict], listed: dict[str, int], names: set[str]) -> set[str]:
     """Which of ``names`` (files a batch committed) a rerun reads again: those quarantined
     by a failure that may pass (the file could not be read: gone for a moment, a broken link
-    since fixed, no permission; or its reader process died), and those quarantined whose
-    size has changed since (replaced by a good copy). A file read is never read again."""
+    since fixed, no permission; or its reader process died, in one run only), and those
+    quarantined whose size has changed since (replaced by a good copy). A file read is never
+    read again."""
     quarantined = {n for n in names if rows.get(n, {}).get("status") == "quarantined"}
     may_pass = {n for n in quarantined if rows[n].get("retry")}
     return may_pass | changed_since(sizes_of(rows), listed, quarantined)
@@ -365,7 +367,7 @@ def score_shard(
     found = readers.read_files(
         input_root, todo, follow_outside_links, reader_count, reading, listed
     )
-    files = [f for f in found if not f.unsettled]
+    files = [_given_up(f) if f.name in again else f for f in found if not f.unsettled]
     read = read_shard(files, ref, threshold, batch_id)
     shard = commits.write_shard(store, batch_id, files, read, ref.version, again)
     mine = [f for f in files if f.name not in set(shard.lost)]
@@ -379,6 +381,22 @@ def score_shard(
                   for f in mine if f.status != "scored"},
         unsettled=[f.name for f in found if f.unsettled],
     )  # fmt: skip
+
+
+def _given_up(file: FileDigits) -> FileDigits:
+    """A quarantined file read again: if its reader processes died on it again, it is read
+    no more until it is replaced. A file that ends its readers (by memory, or a crash) would
+    otherwise end two of them in every run of the batch, a scheduled one every few minutes,
+    and may bring the machine's out-of-memory killer down on other processes each time."""
+    if not file.reader_died:
+        return file
+    return dataclasses.replace(
+        file,
+        retry=False,
+        error=f"{file.name}: {readers.READER_DIED}. It did so in the run before too: the "
+        "batch reads it again only once it is replaced (its size changes); a new batch id "
+        "reads it anew",
+    )
 
 
 def finalize(

@@ -56,6 +56,7 @@ class FileDigits:
     # Quarantined by a failure that may pass (it could not be read, its reader died): the
     # batch's next run reads it again.
     retry: bool = False
+    reader_died: bool = False  # quarantined as the reader processes died reading it
 
     @property
     def status(self) -> str:

@@ -40,6 +40,10 @@ from digitflow.scoring.inputs import read_input
 logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+READER_DIED = (
+    "the reader process died each time it read this file (out of memory, or a decoder "
+    "crash): check the file, or read it on a larger machine"
+)
 
 
 def reader_count(configured: int | None) -> int:
@@ -272,13 +276,11 @@ class _Readers:
                 logger.warning("a reader process died %s: %s; starting a new one", attempt, name)
                 reader.close()
                 reader = _Reader()
-            return quarantined(
-                name,
-                f"{name}: the reader process died each time it read this file (out of memory, "
-                "or a decoder crash): check the file, or read it on a larger machine; the "
-                "batch's next run reads it again",
-                retry=True,
-            )
+            return replace(
+                quarantined(name, f"{name}: {READER_DIED}; the batch's next run reads it again",
+                            retry=True),
+                reader_died=True,
+            )  # fmt: skip
         finally:
             self._idle.put(reader)
 

@@ -4,10 +4,12 @@ links and folders that cannot be read, files outside the input, a tampered model
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ from typer.testing import CliRunner
 
 from digitflow import registry
 from digitflow.cli import app
-from digitflow.scoring import commits, results
+from digitflow.scoring import commits, readers, results
 from digitflow.scoring.inputs import read_input
 from digitflow.storage import ObjectStore, S3Store
 from tests.hostile.conftest import (
@@ -171,18 +173,28 @@ def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
     assert read_input(str(folder), "caf\\xe9.png") == scan.read_bytes()
 
 
+def _cpu_s(pid: int) -> tuple[int, float]:
+    """A process's parent and the CPU seconds it has used (0, 0.0 once it has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0.0
+    # The fields after the name: state, ppid, …; utime and stime are the 12th and 13th.
+    return int(stat[1]), (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _busiest_reader_cpu_s(pid: int) -> float:
     """CPU seconds spent by the busiest reader process (a child started by spawn) of a run:
     more than a reader's start costs only while it reads a file that stalls it."""
-    busiest, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    busiest = 0.0
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             spawned = b"multiprocessing.spawn" in (proc / "cmdline").read_bytes()
         except OSError:  # ended meanwhile
             continue
-        if spawned and int(stat[1]) == pid:  # fields after the name: state, ppid, …
-            busiest = max(busiest, (int(stat[11]) + int(stat[12])) / tick)  # utime + stime
+        parent, seconds = _cpu_s(int(proc.name))
+        if spawned and parent == pid:
+            busiest = max(busiest, seconds)
     return busiest
 
 
@@ -241,6 +253,49 @@ def test_a_second_ctrl_c_stops_a_run_held_up_by_a_stalled_file_at_once_and_loses
     rows = _rows(store, "s")
     assert rows["page.png"]["status"] == "scored"
     assert "reading it took longer than 3 s" in rows["stall.pdf"]["error"], rows["stall.pdf"]
+
+
+def test_a_file_that_ends_its_readers_in_two_runs_is_read_again_only_once_replaced(
+    store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    folder = _page_and_stall(forms, tmp_path / "scans", 0.002)
+    score = ["score", str(folder), "--batch-id", "k", "--store", store.uri, "--json"]
+    stop, kills = threading.Event(), []
+
+    def out_of_memory() -> None:  # as the kernel ends a reader that a file makes too large
+        while not stop.is_set():
+            for reader in mp.active_children():
+                if reader.name == "digitflow-reader" and _cpu_s(reader.pid or 0)[1] > 5:
+                    os.kill(reader.pid or 0, signal.SIGKILL)
+                    kills.append(reader.pid)
+            time.sleep(0.05)
+
+    readers.shutdown()  # readers of this process, for the killer to find
+    killer = threading.Thread(target=out_of_memory)
+    killer.start()
+    try:
+        runs = [CliRunner().invoke(app, score) for _ in range(3)]
+        assert [r.exit_code for r in runs] == [0, 0, 0], [r.output for r in runs]
+        rows = _rows(store, "k")
+    finally:
+        stop.set()
+        killer.join()
+        readers.shutdown()
+    # The first run quarantines it for the next to read again; the second, after two
+    # readers more, for good; the third reads neither file.
+    assert len(kills) == 4, kills
+    done = [summary(r.stdout)["already_done"] for r in runs]
+    assert done == [0, 1, 2], done
+    stall = rows["stall.pdf"]
+    assert (stall["status"], stall["retry"]) == ("quarantined", False), stall
+    assert "It did so in the run before too" in stall["error"], stall
+    assert rows["page.png"]["status"] == "scored"
+    # Replaced (its size changes), it is read again.
+    (folder / "stall.pdf").write_bytes((folder / "page.png").read_bytes())
+    again = CliRunner().invoke(app, score)
+    assert again.exit_code == 0, again.output
+    assert summary(again.stdout)["already_done"] == 1
+    assert _rows(store, "k")["stall.pdf"]["status"] == "scored"
 
 
 def _hostile_folder(root: Path, secret: str) -> Path:
