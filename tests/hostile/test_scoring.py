@@ -247,9 +247,9 @@ def test_a_second_ctrl_c_stops_a_run_held_up_by_a_stalled_file_at_once_and_loses
     assert len(store.list("scoring/s/digits/")) == 1  # nothing committed for stall.pdf
     # The next run reads the file the stopped run left (here stopped at a short deadline).
     monkeypatch.setenv("DIGITFLOW_FILE_DEADLINE_S", "3")
-    again = CliRunner().invoke(app, score)
-    assert again.exit_code == 0, again.output
-    assert summary(again.stdout)["already_done"] == 1
+    status, out, err = finish(start(*score))
+    assert status == 0, err[-3000:]
+    assert summary(out)["already_done"] == 1
     rows = _rows(store, "s")
     assert rows["page.png"]["status"] == "scored"
     assert "reading it took longer than 3 s" in rows["stall.pdf"]["error"], rows["stall.pdf"]

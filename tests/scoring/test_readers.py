@@ -233,17 +233,24 @@ def test_a_second_stop_leaves_the_files_being_read_unread_and_the_next_batch_get
     worker = threading.Thread(target=read_stall)
     worker.start()
     _until_busy(reader.pid, idle)
-    # A first stop (Ctrl+C in the run's thread) lets the file go on being read...
-    with pytest.raises(KeyboardInterrupt), readers.stopped_on_interrupt():
-        raise KeyboardInterrupt
-    time.sleep(1)
-    assert worker.is_alive() and reader.is_alive()
-    # ...the second, a signal like Ctrl+C, stops its reader and leaves it unread.
-    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    os.kill(os.getpid(), signal.SIGINT)
-    worker.join(timeout=30)
+    # Ctrl+C as a command in the foreground gets it (a test run from a script in the
+    # background has it ignored, and then no second one could come).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        # A first stop (Ctrl+C in the run's thread) lets the file go on being read...
+        with pytest.raises(KeyboardInterrupt), readers.stopped_on_interrupt():
+            raise KeyboardInterrupt
+        time.sleep(1)
+        assert worker.is_alive() and reader.is_alive()
+        # ...the second, a signal like Ctrl+C, stops its reader and leaves it unread.
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        os.kill(os.getpid(), signal.SIGINT)
+        worker.join(timeout=30)
+        halted_to = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert not worker.is_alive() and not reader.is_alive()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # itself again
+    assert halted_to is signal.default_int_handler  # Ctrl+C is itself again
     (stopped,) = outcome
     assert isinstance(stopped, readers.ReadingStopped), stopped
     assert "stall.pdf: not read, as the run was stopped at once" in str(stopped)
