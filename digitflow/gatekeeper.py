@@ -26,7 +26,7 @@ from digitflow.promotion import (
     decide_adapted,
     pct,
 )
-from digitflow.registry import apply_decision
+from digitflow.registry import apply_decision, unannounced
 from digitflow.storage import ObjectStore
 
 
@@ -42,12 +42,15 @@ class PromotionResult(BaseModel):
     record: str | None = None  # the decision's history record; None: nothing recorded
     completed: str | None = None  # an earlier promotion whose missing record was written
     change: str | None = None  # the history key of the change that made the champion
+    # The champion's promotion, by an earlier round, whose event was never sent (stopped
+    # between the champion's move and its event).
+    unannounced: bool = False
     unreadable: list[Unreadable] = []  # candidates of the run whose card cannot be read
 
     def news(self) -> str | None:
         """The champion to announce: this decision's, or an earlier one that went unrecorded
-        (and so unannounced) until now."""
-        if self.champion and (self.promoted or self.completed == self.champion):
+        or unannounced until now."""
+        if self.champion and (self.promoted or self.completed == self.champion or self.unannounced):
             return self.champion
         return None
 
@@ -75,6 +78,7 @@ def judge(
         record=applied.record,
         completed=applied.completed.id if applied.completed else None,
         change=applied.champion.record_key if applied.champion else None,
+        unannounced=unannounced(store, applied.champion),
         unreadable=report.unreadable,
     )
 

@@ -6,6 +6,7 @@ The classifier's base is ``models``::
     models/candidates/<training_run>/<model_name>/card.json     written last
     models/champion.json                                        the pointer
     models/history/<utc-timestamp>-<action>.json                append-only audit
+    models/announce/<utc-timestamp>-promote.json                a promotion whose event is unsent
     models/reports/<training_run>/<model_name>/…                evaluation images
 
 The line reader's role has the same layout under ``models/reader``.

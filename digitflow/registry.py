@@ -162,6 +162,7 @@ def promote(
         )
     complete(store, current)
     now = utc_now()
+    record_key = layout.record(now, "promote")
     pointer = Champion(
         training_run=card.training_run,
         model_name=card.model_name,
@@ -175,11 +176,36 @@ def promote(
         reason=str(decision.get("reason", "")),
         decision=decision,
         decision_id=decision_id,
-        record_key=layout.record(now, "promote"),
+        record_key=record_key,
         previous=trim(current),
     )
-    _move(store, pointer, (current, etag), "promotion", layout)
+    # Its event waits here until it is sent: a promotion stopped after the move and before
+    # its event (a kill, a crash) is announced by the next round instead of never.
+    store.write_bytes(announcement_key(record_key), pointer.id.encode())
+    try:
+        _move(store, pointer, (current, etag), "promotion", layout)
+    except PreconditionFailed:  # the champion did not move: there is nothing to announce
+        store.delete(announcement_key(record_key))
+        raise
     return pointer
+
+
+def announcement_key(record_key: str) -> str:
+    """Where a promotion's model-promoted event waits to be sent (written before the
+    champion moves, removed once the event is sent), by its history record's key."""
+    base, _, name = record_key.rpartition("/history/")
+    return f"{base}/announce/{name}"
+
+
+def announced(store: ObjectStore, record_key: str) -> None:
+    """The event of the promotion recorded at ``record_key`` is sent: it waits no more."""
+    store.delete(announcement_key(record_key))
+
+
+def unannounced(store: ObjectStore, pointer: Champion | None) -> bool:
+    """Whether the champion's promotion still waits for its event to be sent."""
+    key = pointer.record_key if pointer is not None else None
+    return key is not None and store.exists(announcement_key(key))
 
 
 def record_refusal(

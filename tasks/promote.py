@@ -7,8 +7,9 @@ import uuid
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
 
-from digitflow import candidates, gatekeeper
+from digitflow import candidates, gatekeeper, registry
 from digitflow.assessment import RunAssessment, assess_run
 from digitflow.gatekeeper import PromotionResult
 from digitflow.layout import LAYOUTS, layout_of
@@ -80,13 +81,16 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
 
     The event's id comes from the champion's change (its history key in its store), so
     every round that announces one change, two rounds racing or a retry, sends the same
-    event, and Prefect stores and reacts to it once.
+    event, and Prefect stores and reacts to it once. Once sent, the promotion waits for it
+    no more (``registry.announced``); a promotion stopped before is announced by the next
+    round.
     """
     champion = result.news()
     if champion is None:
         return
     run, _, model = champion.partition("/")
-    change = open_store(store_uri).uri_of(result.change or champion)
+    store = open_store(store_uri)
+    change = store.uri_of(result.change or champion)
     emit_event(
         event=PROMOTED_EVENT,
         id=uuid.uuid5(uuid.NAMESPACE_URL, change),
@@ -104,3 +108,10 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
             "reason": result.reason,
         },
     )
+    if result.unannounced:
+        get_run_logger().warning("announced %s, whose promotion was stopped before", champion)
+    if result.change:
+        # Sent, not only queued (events go out from a thread of their own): then the
+        # promotion waits for it no more.
+        EventsWorker.instance().wait_until_empty()
+        registry.announced(store, result.change)

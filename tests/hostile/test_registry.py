@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
 from flows.promote import PromoteParams, promote_flow
 from tests.conftest import REPO, clone_store
+from tests.hostile.conftest import start
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -136,6 +138,35 @@ def test_history_write_that_fails_after_the_pointer_moved_is_completed_next_time
     [event] = promoted_events(since)
     assert event.resource.id == "digitflow.model." + champion.id.replace("/", ".")
     assert registry.current_champion(store)[0] == champion  # nothing moved a second time
+
+
+def test_a_promotion_stopped_before_its_event_is_announced_by_the_next_round(
+    trained: str, tmp_path: Path
+) -> None:
+    store = LocalStore(clone_store(trained, tmp_path / "store"))
+    since = datetime.now(UTC)
+    first = start("promote", "--training-run", "r1", *GATE, "--store", store.uri, "--json")
+    # Killed as soon as the promotion's history record is there, the champion moved: the
+    # gate's report and artifacts come after it, and then the task that sends the event.
+    history = Path(store.root) / "models/history"
+    deadline = time.monotonic() + 300
+    while not list(history.glob("*-promote.json")):
+        assert first.poll() is None and time.monotonic() < deadline, "no promotion recorded"
+        time.sleep(0.001)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    champion = registry.current_champion(store)[0]
+    assert champion is not None and champion.record_key is not None
+    assert promoted_events(since) == [], "the promotion was not stopped before its event"
+    waiting = registry.announcement_key(champion.record_key)
+    assert store.exists(waiting)
+    second = summary(cli("promote", "--training-run", "r1", *GATE, "--store", store.uri,
+                         "--json"))["classifier"]  # fmt: skip
+    assert not second["promoted"] and "already the champion" in second["reason"]
+    [event] = promoted_events(since)
+    assert event.resource.id == "digitflow.model." + champion.id.replace("/", ".")
+    assert not store.exists(waiting)  # announced: a third round sends nothing more
+    assert registry.current_champion(store)[0] == champion
 
 
 POINTER_WRITE = re.compile(rb"PUT /[^ \r\n]*/models/champion\.json ")
