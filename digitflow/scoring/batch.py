@@ -393,9 +393,9 @@ def _given_up(file: FileDigits) -> FileDigits:
     return dataclasses.replace(
         file,
         retry=False,
-        error=f"{file.name}: {readers.READER_DIED}. It did so in the run before too: the "
-        "batch reads it again only once it is replaced (its size changes); a new batch id "
-        "reads it anew",
+        error=f"{file.name}: {readers.READER_DIED}. It was read again after a quarantine "
+        "(its readers died, it could not be read, or it was replaced): the batch reads it "
+        "again only once it is replaced (its size changes); a new batch id reads it anew",
     )
 
 

@@ -288,7 +288,7 @@ def test_a_file_that_ends_its_readers_in_two_runs_is_read_again_only_once_replac
     assert done == [0, 1, 2], done
     stall = rows["stall.pdf"]
     assert (stall["status"], stall["retry"]) == ("quarantined", False), stall
-    assert "It did so in the run before too" in stall["error"], stall
+    assert "It was read again after a quarantine" in stall["error"], stall
     assert rows["page.png"]["status"] == "scored"
     # Replaced (its size changes), it is read again.
     (folder / "stall.pdf").write_bytes((folder / "page.png").read_bytes())
