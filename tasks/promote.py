@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.events import emit_event
-from prefect.events.worker import EventsWorker
+from prefect.client.orchestration import get_client
+from prefect.events import Event
+from prefect.events.clients import get_events_client
+from prefect.events.related import related_resources_from_run_context
+from prefect.events.worker import should_emit_events
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from digitflow import candidates, gatekeeper, registry
 from digitflow.assessment import RunAssessment, assess_run
@@ -20,6 +25,9 @@ from digitflow.storage import open_store
 from tasks.retry import STORAGE_RETRIES
 
 PROMOTED_EVENT = "digitflow.model.promoted"
+# Tries to reach the server's event stream before the event is left for the next round
+# (the fourth and later a second apart).
+_SEND_ATTEMPTS = 5
 
 
 @task(name="roles-of-run", **STORAGE_RETRIES)
@@ -77,13 +85,13 @@ def apply_gate(
 
 @task(name="announce-promotion")
 def announce_promotion(result: PromotionResult, store_uri: str) -> None:
-    """Emit the model-promoted event that scoring deployments react to.
+    """Send the model-promoted event that scoring deployments react to.
 
     The event's id comes from the champion's change (its history key in its store), so
     every round that announces one change, two rounds racing or a retry, sends the same
-    event, and Prefect stores and reacts to it once. Once sent, the promotion waits for it
-    no more (``registry.announced``); a promotion stopped before is announced by the next
-    round.
+    event, and Prefect stores and reacts to it once. Once the server has it, the promotion
+    waits for it no more (``registry.announced``); a promotion stopped before, or whose
+    event the server could not be reached for, is announced by the next round.
     """
     champion = result.news()
     if champion is None:
@@ -91,15 +99,16 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
     run, _, model = champion.partition("/")
     store = open_store(store_uri)
     change = store.uri_of(result.change or champion)
-    emit_event(
-        event=PROMOTED_EVENT,
-        id=uuid.uuid5(uuid.NAMESPACE_URL, change),
-        resource={
+    event = Event.model_validate({
+        "event": PROMOTED_EVENT,
+        "id": uuid.uuid5(uuid.NAMESPACE_URL, change),
+        "occurred": datetime.now(UTC),
+        "resource": {
             "prefect.resource.id": f"digitflow.model.{run}.{model}",
             "prefect.resource.name": champion,
             "digitflow.role": result.role,
         },
-        payload={
+        "payload": {
             "role": result.role,
             "champion": champion,
             "training_run": run,
@@ -107,11 +116,41 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
             "store": store_uri,
             "reason": result.reason,
         },
-    )
+    })  # fmt: skip
+    logger = get_run_logger()
+    if not should_emit_events():  # no Prefect API to send it to: none ever will be
+        if result.change:
+            registry.announced(store, result.change)
+        return
+    try:
+        run_coro_as_sync(_send(event))
+    except Exception as exc:
+        later = "the next promote sends it" if result.change else "it is not sent"
+        logger.warning(
+            "the event of %s's promotion (%s) could not be sent to the Prefect API (%s): "
+            "%s; the scoring deployments that react to it do not run until then",
+            champion, PROMOTED_EVENT, exc, later,
+        )  # fmt: skip
+        return
     if result.unannounced:
-        get_run_logger().warning("announced %s, whose promotion was stopped before", champion)
+        logger.warning("announced %s, whose promotion was stopped before", champion)
     if result.change:
-        # Sent, not only queued (events go out from a thread of their own): then the
-        # promotion waits for it no more.
-        EventsWorker.instance().wait_until_empty()
         registry.announced(store, result.change)
+
+
+async def _send(event: Event) -> None:
+    """Send one event, with the flow and task runs it came from, and return once the server
+    has it: a ping sent after it is answered (the events client's checkpoint). Raises if no
+    connection to the server's event stream can be made.
+
+    Not through ``emit_event``, whose worker sends from a thread of its own and only logs an
+    event it could not send: a promotion would then wait for its event no more, though it
+    never went.
+    """
+    async with get_client() as api:
+        related = await related_resources_from_run_context(
+            api, exclude={r.id for r in event.involved_resources}
+        )
+    event.related = [*event.related, *related]
+    async with get_events_client(reconnection_attempts=_SEND_ATTEMPTS, checkpoint_every=1) as out:
+        await out.emit(event)

@@ -33,7 +33,8 @@ from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
 from flows.promote import PromoteParams, promote_flow
 from tests.conftest import REPO, clone_store
-from tests.hostile.conftest import start
+from tests.hostile.conftest import DIGITFLOW, start
+from tests.prefect_server import PrefectServer
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -167,6 +168,79 @@ def test_a_promotion_stopped_before_its_event_is_announced_by_the_next_round(
     assert event.resource.id == "digitflow.model." + champion.id.replace("/", ".")
     assert not store.exists(waiting)  # announced: a third round sends nothing more
     assert registry.current_champion(store)[0] == champion
+
+
+EVENT_STREAM = re.compile(rb"GET /api/events/in[ ?]")
+
+
+class RefuseEventStream(TcpProxy):
+    """In front of a Prefect server: its API goes through, its event stream (the websocket
+    events are sent on) does not, as through a proxy that lets no websocket pass."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.tails: dict[socket.socket, bytes] = {}
+        self.refused = 0
+
+    def arriving(self, source: socket.socket, sink: socket.socket, data: bytes) -> None:
+        if sink.getpeername()[1] != self.target_port:
+            return
+        seen = self.tails.get(source, b"") + data
+        self.tails[source] = seen[-512:]
+        if EVENT_STREAM.search(seen):
+            self.refused += 1
+            raise ConnectionAbortedError("no websocket through this proxy")
+
+
+def stored_event(server: PrefectServer, event_id: uuid.UUID, since: datetime) -> Any:
+    """The event of ``event_id`` as the server stored it (waiting for its event store)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.events.filters import EventFilter, EventIDFilter, EventOccurredFilter
+
+    wanted = EventFilter(id=EventIDFilter(id=[event_id]), occurred=EventOccurredFilter(since=since))
+    deadline = time.monotonic() + 60
+    with SyncPrefectClient(server.api_url) as client:
+        while not (found := client.read_events(filter=wanted, limit=5).events):
+            assert time.monotonic() < deadline, "the server stored no such event within 60 s"
+            time.sleep(0.5)
+    [event] = found
+    return event
+
+
+def test_a_promotion_whose_event_cannot_be_sent_is_announced_by_the_next_round(
+    trained: str, tmp_path: Path
+) -> None:
+    server = PrefectServer(tmp_path / "prefect", tmp_path)
+    server.start()
+    try:
+        proxy = RefuseEventStream(server.port)
+        proxy.up()
+        store = LocalStore(clone_store(trained, tmp_path / "store"))
+        since = datetime.now(UTC)
+        args = [DIGITFLOW, "promote", "--training-run", "r1", *GATE, "--store", store.uri]
+        through = {**server.env, "PREFECT_API_URL": f"{proxy.endpoint}/api"}
+        first = subprocess.run(args, env=through, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert proxy.refused > 0, "the promotion sent no event"
+        champion = registry.current_champion(store)[0]
+        assert champion is not None and champion.record_key is not None
+        assert "could not be sent" in first.stdout + first.stderr
+        waiting = registry.announcement_key(champion.record_key)
+        assert store.exists(waiting)  # before, it was removed: the event was lost for good
+        second_at = datetime.now(UTC)
+        second = subprocess.run(args, env=server.env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "already the champion" in second.stdout + second.stderr
+        change = store.uri_of(champion.record_key)
+        event = stored_event(server, uuid.uuid5(uuid.NAMESPACE_URL, change), since)
+        assert event.event == "digitflow.model.promoted"
+        assert event.resource.id == "digitflow.model." + champion.id.replace("/", ".")
+        assert event.received > second_at  # sent by the second round: none went before
+        # Tied to the flow run that sent it, as Prefect's own events are.
+        assert "flow-run" in {r.role for r in event.related}
+        assert not store.exists(waiting)
+    finally:
+        server.stop()
 
 
 POINTER_WRITE = re.compile(rb"PUT /[^ \r\n]*/models/champion\.json ")
