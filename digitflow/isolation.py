@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -30,11 +30,18 @@ def _child(
 ) -> None:
     os.environ.update(env)  # before the backend is imported: it reads its devices once
     lifeline.follow_parent()  # a parent killed (SIGKILL) leaves no training behind
+    # Ended by ``end_all`` (SIGTERM): unwind, so that what the training holds is let go (a
+    # process pool's workers and semaphores), rather than die where it stands.
+    signal.signal(signal.SIGTERM, _unwind)
     try:
-        result = fn(**kwargs, on_event=lambda event: events.put(("event", event)))
-        events.put(("result", result))
+        result = fn(**kwargs, on_event=lambda event: events.send(("event", event)))
+        events.send(("result", result))
     except BaseException as exc:  # everything must reach the parent, whatever it was
-        events.put(("error", (type(exc).__name__, str(exc), traceback.format_exc())))
+        events.send(("error", (type(exc).__name__, str(exc), traceback.format_exc())))
+
+
+def _unwind(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_in_process(
@@ -51,9 +58,13 @@ def run_in_process(
     in order, in the calling thread. A child exception or crash raises TrainingError.
     """
     ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn, kwargs, env or {}, events), name=name)
+    # A pipe, not a queue: a queue's locks are named semaphores, which a command stopped by
+    # a signal (it exits without finalising them) leaves behind, three for each training,
+    # with a warning from multiprocessing's resource tracker.
+    events, sending = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(fn, kwargs, env or {}, sending), name=name)
     proc.start()
+    sending.close()  # the child's end: the parent reads, and sees EOF once the child is gone
     with _lock:
         _running.add(proc)
     try:
@@ -62,6 +73,7 @@ def run_in_process(
         proc.terminate()
         raise
     finally:
+        events.close()
         proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
@@ -73,10 +85,15 @@ def run_in_process(
 
 def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -> Any:
     """Pass the child's events on until its result or its error."""
+    kind: str | None
+    payload: Any
     while True:
         try:
-            kind, payload = events.get(timeout=POLL_S)
-        except queue.Empty:
+            kind, payload = events.recv() if events.poll(POLL_S) else (None, None)
+        except EOFError:  # all it sent is read, and its end is closed: it is ending
+            proc.join(POLL_S)
+            kind, payload = None, None
+        if kind is None:
             if not proc.is_alive():
                 with _lock:
                     stopped = proc in _stopped
@@ -93,6 +110,9 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
             return payload
         else:
             exc_type, message, trace = payload
+            with _lock:
+                if proc in _stopped:  # it unwound, as it was told to
+                    raise TrainingError(f"{name}: stopped, as the command was")
             error = TrainingError(f"{name}: {exc_type}: {message}")
             error.child_traceback = trace
             raise error

@@ -41,3 +41,24 @@ def tick_forever(on_event: Callable[[int], None], ended: str = "", started: str 
         on_event(i)
         i += 1
         time.sleep(0.05)
+
+
+def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
+    """Tick for ever with a process pool open, as the line reader's training writes its
+    strings in one (its workers end with it); the pool is shut down on the way out."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from digitflow import lifeline
+
+    context = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=lifeline.follow_parent)
+    try:
+        pool.submit(os.getpid).result()
+        i = 0
+        while True:
+            on_event(i)
+            i += 1
+            time.sleep(0.05)
+    finally:
+        pool.shutdown(cancel_futures=True)

@@ -123,6 +123,35 @@ def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
     assert ended.read_text() == "SIGTERM"
 
 
+def test_a_child_ended_lets_go_of_what_it_holds() -> None:
+    # The line reader's training holds a process pool: its queues' named semaphores are
+    # let go as the child unwinds. Before, a child ended where it stood left them to
+    # multiprocessing's tracker, which warned of them as the command exited.
+    script = (
+        "import threading, time\n"
+        "from digitflow import isolation\n"
+        "from tests import isolation_targets\n"
+        "ticks = []\n"
+        "def wait():\n"
+        "    try:\n"
+        "        isolation.run_in_process(isolation_targets.tick_with_a_pool, {}, name='pool',\n"
+        "                                 on_event=ticks.append)\n"
+        "    except Exception as exc:\n"
+        "        print(exc)\n"
+        "waiter = threading.Thread(target=wait)\n"
+        "waiter.start()\n"
+        "while not ticks:\n"
+        "    time.sleep(0.05)\n"
+        "isolation.end_all()\n"
+        "waiter.join()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pool: stopped, as the command was"
+    assert "leaked semaphore" not in done.stderr, done.stderr
+
+
 def test_a_child_does_not_outlive_its_parent_killed(tmp_path: Path) -> None:
     started = tmp_path / "started"
     script = (

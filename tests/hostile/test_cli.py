@@ -214,6 +214,9 @@ def test_a_training_command_stopped_ends_at_once_with_its_training_and_server(
         # waited on a minute of retries, then failed with ConnectError (exit 1).
         assert proc.returncode == status, stderr[-3000:]
         assert "ConnectError" not in stderr
+        # Nothing left for multiprocessing's tracker to clean up (before: a training's
+        # queue, three named semaphores, with a warning at the command's exit).
+        assert "leaked semaphore" not in stderr, stderr[-3000:]
         if not group:  # Ctrl+C reaches the training process itself as well
             assert "baseline_mlp: stopped, as the command was" in stderr
         assert not any(_alive(pid) for pid in trainers), "training outlived its command"
