@@ -7,6 +7,7 @@ pools, its own pinned GPU, and GPU memory that is returned when the process exit
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -25,23 +26,40 @@ _stopped: set[Any] = set()  # those of them that end_all ended
 _lock = threading.Lock()
 
 
+class Ended(BaseException):
+    """Raised in a child by the signal that ends it: it unwinds (its ``finally`` blocks run)."""
+
+
 def _child(
     fn: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str], events: Any
 ) -> None:
     os.environ.update(env)  # before the backend is imported: it reads its devices once
     lifeline.follow_parent()  # a parent killed (SIGKILL) leaves no training behind
-    # Ended by ``end_all`` (SIGTERM): unwind, so that what the training holds is let go (a
-    # process pool's workers and semaphores), rather than die where it stands.
+    # Ended by ``end_all`` (SIGTERM) or Ctrl+C: unwind, so that what the training holds is
+    # let go (a process pool's workers and semaphores), rather than die where it stands.
     signal.signal(signal.SIGTERM, _unwind)
+    signal.signal(signal.SIGINT, _unwind)
     try:
         result = fn(**kwargs, on_event=lambda event: events.send(("event", event)))
-        events.send(("result", result))
+        _tell(events, ("result", result))
     except BaseException as exc:  # everything must reach the parent, whatever it was
-        events.send(("error", (type(exc).__name__, str(exc), traceback.format_exc())))
+        _tell(events, ("error", (type(exc).__name__, str(exc), traceback.format_exc())))
 
 
 def _unwind(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    """The first stop unwinds the child; later ones (a flow ends its trainings until their
+    tasks end; a Ctrl+C and then a SIGTERM) would cut that short, and are ignored."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Ended(f"ended by {signal.Signals(signum).name}")
+
+
+def _tell(events: Any, message: tuple[str, Any]) -> None:
+    """Send the parent the child's last word, unless it has stopped listening."""
+    with contextlib.suppress(OSError):  # the parent ended, or gave up on this child
+        events.send(message)
 
 
 def run_in_process(
@@ -87,23 +105,28 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
     """Pass the child's events on until its result or its error."""
     kind: str | None
     payload: Any
+    closed = False  # all it sent is read, and its end is closed: it is ending
     while True:
-        try:
-            kind, payload = events.recv() if events.poll(POLL_S) else (None, None)
-        except EOFError:  # all it sent is read, and its end is closed: it is ending
+        kind, payload = None, None
+        if closed:
             proc.join(POLL_S)
-            kind, payload = None, None
+        else:
+            try:
+                if events.poll(POLL_S):
+                    kind, payload = events.recv()
+            except EOFError:
+                closed = True
         if kind is None:
-            if not proc.is_alive():
-                with _lock:
-                    stopped = proc in _stopped
-                if stopped:
-                    raise TrainingError(f"{name}: stopped, as the command was") from None
-                raise TrainingError(
-                    f"{name}: process exited with code {proc.exitcode} before finishing "
-                    "(killed for memory?)"
-                ) from None
-            continue
+            if proc.is_alive() or (not closed and events.poll(0)):
+                continue  # still running, or it sent something as it exited: read it
+            with _lock:
+                stopped = proc in _stopped
+            if stopped:
+                raise TrainingError(f"{name}: stopped, as the command was") from None
+            raise TrainingError(
+                f"{name}: process exited with code {proc.exitcode} before finishing "
+                "(killed for memory?)"
+            ) from None
         if kind == "event":
             on_event(payload)
         elif kind == "result":
@@ -113,6 +136,8 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
             with _lock:
                 if proc in _stopped:  # it unwound, as it was told to
                     raise TrainingError(f"{name}: stopped, as the command was")
+            if exc_type == Ended.__name__:  # a signal from elsewhere: no error of its own
+                raise TrainingError(f"{name}: stopped: {message}")
             error = TrainingError(f"{name}: {exc_type}: {message}")
             error.child_traceback = trace
             raise error
@@ -127,6 +152,8 @@ def end_all() -> None:
     """
     with _lock:
         for proc in _running:
-            if proc.is_alive():
+            # Once each: a flow calls this until its tasks end, and a child unwinding must
+            # not be cut short by the next.
+            if proc.is_alive() and proc not in _stopped:
                 _stopped.add(proc)
                 proc.terminate()

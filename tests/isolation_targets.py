@@ -44,8 +44,9 @@ def tick_forever(on_event: Callable[[int], None], ended: str = "", started: str 
 
 
 def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
-    """Tick for ever with a process pool open, as the line reader's training writes its
-    strings in one (its workers end with it); the pool is shut down on the way out."""
+    """Tick for ever with a process pool open and busy, as the line reader's training
+    writes its strings in one (its workers end with it); the pool is shut down on the way
+    out, after the work in hand."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -55,6 +56,7 @@ def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
     pool = ProcessPoolExecutor(1, mp_context=context, initializer=lifeline.follow_parent)
     try:
         pool.submit(os.getpid).result()
+        pool.submit(time.sleep, 2.0)  # an epoch's strings being written when the stop comes
         i = 0
         while True:
             on_event(i)

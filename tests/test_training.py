@@ -125,8 +125,10 @@ def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
 
 def test_a_child_ended_lets_go_of_what_it_holds() -> None:
     # The line reader's training holds a process pool: its queues' named semaphores are
-    # let go as the child unwinds. Before, a child ended where it stood left them to
-    # multiprocessing's tracker, which warned of them as the command exited.
+    # let go as the child unwinds, ended again and again as a stopped flow ends its
+    # trainings until their tasks end. Before, a child ended where it stood (or cut short
+    # as it unwound) left them to multiprocessing's tracker, which warned of them as the
+    # command exited.
     script = (
         "import threading, time\n"
         "from digitflow import isolation\n"
@@ -142,8 +144,9 @@ def test_a_child_ended_lets_go_of_what_it_holds() -> None:
         "waiter.start()\n"
         "while not ticks:\n"
         "    time.sleep(0.05)\n"
-        "isolation.end_all()\n"
-        "waiter.join()\n"
+        "while waiter.is_alive():\n"
+        "    isolation.end_all()\n"
+        "    waiter.join(isolation.POLL_S)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
