@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from prefect.events import Event
 from prefect.events.clients import get_events_client
 from prefect.events.related import related_resources_from_run_context
 from prefect.events.worker import should_emit_events
+from prefect.settings import get_current_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from digitflow import candidates, gatekeeper, registry
@@ -26,8 +28,10 @@ from tasks.retry import STORAGE_RETRIES
 
 PROMOTED_EVENT = "digitflow.model.promoted"
 # Tries to reach the server's event stream before the event is left for the next round
-# (the fourth and later a second apart).
+# (the fourth and later a second apart), and the longest the sending may take: a server
+# that takes the connection and then says nothing would hold it for minutes.
 _SEND_ATTEMPTS = 5
+_SEND_TIMEOUT_S = 30.0
 
 
 @task(name="roles-of-run", **STORAGE_RETRIES)
@@ -118,18 +122,17 @@ def announce_promotion(result: PromotionResult, store_uri: str) -> None:
         },
     })  # fmt: skip
     logger = get_run_logger()
-    if not should_emit_events():  # no Prefect API to send it to: none ever will be
-        if result.change:
-            registry.announced(store, result.change)
-        return
     try:
-        run_coro_as_sync(_send(event))
+        if not should_emit_events():
+            raise RuntimeError("no Prefect API is set to send it to")
+        run_coro_as_sync(asyncio.wait_for(_send(event), _SEND_TIMEOUT_S))
     except Exception as exc:
+        why = f"no answer within {_SEND_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError) else exc
         later = "the next promote sends it" if result.change else "it is not sent"
         logger.warning(
             "the event of %s's promotion (%s) could not be sent to the Prefect API (%s): "
             "%s; the scoring deployments that react to it do not run until then",
-            champion, PROMOTED_EVENT, exc, later,
+            champion, PROMOTED_EVENT, why, later,
         )  # fmt: skip
         return
     if result.unannounced:
@@ -151,6 +154,8 @@ async def _send(event: Event) -> None:
         related = await related_resources_from_run_context(
             api, exclude={r.id for r in event.involved_resources}
         )
-    event.related = [*event.related, *related]
+    # As many as an event may have (more, and the server drops it after taking it).
+    room = get_current_settings().server.events.maximum_related_resources - len(event.related)
+    event.related = [*event.related, *related[: max(room, 0)]]
     async with get_events_client(reconnection_attempts=_SEND_ATTEMPTS, checkpoint_every=1) as out:
         await out.emit(event)
