@@ -79,8 +79,9 @@ class ObjectStore(ABC):
         """All keys under ``prefix`` (a key prefix, not only a folder), sorted."""
 
     @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove an object; absent keys are not an error."""
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Remove an object; absent keys are not an error. With ``if_match``, only as it
+        was read (that ETag): PreconditionFailed if it has changed since."""
 
     def uri_of(self, key: str) -> str:
         """A human-readable URI of an object, for logs and summaries."""
@@ -235,8 +236,17 @@ class LocalStore(ObjectStore):
             keys += (name if rel == "." else f"{rel}/{name}" for name in filenames)
         return sorted(keys)
 
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        if if_match is None:
+            self._path(key).unlink(missing_ok=True)
+            return
+        with self._locked():  # as a conditional write: no replacement between check and unlink
+            current = self._path(key)
+            if not current.is_file():
+                return
+            if etag_of(current.read_bytes()) != if_match:
+                raise PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
+            current.unlink()
 
 
 # Answers of an S3 endpoint that is busy or failing, not of a request that is wrong: worth
@@ -384,11 +394,17 @@ class S3Store(ObjectStore):
             raise self._error(exc, "list", prefix or ".") from exc
         return found
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if if_match is not None:
+            args["IfMatch"] = f'"{if_match}"'
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.delete_object(**args)
         except Exception as exc:
-            raise self._error(exc, "delete", key) from exc
+            error = self._error(exc, "delete", key)
+            if if_match is not None and isinstance(error, NotFoundError):
+                return  # gone already: what was to be deleted is
+            raise error from exc
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -65,7 +65,7 @@ def start_batch(
     for names, level, what in [
         (list(plan.again), logging.INFO, "quarantined files read again (they could not be "
          "read, or were replaced since)"),
-        (plan.gone, logging.INFO, "entries it could not read are no longer in the input (a "
+        (list(plan.gone), logging.INFO, "entries it could not read are no longer in the input (a "
          "folder listable since, a link removed): their rows are dropped"),
         (plan.changed, logging.WARNING, "files changed since it read them: their earlier "
          "reading stands; score the input under another --batch-id to read them as they are "

@@ -122,6 +122,19 @@ def test_delete_is_idempotent(store: ObjectStore) -> None:
     assert not store.exists("gone")
 
 
+def test_a_conditional_delete_removes_only_the_object_as_it_was_read(store: ObjectStore) -> None:
+    store.write_bytes("commit", b"quarantined")
+    _, read = store.read_with_etag("commit")
+    store.write_bytes("commit", b"read again by another run", if_match=read)
+    with pytest.raises(PreconditionFailed):
+        store.delete("commit", if_match=read)
+    assert store.read_bytes("commit") == b"read again by another run"
+    _, now = store.read_with_etag("commit")
+    store.delete("commit", if_match=now)
+    assert not store.exists("commit")
+    store.delete("commit", if_match=now)  # gone already: nothing to do
+
+
 @pytest.mark.parametrize("bad", ["", "/abs", "a/../b", "a//b", "./a"])
 def test_unsafe_keys_are_refused(store: ObjectStore, bad: str) -> None:
     with pytest.raises(StoreError, match="invalid object key"):

@@ -71,8 +71,9 @@ class BatchPlan(BaseModel):
     again: dict[str, str] = {}
     # Entries quarantined for a reason that may pass and no longer in the input (a folder
     # listable since, whose files are listed instead; a broken link removed): their rows
-    # are dropped.
-    gone: list[str] = []
+    # are dropped, each commit as it was read (its ETag), unless another run has since
+    # replaced it.
+    gone: dict[str, str] = {}
 
 
 class ShardResult(BaseModel):
@@ -290,7 +291,7 @@ def plan_batch(
     # files.parquet names the candidates; their commits, as they stand now, decide.
     again = commits.to_replace(store, batch_id, sorted(to_read_again(rows, listed, done)), listed)
     left = sorted(n for n, row in rows.items() if row.get("retry") and n not in listed)
-    gone = sorted(commits.to_replace(store, batch_id, left, listed))
+    gone = commits.to_replace(store, batch_id, left, listed)
     changed = changed_since(sizes_of(rows), listed, done) - again.keys()
     if not rescore:
         if ref is None:
@@ -315,9 +316,19 @@ def start_batch(
     batch_id = batch_id or default_batch_id(input_root, reading)
     open_batch(store, batch_id, input_root, ref, layout)
     plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
-    for name in plan.gone:
-        store.delete(commits.commit_key(batch_id, name))
+    drop_gone(store, plan)
     return plan
+
+
+def drop_gone(store: ObjectStore, plan: BatchPlan) -> None:
+    """Remove the commits of the plan's entries gone from the input, each only as the plan
+    read it: another run that listed the entry still may have read it again meanwhile, and
+    its commit stands."""
+    for name, etag in plan.gone.items():
+        try:
+            store.delete(commits.commit_key(plan.batch_id, name), if_match=etag)
+        except PreconditionFailed:
+            logger.info("kept the row of %s: another run read it again meanwhile", name)
 
 
 def shard_id(names: list[str]) -> str:

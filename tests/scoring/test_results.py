@@ -328,11 +328,20 @@ def test_a_rerun_reads_again_the_files_that_could_not_be_read_and_those_replaced
     assert digits.filter(pc.equal(digits["file"], gone))["digit"].to_pylist() == [4, 5]
     # The next plan reads the still broken one again, and nothing else.
     assert batch.plan_batch(store, "b", str(folder), 10).shards == [[fixed, replaced]]
-    # Removed from the input (a broken link deleted), its row goes; the others stay.
+    # Removed from the input (a broken link deleted), its row goes; the others stay. Not
+    # if another run, which listed it before, has read it again since this plan was made:
+    # its reading stands.
     (folder / fixed).unlink()
+    plan = batch.plan_batch(store, "b", str(folder), 10)
+    key = commits.commit_key("b", fixed)
+    held = store.read_bytes(key)
+    store.write_bytes(key, b"another run's reading", if_match=plan.gone[fixed])
+    batch.drop_gone(store, plan)
+    assert store.read_bytes(key) == b"another run's reading"
+    store.write_bytes(key, held)
     ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
     plan = batch.start_batch(store, str(folder), "b", ref, 10)
-    assert (plan.gone, plan.shards) == ([fixed], [[replaced]])
+    assert (list(plan.gone), plan.shards) == ([fixed], [[replaced]])
     summary = batch.finalize(store, "b")
     assert (summary.files, summary.quarantined) == (4, 2)  # the bad one and the replaced one
 
