@@ -26,19 +26,12 @@ _stopped: set[Any] = set()  # those of them that end_all ended
 _lock = threading.Lock()
 
 
-class Ended(BaseException):
-    """Raised in a child by the signal that ends it: it unwinds (its ``finally`` blocks run)."""
-
-
 def _child(
     fn: Callable[..., Any], kwargs: dict[str, Any], env: dict[str, str], events: Any
 ) -> None:
     os.environ.update(env)  # before the backend is imported: it reads its devices once
     lifeline.follow_parent()  # a parent killed (SIGKILL) leaves no training behind
-    # Ended by ``end_all`` (SIGTERM) or Ctrl+C: unwind, so that what the training holds is
-    # let go (a process pool's workers and semaphores), rather than die where it stands.
-    signal.signal(signal.SIGTERM, _unwind)
-    signal.signal(signal.SIGINT, _unwind)
+    signal.signal(signal.SIGTERM, _end_now)
     try:
         result = fn(**kwargs, on_event=lambda event: events.send(("event", event)))
         _tell(events, ("result", result))
@@ -46,14 +39,15 @@ def _child(
         _tell(events, ("error", (type(exc).__name__, str(exc), traceback.format_exc())))
 
 
-def _unwind(signum: int, frame: Any) -> None:
-    """The first stop unwinds the child; later ones (a flow ends its trainings until their
-    tasks end; a Ctrl+C and then a SIGTERM) would cut that short, and are ignored."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Ended(f"ended by {signal.Signals(signum).name}")
+def _end_now(signum: int, frame: Any) -> None:
+    """Ended (``end_all``'s SIGTERM): at once, as the signal's default would, but first
+    remove what only a process's usual exit removes: the named semaphores of the queues
+    it made (the line reader's string writers' pool). Left behind, multiprocessing's
+    resource tracker warns of them as the command exits. Its pool's workers end with it."""
+    from multiprocessing import util
+
+    util._run_finalizers(0)  # type: ignore[attr-defined]  # the exit's own clean-up
+    os._exit(128 + signum)
 
 
 def _tell(events: Any, message: tuple[str, Any]) -> None:
@@ -134,10 +128,8 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
         else:
             exc_type, message, trace = payload
             with _lock:
-                if proc in _stopped:  # it unwound, as it was told to
+                if proc in _stopped:  # its error is the stop's (a Ctrl+C it was sent too)
                     raise TrainingError(f"{name}: stopped, as the command was")
-            if exc_type == Ended.__name__:  # a signal from elsewhere: no error of its own
-                raise TrainingError(f"{name}: stopped: {message}")
             error = TrainingError(f"{name}: {exc_type}: {message}")
             error.child_traceback = trace
             raise error
@@ -152,8 +144,7 @@ def end_all() -> None:
     """
     with _lock:
         for proc in _running:
-            # Once each: a flow calls this until its tasks end, and a child unwinding must
-            # not be cut short by the next.
+            # Once each: a flow calls this until its tasks end.
             if proc.is_alive() and proc not in _stopped:
                 _stopped.add(proc)
                 proc.terminate()

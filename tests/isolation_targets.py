@@ -45,8 +45,7 @@ def tick_forever(on_event: Callable[[int], None], ended: str = "", started: str 
 
 def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
     """Tick for ever with a process pool open and busy, as the line reader's training
-    writes its strings in one (its workers end with it); the pool is shut down on the way
-    out, after the work in hand."""
+    writes its strings in one (its workers end with it)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 

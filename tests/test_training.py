@@ -125,10 +125,9 @@ def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
 
 def test_a_child_ended_lets_go_of_what_it_holds() -> None:
     # The line reader's training holds a process pool: its queues' named semaphores are
-    # let go as the child unwinds, ended again and again as a stopped flow ends its
-    # trainings until their tasks end. Before, a child ended where it stood (or cut short
-    # as it unwound) left them to multiprocessing's tracker, which warned of them as the
-    # command exited.
+    # removed as the child ends, ended again and again as a stopped flow ends its
+    # trainings until their tasks end. Before, a child ended where it stood left them to
+    # multiprocessing's tracker, which warned of them as the command exited.
     script = (
         "import threading, time\n"
         "from digitflow import isolation\n"
