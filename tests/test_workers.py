@@ -125,9 +125,11 @@ def test_a_workers_training_stopped_cancels_its_runs_on_the_workers(
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == status, stderr[-3000:]
         assert "baseline_mlp: stopped, as the command was; worker run" in stderr
-        deadline = time.monotonic() + 120
+        # The worker ends the run at its next poll; with the whole suite beside it on 2 cores
+        # that once took over 120 s.
+        deadline = time.monotonic() + 300
         while running[0].id not in {r.id for r in _train_model_runs(server, "CANCELLED")}:
-            assert time.monotonic() < deadline, "the worker run was not cancelled in 120 s"
+            assert time.monotonic() < deadline, "the worker run was not cancelled in 300 s"
             time.sleep(1)
         assert worker.poll() is None, "the worker died"
         assert not (Path(store) / "models" / "candidates").exists()  # nothing half-written
