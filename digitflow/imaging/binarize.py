@@ -123,11 +123,11 @@ def _threshold_signal(signal: np.ndarray, dark_ink: bool) -> Binarized:
         return _blank(signal.shape, dark_ink)
     cut = max(cut, paper + 3.0 * sigma)
     weak = max(paper + _WEAK * (cut - paper), paper + 4.0 * sigma)
-    blobs = _hysteresis(signal, weak, cut)
+    blobs = hysteresis(signal, weak, cut)
     return Binarized(blobs, signal.shape, dark_ink, signal, paper, strength)
 
 
-def _hysteresis(signal: np.ndarray, weak: float, strong: float) -> list[Blob]:
+def hysteresis(signal: np.ndarray, weak: float, strong: float) -> list[Blob]:
     """The pieces of ink above `weak` that hold a pixel above `strong`, as blobs.
 
     Faint thin strokes and thin printed rules dip below Otsu's cut here and there; keeping

@@ -1,5 +1,6 @@
 """Lines of writing for the line reader: a whole image read as one field, or each line
-that the page segmentation finds, cut out of the page.
+that the page segmentation finds, cut out of the page; and a field's digits cut out for
+the classifier.
 
 Which one an image is (its layout) is decided from its size unless the user says: a
 crop of one field (a check amount, a ZIP-code box, a form cell, a single digit) is small
@@ -12,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import cv2
 import numpy as np
 
+from digitflow.imaging.binarize import Binarized, hysteresis
 from digitflow.imaging.normalize import normalize_boxes
 from digitflow.imaging.resolution import segment_working
-from digitflow.imaging.segment import DigitBox
+from digitflow.imaging.segment import DigitBox, Segmentation, digit_height, find_digits
 from digitflow.reader import field
 
 Layout = Literal["auto", "page", "field"]
@@ -28,6 +31,17 @@ FIELD_MAX_SIDE = 400
 # Room round a line's digits when it is cut out of a page, in digit heights.
 _LINE_MARGIN_Y = 0.35
 _LINE_MARGIN_X = 0.6
+# A field cut into digits for the classifier: its ink as the reader sees it, at this many
+# rows (its digits about 45 high: room to cut touching ones apart), thresholded with
+# hysteresis at these shares of a stroke's strength.
+_CUT_ROWS = 64
+_WEAK_INK = 0.55
+_STRONG_INK = 0.8
+# Ink lower than this share of the digits' height is a stroke closing an amount (`-`,
+# `=`, `/` laid flat) or a separator, never a digit.
+_FLAT = 0.45
+# Writing narrower than this (its width over its height, margins included) is one digit.
+_LINE_ASPECT = 1.15
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,42 @@ def _enlarged(line: LineImage, factor: int) -> LineImage:
     page = None if line.page is None else (line.page[0] * factor, line.page[1] * factor)
     return replace(line, x0=line.x0 * factor, y0=line.y0 * factor, x_scale=line.x_scale * factor,
                    y_scale=line.y_scale * factor, pieces=pieces, page=page)  # fmt: skip
+
+
+def field_digits(grey: np.ndarray) -> tuple[list[DigitBox], np.ndarray] | None:
+    """A field's digits, left to right, and each normalised as MNIST was, for the classifier;
+    None where the field holds one digit alone or is too small to prepare (the page
+    segmentation reads those best).
+
+    The page binariser finds little in a small textured crop (a check amount on its
+    security pattern): the field's ink is taken as the line reader's is (lighting, texture
+    and printed rules out), and cut into digits there. The boxes are the image's own.
+    """
+    if min(grey.shape) < 2:
+        return None
+    ink = field.ink_image(grey)
+    top, bottom, left, right = field.writing_box(ink)
+    if right - left < _LINE_ASPECT * (bottom - top):
+        return None
+    cut = field.to_height(field.crop(ink, top, bottom, left, right), _CUT_ROWS)
+    blobs = find_digits(hysteresis(cut, _WEAK_INK, _STRONG_INK), cut.shape)
+    height = digit_height(blobs)
+    blobs = sorted((b for b in blobs if b.height >= _FLAT * height), key=lambda b: b.x0)
+    boxes = [DigitBox(0, k, b.x0, b.y0, b.x1, b.y1, b.mask) for k, b in enumerate(blobs)]
+    digits = normalize_boxes(Segmentation(boxes, Binarized(blobs, cut.shape, True, cut)))
+    scale = (bottom - top) / _CUT_ROWS
+    return [_on_image(b, scale, left, top, grey.shape) for b in boxes], digits
+
+
+def _on_image(box: DigitBox, scale: float, left: int, top: int, shape: tuple[int, ...]) -> DigitBox:
+    """A digit's box cut from a field prepared ``scale`` times smaller, on the field's image
+    (inside it: the prepared field's margins may pass its edges)."""
+    x0 = min(max(0, int(left + box.x0 * scale)), shape[1] - 1)
+    y0 = min(max(0, int(top + box.y0 * scale)), shape[0] - 1)
+    x1 = min(shape[1], max(x0 + 1, int(np.ceil(left + box.x1 * scale))))
+    y1 = min(shape[0], max(y0 + 1, int(np.ceil(top + box.y1 * scale))))
+    mask = cv2.resize(box.mask.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+    return replace(box, x0=x0, y0=y0, x1=x1, y1=y1, mask=mask.astype(bool))
 
 
 def find_lines(grey: np.ndarray, layout: Layout = "auto", decoded_at: int = 1) -> list[LineImage]:

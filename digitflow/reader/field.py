@@ -176,7 +176,7 @@ def _band(rows: np.ndarray) -> tuple[int, int]:
     return int(np.searchsorted(mass, 0.05)), int(np.searchsorted(mass, 0.95)) + 1
 
 
-def _crop(ink: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+def crop(ink: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """ink[top:bottom, left:right], with paper (0) where the box passes the edges."""
     h, w = ink.shape
     out = np.zeros((bottom - top, right - left), np.float32)
@@ -189,7 +189,7 @@ def prepare(grey: np.ndarray, dark: bool | None = None) -> Field:
     """A greyscale field or line (dark ink or light), cut to its writing, for the reader."""
     ink = ink_image(grey, dark)
     top, bottom, left, right = writing_box(ink)
-    cut = _crop(ink, top, bottom, left, right)
+    cut = crop(ink, top, bottom, left, right)
     pixels = to_height(cut)
     x_scale = y_scale = cut.shape[0] / HEIGHT
     if pixels.shape[1] > MAX_ASPECT * HEIGHT:

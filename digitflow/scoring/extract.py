@@ -14,7 +14,7 @@ import numpy as np
 
 from digitflow.errors import ImageError
 from digitflow.imaging import DigitBox, Page, load_pages, normalize_boxes, segment_page
-from digitflow.imaging.fields import Layout, LineImage, find_lines, layout_of
+from digitflow.imaging.fields import Layout, LineImage, field_digits, find_lines, layout_of
 from digitflow.imaging.pages import is_pdf
 from digitflow.imaging.resolution import TooSmall, shrink_factor
 
@@ -81,11 +81,21 @@ def _bug(where: str, exc: Exception) -> str:
     )
 
 
-def _digits(pixels: np.ndarray, layout: Layout) -> tuple[list[DigitBox], np.ndarray]:
-    """A page's digit boxes and their normalised digits; a field's, all in one line."""
+def _digits(pixels: np.ndarray, reading: Reading) -> tuple[list[DigitBox], np.ndarray]:
+    """A page's digit boxes and their normalised digits; a field's, all in one line.
+
+    The classifier cuts a field of several digits from the field's own ink. The line
+    reader's path asks only whether a field is one digit alone, as the page segmentation
+    tells it (what its second opinion on a lone digit was measured with).
+    """
+    one_field = layout_of(pixels.shape, reading.layout) == "field"
+    if one_field and reading.reader == "classifier":
+        cut = field_digits(pixels)
+        if cut is not None:
+            return cut
     segmentation = segment_page(pixels)
     boxes = segmentation.boxes
-    if layout_of(pixels.shape, layout) == "field":
+    if one_field:
         ordered = sorted(boxes, key=lambda b: (b.x0, b.y0))
         boxes = [replace(b, line=0, position=k) for k, b in enumerate(ordered)]
         segmentation = replace(segmentation, boxes=boxes)
@@ -138,7 +148,7 @@ def _read_pages(
                 # A page decoded smaller is a page, never a field of one digit.
                 if page.scale > 1 or not _may_be_lone(page.pixels, reading.layout, len(lines)):
                     continue
-            boxes, digits = _digits(page.pixels, reading.layout)
+            boxes, digits = _digits(page.pixels, reading)
             if reading.reader == "line" and len(boxes) != 1:
                 continue  # for lines, a field's digit is kept only if it is alone
         except Exception as exc:

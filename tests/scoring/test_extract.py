@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from digitflow.samples import load_mnist
 from digitflow.scoring import extract as extract_module
 from digitflow.scoring.extract import extract
 from tests.scoring.files import bad_and_good, multipage_tiff, page, png
@@ -85,3 +88,56 @@ def test_a_field_holding_one_digit_keeps_it_for_the_classifier_when_read_in_line
     assert len(several.lines) == 1 and several.boxes == [] and len(several.digits) == 0
     page = extract(png(amount), "four.png", Reading("line", "page"))
     assert page.boxes == []  # pages are read in lines only
+
+
+def _field(mnist_dir: Path, labels: str, closing: bool) -> np.ndarray:
+    """A light field holding MNIST training digits side by side, and a dash closing it."""
+    mnist = load_mnist(mnist_dir)
+    field = np.full((48, 40 + 28 * len(labels) + 40), 225, np.uint8)
+    for k, label in enumerate(labels):
+        image = mnist.images[int(np.flatnonzero(mnist.labels == int(label))[0])]
+        x = 12 + 28 * k
+        field[10:38, x : x + 28] = np.minimum(field[10:38, x : x + 28], 225 - image * 0.85)
+    if closing:
+        x = 20 + 28 * len(labels)
+        field[25:29, x : x + 22] = 30
+    return field
+
+
+def test_a_field_read_by_the_classifier_is_cut_into_its_digits_without_its_closing_stroke(
+    mnist_dir: Path,
+) -> None:
+    from digitflow.scoring.extract import Reading
+
+    result = extract(png(_field(mnist_dir, "305", closing=True)), "amount.png", Reading())
+    assert len(result.boxes) == 3 and result.digits.shape == (3, 28, 28)
+    boxes = [box for _, box in result.boxes]
+    assert [b.position for b in boxes] == [0, 1, 2] and {b.line for b in boxes} == {0}
+    assert [b.x0 for b in boxes] == sorted(b.x0 for b in boxes)
+    assert all(b.mask.shape == (b.y1 - b.y0, b.x1 - b.x0) for b in boxes)
+    # Each box lies on the field's own pixels, round its digit.
+    for k, b in enumerate(boxes):
+        assert 10 + 28 * k <= b.x0 + 4 and b.x1 <= 12 + 28 * (k + 1) + 4, (k, b)
+    lone = extract(png(_field(mnist_dir, "7", closing=False)), "one.png", Reading())
+    assert len(lone.boxes) == 1
+
+
+def test_the_classifier_finds_the_digits_of_textured_generated_fields(mnist_dir: Path) -> None:
+    """Security patterns, separators and touching digits: a field's ink is taken as the line
+    reader's is before it is cut (the page binariser found no digit in most of them)."""
+    from digitflow.reader import synth
+    from digitflow.scoring.extract import Reading
+
+    mnist = load_mnist(mnist_dir)
+    digits = synth.Digits(mnist.images[:5000], mnist.labels[:5000])
+    rng = np.random.default_rng(5)
+    found = []
+    for _ in range(40):
+        grey, text = synth.make_field(digits, digits.by_label(), rng)
+        result = extract(png(grey), "field.png", Reading("classifier", "field"))
+        found.append((len(text), len(result.boxes)))
+        assert all(0 <= b.x0 < b.x1 <= grey.shape[1] for _, b in result.boxes)
+        assert all(0 <= b.y0 < b.y1 <= grey.shape[0] for _, b in result.boxes)
+    # Cut as the page binariser cut them, 3 of these 40 had as many boxes as digits.
+    assert sum(n == m for n, m in found) >= 12, found
+    assert sum(m for _, m in found) >= 0.8 * sum(n for n, _ in found), found
