@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,11 @@ from digitflow.errors import TrainingError
 POLL_S = 0.5
 
 _running: set[Any] = set()  # the processes run_in_process waits on, in any thread
-_stopped: set[Any] = set()  # those of them that end_all ended
+_stopped: dict[Any, float] = {}  # those of them that end_all ended, and when
 _lock = threading.Lock()
+_ending = threading.Lock()  # held by the thread ending a child process
+# A process still running this long after end_all's SIGTERM is killed (SIGKILL).
+KILL_AFTER_S = 10.0
 
 
 def _child(
@@ -32,6 +36,7 @@ def _child(
     os.environ.update(env)  # before the backend is imported: it reads its devices once
     lifeline.follow_parent()  # a parent killed (SIGKILL) leaves no training behind
     signal.signal(signal.SIGTERM, _end_now)
+    _end_even_in_native_code()
     try:
         result = fn(**kwargs, on_event=lambda event: events.send(("event", event)))
         _tell(events, ("result", result))
@@ -46,8 +51,31 @@ def _end_now(signum: int, frame: Any) -> None:
     resource tracker warns of them as the command exits. Its pool's workers end with it."""
     from multiprocessing import util
 
+    if not _ending.acquire(blocking=False):
+        return  # the other way the signal came is ending the process already
     util._run_finalizers(0)  # type: ignore[attr-defined]  # the exit's own clean-up
     os._exit(128 + signum)
+
+
+def _end_even_in_native_code() -> None:
+    """End on SIGTERM even while the main thread is in native code.
+
+    A Python signal handler runs only once the main thread is back in Python: a training
+    waiting in its backend for its next batch (the line reader's while an epoch of
+    strings is written, up to 15 s) held a stop that long, and one waiting on a batch
+    that never comes, for ever. The signal's number is also written to a pipe as it
+    arrives (the wakeup fd), where a thread of its own waits to end the process.
+    """
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken, warn_on_full_buffer=False)
+    threading.Thread(target=_wait_for_the_end, args=(wake,), name="end", daemon=True).start()
+
+
+def _wait_for_the_end(wake: int) -> None:
+    while True:
+        if signal.SIGTERM in os.read(wake, 64):  # other signals (a Ctrl+C) go their way
+            _end_now(signal.SIGTERM, None)
 
 
 def _tell(events: Any, message: tuple[str, Any]) -> None:
@@ -92,7 +120,7 @@ def run_in_process(
             proc.join()
         with _lock:
             _running.discard(proc)
-            _stopped.discard(proc)
+            _stopped.pop(proc, None)
 
 
 def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -> Any:
@@ -108,7 +136,7 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
             try:
                 if events.poll(POLL_S):
                     kind, payload = events.recv()
-            except EOFError:
+            except (EOFError, OSError):  # OSError: it died in the middle of a message
                 closed = True
         if kind is None:
             if proc.is_alive() or (not closed and events.poll(0)):
@@ -144,7 +172,12 @@ def end_all() -> None:
     """
     with _lock:
         for proc in _running:
-            # Once each: a flow calls this until its tasks end.
-            if proc.is_alive() and proc not in _stopped:
-                _stopped.add(proc)
+            # Once each: a flow calls this until its tasks end. One that has not ended
+            # after a while more (its clean-up stuck) is killed.
+            if not proc.is_alive():
+                continue
+            if proc not in _stopped:
+                _stopped[proc] = time.monotonic()
                 proc.terminate()
+            elif time.monotonic() - _stopped[proc] > KILL_AFTER_S:
+                proc.kill()

@@ -63,3 +63,38 @@ def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
             time.sleep(0.05)
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def wait_in_native_code(on_event: Callable[[int], None]) -> None:
+    """With a process pool open, sit in native code that never returns to Python, as a
+    training waits in its backend for a batch that is slow to come."""
+    import hashlib
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from digitflow import lifeline
+
+    context = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=lifeline.follow_parent)
+    pool.submit(os.getpid).result()
+    on_event(0)
+    hashlib.pbkdf2_hmac("sha256", b"digitflow", b"salt", 2**31 - 1)  # many minutes, no GIL
+
+
+def ignore_the_stop(on_event: Callable[[int], None]) -> None:
+    """Tick for ever, deaf to SIGTERM (a clean-up stuck, a library that took the signal)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    i = 0
+    while True:
+        on_event(i)
+        i += 1
+        time.sleep(0.05)
+
+
+def die_mid_message(on_event: Callable[[int], None]) -> None:
+    """Die after sending the first part of a message (killed as it sends a large one)."""
+    import struct
+
+    connection = on_event.__closure__[0].cell_contents  # type: ignore[attr-defined]
+    connection._send(struct.pack("!i", 100_000) + b"x" * 1000)
+    os._exit(3)

@@ -154,6 +154,67 @@ def test_a_child_ended_lets_go_of_what_it_holds() -> None:
     assert "leaked semaphore" not in done.stderr, done.stderr
 
 
+def test_a_child_in_native_code_ends_at_once_and_lets_go_of_what_it_holds() -> None:
+    # A Python signal handler waits for the main thread to come back to Python: a child
+    # whose training waits in its backend for a batch held the stop until the batch came,
+    # for ever if none did (its one SIGTERM, and no more).
+    script = (
+        "import threading, time\n"
+        "from digitflow import isolation\n"
+        "from tests import isolation_targets\n"
+        "ticks = []\n"
+        "def wait():\n"
+        "    try:\n"
+        "        isolation.run_in_process(isolation_targets.wait_in_native_code, {},\n"
+        "                                 name='native', on_event=ticks.append)\n"
+        "    except Exception as exc:\n"
+        "        print(exc)\n"
+        "waiter = threading.Thread(target=wait)\n"
+        "waiter.start()\n"
+        "while not ticks:\n"
+        "    time.sleep(0.05)\n"
+        "time.sleep(0.5)  # inside the native call\n"
+        "isolation.end_all()\n"
+        "waiter.join(120)\n"
+        "print('waiting' if waiter.is_alive() else 'ended')\n"
+        "import os; os._exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["native: stopped, as the command was", "ended"], done
+    # Ended by its own clean-up, not killed: the pool's semaphores are gone with it.
+    assert "leaked semaphore" not in done.stderr, done.stderr
+
+
+def test_a_child_deaf_to_the_stop_is_killed() -> None:
+    errors: list[BaseException] = []
+    ticks: list[int] = []
+
+    def wait() -> None:
+        try:
+            run_in_process(isolation_targets.ignore_the_stop, {}, name="deaf",
+                           on_event=ticks.append)  # fmt: skip
+        except TrainingError as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    while not ticks:
+        time.sleep(0.05)
+    started = time.monotonic()
+    while waiter.is_alive() and time.monotonic() - started < 120:
+        isolation.end_all()  # as a stopped flow does until its tasks end
+        waiter.join(isolation.POLL_S)
+    assert not waiter.is_alive(), "a child deaf to SIGTERM outlived the stop"
+    assert [str(e) for e in errors] == ["deaf: stopped, as the command was"]
+
+
+def test_a_child_dead_in_the_middle_of_a_message_is_a_training_error() -> None:
+    with pytest.raises(TrainingError, match="exited with code 3 before finishing"):
+        run_in_process(isolation_targets.die_mid_message, {}, name="model-x")
+
+
 def test_a_child_does_not_outlive_its_parent_killed(tmp_path: Path) -> None:
     started = tmp_path / "started"
     script = (
