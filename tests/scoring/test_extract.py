@@ -69,7 +69,8 @@ def test_an_unexpected_error_on_one_page_is_recorded_as_a_bug(
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setattr(extract_module, "segment_page", broken)
-    result = extract(png(page()), "odd.png")
+    # Read as a page: a field of several digits is cut by field_digits instead.
+    result = extract(png(page()), "odd.png", extract_module.Reading(layout="page"))
     assert result.status == "quarantined"
     assert "ZeroDivisionError" in (result.error or "") and "bug" in (result.error or "")
 
