@@ -67,6 +67,8 @@ def start_batch(
          "read, or were replaced since)"),
         (list(plan.gone), logging.INFO, "entries it could not read are no longer in the input (a "
          "folder listable since, a link removed): their rows are dropped"),
+        (plan.gone_kept, logging.INFO, "entries no longer in the input were read again by "
+         "another run meanwhile: their rows are kept"),
         (plan.changed, logging.WARNING, "files changed since it read them: their earlier "
          "reading stands; score the input under another --batch-id to read them as they are "
          "now"),

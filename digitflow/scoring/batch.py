@@ -74,6 +74,9 @@ class BatchPlan(BaseModel):
     # are dropped, each commit as it was read (its ETag), unless another run has since
     # replaced it.
     gone: dict[str, str] = {}
+    # Of those, the ones another run has read again since the plan was made (it listed them
+    # before they went): their rows stay.
+    gone_kept: list[str] = []
 
 
 class ShardResult(BaseModel):
@@ -316,19 +319,22 @@ def start_batch(
     batch_id = batch_id or default_batch_id(input_root, reading)
     open_batch(store, batch_id, input_root, ref, layout)
     plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
-    drop_gone(store, plan)
-    return plan
+    kept = drop_gone(store, plan)
+    gone = {name: etag for name, etag in plan.gone.items() if name not in kept}
+    return plan.model_copy(update={"gone": gone, "gone_kept": kept})
 
 
-def drop_gone(store: ObjectStore, plan: BatchPlan) -> None:
+def drop_gone(store: ObjectStore, plan: BatchPlan) -> list[str]:
     """Remove the commits of the plan's entries gone from the input, each only as the plan
     read it: another run that listed the entry still may have read it again meanwhile, and
-    its commit stands."""
+    its commit stands. Returns the entries whose commits stand so."""
+    kept = []
     for name, etag in plan.gone.items():
         try:
             store.delete(commits.commit_key(plan.batch_id, name), if_match=etag)
         except PreconditionFailed:
-            logger.info("kept the row of %s: another run read it again meanwhile", name)
+            kept.append(name)
+    return kept
 
 
 def shard_id(names: list[str]) -> str:

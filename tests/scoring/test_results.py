@@ -336,7 +336,7 @@ def test_a_rerun_reads_again_the_files_that_could_not_be_read_and_those_replaced
     key = commits.commit_key("b", fixed)
     held = store.read_bytes(key)
     store.write_bytes(key, b"another run's reading", if_match=plan.gone[fixed])
-    batch.drop_gone(store, plan)
+    assert batch.drop_gone(store, plan) == [fixed]
     assert store.read_bytes(key) == b"another run's reading"
     store.write_bytes(key, held)
     ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
