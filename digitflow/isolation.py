@@ -74,7 +74,9 @@ def _end_even_in_native_code() -> None:
 
 def _wait_for_the_end(wake: int) -> None:
     while True:
-        if signal.SIGTERM in os.read(wake, 64):  # other signals (a Ctrl+C) go their way
+        # Other signals (a Ctrl+C) go their way, and so does a SIGTERM that the function
+        # run here has taken to handle itself.
+        if signal.SIGTERM in os.read(wake, 64) and signal.getsignal(signal.SIGTERM) == _end_now:
             _end_now(signal.SIGTERM, None)
 
 
