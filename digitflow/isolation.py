@@ -147,10 +147,7 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
                 stopped = proc in _stopped
             if stopped:
                 raise TrainingError(f"{name}: stopped, as the command was") from None
-            raise TrainingError(
-                f"{name}: process exited with code {proc.exitcode} before finishing "
-                "(killed for memory?)"
-            ) from None
+            raise TrainingError(f"{name}: process {_how_it_ended(proc.exitcode)}") from None
         if kind == "event":
             on_event(payload)
         elif kind == "result":
@@ -163,6 +160,19 @@ def _relay(proc: Any, events: Any, name: str, on_event: Callable[[Any], None]) -
             error = TrainingError(f"{name}: {exc_type}: {message}")
             error.child_traceback = trace
             raise error
+
+
+def _how_it_ended(code: int) -> str:
+    """How a child process that sent no result ended, from its exit code."""
+    signum = -code if code < 0 else code - 128 if code > 128 else 0
+    try:
+        by = signal.Signals(signum).name
+    except ValueError:
+        return f"exited with code {code} before finishing (killed for memory?)"
+    if by == "SIGKILL":
+        return "was killed (SIGKILL) before finishing: out of memory, or killed by hand?"
+    # A SIGTERM ends it by its exit code (it cleans up first, see _end_now).
+    return f"was ended by {by} before finishing, not by this command"
 
 
 def end_all() -> None:

@@ -98,3 +98,10 @@ def die_mid_message(on_event: Callable[[int], None]) -> None:
     connection = on_event.__closure__[0].cell_contents  # type: ignore[attr-defined]
     connection._send(struct.pack("!i", 100_000) + b"x" * 1000)
     os._exit(3)
+
+
+def tick_its_pid(on_event: Callable[[int], None]) -> None:
+    """Report its process id, for ever."""
+    while True:
+        on_event(os.getpid())
+        time.sleep(0.05)

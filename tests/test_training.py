@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +217,25 @@ def test_a_child_deaf_to_the_stop_is_killed() -> None:
 def test_a_child_dead_in_the_middle_of_a_message_is_a_training_error() -> None:
     with pytest.raises(TrainingError, match="exited with code 3 before finishing"):
         run_in_process(isolation_targets.die_mid_message, {}, name="model-x")
+
+
+def test_a_child_ended_from_outside_says_how() -> None:
+    ticks: list[int] = []
+
+    def end_it(signum: int) -> Callable[[int], None]:
+        def tick(pid: int) -> None:
+            if not ticks:
+                ticks.append(pid)
+                os.kill(pid, signum)
+
+        return tick
+
+    for signum, said in [(signal.SIGTERM, "was ended by SIGTERM before finishing"),
+                         (signal.SIGKILL, "was killed (SIGKILL) before finishing")]:  # fmt: skip
+        ticks.clear()
+        with pytest.raises(TrainingError, match=re.escape(f"ticker: process {said}")):
+            run_in_process(isolation_targets.tick_its_pid, {}, name="ticker",
+                           on_event=end_it(signum))  # fmt: skip
 
 
 def test_a_child_does_not_outlive_its_parent_killed(tmp_path: Path) -> None:
