@@ -93,6 +93,13 @@ def dark_ink(grey: np.ndarray) -> bool:
 
 def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     """Ink strength (float32, 0 on paper, 1 at a typical stroke) of a greyscale field."""
+    ink, level = ink_levels(grey, dark)
+    return np.minimum(ink.astype(np.float32) * (1.0 / max(level, _MIN_LEVEL)), 1.0)
+
+
+def ink_levels(grey: np.ndarray, dark: bool | None = None) -> tuple[np.ndarray, float]:
+    """How far each pixel of a greyscale field lies inkwards of its paper, in grey levels
+    (uint8 for a scan), and the level of a typical stroke (the brightest ink's)."""
     if grey.ndim != 2 or min(grey.shape) < 2:
         raise ValueError(f"expected a greyscale field image (2-D, 2x2 or larger), got {grey.shape}")
     # A scan's whole grey levels are closed as they are: the same levels, twice as fast as
@@ -110,8 +117,7 @@ def ink_image(grey: np.ndarray, dark: bool | None = None) -> np.ndarray:
     # A closing never darkens: the paper is at least the image everywhere.
     ink = cv2.subtract(paper, image)
     k = min(ink.size - 1, int(ink.size * _INK_PERCENTILE / 100.0))
-    level = max(_kth_smallest(ink, k), _MIN_LEVEL)
-    return np.minimum(ink.astype(np.float32) * (1.0 / level), 1.0)
+    return ink, _kth_smallest(ink, k)
 
 
 def _kth_smallest(values: np.ndarray, k: int) -> float:

@@ -142,3 +142,21 @@ def test_the_classifier_finds_the_digits_of_textured_generated_fields(mnist_dir:
     # Cut as the page binariser cut them, 3 of these 40 had as many boxes as digits.
     assert sum(n == m for n, m in found) >= 12, found
     assert sum(m for _, m in found) >= 0.8 * sum(n for n, _ in found), found
+
+
+def test_a_blank_field_and_a_field_too_long_for_digits_give_the_classifier_nothing() -> None:
+    """A blank form cell's scanner noise is no digit; a dotted rule thousands of times
+    longer than high is no line of digits (cut at 64 rows, each dot was one, and a 2 KB
+    PNG took gigabytes)."""
+    import cv2
+
+    from digitflow.scoring.extract import Reading
+
+    rng = np.random.default_rng(0)
+    for shape in [(60, 300), (120, 400), (30, 200)]:
+        noise = np.clip(225 + rng.normal(0, 7, shape), 0, 255).astype(np.uint8)
+        blank = cv2.imdecode(cv2.imencode(".jpg", cv2.blur(noise, (3, 3)))[1], 0)
+        assert extract(png(blank), "blank.png", Reading()).boxes == []
+    dotted = np.full((8, 50_000), 255, np.uint8)
+    dotted[4, ::10] = 0
+    assert extract(png(dotted), "dotted.png", Reading()).boxes == []
