@@ -69,7 +69,24 @@ def _end_even_in_native_code() -> None:
     wake, woken = os.pipe()
     os.set_blocking(woken, False)
     signal.set_wakeup_fd(woken, warn_on_full_buffer=False)
+    # A process forked here (a fork pool's worker) would write its own signals to the pipe,
+    # and a SIGTERM its pool sends it would end this one: none is forked with it.
+    os.register_at_fork(
+        before=_no_wakeup_fd,
+        after_in_parent=lambda: _wakeup_fd(woken),
+        after_in_child=_no_wakeup_fd,
+    )
     threading.Thread(target=_wait_for_the_end, args=(wake,), name="end", daemon=True).start()
+
+
+def _no_wakeup_fd() -> None:
+    _wakeup_fd(-1)
+
+
+def _wakeup_fd(fd: int) -> None:
+    # Only the main thread may set it: a fork from another thread leaves it as it is.
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 def _wait_for_the_end(wake: int) -> None:

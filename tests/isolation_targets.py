@@ -105,3 +105,18 @@ def tick_its_pid(on_event: Callable[[int], None]) -> None:
     while True:
         on_event(os.getpid())
         time.sleep(0.05)
+
+
+def end_a_forked_helper(on_event: Callable[[int], None]) -> str:
+    """Fork a helper and end it with SIGTERM, as a fork pool's terminate ends its workers."""
+    ready, say_ready = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        os.write(say_ready, b"1")  # a signal before Python's after-fork reset would be lost
+        time.sleep(60)
+        os._exit(0)
+    os.read(ready, 1)
+    os.kill(helper, signal.SIGTERM)
+    os.waitpid(helper, 0)
+    time.sleep(0.5)  # room for a wrongly woken end
+    return "the helper ended, and this goes on"

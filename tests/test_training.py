@@ -238,6 +238,11 @@ def test_a_child_ended_from_outside_says_how() -> None:
                            on_event=end_it(signum))  # fmt: skip
 
 
+def test_a_process_the_child_forks_and_ends_does_not_end_the_child() -> None:
+    result = run_in_process(isolation_targets.end_a_forked_helper, {}, name="model-x")
+    assert result == "the helper ended, and this goes on"
+
+
 def test_a_child_does_not_outlive_its_parent_killed(tmp_path: Path) -> None:
     started = tmp_path / "started"
     script = (
