@@ -189,7 +189,7 @@ def _how_it_ended(code: int) -> str:
     if by == "SIGKILL":
         return "was killed (SIGKILL) before finishing: out of memory, or killed by hand?"
     # A SIGTERM ends it by its exit code (it cleans up first, see _end_now).
-    return f"was ended by {by} before finishing, not by this command"
+    return f"was ended by {by} before finishing"
 
 
 def end_all() -> None:
