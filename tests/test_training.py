@@ -127,11 +127,10 @@ def test_an_error_in_the_parent_ends_the_child_at_once(tmp_path: Path) -> None:
     assert ended.read_text() == "SIGTERM"
 
 
-def test_a_child_ended_lets_go_of_what_it_holds() -> None:
-    # The line reader's training holds a process pool: its queues' named semaphores are
-    # removed as the child ends, ended again and again as a stopped flow ends its
-    # trainings until their tasks end. Before, a child ended where it stood left them to
-    # multiprocessing's tracker, which warned of them as the command exited.
+def _stopped_in_a_script(target: str, stop: str) -> subprocess.CompletedProcess[str]:
+    """Run ``isolation_targets.<target>`` as a training, waited on in a thread, in a Python
+    process of its own; once it has reported, run the lines ``stop``. The output starts
+    with the error its wait ended with."""
     script = (
         "import threading, time\n"
         "from digitflow import isolation\n"
@@ -139,7 +138,7 @@ def test_a_child_ended_lets_go_of_what_it_holds() -> None:
         "ticks = []\n"
         "def wait():\n"
         "    try:\n"
-        "        isolation.run_in_process(isolation_targets.tick_with_a_pool, {}, name='pool',\n"
+        f"        isolation.run_in_process(isolation_targets.{target}, {{}}, name='{target}',\n"
         "                                 on_event=ticks.append)\n"
         "    except Exception as exc:\n"
         "        print(exc)\n"
@@ -147,14 +146,22 @@ def test_a_child_ended_lets_go_of_what_it_holds() -> None:
         "waiter.start()\n"
         "while not ticks:\n"
         "    time.sleep(0.05)\n"
-        "while waiter.is_alive():\n"
-        "    isolation.end_all()\n"
-        "    waiter.join(isolation.POLL_S)\n"
+    ) + stop
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_a_child_ended_lets_go_of_what_it_holds() -> None:
+    # The line reader's training holds a process pool: its queues' named semaphores are
+    # removed as the child ends, ended again and again as a stopped flow ends its
+    # trainings until their tasks end. Before, a child ended where it stood left them to
+    # multiprocessing's tracker, which warned of them as the command exited.
+    done = _stopped_in_a_script(
+        "tick_with_a_pool",
+        "while waiter.is_alive():\n    isolation.end_all()\n    waiter.join(isolation.POLL_S)\n",
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "pool: stopped, as the command was"
+    assert done.stdout.strip() == "tick_with_a_pool: stopped, as the command was"
     assert "leaked semaphore" not in done.stderr, done.stderr
 
 
@@ -162,31 +169,17 @@ def test_a_child_in_native_code_ends_at_once_and_lets_go_of_what_it_holds() -> N
     # A Python signal handler waits for the main thread to come back to Python: a child
     # whose training waits in its backend for a batch held the stop until the batch came,
     # for ever if none did (its one SIGTERM, and no more).
-    script = (
-        "import threading, time\n"
-        "from digitflow import isolation\n"
-        "from tests import isolation_targets\n"
-        "ticks = []\n"
-        "def wait():\n"
-        "    try:\n"
-        "        isolation.run_in_process(isolation_targets.wait_in_native_code, {},\n"
-        "                                 name='native', on_event=ticks.append)\n"
-        "    except Exception as exc:\n"
-        "        print(exc)\n"
-        "waiter = threading.Thread(target=wait)\n"
-        "waiter.start()\n"
-        "while not ticks:\n"
-        "    time.sleep(0.05)\n"
+    done = _stopped_in_a_script(
+        "wait_in_native_code",
         "time.sleep(0.5)  # inside the native call\n"
         "isolation.end_all()\n"
         "waiter.join(120)\n"
         "print('waiting' if waiter.is_alive() else 'ended')\n"
-        "import os; os._exit(0)\n"
+        "import os; os._exit(0)\n",
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["native: stopped, as the command was", "ended"], done
+    assert done.stdout.split("\n")[:2] == [
+        "wait_in_native_code: stopped, as the command was", "ended"], done  # fmt: skip
     # Ended by its own clean-up, not killed: the pool's semaphores are gone with it.
     assert "leaked semaphore" not in done.stderr, done.stderr
 
