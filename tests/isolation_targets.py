@@ -36,11 +36,7 @@ def tick_forever(on_event: Callable[[int], None], ended: str = "", started: str 
     signal.signal(signal.SIGTERM, note)
     if started:
         Path(started).write_text(str(os.getpid()))
-    i = 0
-    while True:
-        on_event(i)
-        i += 1
-        time.sleep(0.05)
+    tick(on_event)
 
 
 def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
@@ -56,11 +52,7 @@ def tick_with_a_pool(on_event: Callable[[int], None]) -> None:
     try:
         pool.submit(os.getpid).result()
         pool.submit(time.sleep, 2.0)  # an epoch's strings being written when the stop comes
-        i = 0
-        while True:
-            on_event(i)
-            i += 1
-            time.sleep(0.05)
+        tick(on_event)
     finally:
         pool.shutdown(cancel_futures=True)
 
@@ -84,11 +76,7 @@ def wait_in_native_code(on_event: Callable[[int], None]) -> None:
 def ignore_the_stop(on_event: Callable[[int], None]) -> None:
     """Tick for ever, deaf to SIGTERM (a clean-up stuck, a library that took the signal)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    i = 0
-    while True:
-        on_event(i)
-        i += 1
-        time.sleep(0.05)
+    tick(on_event)
 
 
 def die_mid_message(on_event: Callable[[int], None]) -> None:
@@ -102,8 +90,15 @@ def die_mid_message(on_event: Callable[[int], None]) -> None:
 
 def tick_its_pid(on_event: Callable[[int], None]) -> None:
     """Report its process id, for ever."""
+    tick(lambda i: on_event(os.getpid()))
+
+
+def tick(on_event: Callable[[int], None]) -> None:
+    """Report each tick (0, 1, 2, …), every 0.05 s, for ever."""
+    i = 0
     while True:
-        on_event(os.getpid())
+        on_event(i)
+        i += 1
         time.sleep(0.05)
 
 

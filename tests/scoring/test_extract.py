@@ -141,7 +141,8 @@ def test_the_classifier_finds_the_digits_of_textured_generated_fields(mnist_dir:
         assert all(0 <= b.y0 < b.y1 <= grey.shape[0] for _, b in result.boxes)
     # Cut as the page binariser cut them, 3 of these 40 had as many boxes as digits.
     assert sum(n == m for n, m in found) >= 12, found
-    assert sum(m for _, m in found) >= 0.8 * sum(n for n, _ in found), found
+    # Neither most digits lost nor the patterns' specks taken for digits.
+    assert 0.8 <= sum(m for _, m in found) / sum(n for n, _ in found) <= 1.2, found
 
 
 def test_a_blank_field_and_a_field_too_long_for_digits_give_the_classifier_nothing() -> None:
