@@ -15,7 +15,7 @@ import os
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,13 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a staging file, if there is one. Quietly: on a read-only file system the
+    unlink fails too, and must not hide why the write failed."""
+    with suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
 class LocalStore(ObjectStore):
     """Objects as files under a root directory; temp file + rename for atomicity."""
 
@@ -127,7 +134,7 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -199,7 +206,7 @@ class LocalStore(ObjectStore):
                 return False
             raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
 
     def put_file(self, key: str, path: Path) -> None:
         with self._staged(key) as tmp, open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -237,16 +244,19 @@ class LocalStore(ObjectStore):
         return sorted(keys)
 
     def delete(self, key: str, *, if_match: str | None = None) -> None:
-        if if_match is None:
-            self._path(key).unlink(missing_ok=True)
-            return
-        with self._locked():  # as a conditional write: no replacement between check and unlink
-            current = self._path(key)
-            if not current.is_file():
+        try:
+            if if_match is None:
+                self._path(key).unlink(missing_ok=True)
                 return
-            if etag_of(current.read_bytes()) != if_match:
-                raise PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
-            current.unlink()
+            with self._locked():  # as a conditional write: no replacement between check and unlink
+                current = self._path(key)
+                if not current.is_file():
+                    return
+                if etag_of(current.read_bytes()) != if_match:
+                    raise PreconditionFailed(f"{self.uri_of(key)} changed since it was read")
+                current.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot delete {self.uri_of(key)}: {exc}") from exc
 
 
 # Answers of an S3 endpoint that is busy or failing, not of a request that is wrong: worth
@@ -261,11 +271,9 @@ class S3Store(ObjectStore):
     """Objects in an S3 bucket under a prefix, through boto3's standard configuration."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
-        import boto3
-
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.client = client if client is not None else boto3.client("s3")
+        self.client = client if client is not None else s3_client()
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
 
     def _key(self, key: str) -> str:
@@ -407,10 +415,32 @@ class S3Store(ObjectStore):
             raise error from exc
 
 
+def s3_client() -> Any:
+    """An S3 client of boto3's standard configuration; StoreError where its endpoint is no
+    URL, without the endpoint (it may hold a password)."""
+    import boto3
+
+    try:
+        return boto3.client("s3")
+    except ValueError as exc:  # botocore's "Invalid endpoint: <the endpoint as given>"
+        if "endpoint" not in str(exc).lower():
+            raise
+        raise StoreError(
+            "the S3 endpoint configured (AWS_ENDPOINT_URL, or endpoint_url in the AWS "
+            "config) is not a URL: give it as http(s)://host[:port]"
+        ) from None
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """Split ``s3://bucket/prefix`` into bucket and prefix."""
     rest = uri.removeprefix("s3://")
     bucket, _, prefix = rest.partition("/")
+    if "@" in bucket:  # s3://key:secret@bucket: refused, and not repeated
+        raise StoreError(
+            f"S3 URI s3://***@{bucket.rpartition('@')[2]}/{prefix} holds credentials: an S3 "
+            "URI names a bucket only; give credentials through AWS's standard chain "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role)"
+        )
     if not bucket:
         raise StoreError(f"invalid S3 URI {uri!r}: expected s3://bucket/prefix")
     return bucket, prefix.strip("/")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from digitflow.data import dataset
-from digitflow.data.download import has_credentials, redact
+from digitflow.data.download import has_credentials, redact, redact_urls
 from digitflow.data.ingest import ingest
 from digitflow.errors import SourceError, SourceUnreachable, StoreError
 from digitflow.storage import LocalStore, ObjectStore, open_store
@@ -189,6 +189,8 @@ def test_urls_are_shown_without_their_credentials() -> None:
     assert redact("https://token@host/a") == "https://***@host/a"
     assert redact("https://host/a@b") == "https://host/a@b"
     assert has_credentials("http://u:p@h/") and not has_credentials("http://h/a@b")
+    said = redact_urls("cannot reach http://user:p@ss@host:9000/b (for https://h/a@b)")
+    assert said == "cannot reach http://***@host:9000/b (for https://h/a@b)"  # an @ in a password
 
 
 def test_http_404_names_the_url(http_base: str, store: LocalStore) -> None:

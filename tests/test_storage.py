@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 
 from digitflow.errors import NotFoundError, PreconditionFailed, StoreError, StoreUnavailable
 from digitflow.storage import MULTIPART_THRESHOLD, LocalStore, ObjectStore, S3Store, open_store
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -236,3 +241,58 @@ def test_a_password_in_the_s3_endpoint_is_never_in_an_error(
         open_store("s3://bucket/prefix").read_bytes("a")
     assert "127.0.0.1" in str(caught.value) and "***@" in str(caught.value), caught.value
     assert "s3cr3t" not in str(caught.value)
+
+
+def test_credentials_in_an_s3_uri_or_an_endpoint_that_is_no_url_are_never_repeated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(StoreError, match=r"s3://\*\*\*@bucket-one/p holds credentials") as caught:
+        open_store("s3://AKIAEXAMPLE:wJalrSECRET@bucket-one/p")
+    assert "wJalrSECRET" not in str(caught.value) and "AKIAEXAMPLE" not in str(caught.value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "user:s3cr3t@127.0.0.1:9000")  # no scheme
+    with pytest.raises(StoreError, match="S3 endpoint configured .* is not a URL") as caught:
+        open_store("s3://bucket/prefix")
+    assert "s3cr3t" not in str(caught.value)
+
+
+_ON_READ_ONLY = """
+import pathlib, sys
+from digitflow.storage import LocalStore
+store = LocalStore(sys.argv[1])
+for name, write in (
+    ("write", lambda: store.write_bytes("k", b"new")),
+    ("create", lambda: store.write_bytes("new", b"new", if_absent=True)),
+    ("put_file", lambda: store.put_file("k", pathlib.Path(sys.argv[0]))),
+    ("delete", lambda: store.delete("k")),
+):
+    try:
+        write()
+        print(name, "written")
+    except Exception as exc:
+        print(name, type(exc).__name__, exc)
+"""
+
+
+def test_a_local_store_on_a_read_only_file_system_says_so_on_every_write(tmp_path: Path) -> None:
+    """Where the file system refuses every write, the staging file's cleanup fails too, and
+    must not put its own error in place of the reason."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("no mount namespace to make a read-only file system in (unshare -m)")
+    mounted = tmp_path / "mnt"
+    mounted.mkdir()
+    (tmp_path / "script.py").write_text(_ON_READ_ONLY)
+    store = f"{mounted}/store"
+    script = (
+        f'mount -t tmpfs none {mounted} && {sys.executable} -c "from digitflow.storage import '
+        f"LocalStore; LocalStore('{store}').write_bytes('k', b'old')\" && "
+        f"mount -o remount,ro {mounted} && {sys.executable} {tmp_path}/script.py {store}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=60, cwd=REPO, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    said = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert set(said) == {"write", "create", "put_file", "delete"}, proc.stdout
+    for name, line in said.items():
+        assert line.startswith("StoreError ") and "Read-only file system" in line, (name, line)
+        assert store in line, line

@@ -48,7 +48,8 @@ def redact_urls(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+# Up to the authority's last "@": a password may hold an "@" of its own, unencoded.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
 class Deadline:

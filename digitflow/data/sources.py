@@ -144,11 +144,12 @@ def _fetch_mirrors(timeout_s: float, deadline_s: float) -> dict[str, SourceFile]
 
 
 def _fetch_s3(uri: str) -> dict[str, SourceFile]:
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    client = boto3.client("s3")
+    from digitflow.storage import parse_s3_uri, s3_client
+
+    bucket, prefix = parse_s3_uri(uri)
+    client = s3_client()
 
     def get(name: str) -> SourceFile:
         key = f"{prefix.strip('/')}/{name}".lstrip("/")
