@@ -256,6 +256,41 @@ def test_corrupted_split_is_refused_on_read(tmp_path: Path) -> None:
         dataset.read_split(store, version, "train")
 
 
+def test_a_damaged_manifest_is_named_and_a_second_ingestion_writes_the_version_anew(
+    tmp_path: Path,
+) -> None:
+    store: ObjectStore = LocalStore(tmp_path / "store")
+    src = str(write_set(tmp_path / "src"))
+    version = ingest(store, src, accept_custom=True).version
+    manifest = dataset.key(version, "manifest.json")
+    for damage in (store.read_bytes(manifest)[:40], b'{"created_at": "2026-12-01"}'):
+        store.write_bytes(manifest, damage)  # cut short; valid JSON without the splits
+        with pytest.raises(SourceError, match=rf"{version}/manifest.json: not a readable"):
+            dataset.latest(store)
+        with pytest.raises(SourceError, match="ingest the source .* again"):
+            dataset.read_split(store, version, "train")
+        assert ingest(store, src, accept_custom=True).written
+        assert dataset.latest(store) == version
+        assert len(dataset.read_split(store, version, "train")) == 30
+
+
+def test_a_damaged_or_missing_split_is_written_again_by_a_second_ingestion(
+    tmp_path: Path,
+) -> None:
+    store: ObjectStore = LocalStore(tmp_path / "store")
+    src = str(write_set(tmp_path / "src"))
+    version = ingest(store, src, accept_custom=True).version
+    train, test = dataset.key(version, "train.parquet"), dataset.key(version, "test.parquet")
+    good = store.read_bytes(train), store.read_bytes(test)
+    assert not ingest(store, src, accept_custom=True).written  # intact: nothing to write
+    store.write_bytes(train, good[0][:-10] + b"0123456789")
+    assert ingest(store, src, accept_custom=True).written
+    store.delete(test)
+    assert ingest(store, src, accept_custom=True).written
+    assert (store.read_bytes(train), store.read_bytes(test)) == good
+    assert not ingest(store, src, accept_custom=True).written
+
+
 def test_validation_indices_are_stratified_and_deterministic() -> None:
     labels = np.repeat(np.arange(10, dtype=np.uint8), [100 + 10 * i for i in range(10)])
     a = dataset.validation_indices(labels, 145, seed=3)

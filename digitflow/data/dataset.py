@@ -112,8 +112,33 @@ def read_manifest(store: ObjectStore, version: str) -> dict:
             f"dataset version {version!r} not found in {store.uri} (complete versions: "
             f"{known}); run `digitflow ingest` first"
         ) from exc
-    manifest: dict = json.loads(data)
-    return manifest
+    where = store.uri_of(key(version, "manifest.json"))
+    try:
+        manifest = json.loads(data)
+        for name in SPLITS:  # what readers take from it
+            str(manifest["splits"][name]["sha256"])
+        str(manifest["created_at"])
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON, a field missing or not a map
+        raise SourceError(
+            f"{where}: not a readable dataset manifest ({type(exc).__name__}: {exc}); "
+            f"ingest the source of version {version} again to write it anew, or delete "
+            f"{store.uri_of(key(version, ''))} to drop that version"
+        ) from exc
+    return dict(manifest)
+
+
+def intact(store: ObjectStore, version: str) -> str | None:
+    """None if a dataset version is complete and every part matches its manifest, else
+    what is wrong with it."""
+    try:
+        manifest = read_manifest(store, version)
+        for name in SPLITS:
+            data = store.read_bytes(key(version, f"{name}.parquet"))
+            if hashlib.sha256(data).hexdigest() != manifest["splits"][name]["sha256"]:
+                return f"{name}.parquet does not match the manifest's checksum"
+    except (NotFoundError, SourceError) as exc:
+        return str(exc)
+    return None
 
 
 def latest(store: ObjectStore) -> str:
@@ -131,7 +156,10 @@ def read_split(store: ObjectStore, version: str, name: str) -> Split:
     data = store.read_bytes(key(version, f"{name}.parquet"))
     expected = manifest["splits"][name]["sha256"]
     if hashlib.sha256(data).hexdigest() != expected:
-        raise SourceError(f"{where}: checksum does not match the manifest (corrupted?)")
+        raise SourceError(
+            f"{where}: checksum does not match the manifest (corrupted?); ingest the source "
+            f"of version {version} again to write it anew"
+        )
     return from_parquet(data, where)
 
 

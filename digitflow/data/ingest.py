@@ -122,8 +122,12 @@ def ingest(
         written=False,
     )
     if store.exists(dataset.key(version, "manifest.json")):
-        logger.info("dataset version %s already in %s: nothing to write", version, store.uri)
-        return record
+        damage = dataset.intact(store, version)
+        if damage is None:
+            logger.info("dataset version %s already in %s: nothing to write", version, store.uri)
+            return record
+        logger.warning("dataset version %s in %s is damaged (%s): writing it again",
+                       version, store.uri, damage)  # fmt: skip
     with ThreadPoolExecutor(len(splits)) as pool:
         parquet = dict(zip(splits, pool.map(dataset.to_parquet, splits.values()), strict=True))
     for name, data in parquet.items():
