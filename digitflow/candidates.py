@@ -147,6 +147,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def refuse_taken(store: ObjectStore, training_run: str, model_name: str, layout: Layout) -> None:
+    """RegistryError if a training run already has a candidate of this name: a candidate
+    is never replaced, for a champion, a rollback's target or an ensemble may be it."""
+    card_key = layout.card(training_run, model_name)
+    if store.exists(card_key):
+        raise RegistryError(
+            f"training run {training_run!r} already has a {model_name} candidate "
+            f"({store.uri_of(card_key)}), and a candidate is never replaced: train under "
+            "another run id (none given: a new timestamped one)"
+        )
+
+
 def save_candidate(
     store: ObjectStore,
     path: Path,
@@ -155,7 +167,8 @@ def save_candidate(
     onnx: Path | None = None,
 ) -> Card:
     """Upload a saved model file (and its ONNX export, if any) as a candidate, then its card
-    (written last)."""
+    (written last). RegistryError, writing nothing, if the run has one of that name."""
+    refuse_taken(store, draft.training_run, draft.model_name, layout)
     model_key = layout.model(draft.training_run, draft.model_name)
     store.put_file(model_key, path)
     onnx_key = None

@@ -19,11 +19,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow import models, recipes, runtime
-from digitflow.candidates import Card, CardDraft, Split, save_candidate
+from digitflow.candidates import Card, CardDraft, Split, refuse_taken, save_candidate
 from digitflow.data import dataset
 from digitflow.errors import TrainingError
 from digitflow.exported import export
-from digitflow.layout import CLASSIFIER, MODEL, ONNX, Layout
+from digitflow.layout import CLASSIFIER, MODEL, ONNX, Layout, layout_of
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore, open_store
 
@@ -207,6 +207,7 @@ def train_model(
     layout: Layout = CLASSIFIER,
 ) -> Card:
     """Fit ``config.model`` on a dataset version and store it as a candidate of its role."""
+    refuse_taken(store, training_run, config.model, layout_of(models.role_of(config.model)))
     if models.role_of(config.model) == "reader":
         from digitflow.reader.candidate import train_reader
 

@@ -33,7 +33,12 @@ class TrainParams(TrainRequest, StoreParams):
     and where."""
 
     dataset_version: str | None = Field(default=None, description="Empty: the newest.")
-    training_run: str | None = Field(default=None, description="Empty: a new timestamped id.")
+    training_run: str | None = Field(
+        default=None,
+        description="Empty: a new timestamped id. Letters, digits, '.', '_' and '-'.",
+        # One folder of the store's keys; a run named so is listed and found like any other.
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$",
+    )
 
 
 class TrainSummary(BaseModel):

@@ -82,6 +82,19 @@ def test_corrupted_upload_is_refused_and_nothing_changes(
     assert [e.action for e in registry.history(store)] == ["promote"]
 
 
+def test_a_candidate_is_never_replaced_by_another_under_its_name(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    champion = registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    card_before = store.read_bytes(champion.card_key)
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"another model entirely")
+    with pytest.raises(RegistryError, match=r"run1.* already has a a candidate .*run1/a/card"):
+        registry.save_candidate(store, other, draft("run1", "a"))
+    assert store.read_bytes(champion.card_key) == card_before
+    registry.verify_model(store, champion.model_key, champion.sha256)  # still the champion's
+
+
 def test_missing_model_file_is_refused_naming_the_key(store: ObjectStore, tmp_path: Path) -> None:
     card = candidate(store, tmp_path, "a")
     store.delete(card.model_key)

@@ -32,6 +32,7 @@ from digitflow.cli import app
 from digitflow.storage import LocalStore, ObjectStore, open_store
 from digitflow.training import TrainConfig, train_model
 from flows.promote import PromoteParams, promote_flow
+from flows.train import TrainParams
 from tests.conftest import REPO, clone_store
 from tests.hostile.conftest import DIGITFLOW, start
 from tests.prefect_server import PrefectServer
@@ -449,3 +450,18 @@ def test_a_store_that_is_not_writable_is_a_one_line_error(trained: str, tmp_path
     line = one_line_error(proc.stderr)
     assert store.uri in line and "not writable" in line
     assert store.read_bytes("models/champion.json") == pointer_before
+
+
+def test_a_training_run_id_taken_or_no_single_name_is_refused_before_any_training(
+    trained: str, mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    store = LocalStore(clone_store(trained, tmp_path / "store"))
+    before = {key: store.read_bytes(key) for key in store.list("models/")}
+    config = TrainConfig(model="baseline_mlp", epochs=1, limit=1000)
+    with pytest.raises(registry.RegistryError, match=r"'r1' already has a baseline_mlp candidate"):
+        train_model(store, mnist_store[1], config, "r1")
+    # Nothing written: a training refused only at its upload would have replaced its history.
+    assert {key: store.read_bytes(key) for key in store.list("models/")} == before
+    for bad in ("2026/12/01", "..", "r1/../r2", "-r", "a" * 81):
+        with pytest.raises(ValueError, match="training_run"):
+            TrainParams(training_run=bad)
