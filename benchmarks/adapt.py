@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=ADAPT_RECIPE.epochs)
     parser.add_argument("--steps", type=int, default=ADAPT_STEPS)
     args = parser.parse_args()
+    # The temporary server's telemetry, as in score.py: it races the flows for its database.
+    os.environ.update(PREFECT_SERVER_ANALYTICS_ENABLED="false")
     counts = [int(c) for c in args.counts.split(",")]
     source = args.data / "orand-car-a-train"
     with open(source / "labels.csv", newline="") as stream:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -165,6 +166,8 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--limit", type=int, default=None, help="fields and digits per set")
     args = parser.parse_args()
+    # The temporary server's telemetry, as in score.py: it races the flows for its database.
+    os.environ.update(PREFECT_SERVER_ANALYTICS_ENABLED="false")
     stamp = time.strftime("%Y%m%dT%H%M%S")
     table = []
     with tempfile.TemporaryDirectory(prefix="digitflow-strings-") as tmp:
