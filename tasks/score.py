@@ -62,6 +62,9 @@ def start_batch(
         extra=step("score shards", 0, len(plan.shards)),
     )  # fmt: skip
     logger = get_run_logger()
+    if plan.store_inside is not None:
+        logger.info("batch %s: the store lies in the input, at %s: its files are not scanned",
+                    plan.batch_id, plan.store_inside)  # fmt: skip
     for names, level, what in [
         (list(plan.again), logging.INFO, "quarantined files read again (they could not be "
          "read, or were replaced since)"),

@@ -31,7 +31,7 @@ from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice, resolve_model, scorer_for
-from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs
+from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs, store_inside
 from digitflow.scoring.lines import line_reading, read_lone_digits, second_opinion
 from digitflow.scoring.results import ShardReading
 from digitflow.storage import ObjectStore, open_store
@@ -77,6 +77,8 @@ class BatchPlan(BaseModel):
     # Of those, the ones another run has read again since the plan was made (it listed them
     # before they went): their rows stay.
     gone_kept: list[str] = []
+    # The store's folder, where it lies inside the input: the batch's output, not listed.
+    store_inside: str | None = None
 
 
 class ShardResult(BaseModel):
@@ -287,7 +289,8 @@ def plan_batch(
     plan. A file it quarantined is read again where the failure may pass, or where it was
     replaced since (``to_read_again``).
     """
-    listed = {f.name: f.size for f in list_inputs(input_root)}
+    inside = store_inside(input_root, store.uri)
+    listed = {f.name: f.size for f in list_inputs(input_root, leave_out=inside)}
     names = list(listed)
     done = commits.committed(store, batch_id, names)
     rows = read_rows(store, batch_id)
@@ -305,7 +308,7 @@ def plan_batch(
     return BatchPlan(
         batch_id=batch_id, files=len(names), already_done=len(names) - len(todo), shards=shards,
         changed=sorted(changed), sizes={name: listed[name] for name in todo}, again=again,
-        gone=gone,
+        gone=gone, store_inside=inside,
     )  # fmt: skip
 
 
@@ -317,6 +320,7 @@ def start_batch(
     and the layout."""
     reading = ref.reading if layout == "auto" else f"{ref.reading}\n{layout}"
     batch_id = batch_id or default_batch_id(input_root, reading)
+    store_inside(input_root, store.uri)  # an input in the store: refused before any write
     open_batch(store, batch_id, input_root, ref, layout)
     plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
     kept = drop_gone(store, plan)

@@ -57,8 +57,22 @@ def default_batch_id(root: str, model_version: str) -> str:
     return f"{slug}-{digest}"
 
 
-def list_inputs(root: str) -> list[InputFile]:
-    """Every file under ``root`` (hidden files included: nothing is skipped silently).
+def store_inside(root: str, store_uri: str) -> str | None:
+    """Where the store lies inside the input (its path relative to the input's root), if it
+    does: ``digitflow score .`` with the store in ``./.digitflow/store``. SourceError if the
+    input is the store itself, or lies inside it."""
+    where, store = canonical_input(root), canonical_input(store_uri)
+    if where == store or where.startswith(store + "/"):
+        raise SourceError(
+            f"input {root} is the store {store_uri}, or lies in it: score a folder of scans, "
+            "or use another store (--store)"
+        )
+    return store.removeprefix(where + "/") if store.startswith(where + "/") else None
+
+
+def list_inputs(root: str, leave_out: str | None = None) -> list[InputFile]:
+    """Every file under ``root`` (hidden files included: nothing is skipped silently), but
+    those under the folder ``leave_out`` (the store, where it lies inside the input).
 
     In a local folder, entries that cannot be read as files (broken links, folders that
     cannot be listed, named pipes) are listed too, so that reading them quarantines them.
@@ -72,6 +86,8 @@ def list_inputs(root: str) -> list[InputFile]:
         files = [InputFile(key, size) for key, size in objects.items() if not key.endswith("/")]
         if not files:  # on S3 an empty prefix and a mistyped one look the same
             raise SourceError(f"input {root} holds no files: check the bucket and prefix")
+    if leave_out is not None:
+        files = [f for f in files if f.name != leave_out and not f.name.startswith(leave_out + "/")]
     # An existing empty folder (an inbox with nothing new) is a batch of zero files.
     return sorted(files, key=lambda f: f.name)
 

@@ -22,7 +22,8 @@ from digitflow import registry
 from digitflow.cli import app
 from digitflow.scoring import commits, readers, results
 from digitflow.scoring.inputs import read_input
-from digitflow.storage import ObjectStore, S3Store
+from digitflow.storage import ObjectStore, S3Store, open_store
+from tests.conftest import clone_store
 from tests.hostile.conftest import (
     copies,
     finish,
@@ -462,3 +463,26 @@ def test_a_scan_still_being_written_is_left_for_the_next_run_which_reads_it_whol
     row = _rows(store, "b")[growing.name]
     assert row["status"] == "scored" and row["digits"] > 0
     assert row["sha256"] == hashlib.sha256(scan.read_bytes()).hexdigest()  # read whole
+
+
+def test_a_store_in_the_input_folder_is_not_scanned_and_an_input_in_the_store_is_refused(
+    champion: str, forms: Path, tmp_path: Path, restore_environ: None
+) -> None:
+    """``digitflow score .`` where the store is ``./.digitflow/store``: its results, review
+    crops and lock files are the batch's output, never its scans."""
+    folder = tmp_path / "scans"
+    names = copies(forms, folder, 1)
+    store = open_store(clone_store(champion, folder / ".digitflow" / "store"))
+    score = ["score", str(folder), "--batch-id", "b", "--store", store.uri, "--json"]
+    for run in range(2):
+        result = CliRunner().invoke(app, [*score, "--review-threshold", "0.999"])
+        assert result.exit_code == 0, result.output
+        said = summary(result.stdout)
+        assert said["files"] == len(names) and said["quarantined"] == 0, said
+        assert said["already_done"] == (0 if run == 0 else len(names)), said
+    assert store.list("scoring/b/review/"), "no review crops: the store held nothing to skip"
+    assert _exactly_once(store, "b", names)[0] == len(names)
+    before = store.list("scoring/")
+    result = CliRunner().invoke(app, ["score", f"{store.uri}/scoring", "--store", store.uri])
+    assert result.exit_code == 1 and "is the store" in result.output, result.output
+    assert store.list("scoring/") == before  # refused before any batch was opened
