@@ -78,7 +78,8 @@ def judge(
         record=applied.record,
         completed=applied.completed.id if applied.completed else None,
         change=applied.champion.record_key if applied.champion else None,
-        unannounced=unannounced(store, applied.champion),
+        # Its own promotion's announcement waits until its event is sent: not an earlier one.
+        unannounced=not applied.promoted and unannounced(store, applied.champion),
         unreadable=report.unreadable,
     )
 

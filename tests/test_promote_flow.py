@@ -107,6 +107,7 @@ def test_corrupted_candidate_is_refused_and_champion_kept(trained: str, tmp_path
     uri = clone_store(trained, tmp_path / "store")
     store = LocalStore(uri)
     first = promote_flow(PromoteParams(training_run="weak", store=uri, gate=LENIENT))
+    assert first.classifier.promoted and not first.classifier.unannounced  # its own, not before
     key = "models/candidates/strong/simple_cnn/model.keras"
     data = bytearray(store.read_bytes(key))
     data[len(data) // 2] ^= 0xFF
