@@ -7,7 +7,7 @@ import os
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from digitflow.errors import DigitflowError
 from digitflow.imaging.fields import Layout
@@ -15,7 +15,7 @@ from digitflow.scoring import SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef, ReaderChoice
 from digitflow.scoring.readers import stopped_on_interrupt
-from flows.params import StoreParams
+from flows.params import NO_CREDENTIALS, StoreParams, without_credentials
 from flows.runners import SPEC_PATTERN, dask_runner
 from tasks.score import (
     ShardProgress,
@@ -35,7 +35,10 @@ SHARD_THREADS = max(4, os.cpu_count() or 1)
 class ScoreParams(StoreParams):
     """Parameters of the score flow (rendered as a form in the Prefect UI)."""
 
-    input: str = Field(description="Folder of scans or s3://bucket/prefix, read recursively.")
+    input: str = Field(
+        description="Folder of scans or s3://bucket/prefix, read recursively.",
+        json_schema_extra=NO_CREDENTIALS,
+    )
     batch_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
@@ -82,6 +85,8 @@ class ScoreParams(StoreParams):
         description="Run the shards on Dask: local (one worker process per core), local:N, "
         "or a scheduler address tcp://host:8786. Empty: threads in the flow's process.",
     )
+
+    _input_without_credentials = field_validator("input")(without_credentials)
 
 
 def _score_shards(

@@ -62,6 +62,24 @@ def test_every_bad_option_is_one_line_and_runs_nothing(
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["score", "s3://AKIAEXAMPLE:pa55word@bucket/scans"],
+        ["score", "scans", "--store", "s3://AKIAEXAMPLE:pa55word@bucket/store"],
+        ["train", "--store", "https://user:pa55word@host/store"],
+    ],
+)
+def test_credentials_in_an_input_or_a_store_uri_are_refused_before_any_run_unrepeated(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the URI holds credentials" in lines[0], result.stderr
+    assert "pa55word" not in result.stderr and "AKIAEXAMPLE" not in result.stderr
+
+
 @pytest.mark.slow
 def test_options_win_over_the_profile_and_its_ensemble_shrinks(
     mnist_store: tuple[str, str], tmp_path: Path
