@@ -19,6 +19,7 @@ an import takes it off again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
-from digitflow.errors import SourceError
+from digitflow.errors import DigitflowError, SourceError
 from digitflow.scoring import commits, results
 from digitflow.scoring.batch import BatchRecord
 from digitflow.scoring.extract import Reading, extract
@@ -75,7 +76,14 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
     the model read; the rows written. What was read is never written as an answer, so that
     rows nobody looked at do not come back as corrections."""
     saved = {c.item: c for c in record.read_all(store, batch_id)}
-    found = [i for i in items.review_items(store, batch_id) if i.kind == "line"]
+    every = items.review_items(store, batch_id)
+    found = [i for i in every if i.kind == "line"]
+    if every and not found:
+        raise DigitflowError(
+            f"batch {batch_id} was read digit by digit (--reader classifier): its {len(every)} "
+            "review items are digits, and a CSV holds lines; correct them on the review page "
+            f"(digitflow review {batch_id})"
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*COLUMNS, READ])
@@ -83,7 +91,14 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
         done = saved.get(item.id)
         digits = "" if done is None else (NOT_DIGITS if done.not_digits else done.digits)
         writer.writerow([as_text(item.file), item.page, item.line, digits, item.read])
-    path.write_text(buffer.getvalue())
+    staged = path.with_name(f".{path.name}.partial")
+    try:  # whole or not at all: an export cut short must not pass for a batch's last lines
+        staged.write_text(buffer.getvalue())
+        staged.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # not made, or on a file system that refuses all
+            staged.unlink(missing_ok=True)
+        raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return len(found)
 
 

@@ -356,3 +356,29 @@ def test_a_batch_that_followed_links_out_of_its_folder_is_imported_following_the
     assert record.read_all(store) == []
     imported = exchange.import_csv(store, "linked", path, follow_outside_links=True)
     assert imported.read_again == 1 and [c.digits for c in record.read_all(store)] == ["12"]
+
+
+def test_an_export_says_why_it_cannot_be_written_or_holds_no_lines(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from digitflow.cli import app
+    from flows.score import ScoreParams, score_flow
+
+    store = ["--store", review_batch.store]
+    nowhere = tmp_path / "no-such-folder" / "review.csv"
+    result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
+                                      str(nowhere), *store])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [f"error: cannot write {nowhere}: "
+                                                  "No such file or directory"]  # fmt: skip
+    # A batch read digit by digit sends digits to review, which a CSV of lines cannot hold.
+    params = ScoreParams(input=str(review_batch.folder), store=review_batch.store,
+                         batch_id="digits", reader="classifier", review_threshold=1.0)  # fmt: skip
+    score_flow(params)
+    out = tmp_path / "digits.csv"
+    result = CliRunner().invoke(app, ["review", "export", "digits", "--csv", str(out), *store])
+    assert result.exit_code == 1, result.output
+    assert "read digit by digit (--reader classifier)" in result.stderr, result.stderr
+    assert "digitflow review digits" in result.stderr and not out.exists()
