@@ -34,7 +34,7 @@ def promote_flow(params: PromoteParams | None = None) -> Promotions:
     promote."""
     params = params or PromoteParams()
     store = params.settings().store
-    run = params.training_run or latest_training_run(store)
+    run = params.training_run or latest_training_run(store, params.role)
     gates = {"classifier": params.gate, "reader": params.reader_gate}
     promotions = Promotions(training_run=run)
     for role in roles_of_run(store, run, params.role):

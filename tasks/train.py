@@ -67,9 +67,11 @@ def latest_dataset(store_uri: str) -> str:
     name="latest-training-run",
     **STORAGE_RETRIES,
 )
-def latest_training_run(store_uri: str) -> str:
-    """The newest training run with at least one complete candidate, of either role."""
-    return candidates.latest_run(open_store(store_uri), tuple(LAYOUTS.values()))
+def latest_training_run(store_uri: str, role: str | None = None) -> str:
+    """The newest training run with at least one complete candidate of ``role`` (None: of
+    either role)."""
+    layouts = tuple(LAYOUTS.values()) if role is None else (LAYOUTS[role],)
+    return candidates.latest_run(open_store(store_uri), layouts)
 
 
 @task(name="train", task_run_name="train-{config.model}")

@@ -170,3 +170,15 @@ def test_s3_outage_during_promotion(
     assert second.classifier.promoted
     assert registry.current_champion(store)[0].id == "strong/simple_cnn"
     proxy.down()
+
+
+def test_a_role_gated_alone_takes_the_newest_run_that_trained_that_role(
+    reader_store: str, mnist_store: tuple[str, str], tmp_path: Path
+) -> None:
+    uri = clone_store(reader_store, tmp_path / "store")
+    config = TrainConfig(model="baseline_mlp", epochs=1, limit=500)
+    train_model(LocalStore(uri), mnist_store[1], config, "z-classifier-only")  # newer by name
+    result = promote_flow(PromoteParams(store=uri, role="reader"))
+    assert result.training_run == "reader-run" and result.reader is not None
+    assert result.classifier is None
+    assert promote_flow(PromoteParams(store=uri, gate=LENIENT)).training_run == "z-classifier-only"
