@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from digitflow.data.download import has_credentials
 from digitflow.settings import Settings
 
 # The UI's form and the server refuse a URL with user information before a run stores it.
-NO_CREDENTIALS = {"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"}
+NO_CREDENTIALS: JsonDict = {"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"}
 
 
 def without_credentials(uri: str | None) -> str | None:

@@ -407,6 +407,44 @@ def _submit(
     return extract(data, name, reading)
 
 
+# Bytes of files read and not yet extracted, in this process, over every shard's thread.
+IN_FLIGHT_BYTES = 512 << 20
+
+
+class Room:
+    """A bound on the bytes of files held at once: a file waits to be read until the ones
+    before it leave room (one alone always may), so shards of large scans do not each hold
+    all their files in memory while the readers work through them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.most = 0  # the most held at once
+        self._changed = threading.Condition()
+
+    def take(self, size: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.used == 0 or self.used + size <= self.limit)
+            self.used += size
+            self.most = max(self.most, self.used)
+
+    def give(self, size: int) -> None:
+        with self._changed:
+            self.used -= size
+            self._changed.notify_all()
+
+
+ROOM = Room(IN_FLIGHT_BYTES)
+
+
+def _held(room: Room, size: int, item: FileDigits | Future[FileDigits]) -> None:
+    """Give ``size`` back to ``room`` once ``item`` is extracted."""
+    if isinstance(item, Future):
+        item.add_done_callback(lambda _: room.give(size))
+    else:
+        room.give(size)
+
+
 def read_files(
     input_root: str, names: list[str], follow_outside_links: bool = False,
     configured: int | None = None, reading: Reading = Reading(),
@@ -424,17 +462,35 @@ def read_files(
     listed = listed or {}
     pending: list[FileDigits | Future[FileDigits]] = []
     read: list[tuple[int, str] | None] = []
+    room = ROOM
     for name in names:
-        data = _read(input_root, name, follow_outside_links)
+        size = max(listed.get(name, -1), 0)  # unknown: taken once read
+        room.take(size)
+        try:
+            data = _read(input_root, name, follow_outside_links)
+        except BaseException:
+            room.give(size)
+            raise
         if isinstance(data, FileDigits):
             pending.append(data)
             read.append(None)
-        elif listed.get(name, -1) >= 0 and len(data) != listed[name]:
+            room.give(size)
+        elif size and len(data) != size:
             pending.append(FileDigits(name, unsettled=True))
             read.append(None)
+            room.give(size)
         else:
-            pending.append(_submit(name, data, readers, reading))  # a reader extracts it
+            if not size:
+                room.take(size := len(data))
+            try:
+                item = _submit(name, data, readers, reading)  # a reader extracts it
+            except BaseException:
+                room.give(size)
+                raise
+            _held(room, size, item)
+            pending.append(item)
             read.append((len(data), hashlib.sha256(data).hexdigest()))
+        del data  # held by its reader's task alone, until extracted: not while the next waits
     files = [item if isinstance(item, FileDigits) else item.result() for item in pending]
     return [f if r is None else replace(f, size=r[0], sha256=r[1])
             for f, r in zip(files, read, strict=True)]  # fmt: skip

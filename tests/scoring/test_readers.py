@@ -79,6 +79,31 @@ def test_reader_processes_read_what_one_thread_reads(folder: Path, two_readers: 
     assert {f.status for f in got} == {"scored", "partial", "quarantined"}
 
 
+def test_shards_in_threads_hold_no_more_bytes_of_files_than_the_room_and_read_them_all(
+    folder: Path, two_readers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = _in_thread(folder)
+    names = _names(folder)
+    sizes = {name: (folder / name).stat().st_size for name in names}
+    largest = max(sizes.values())  # a file larger than the room is held alone
+    room = readers.Room(sum(sizes.values()) // 8)
+    monkeypatch.setattr(readers, "ROOM", room)
+    got: list[list[FileDigits]] = [[], []]
+
+    def shard(k: int) -> None:  # as two shards of one folder at once, the sizes listed or not
+        got[k] = readers.read_files(str(folder), names, configured=two_readers,
+                                    listed=sizes if k else None)  # fmt: skip
+
+    threads = [threading.Thread(target=shard, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert 0 < room.most <= max(room.limit, largest) and room.used == 0
+    _assert_same(got[0], want)
+    _assert_same(got[1], want)
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS uses one thread on one core anyway")
 def test_a_reader_process_runs_blas_on_one_thread() -> None:
     # The reader's own entry point, in a fresh interpreter: started, told to stop, then
