@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import struct
 import warnings
 import zlib
@@ -47,11 +49,17 @@ class Page:
         return self.pixels is not None
 
 
+# The first bytes of the raster formats read: a file that starts so is no PDF, whatever
+# its metadata says (a TIFF's description or a JPEG's comment may hold "%PDF-").
+_RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*",
+                 b"II+\x00", b"MM\x00+", b"BM")  # fmt: skip
+
+
 def is_pdf(data: bytes) -> bool:
     """Whether ``data`` is a PDF: its header anywhere in the first kilobyte, as PDF readers
     look for it (a mail gateway's or an editor's bytes before it do not make it another
-    file)."""
-    return b"%PDF-" in data[:1024]
+    file), unless it starts as an image does."""
+    return not data.startswith(_RASTER_MAGIC) and b"%PDF-" in data[:1024]
 
 
 def load_pages(
@@ -78,16 +86,58 @@ def load_pages(
     if is_pdf(data):
         return _pdf_pages(data, name, max_pixels=max_pixels, min_side=min_side, dpi=pdf_dpi)
     image = _open_raster(data, name, max_pixels)
-    # A phone's JPEG may carry extra frames (MPO previews, depth maps): only the first is the page.
-    count = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)
-    if count == 1:
+    count, broken = _frames(image)
+    if count == 1 and broken is None:
         # Decode now so that every problem with an ordinary one-page scan raises here.
         scale = _draft(image, shrink) if shrink is not None else 1
         pixels = _decode_frame(image, 0, count, name, max_pixels, min_side)
         if image.format == "PNG" and _last_row_blank(image):
             _check_png_data(data, name)
         return iter([Page(0, pixels, scale=scale)])
-    return _raster_pages(image, count, name, max_pixels, min_side)
+    pages = _raster_pages(image, count, name, max_pixels, min_side)
+    if broken is None:
+        return pages
+    lost = Page(count, None, f"{name}: the file breaks off after page {count - 1} (the next "
+                f"page cannot be reached: {broken}); it is probably truncated or corrupt: copy "
+                "or scan it again")  # fmt: skip
+    return itertools.chain(pages, [lost])
+
+
+def _frames(image: Image.Image) -> tuple[int, str | None]:
+    """How many frames of a raster can be reached, and why a next one cannot (None: the
+    file ends where its last frame says it does)."""
+    if image.format == "MPO":  # a phone's extra frames (previews, depth maps) are no pages
+        return 1, None
+    try:
+        count = int(getattr(image, "n_frames", 1))
+    except (*_DECODE_ERRORS, TypeError) as exc:  # a TIFF whose chain of pages breaks off
+        count = 0
+        with contextlib.suppress(*_DECODE_ERRORS, TypeError):
+            while True:
+                image.seek(count)
+                count += 1
+        with contextlib.suppress(*_DECODE_ERRORS, TypeError):
+            image.seek(0)
+        return max(count, 1), str(exc) or type(exc).__name__
+    if image.format != "TIFF":
+        return count, None
+    # Each page of a TIFF points on to the next (0: none). Where a pointer leads past the
+    # file's end, Pillow may count the page before again: the same pointer twice.
+    pointers: list[int] = []
+    try:
+        for index in range(count):
+            image.seek(index)
+            pointers.append(int(getattr(image.tag_v2, "next", 0) or 0))
+            if index and pointers[-1] == pointers[-2]:
+                pointers.pop()
+                break
+        image.seek(0)
+    except (*_DECODE_ERRORS, TypeError) as exc:
+        return max(len(pointers), 1), str(exc) or type(exc).__name__
+    if pointers[-1]:
+        last = len(pointers) - 1
+        return len(pointers), f"page {last} points on to byte {pointers[-1]:,}, which is no page"
+    return count, None
 
 
 def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:

@@ -398,8 +398,7 @@ def score_shard(
         pages=sum(f.pages for f in mine), digits=shard.digits,
         needs_review=results.column_sum(shard.ledger, "needs_review"),
         seconds=time.perf_counter() - start,
-        problems={f.name: f.error or "; ".join(f.page_errors)
-                  for f in mine if f.status != "scored"},
+        problems={f.name: f.problem or "" for f in mine if f.status != "scored"},
         unsettled=[f.name for f in found if f.unsettled],
     )  # fmt: skip
 

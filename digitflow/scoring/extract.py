@@ -65,6 +65,25 @@ class FileDigits:
             return "quarantined"
         return "partial" if self.page_errors else "scored"
 
+    @property
+    def problem(self) -> str | None:
+        """What failed, in a few lines: the file's error, or its first pages' errors."""
+        return self.error or pages_failed(self.page_errors)
+
+
+# Page errors told one by one; a file of thousands of bad pages says how many more failed
+# (its row, the run's log and its report stay readable).
+PAGE_ERRORS_TOLD = 5
+
+
+def pages_failed(errors: list[str]) -> str | None:
+    """Page errors joined, the first ``PAGE_ERRORS_TOLD`` of them and how many more."""
+    if not errors:
+        return None
+    told = "; ".join(errors[:PAGE_ERRORS_TOLD])
+    more = len(errors) - PAGE_ERRORS_TOLD
+    return told if more <= 0 else f"{told}; and {more:,} more pages that could not be read"
+
 
 def quarantined(name: str, reason: str, pages: int = 0, retry: bool = False) -> FileDigits:
     """A file that yields nothing, with the reason a person can act on (and whether that
@@ -180,7 +199,7 @@ def extract(data: bytes, name: str, reading: Reading = Reading()) -> FileDigits:
     if result.pages == 0:
         return quarantined(name, f"{name}: the file holds no pages")
     if len(result.page_errors) == result.pages:
-        return quarantined(name, "; ".join(result.page_errors), result.pages)
+        return quarantined(name, pages_failed(result.page_errors) or "", result.pages)
     if arrays:
         result.digits = np.concatenate(arrays)
     return result

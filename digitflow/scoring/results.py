@@ -180,12 +180,11 @@ def ledger_rows(
     records = []
     for k, f in enumerate(files):
         rows = by_file.get(f.name, [])
-        errors = [f.error] if f.error else f.page_errors
         records.append({
             "file": f.name, "status": f.status, "pages": f.pages, "digits": len(rows),
             "needs_review": sum(r["needs_review"] for r in rows),
             "lines": lines[k] if lines is not None else _lines(rows),
-            "error": "; ".join(errors) or None, "model_version": version,
+            "error": f.problem, "model_version": version,
             "size": f.size, "sha256": f.sha256, "retry": f.retry,
         })  # fmt: skip
     return records

@@ -283,3 +283,38 @@ def test_corrupt_page_in_multipage_tiff_is_reported_and_others_still_load() -> N
     bad = pages[1]
     assert bad == Page(1, None, bad.error) and bad.error is not None
     assert "batch.tif page 1" in bad.error and "corrupt" in bad.error
+
+
+@pytest.mark.parametrize(("kept", "reached"), [(0.4, 1), (0.6, 1), (0.9, 2)])
+def test_a_multipage_tiff_cut_short_yields_the_pages_it_holds_and_says_where_it_breaks_off(
+    kept: float, reached: int
+) -> None:
+    """Cut where its chain of pages breaks off, Pillow cannot count its pages (0.4, 0.9),
+    or counts the first twice, its pointer to the next leading past the end (0.6; before,
+    that page was read twice and the file said whole)."""
+    frames = [Image.fromarray(np.full((60, 80), level, np.uint8)) for level in (10, 120, 240)]
+    data = encode(frames[0], "TIFF", save_all=True, append_images=frames[1:],
+                  compression="tiff_deflate")  # fmt: skip
+    pages = list(load_pages(data[: int(len(data) * kept)], "batch.tif"))
+    assert [p.index for p in pages] == list(range(reached + 1))
+    assert [int(p.pixels[0, 0]) for p in pages if p.pixels is not None] == [10, 120][:reached]
+    assert pages[-1].error is not None and not pages[-1].ok
+    assert f"batch.tif: the file breaks off after page {reached - 1}" in pages[-1].error
+    assert "truncated or corrupt" in pages[-1].error
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "JPEG"])
+def test_an_image_whose_metadata_says_pdf_is_read_as_the_image_it_is(fmt: str) -> None:
+    image = Image.fromarray(ramp())
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("Comment", "%PDF-1.4 companion")
+        data = encode(image, fmt, pnginfo=info)
+    elif fmt == "TIFF":
+        data = encode(image, fmt, tiffinfo={270: "%PDF-1.4 companion"})  # ImageDescription
+    else:
+        data = encode(image, fmt, comment=b"%PDF-1.4 companion")
+    assert b"%PDF-" in data[:1024]
+    assert only_page(data, f"scan.{fmt.lower()}").shape == (48, 64)

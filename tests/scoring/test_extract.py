@@ -161,3 +161,18 @@ def test_a_blank_field_and_a_field_too_long_for_digits_give_the_classifier_nothi
     dotted = np.full((8, 50_000), 255, np.uint8)
     dotted[4, ::10] = 0
     assert extract(png(dotted), "dotted.png", Reading()).boxes == []
+
+
+def test_a_file_of_thousands_of_bad_pages_says_the_first_few_and_how_many_more() -> None:
+    import io
+
+    from PIL import Image
+
+    tiny = [Image.fromarray(np.full((4, 4), 200, np.uint8)) for _ in range(2000)]
+    buffer = io.BytesIO()
+    tiny[0].save(buffer, "TIFF", save_all=True, append_images=tiny[1:])
+    result = extract(buffer.getvalue(), "many.tif")
+    assert result.status == "quarantined" and result.pages == 2000
+    assert result.error is not None and len(result.error) < 2000
+    assert result.error.count("many.tif page") == extract_module.PAGE_ERRORS_TOLD
+    assert result.error.endswith("; and 1,995 more pages that could not be read")
