@@ -15,6 +15,7 @@ import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
+from PIL.TiffImagePlugin import TiffImageFile
 
 from digitflow.errors import ImageError
 
@@ -119,7 +120,7 @@ def _frames(image: Image.Image) -> tuple[int, str | None]:
         with contextlib.suppress(*_DECODE_ERRORS, TypeError):
             image.seek(0)
         return max(count, 1), str(exc) or type(exc).__name__
-    if image.format != "TIFF":
+    if not isinstance(image, TiffImageFile):
         return count, None
     # Each page of a TIFF points on to the next (0: none). Where a pointer leads past the
     # file's end, Pillow may count the page before again: the same pointer twice.
@@ -127,7 +128,7 @@ def _frames(image: Image.Image) -> tuple[int, str | None]:
     try:
         for index in range(count):
             image.seek(index)
-            pointers.append(int(getattr(image.tag_v2, "next", 0) or 0))
+            pointers.append(int(image.tag_v2.next or 0))
             if index and pointers[-1] == pointers[-2]:
                 pointers.pop()
                 break
