@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from digitflow.errors import DigitflowError
 from digitflow.imaging.fields import Layout
-from digitflow.scoring import SHARD_SIZE
+from digitflow.scoring import REVIEW_THRESHOLD, SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef, ReaderChoice
 from digitflow.scoring.readers import stopped_on_interrupt
@@ -48,7 +48,10 @@ class ScoreParams(StoreParams):
         default=SHARD_SIZE, ge=1, le=10_000, description="Files per task (one inference call each)."
     )
     review_threshold: float = Field(
-        default=0.9, ge=0.0, le=1.0, description="Digits read with less confidence need review."
+        default=REVIEW_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="Digits read with less confidence need review.",
     )
     model: str | None = Field(
         default=None,
@@ -140,7 +143,7 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     verify_model(ref, load=not params.dask)
     plan = start_batch(
         store, params.input, params.batch_id, ref, params.shard_size, params.rescore,
-        params.layout,
+        params.layout, params.review_threshold,
     )  # fmt: skip
     if params.dask:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)

@@ -50,12 +50,12 @@ def _listed(names: list[str]) -> str:
 @task(name="start-batch", **STORAGE_RETRIES)
 def start_batch(
     store_uri: str, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
-    rescore: bool = True, layout: Layout = "auto",
+    rescore: bool = True, layout: Layout = "auto", review_threshold: float | None = None,
 ) -> BatchPlan:  # fmt: skip
-    """Pin the batch's model, layout and input, list the input, and shard what is left."""
-    plan = batch.start_batch(
-        open_store(store_uri), input_root, batch_id, ref, shard_size, rescore, layout
-    )
+    """Pin the batch's model, layout, review threshold and input, list the input, and
+    shard what is left."""
+    plan = batch.start_batch(open_store(store_uri), input_root, batch_id, ref, shard_size,
+                             rescore, layout, review_threshold)  # fmt: skip
     get_run_logger().info(
         "batch %s: %d files in %s, %d already done, %d shards to score",
         plan.batch_id, plan.files, input_root, plan.already_done, len(plan.shards),

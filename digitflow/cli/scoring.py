@@ -8,7 +8,7 @@ import typer
 
 from digitflow.cli.options import JsonOpt, StoreOpt, params, settings
 from digitflow.cli.runner import run_flow
-from digitflow.scoring import SHARD_SIZE
+from digitflow.scoring import REVIEW_THRESHOLD, SHARD_SIZE
 
 
 def score(
@@ -19,7 +19,7 @@ def score(
     ] = None,
     review_threshold: Annotated[
         float, typer.Option(help="Digits read with less confidence go to the review queue.")
-    ] = 0.9,
+    ] = REVIEW_THRESHOLD,
     model: Annotated[
         str | None,
         typer.Option(help="training_run/model_name [default: the champion of the reader]"),

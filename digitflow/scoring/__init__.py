@@ -5,3 +5,6 @@
 # of 16, 32 or 64; readers keep every core busy inside a shard, and smaller shards lose
 # less work to a kill.
 SHARD_SIZE = 16
+
+# Digits (and lines) read with less confidence go to review, unless a batch says otherwise.
+REVIEW_THRESHOLD = 0.9

@@ -28,7 +28,7 @@ from digitflow.errors import (
 from digitflow.imaging.fields import Layout
 from digitflow.layout import LAYOUTS
 from digitflow.model_files import verify_model as verify_checksum
-from digitflow.scoring import commits, readers, results
+from digitflow.scoring import REVIEW_THRESHOLD, commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice, resolve_model, scorer_for
 from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs, store_inside
@@ -52,6 +52,7 @@ class BatchRecord(BaseModel):
     started_at: datetime
     layout: Layout = "auto"  # how its images are read: pages, fields, or by their size
     reading: str = ""  # every model that reads (a line reader's lone digits' too)
+    review_threshold: float | None = None  # None: not recorded (a batch started before it was)
 
 
 class BatchPlan(BaseModel):
@@ -118,14 +119,16 @@ class BatchSummary(BaseModel):
 
 
 def open_batch(
-    store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef, layout: Layout = "auto"
-) -> None:
-    """Record the batch's input, model and layout, or check a rerun matches them."""
+    store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef, layout: Layout = "auto",
+    review_threshold: float | None = None,
+) -> None:  # fmt: skip
+    """Record the batch's input, model, layout and review threshold, or check a rerun
+    matches them."""
     key = f"{results.prefix(batch_id)}/batch.json"
     record = BatchRecord(
         input=canonical_input(input_root), model_key=ref.model_key, sha256=ref.sha256,
         model_version=ref.version, started_at=datetime.now(UTC), layout=layout,
-        reading=ref.reading,
+        reading=ref.reading, review_threshold=review_threshold,
     )  # fmt: skip
     try:
         store.write_bytes(key, record.model_dump_json(indent=2).encode(), if_absent=True)
@@ -154,6 +157,15 @@ def open_batch(
             f"batch {batch_id!r} was started with --layout {started.layout}; finishing it "
             f"with --layout {layout} would read its files two ways: give another --batch-id "
             f"(or none), or --layout {started.layout}"
+        )
+    if None not in (started.review_threshold, review_threshold) and (
+        started.review_threshold != review_threshold
+    ):
+        raise SourceError(
+            f"batch {batch_id!r} was started with --review-threshold "
+            f"{started.review_threshold:g}; finishing it with {review_threshold:g} would send "
+            "its digits to review two ways: give another --batch-id (or none), or "
+            f"--review-threshold {started.review_threshold:g}"
         )
 
 
@@ -314,14 +326,16 @@ def plan_batch(
 
 def start_batch(
     store: ObjectStore, input_root: str, batch_id: str | None, ref: ModelRef, shard_size: int,
-    rescore: bool = True, layout: Layout = "auto",
+    rescore: bool = True, layout: Layout = "auto", review_threshold: float | None = None,
 ) -> BatchPlan:  # fmt: skip
-    """Open (or resume) a batch: its id defaults to one derived from the input, the model
-    and the layout."""
+    """Open (or resume) a batch: its id defaults to one derived from the input, the model,
+    the layout and the review threshold (each of the last two where it is not the default)."""
     reading = ref.reading if layout == "auto" else f"{ref.reading}\n{layout}"
+    if review_threshold not in (None, REVIEW_THRESHOLD):
+        reading = f"{reading}\nreview below {review_threshold!r}"
     batch_id = batch_id or default_batch_id(input_root, reading)
     store_inside(input_root, store.uri)  # an input in the store: refused before any write
-    open_batch(store, batch_id, input_root, ref, layout)
+    open_batch(store, batch_id, input_root, ref, layout, review_threshold)
     plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
     kept = drop_gone(store, plan)
     gone = {name: etag for name, etag in plan.gone.items() if name not in kept}

@@ -223,6 +223,25 @@ def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
         batch.open_batch(store, "b", str(tmp_path / "in"), other)
 
 
+def test_a_batch_keeps_its_review_threshold_and_another_one_is_another_batch(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "in").mkdir()
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)
+    batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)  # a rerun
+    with pytest.raises(SourceError, match=r"started with --review-threshold 0.9; finishing it "
+                       r"with 0.5 .* or --review-threshold 0.9"):  # fmt: skip
+        batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.5)
+    batch.open_batch(store, "old", str(tmp_path / "in"), ref)  # started before it was kept
+    batch.open_batch(store, "old", str(tmp_path / "in"), ref, review_threshold=0.5)
+    ids = {threshold: batch.start_batch(store, str(tmp_path / "in"), None, ref, 10,
+                                        review_threshold=threshold).batch_id
+           for threshold in (None, 0.9, 0.5)}  # fmt: skip
+    assert ids[None] == ids[0.9] != ids[0.5]  # the default's id is the id it always had
+
+
 def test_a_batch_with_nothing_to_read_finalizes_empty(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     summary = batch.finalize(store, "nothing", already_done=3)
