@@ -81,9 +81,10 @@ def list_inputs(root: str, leave_out: str | None = None) -> list[InputFile]:
     if isinstance(source, Path):
         files = [InputFile(name, size) for name, size in list_folder(source)]
     else:
-        # Keys ending in '/' are the folder markers some S3 consoles create, not files.
+        # Empty keys ending in '/' are the folder markers some S3 consoles create, not files.
         objects = source.sizes("")
-        files = [InputFile(key, size) for key, size in objects.items() if not key.endswith("/")]
+        files = [InputFile(key, size) for key, size in objects.items()
+                 if not (key.endswith("/") and size == 0)]  # fmt: skip
         if not files:  # on S3 an empty prefix and a mistyped one look the same
             raise SourceError(f"input {root} holds no files: check the bucket and prefix")
     if leave_out is not None:
@@ -102,6 +103,12 @@ def read_input(root: str, name: str, follow_outside_links: bool = False) -> byte
     if isinstance(source, Path):
         return read_entry(source, name, follow_outside_links)
     where = f"{root.rstrip('/')}/{name}"
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        # A key S3 allows but no path: the batch's results (review crops) are named by it.
+        raise SourceError(
+            f"{where}: a key with an empty, '.' or '..' part ('//', a trailing '/'), which "
+            "digitflow cannot name its results by: not read; copy it to a plain key"
+        )
     try:
         return source.read_at_most(name, folder.MAX_FILE_BYTES)
     except TransientError:

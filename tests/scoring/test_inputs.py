@@ -143,6 +143,22 @@ def test_s3_prefix_is_listed_without_folder_markers(s3_bucket: str) -> None:
     assert read_input(f"s3://{s3_bucket}/in/", "sub/b.jpg") == b"b"
 
 
+def test_s3_keys_that_are_no_paths_are_listed_and_refused_once_for_good(s3_bucket: str) -> None:
+    """Keys S3 allows and a path join may make (``a//b.png``, ``./c.png``, a non-empty
+    ``d.png/``): each is listed (one row each), and refused for a reason that does not pass.
+    Before, ``d.png/`` was dropped with the folder markers, and the others were read again
+    by every run, failing each time."""
+    odd = {"in/a//b.png": b"b", "in/./c.png": b"c", "in/d.png/": b"d", "in/../e.png": b"e"}
+    _s3(s3_bucket, {"in/ok.png": b"ok", "in/sub/": b"", **odd})
+    names = [f.name for f in list_inputs(f"s3://{s3_bucket}/in")]
+    assert names == sorted(["ok.png", *(key.removeprefix("in/") for key in odd)])
+    for name in (n for n in names if n != "ok.png"):
+        with pytest.raises(SourceError, match="an empty, '.' or '..' part") as refused:
+            read_input(f"s3://{s3_bucket}/in", name)
+        assert not isinstance(refused.value, UnreadableNow), name  # not read again next run
+    assert read_input(f"s3://{s3_bucket}/in", "ok.png") == b"ok"
+
+
 def test_s3_object_deleted_after_listing_is_a_source_error(s3_bucket: str) -> None:
     _s3(s3_bucket, {"in/a.png": b"a"})
     [listed] = list_inputs(f"s3://{s3_bucket}/in")
