@@ -15,6 +15,7 @@ class Settings(BaseSettings):
 
     store: str = Field(
         default=".digitflow/store",
+        min_length=1,  # DIGITFLOW_STORE= set but empty is a mistake, not the current directory
         description="Object store: a local directory or s3://bucket/prefix.",
     )
     mnist_source: str | None = Field(

@@ -275,3 +275,15 @@ def test_the_command_ends_with_its_own_status_and_all_its_output(
         assert proc.stdout.strip() != ""
     else:
         assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_store_set_empty_is_an_error_not_the_current_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIGITFLOW_STORE", "")
+    result = cli("models", "list")
+    assert result.exit_code == 1 and "store: String should have at least 1 character" in (
+        result.stderr
+    ), result.output
+    assert list(tmp_path.iterdir()) == []
