@@ -188,7 +188,8 @@ def print_pipeline(console: Console, result: dict[str, Any]) -> None:
     console.print(
         f"Scored [bold]{scoring['files']}[/] files ({scoring['pages']} pages) from "
         f"{result['scans']}: {scoring['digits']} digits, {scoring['needs_review']} need "
-        f"review, {scoring['quarantined']} files quarantined, {scoring['partial']} partial",
+        f"review ({scoring.get('review_crops', 0)} crops for the review page), "
+        f"{scoring['quarantined']} files quarantined, {scoring['partial']} partial",
         highlight=False,
     )
     if accuracy:

@@ -133,9 +133,10 @@ def finalize_batch(
         unsettled,
     )
     get_run_logger().info(
-        "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review",
+        "batch %s: %d files (%d scored, %d partial, %d quarantined), %d digits, %d to review "
+        "(%d crops in review/)",
         summary.batch_id, summary.files, summary.scored, summary.partial,
-        summary.quarantined, summary.digits, summary.needs_review,
+        summary.quarantined, summary.digits, summary.needs_review, summary.review_crops,
     )  # fmt: skip
     return summary
 
@@ -148,7 +149,8 @@ def files_markdown(summary: BatchSummary, rows: list[dict[str, Any]]) -> str:
     """The head of a batch's per-file table as Markdown."""
     lines = [
         f"# Scoring batch `{summary.batch_id}`",
-        f"{summary.files} files, {summary.digits} digits, {summary.needs_review} to review; "
+        f"{summary.files} files, {summary.digits} digits, {summary.needs_review} to review "
+        f"({summary.review_crops} crops in review/); "
         f"model `{summary.model_version}`. Per-file table: `{summary.files_uri}`.",
         "",
         "| file | status | pages | digits | to review | lines read | error |",

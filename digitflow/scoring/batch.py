@@ -108,7 +108,10 @@ class BatchSummary(BaseModel):
     quarantined: int
     pages: int
     digits: int
-    needs_review: int
+    needs_review: int  # digits read with less confidence than the threshold
+    # Crops in review/ for a person: a digit each where the classifier read, a line each
+    # where the line reader did (a line read as nothing too, with no digit to count).
+    review_crops: int = 0
     already_done: int
     by_other_runs: int = 0  # files another run of the batch committed while this one ran
     changed_since_read: int = 0  # files of the input changed since this batch read them
@@ -453,7 +456,9 @@ def finalize(
         scored=status.count("scored"), partial=status.count("partial"),
         quarantined=status.count("quarantined"),
         pages=results.column_sum(ledger, "pages"), digits=len(digits),
-        needs_review=results.column_sum(ledger, "needs_review"), already_done=already_done,
+        needs_review=results.column_sum(ledger, "needs_review"),
+        review_crops=len(results.review_keys(batch_id, digits, ledger.to_pylist())),
+        already_done=already_done,
         by_other_runs=by_other_runs, changed_since_read=changed_since_read, unsettled=unsettled,
         files_uri=store.uri_of(f"{base}/files.parquet"),
         digits_uri=store.uri_of(f"{base}/digits"), review_uri=store.uri_of(f"{base}/review"),

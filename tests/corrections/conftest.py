@@ -13,6 +13,7 @@ import pytest
 
 from digitflow.reader import synth
 from digitflow.samples import load_mnist
+from digitflow.storage import open_store
 from tests.conftest import clone_store
 
 FIELDS = 16
@@ -59,6 +60,9 @@ def scored_fields(
     truth = write_fields(mnist_dir, root / "fields", FIELDS, seed=11)
     summary = score_flow(ScoreParams(input=str(root / "fields"), store=store, batch_id="fields"))
     assert summary.files == summary.scored == FIELDS
+    # Every line the reader doubts has its crop, a line read as nothing too (no digit row).
+    crops = open_store(store).list("scoring/fields/review/")
+    assert summary.review_crops == len(crops) > 0 and summary.needs_review <= summary.digits
     return ReviewBatch(store, "fields", root / "fields", truth)
 
 

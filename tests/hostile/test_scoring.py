@@ -481,6 +481,7 @@ def test_a_store_in_the_input_folder_is_not_scanned_and_an_input_in_the_store_is
         assert said["files"] == len(names) and said["quarantined"] == 0, said
         assert said["already_done"] == (0 if run == 0 else len(names)), said
     assert store.list("scoring/b/review/"), "no review crops: the store held nothing to skip"
+    assert said["review_crops"] == len(store.list("scoring/b/review/"))
     assert _exactly_once(store, "b", names)[0] == len(names)
     before = store.list("scoring/")
     result = CliRunner().invoke(app, ["score", f"{store.uri}/scoring", "--store", store.uri])
