@@ -11,7 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import urllib.parse
 from typing import TYPE_CHECKING, Any
+
+from digitflow.errors import DigitflowError
 
 if TYPE_CHECKING:
     from distributed import LocalCluster
@@ -61,4 +65,21 @@ def dask_runner(spec: str) -> Any:
         )
     if not re.match(SPEC_PATTERN, spec):
         raise ValueError(f"dask {spec!r}: expected local, local:N or tcp://host:port")
+    _reachable(spec)
     return DaskTaskRunner(address=spec)
+
+
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """DigitflowError, before any batch is opened, if nothing answers at a tcp:// or
+    tls:// scheduler address (Dask's client would try for 30 s, then fail each shard)."""
+    parts = urllib.parse.urlsplit(address)
+    if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 8786), timeout_s):
+            return
+    except OSError as exc:
+        raise DigitflowError(
+            f"--dask {address}: no Dask scheduler answers there ({exc.strerror or exc}): "
+            "start one (dask scheduler), or check its address and port"
+        ) from None

@@ -137,6 +137,7 @@ def score_flow(params: ScoreParams) -> BatchSummary:
     settings = params.settings()
     store = settings.store
     ref = resolve_model(store, params.model, params.reader, settings.inference)
+    runner = dask_runner(params.dask) if params.dask else None  # a scheduler that answers
     if not params.dask:
         warm_up(settings.readers)  # the readers start while the model is checked and loaded
     # Before any file is read: a tampered or missing model stops the run here, once.
@@ -145,9 +146,9 @@ def score_flow(params: ScoreParams) -> BatchSummary:
         store, params.input, params.batch_id, ref, params.shard_size, params.rescore,
         params.layout, params.review_threshold,
     )  # fmt: skip
-    if params.dask:
+    if runner is not None:
         get_run_logger().info("scoring %d shards on Dask (%s)", len(plan.shards), params.dask)
-        on_dask = score_shards_flow.with_options(task_runner=dask_runner(params.dask))
+        on_dask = score_shards_flow.with_options(task_runner=runner)
         shards = on_dask(store, plan, params, ref, settings.readers)
     else:
         shards = _score_shards(store, plan, params, ref, settings.readers)

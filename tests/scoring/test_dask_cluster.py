@@ -85,3 +85,17 @@ def test_shards_on_an_existing_cluster_read_s3_and_write_the_s3_store(
     )
     assert a == b and len(a) == on_dask.digits > 0
     assert on_dask.files_uri.startswith(f"s3://{s3_bucket}/store/scoring/dask/")
+
+
+def test_a_scheduler_address_that_nothing_answers_stops_the_run_before_any_batch_opens(
+    champion_store: str, sample_scans: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from digitflow.errors import DigitflowError
+    from tests.conftest import clone_store
+
+    store = clone_store(champion_store, tmp_path / "store")
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    params = ScoreParams(input=str(sample_scans[0]), store=store, batch_id="b", dask=address)
+    with pytest.raises(DigitflowError, match=f"--dask {address}: no Dask scheduler answers"):
+        score_flow(params)
+    assert not (tmp_path / "store" / "scoring" / "b").exists()
