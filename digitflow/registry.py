@@ -227,11 +227,19 @@ def record_refusal(
     return records.write(store, record, layout)
 
 
-def rollback(store: ObjectStore, layout: Layout = CLASSIFIER) -> Champion:
-    """Restore the previous champion (checksum verified again) and record it in the history."""
+def rollback(
+    store: ObjectStore, layout: Layout = CLASSIFIER, expected: str | None = None
+) -> Champion:
+    """Restore the previous champion (checksum verified again) and record it in the history;
+    with ``expected`` (training_run/model_name), only while that is the champion."""
     current, etag = current_champion(store, layout)
     if current is None:
         raise RegistryError(f"no champion in {store.uri}: nothing to roll back")
+    if expected is not None and current.id != expected:
+        raise RegistryError(
+            f"the champion in {store.uri} is {current.id}, not {expected} (promoted or rolled "
+            "back since): nothing was rolled back; look again (digitflow models list)"
+        )
     previous = current.previous
     if previous is None:
         raise RegistryError(

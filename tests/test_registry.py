@@ -161,6 +161,22 @@ def test_rollback_restores_the_previous_champion_in_one_step(
         registry.rollback(store)
 
 
+def test_a_rollback_from_a_champion_replaced_since_undoes_nothing(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    """A person rolls back the champion they saw (run1/b); a promotion of c landed first."""
+    registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    registry.promote(store, candidate(store, tmp_path, "b"), info("2"),
+                     registry.current_champion(store)[1])  # fmt: skip
+    registry.promote(store, candidate(store, tmp_path, "c"), info("3"),
+                     registry.current_champion(store)[1])  # fmt: skip
+    before = registry.current_champion(store)
+    with pytest.raises(RegistryError, match=r"champion .* is run1/c, not run1/b .*nothing was"):
+        registry.rollback(store, expected="run1/b")
+    assert registry.current_champion(store) == before
+    assert registry.rollback(store, expected="run1/c").model_name == "b"
+
+
 def test_rollback_with_no_champion_is_a_clear_error(store: ObjectStore) -> None:
     with pytest.raises(RegistryError, match="no champion in .*nothing to roll back"):
         registry.rollback(store)

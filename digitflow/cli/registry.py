@@ -164,7 +164,18 @@ def models_show(
 
 @app.command("rollback")
 def models_rollback(
-    role: RoleOpt = "classifier", store: StoreOpt = None, as_json: JsonOpt = False
+    role: RoleOpt = "classifier",
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="training_run/model: roll back only while it is champion (a promotion since "
+            "is not undone)",
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Restore the role's previous champion in one step (recorded in the history)."""
-    show("Rolling back…", lambda: registry.rollback(_store(store), _layout(role)), as_json)
+    show("Rolling back…",
+         lambda: registry.rollback(_store(store), _layout(role), expected), as_json)  # fmt: skip
