@@ -446,6 +446,18 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def open_existing(uri: str) -> ObjectStore:
+    """``open_store`` for a command that only reads what is there: NotFoundError where a
+    local store's folder does not exist (a mistyped --store lists nothing, silently)."""
+    store = open_store(uri)
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        what = "a file, not a folder" if store.root.exists() else "no such folder"
+        raise NotFoundError(
+            f"no store at {store.uri} ({what}): give the store with --store or DIGITFLOW_STORE"
+        )
+    return store
+
+
 def open_store(uri: str) -> ObjectStore:
     """Open the store a URI names: ``s3://bucket/prefix`` or a local directory."""
     if uri.startswith("s3://"):

@@ -14,7 +14,7 @@ from digitflow.cli.runner import run_flow, show
 from digitflow.errors import NotFoundError, ParameterError
 from digitflow.history import HistoryRecord
 from digitflow.layout import LAYOUTS, Layout
-from digitflow.storage import ObjectStore, open_store
+from digitflow.storage import ObjectStore, open_existing
 
 
 @gate_options
@@ -80,7 +80,7 @@ RoleOpt = Annotated[str, typer.Option(help="classifier | reader")]
 
 
 def _store(store: str | None) -> ObjectStore:
-    return open_store(settings(store).store)
+    return open_existing(settings(store).store)
 
 
 def _layout(role: str) -> Layout:

@@ -24,7 +24,7 @@ from digitflow.cli.errors import Context
 from digitflow.cli.options import JsonOpt, StoreOpt, settings
 from digitflow.console import print_summary
 from digitflow.errors import NotFoundError, ParameterError
-from digitflow.storage import ObjectStore, open_store
+from digitflow.storage import ObjectStore, open_existing
 
 DEFAULT_COMMAND = "open"
 
@@ -50,7 +50,7 @@ BatchArg = Annotated[str, typer.Argument(help="The scoring batch (its id, as sco
 
 
 def _store(store: str | None) -> ObjectStore:
-    return open_store(settings(store).store)
+    return open_existing(settings(store).store)
 
 
 def _newest(store: ObjectStore) -> str:
@@ -124,7 +124,7 @@ def open_page(
     from digitflow.corrections.web import create_app, is_loopback, names_for
 
     uri = settings(store).store
-    s = open_store(uri)
+    s = open_existing(uri)
     batch_id = batch or _newest(s)
     sock = _listen(host, port)
     address = sock.getsockname()[0]

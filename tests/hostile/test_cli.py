@@ -265,6 +265,7 @@ def test_the_command_ends_with_its_own_status_and_all_its_output(
 ) -> None:
     """The process ends without Python's module teardown: nothing of its output or its exit
     status may be lost to that, even through a pipe."""
+    (tmp_path / "store").mkdir()  # empty: a store with nothing in it yet
     env = {**os.environ, "DIGITFLOW_STORE": str(tmp_path / "store"), "COLUMNS": "100"}
     command = str(Path(sys.executable).with_name("digitflow"))
     proc = subprocess.run([command, *args], capture_output=True, text=True, env=env, timeout=120)
@@ -287,3 +288,12 @@ def test_a_store_set_empty_is_an_error_not_the_current_folder(
         result.stderr
     ), result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["models", "list"], ["review", "export", "b", "--csv", "x.csv"]])
+def test_a_store_mistyped_is_named_not_listed_empty(args: list[str], tmp_path: Path) -> None:
+    result = cli(*args, "--store", str(tmp_path / "typo"))
+    assert result.exit_code == 1, result.output
+    said = f"error: no store at {tmp_path / 'typo'} (no such folder)"
+    assert said in result.stderr.strip().splitlines()[-1], result.stderr
+    assert not (tmp_path / "typo").exists()
