@@ -79,7 +79,7 @@ def write_at(store: ObjectStore, key: str, record: HistoryRecord) -> bool:
         return False
 
 
-def _order(key: str) -> tuple[str, int]:
+def order(key: str) -> tuple[str, int]:
     """Sort key of a history object: its timestamp, then its collision suffix."""
     stem = key.rsplit("/", 1)[-1].removesuffix(".json")
     stamp, _, rest = stem.partition("-")
@@ -96,4 +96,4 @@ def _read(store: ObjectStore, key: str) -> HistoryRecord:
 def history(store: ObjectStore, layout: Layout = CLASSIFIER) -> list[HistoryRecord]:
     """Every history record, oldest first; RegistryError naming the first unreadable one."""
     keys = [k for k in store.list(layout.history + "/") if k.endswith(".json")]
-    return [_read(store, key) for key in sorted(keys, key=_order)]
+    return [_read(store, key) for key in sorted(keys, key=order)]

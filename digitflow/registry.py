@@ -162,7 +162,7 @@ def promote(
         )
     complete(store, current)
     now = utc_now()
-    record_key = layout.record(now, "promote")
+    record_key = _free_record_key(store, layout, now, "promote")
     pointer = Champion(
         training_run=card.training_run,
         model_name=card.model_name,
@@ -188,6 +188,15 @@ def promote(
         store.delete(announcement_key(record_key))
         raise
     return pointer
+
+
+def _free_record_key(store: ObjectStore, layout: Layout, at: datetime, action: str) -> str:
+    """The key a change's history record goes to: its time's, numbered after any record of
+    that same time (a host whose clock is behind, or coarse), so the history keeps both,
+    in order."""
+    stamp = layout.record(at, action).removesuffix(f"{action}.json")  # …/<time>-
+    taken = store.list(stamp) + store.list(announcement_key(stamp))
+    return layout.record(at, action, max((records.order(k)[1] for k in taken), default=0) + 1)
 
 
 def announcement_key(record_key: str) -> str:
@@ -256,7 +265,7 @@ def rollback(
             "reason": f"rollback from {current.id}",
             "decision": None,
             "decision_id": None,
-            "record_key": layout.record(now, "rollback"),
+            "record_key": _free_record_key(store, layout, now, "rollback"),
         }
     )
     _move(store, pointer, (current, etag), "rollback", layout)

@@ -177,6 +177,22 @@ def test_a_rollback_from_a_champion_replaced_since_undoes_nothing(
     assert registry.rollback(store, expected="run1/c").model_name == "b"
 
 
+def test_changes_at_one_instant_each_keep_their_history_record(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts whose clocks read the same instant (one behind the other, or coarse)."""
+    instant = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    monkeypatch.setattr(registry, "utc_now", lambda: instant)
+    registry.promote(store, candidate(store, tmp_path, "a"), info("1"), None)
+    registry.promote(store, candidate(store, tmp_path, "b"), info("2"),
+                     registry.current_champion(store)[1])  # fmt: skip
+    registry.rollback(store)
+    changes = [(e.action, e.champion.model_name if e.champion else None)
+               for e in registry.history(store)]  # fmt: skip
+    assert changes == [("promote", "a"), ("promote", "b"), ("rollback", "a")]
+    assert registry.current_champion(store)[0].record_key.endswith("-rollback-3.json")  # type: ignore[union-attr]
+
+
 def test_rollback_with_no_champion_is_a_clear_error(store: ObjectStore) -> None:
     with pytest.raises(RegistryError, match="no champion in .*nothing to roll back"):
         registry.rollback(store)
