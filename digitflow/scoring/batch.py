@@ -31,7 +31,13 @@ from digitflow.model_files import verify_model as verify_checksum
 from digitflow.scoring import REVIEW_THRESHOLD, commits, readers, results
 from digitflow.scoring.extract import FileDigits, Reading
 from digitflow.scoring.infer import Inference, ModelRef, ReaderChoice, resolve_model, scorer_for
-from digitflow.scoring.inputs import canonical_input, default_batch_id, list_inputs, store_inside
+from digitflow.scoring.inputs import (
+    canonical_input,
+    check_input,
+    default_batch_id,
+    list_inputs,
+    store_inside,
+)
 from digitflow.scoring.lines import line_reading, read_lone_digits, second_opinion
 from digitflow.scoring.results import ShardReading
 from digitflow.storage import ObjectStore, open_store
@@ -337,7 +343,7 @@ def start_batch(
     if review_threshold not in (None, REVIEW_THRESHOLD):
         reading = f"{reading}\nreview below {review_threshold!r}"
     batch_id = batch_id or default_batch_id(input_root, reading)
-    store_inside(input_root, store.uri)  # an input in the store: refused before any write
+    check_input(input_root, store.uri)  # before the batch is opened (batch.json written)
     open_batch(store, batch_id, input_root, ref, layout, review_threshold)
     plan = plan_batch(store, batch_id, input_root, shard_size, rescore, ref, layout)
     kept = drop_gone(store, plan)

@@ -18,14 +18,19 @@ from pathlib import Path
 from digitflow.errors import SourceError, UnreadableNow
 
 
-def list_folder(root: Path) -> list[tuple[str, int]]:
-    """(name, size) of every entry below ``root`` that is not a folder, and of every folder
-    that cannot be listed (size -1 where it is not a regular file)."""
+def check_folder(root: Path) -> None:
+    """SourceError unless ``root`` is a folder (before a batch is opened on it)."""
     if not root.is_dir():
         raise SourceError(
             f"input folder {root} does not exist or is not a folder: "
             "give a folder of scans or an s3://bucket/prefix"
         )
+
+
+def list_folder(root: Path) -> list[tuple[str, int]]:
+    """(name, size) of every entry below ``root`` that is not a folder, and of every folder
+    that cannot be listed (size -1 where it is not a regular file)."""
+    check_folder(root)
     found: list[tuple[str, int]] = []
     stack = [root]
     while stack:  # a stack, not recursion: a deep tree must not hit Python's recursion limit

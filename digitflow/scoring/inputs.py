@@ -70,6 +70,14 @@ def store_inside(root: str, store_uri: str) -> str | None:
     return store.removeprefix(where + "/") if store.startswith(where + "/") else None
 
 
+def check_input(root: str, store_uri: str) -> None:
+    """SourceError if a local input is no folder, or if the input is the store or lies in
+    it."""
+    if not root.startswith("s3://"):
+        folder.check_folder(Path(root))
+    store_inside(root, store_uri)
+
+
 def list_inputs(root: str, leave_out: str | None = None) -> list[InputFile]:
     """Every file under ``root`` (hidden files included: nothing is skipped silently), but
     those under the folder ``leave_out`` (the store, where it lies inside the input).

@@ -487,3 +487,14 @@ def test_a_store_in_the_input_folder_is_not_scanned_and_an_input_in_the_store_is
     result = CliRunner().invoke(app, ["score", f"{store.uri}/scoring", "--store", store.uri])
     assert result.exit_code == 1 and "is the store" in result.output, result.output
     assert store.list("scoring/") == before  # refused before any batch was opened
+
+
+def test_an_input_that_is_no_folder_opens_no_batch(
+    champion: str, tmp_path: Path, restore_environ: None
+) -> None:
+    store = clone_store(champion, tmp_path / "store")
+    (tmp_path / "one.png").write_bytes(png(page()))
+    for bad in (tmp_path / "missing", tmp_path / "one.png"):
+        result = CliRunner().invoke(app, ["score", str(bad), "--store", store])
+        assert result.exit_code == 1 and "does not exist or is not a folder" in result.output
+    assert not (tmp_path / "store" / "scoring").exists()  # before: a batch.json for each
