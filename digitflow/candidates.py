@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -253,11 +254,25 @@ def training_runs(store: ObjectStore, layout: Layout = CLASSIFIER) -> list[str]:
 
 
 def latest_run(store: ObjectStore, layouts: tuple[Layout, ...] = (CLASSIFIER,)) -> str:
-    """The newest training run with at least one complete candidate in these layouts."""
-    runs = sorted({run for layout in layouts for run in training_runs(store, layout)})
-    if not runs:
+    """The newest training run with at least one complete candidate in these layouts: by
+    the time its id was made, or for a run named otherwise (``nightly``) by the time its
+    first card was written."""
+    cards = {run: (layout, model) for layout in layouts
+             for run, model in _card_keys(store, layout.candidates + "/", layout)}  # fmt: skip
+    if not cards:
         raise NotFoundError(f"no trained candidates in {store.uri}; run `digitflow train` first")
-    return runs[-1]
+
+    def made(run: str) -> str:
+        if _STAMPED.match(run):
+            return run[:16]
+        layout, model = cards[run]
+        return f"{read_card(store, run, model, layout).created_at:%Y%m%dT%H%M%SZ}"
+
+    return max(cards, key=lambda run: (made(run), run))
+
+
+# A training run id as ``train`` makes it: the time, then a random part.
+_STAMPED = re.compile(r"^\d{8}T\d{6}Z-")
 
 
 def run_roles(store: ObjectStore, training_run: str, roles: dict[str, Layout]) -> list[str]:

@@ -182,3 +182,7 @@ def test_a_role_gated_alone_takes_the_newest_run_that_trained_that_role(
     assert result.training_run == "reader-run" and result.reader is not None
     assert result.classifier is None
     assert promote_flow(PromoteParams(store=uri, gate=LENIENT)).training_run == "z-classifier-only"
+    # A run named otherwise than by its time is as new as its candidates: "a-named-run"
+    # sorts first by name, and is trained last.
+    train_model(LocalStore(uri), mnist_store[1], config, "a-named-run")
+    assert promote_flow(PromoteParams(store=uri, gate=LENIENT)).training_run == "a-named-run"
