@@ -255,8 +255,8 @@ def training_runs(store: ObjectStore, layout: Layout = CLASSIFIER) -> list[str]:
 
 def latest_run(store: ObjectStore, layouts: tuple[Layout, ...] = (CLASSIFIER,)) -> str:
     """The newest training run with at least one complete candidate in these layouts: by
-    the time its id was made, or for a run named otherwise (``nightly``) by the time its
-    first card was written."""
+    the time its id was made, or for a run named otherwise (``nightly``) by the time one of
+    its cards was written."""
     cards = {run: (layout, model) for layout in layouts
              for run, model in _card_keys(store, layout.candidates + "/", layout)}  # fmt: skip
     if not cards:
