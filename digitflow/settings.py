@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digitflow.errors import ParameterError
+
 
 class Settings(BaseSettings):
     """Every knob digitflow reads from its environment."""
@@ -15,7 +17,6 @@ class Settings(BaseSettings):
 
     store: str = Field(
         default=".digitflow/store",
-        min_length=1,  # DIGITFLOW_STORE= set but empty is a mistake, not the current directory
         description="Object store: a local directory or s3://bucket/prefix.",
     )
     mnist_source: str | None = Field(
@@ -53,3 +54,16 @@ class Settings(BaseSettings):
         default=".digitflow/work",
         description="Local scratch space: generated sample scans for the main job.",
     )
+
+
+def for_store(store: str | None) -> Settings:
+    """The environment's settings, with ``store`` if given (None or empty: DIGITFLOW_STORE).
+    ParameterError where DIGITFLOW_STORE is set but empty: a mistake, not the current folder."""
+    settings = Settings(store=store) if store else Settings()
+    if not settings.store:
+        raise ParameterError(
+            "store",
+            "DIGITFLOW_STORE is set but empty: unset it (the store is then .digitflow/store), "
+            "or give a store",
+        )
+    return settings

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from digitflow.data.download import has_credentials
-from digitflow.settings import Settings
+from digitflow.settings import Settings, for_store
 
 # The UI's form and the server refuse a URL with user information before a run stores it.
 NO_CREDENTIALS: JsonDict = {"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"}
@@ -40,4 +40,4 @@ class StoreParams(BaseModel):
 
     def settings(self) -> Settings:
         """The run's settings: the environment's (DIGITFLOW_*), with this store if named."""
-        return Settings(**self.model_dump(include={"store"}, exclude_none=True))
+        return for_store(self.store)

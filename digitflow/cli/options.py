@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from digitflow.cli.errors import bad_options, option
 from digitflow.plan import TrainRequest
 from digitflow.promotion import GateConfig, ReaderGateConfig
-from digitflow.settings import Settings
+from digitflow.settings import Settings, for_store
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
@@ -52,7 +52,7 @@ def names(text: str) -> list[str]:
 
 def settings(store: str | None) -> Settings:
     """This command's settings, built once: the environment's, with ``--store`` if given."""
-    return Settings(store=store) if store else Settings()
+    return for_store(store)
 
 
 def params(model: type[M], fields: dict[str, Any]) -> M:

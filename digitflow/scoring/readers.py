@@ -464,7 +464,8 @@ def read_files(
     read: list[tuple[int, str] | None] = []
     room = ROOM
     for name in names:
-        size = max(listed.get(name, -1), 0)  # unknown: taken once read
+        known = listed.get(name, -1)  # -1: not known; 0: listed empty (a scan just begun)
+        size = max(known, 0)  # an unknown size is taken once read
         room.take(size)
         try:
             data = _read(input_root, name, follow_outside_links)
@@ -475,12 +476,12 @@ def read_files(
             pending.append(data)
             read.append(None)
             room.give(size)
-        elif size and len(data) != size:
+        elif known >= 0 and len(data) != known:
             pending.append(FileDigits(name, unsettled=True))
             read.append(None)
             room.give(size)
         else:
-            if not size:
+            if known < 0:
                 room.take(size := len(data))
             try:
                 item = _submit(name, data, readers, reading)  # a reader extracts it

@@ -68,6 +68,7 @@ def test_every_bad_option_is_one_line_and_runs_nothing(
         ["score", "s3://AKIAEXAMPLE:pa55word@bucket/scans"],
         ["score", "scans", "--store", "s3://AKIAEXAMPLE:pa55word@bucket/store"],
         ["train", "--store", "https://user:pa55word@host/store"],
+        ["pipeline", "--scans", "s3://AKIAEXAMPLE:pa55word@bucket/scans"],
     ],
 )
 def test_credentials_in_an_input_or_a_store_uri_are_refused_before_any_run_unrepeated(
@@ -284,9 +285,9 @@ def test_a_store_set_empty_is_an_error_not_the_current_folder(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DIGITFLOW_STORE", "")
     result = cli("models", "list")
-    assert result.exit_code == 1 and "store: String should have at least 1 character" in (
-        result.stderr
-    ), result.output
+    assert result.exit_code == 2 and "DIGITFLOW_STORE is set but empty" in (result.stderr), (
+        result.output
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -104,6 +104,17 @@ def test_shards_in_threads_hold_no_more_bytes_of_files_than_the_room_and_read_th
     _assert_same(got[1], want)
 
 
+def test_a_file_listed_empty_and_read_with_bytes_is_left_for_the_next_run(
+    folder: Path, two_readers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan listed at 0 bytes (just created) and written before it is read. And the
+    readers start under an empty DIGITFLOW_STORE, which the command itself refuses."""
+    monkeypatch.setenv("DIGITFLOW_STORE", "")
+    name = next(n for n in _names(folder) if (folder / n).stat().st_size > 0)
+    [got] = readers.read_files(str(folder), [name], configured=two_readers, listed={name: 0})
+    assert got.unsettled and got.pages == 0 and got.error is None
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="BLAS uses one thread on one core anyway")
 def test_a_reader_process_runs_blas_on_one_thread() -> None:
     # The reader's own entry point, in a fresh interpreter: started, told to stop, then
