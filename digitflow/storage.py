@@ -30,6 +30,11 @@ from digitflow.errors import (
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 
 
+# The folders digitflow writes at the top of a store; anything else there is the user's (an
+# inbox of scans kept beside the store's own folders, say).
+OWN_FOLDERS = (".tmp", "corrections", "datasets", "models", "scoring")
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise StoreError."""
     parts = key.split("/")

@@ -17,7 +17,7 @@ from digitflow.errors import (
 )
 from digitflow.scoring import folder
 from digitflow.scoring.folder import list_folder, read_entry
-from digitflow.storage import S3Store, parse_s3_uri
+from digitflow.storage import OWN_FOLDERS, S3Store, parse_s3_uri
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,14 @@ def default_batch_id(root: str, model_version: str) -> str:
 def store_inside(root: str, store_uri: str) -> str | None:
     """Where the store lies inside the input (its path relative to the input's root), if it
     does: ``digitflow score .`` with the store in ``./.digitflow/store``. SourceError if the
-    input is the store itself, or lies inside it."""
+    input is the store itself, or lies in one of the folders digitflow writes in it (an
+    inbox beside them is the user's)."""
     where, store = canonical_input(root), canonical_input(store_uri)
-    if where == store or where.startswith(store + "/"):
+    inner = where.removeprefix(store + "/").split("/")[0] if where.startswith(store + "/") else None
+    if where == store or inner in OWN_FOLDERS:
         raise SourceError(
-            f"input {root} is the store {store_uri}, or lies in it: score a folder of scans, "
-            "or use another store (--store)"
+            f"input {root} is the store {store_uri}, or lies in its own folders: score a folder "
+            "of scans, or use another store (--store)"
         )
     return store.removeprefix(where + "/") if store.startswith(where + "/") else None
 

@@ -22,7 +22,7 @@ from digitflow import registry
 from digitflow.cli import app
 from digitflow.scoring import commits, readers, results
 from digitflow.scoring.inputs import read_input
-from digitflow.storage import ObjectStore, S3Store, open_store
+from digitflow.storage import OWN_FOLDERS, ObjectStore, S3Store, open_store
 from tests.conftest import clone_store
 from tests.hostile.conftest import (
     copies,
@@ -482,6 +482,8 @@ def test_a_store_in_the_input_folder_is_not_scanned_and_an_input_in_the_store_is
         assert said["already_done"] == (0 if run == 0 else len(names)), said
     assert store.list("scoring/b/review/"), "no review crops: the store held nothing to skip"
     assert said["review_crops"] == len(store.list("scoring/b/review/"))
+    # What the store holds after a batch lies in the folders it is known to write.
+    assert {p.name for p in (folder / ".digitflow" / "store").iterdir()} <= set(OWN_FOLDERS)
     assert _exactly_once(store, "b", names)[0] == len(names)
     before = store.list("scoring/")
     result = CliRunner().invoke(app, ["score", f"{store.uri}/scoring", "--store", store.uri])

@@ -11,7 +11,7 @@ import pytest
 
 from digitflow.errors import SourceError, StoreUnavailable, UnreadableNow
 from digitflow.scoring import folder
-from digitflow.scoring.inputs import default_batch_id, list_inputs, read_input
+from digitflow.scoring.inputs import default_batch_id, list_inputs, read_input, store_inside
 from tests.conftest import free_port
 
 
@@ -134,6 +134,29 @@ def _s3(bucket: str, objects: dict[str, bytes], **extra: str) -> None:
     client = boto3.client("s3")
     for key, data in objects.items():
         client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+
+@pytest.mark.parametrize(
+    ("root", "store", "inside"),
+    [
+        ("/srv/scans", "/srv/scans/.digitflow/store", ".digitflow/store"),  # score . by default
+        ("/srv/d/inbox", "/srv/d", None),  # an inbox kept beside the store's own folders
+        ("s3://acme/inbox", "s3://acme", None),
+        ("s3://b/in", "s3://b/input", None),  # a prefix of the name is no folder
+        ("s3://b/input", "s3://b/in", None),
+        ("/srv/d", "/srv/d", "refused"),
+        ("/srv/d/scoring/batch-1", "/srv/d", "refused"),
+        ("s3://b/st/models", "s3://b/st", "refused"),
+    ],
+)
+def test_a_store_inside_the_input_is_left_out_and_an_input_in_its_folders_refused(
+    root: str, store: str, inside: str | None
+) -> None:
+    if inside == "refused":
+        with pytest.raises(SourceError, match="is the store .*, or lies in its own folders"):
+            store_inside(root, store)
+    else:
+        assert store_inside(root, store) == inside
 
 
 def test_s3_prefix_is_listed_without_folder_markers(s3_bucket: str) -> None:
