@@ -91,15 +91,30 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
         done = saved.get(item.id)
         digits = "" if done is None else (NOT_DIGITS if done.not_digits else done.digits)
         writer.writerow([as_text(item.file), item.page, item.line, digits, item.read])
-    staged = path.with_name(f".{path.name}.partial")
-    try:  # whole or not at all: an export cut short must not pass for a batch's last lines
-        staged.write_text(buffer.getvalue())
-        staged.replace(path)
+    _write_whole(path, buffer.getvalue())
+    return len(found)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to a file whole or not at all (an export cut short must not pass for a
+    batch's last lines): staged beside the file a link leads to, then renamed over it. A
+    pipe or a device (``/dev/stdout``) is written as it is."""
+    if path.exists() and not path.is_file():
+        try:
+            with path.open("w") as out:
+                out.write(text)
+        except OSError as exc:
+            raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return
+    target = path.resolve()
+    staged = target.with_name(f".{target.name}.partial")
+    try:
+        staged.write_text(text)
+        staged.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):  # not made, or on a file system that refuses all
             staged.unlink(missing_ok=True)
         raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return len(found)
 
 
 def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:

@@ -367,6 +367,14 @@ def test_an_export_says_why_it_cannot_be_written_or_holds_no_lines(
     from flows.score import ScoreParams, score_flow
 
     store = ["--store", review_batch.store]
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old")
+    link.symlink_to(real)  # written through: the link stays, the file it leads to is the CSV
+    result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
+                                      str(link), *store])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_text().startswith("file,page,line,digits,read")
+    assert not list(tmp_path.glob(".*partial"))  # no staging file left
     nowhere = tmp_path / "no-such-folder" / "review.csv"
     result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
                                       str(nowhere), *store])  # fmt: skip
