@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from digitflow.scoring.batch import BatchSummary
-from flows.params import StoreParams
+from flows.params import NO_CREDENTIALS, StoreParams, without_credentials
 from flows.retrain import RetrainParams, RetrainSummary, retrain_flow
 from flows.score import ScoreParams, score_flow
 from tasks.samples import SampleAccuracy, check_against_truth, make_samples
@@ -22,9 +22,12 @@ class PipelineParams(StoreParams):
         default=None,
         description="Folder or s3:// prefix of scans to score. Empty: generated sample scans "
         "of the dataset's test digits, checked against their ground truth.",
+        json_schema_extra=NO_CREDENTIALS,
     )
     sample_pages: int = Field(default=12, ge=1, le=500)
     sample_seed: int = 0
+
+    _scans_without_credentials = field_validator("scans")(without_credentials)
 
 
 class PipelineSummary(BaseModel):

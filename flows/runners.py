@@ -76,7 +76,11 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
     if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
         return
     try:
-        with socket.create_connection((parts.hostname, parts.port or 8786), timeout_s):
+        port = parts.port or 8786
+    except ValueError as exc:  # "Port out of range 0-65535", "Port could not be cast…"
+        raise DigitflowError(f"--dask {address}: not a scheduler address ({exc})") from None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout_s):
             return
     except OSError as exc:
         raise DigitflowError(

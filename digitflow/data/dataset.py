@@ -118,6 +118,7 @@ def read_manifest(store: ObjectStore, version: str) -> dict:
         for name in SPLITS:  # what readers take from it
             str(manifest["splits"][name]["sha256"])
         str(manifest["created_at"])
+        int(manifest["validation"]["size"]), int(manifest["validation"]["seed"])
     except (ValueError, KeyError, TypeError) as exc:  # bad JSON, a field missing or not a map
         raise SourceError(
             f"{where}: not a readable dataset manifest ({type(exc).__name__}: {exc}); "

@@ -87,7 +87,7 @@ def load_pages(
     if is_pdf(data):
         return _pdf_pages(data, name, max_pixels=max_pixels, min_side=min_side, dpi=pdf_dpi)
     image = _open_raster(data, name, max_pixels)
-    count, broken = _frames(image)
+    count, broken = _frames(image, data)
     if count == 1 and broken is None:
         # Decode now so that every problem with an ordinary one-page scan raises here.
         scale = _draft(image, shrink) if shrink is not None else 1
@@ -104,7 +104,7 @@ def load_pages(
     return itertools.chain(pages, [lost])
 
 
-def _frames(image: Image.Image) -> tuple[int, str | None]:
+def _frames(image: Image.Image, data: bytes) -> tuple[int, str | None]:
     """How many frames of a raster can be reached, and why a next one cannot (None: the
     file ends where its last frame says it does)."""
     if image.format == "MPO":  # a phone's extra frames (previews, depth maps) are no pages
@@ -135,10 +135,21 @@ def _frames(image: Image.Image) -> tuple[int, str | None]:
         image.seek(0)
     except (*_DECODE_ERRORS, TypeError) as exc:
         return max(len(pointers), 1), str(exc) or type(exc).__name__
-    if pointers[-1]:
+    # A last page that points back to a page already read (a loop, which Pillow ends) is no
+    # break: the pages are all there.
+    if pointers[-1] and pointers[-1] not in (_first_page(data), *pointers[:-1]):
         last = len(pointers) - 1
         return len(pointers), f"page {last} points on to byte {pointers[-1]:,}, which is no page"
     return count, None
+
+
+def _first_page(data: bytes) -> int:
+    """Where a TIFF's first page lies (its header's pointer; 0 if the header is short)."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: an 8-byte pointer after 4 more bytes
+    with contextlib.suppress(struct.error):
+        return int(struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)[0])
+    return 0
 
 
 def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:

@@ -318,3 +318,20 @@ def test_an_image_whose_metadata_says_pdf_is_read_as_the_image_it_is(fmt: str) -
         data = encode(image, fmt, comment=b"%PDF-1.4 companion")
     assert b"%PDF-" in data[:1024]
     assert only_page(data, f"scan.{fmt.lower()}").shape == (48, 64)
+
+
+def test_a_tiff_whose_last_page_points_back_to_its_first_is_read_whole() -> None:
+    """A loop in the chain of pages (Pillow ends it) is not a file cut short."""
+    frames = [Image.fromarray(np.full((30, 40), level, np.uint8)) for level in (10, 120, 240)]
+    data = bytearray(encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]))
+    assert data[:2] == b"II"
+    first = at = struct.unpack_from("<I", data, 4)[0]
+    while True:  # the pointer after the last page's entries, which is 0
+        (entries,) = struct.unpack_from("<H", data, at)
+        pointer = at + 2 + 12 * entries
+        (at,) = struct.unpack_from("<I", data, pointer)
+        if at == 0:
+            break
+    struct.pack_into("<I", data, pointer, first)
+    pages = list(load_pages(bytes(data), "loop.tif"))
+    assert [(p.index, p.ok) for p in pages] == [(0, True), (1, True), (2, True)]
