@@ -280,3 +280,17 @@ def test_a_digit_at_the_edge_of_a_field_is_boxed_inside_the_page() -> None:
     reading = line_reading(files, [ReadLine(digits, 0.99)], "reader@v", 0.5, "batch")
     boxes = [(r["x0"], r["y0"], r["x1"], r["y1"]) for r in reading.digits.to_pylist()]
     assert boxes == [(0, 2, 12, 38), (69, 0, 80, 40)]
+
+
+def test_a_model_named_for_the_other_reader_says_which_it_is(reader_store: str) -> None:
+    from digitflow.errors import ModelError
+    from digitflow.scoring.infer import resolve_model
+
+    store = open_store(reader_store)
+    with pytest.raises(ModelError, match="test-run/simple_cnn is a classifier, not a line "
+                       "reader: score with --reader classifier"):  # fmt: skip
+        resolve_model(store, "test-run/simple_cnn", choice="line")
+    with pytest.raises(ModelError, match="reader-run/line_reader is a line reader, not a "
+                       "classifier: score with --reader line"):  # fmt: skip
+        resolve_model(store, "reader-run/line_reader", choice="classifier")
+    assert resolve_model(store, "test-run/simple_cnn").role == "classifier"  # auto finds it
