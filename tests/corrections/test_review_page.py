@@ -354,6 +354,7 @@ def test_a_person_corrects_three_items_by_keyboard_and_finds_them_saved(
 
 def test_review_without_a_batch_to_review_is_a_one_line_error(tmp_path: Path) -> None:
     empty = str(tmp_path / "store")
+    (tmp_path / "store").mkdir()  # a store with nothing in it yet (a missing one is named)
     for args in ([], ["no-such-batch"]):
         proc = subprocess.run(
             [sys.executable, "-m", "digitflow", "review", *args, "--store", empty],
