@@ -134,7 +134,14 @@ class _Reader:
         self.process = context.Process(
             target=_serve, args=(child,), name="digitflow-reader", daemon=True
         )
-        self.process.start()
+        # Started with Ctrl+C blocked, which it inherits: one pressed while it imports (before
+        # ``_serve`` ignores it) would end it with a KeyboardInterrupt traceback on the
+        # terminal. Only this thread's mask: the scoring process still takes Ctrl+C.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self._started = False
 

@@ -104,6 +104,25 @@ def test_shards_in_threads_hold_no_more_bytes_of_files_than_the_room_and_read_th
     _assert_same(got[1], want)
 
 
+def test_a_reader_starts_deaf_to_ctrl_c_and_the_scoring_process_does_not(
+    folder: Path, two_readers: int
+) -> None:
+    """A Ctrl+C while a reader imports must not end it with a traceback: it starts with
+    SIGINT blocked (the kernel's record of it, in /proc), the process that starts it not."""
+    readers.read_files(str(folder), _names(folder)[:4], configured=two_readers)
+
+    def blocked(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status").read_text()
+        mask = int(next(line for line in status.splitlines() if line.startswith("SigBlk:"))
+                   .split()[1], 16)  # fmt: skip
+        return bool(mask & (1 << (signal.SIGINT - 1)))
+
+    started = _readers()
+    assert started and all(blocked(p.pid) for p in started if p.pid is not None)
+    assert not blocked(os.getpid())
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 def test_a_file_listed_empty_and_read_with_bytes_is_left_for_the_next_run(
     folder: Path, two_readers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
