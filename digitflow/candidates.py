@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
 from digitflow import __version__
-from digitflow.errors import DigitflowError, NotFoundError, PreconditionFailed, describe
+from digitflow.errors import DigitflowError, NotFoundError, describe
 from digitflow.layout import CLASSIFIER, ONNX, Layout
 from digitflow.storage import ObjectStore
 
@@ -187,11 +187,7 @@ def save_candidate(
         onnx_key=onnx_key,
         onnx_sha256=sha256_file(onnx) if onnx is not None else None,
     )
-    try:  # two trainings of one run and model at once: the first card stands
-        store.write_bytes(card.card_key, card.model_dump_json(indent=2).encode(), if_absent=True)
-    except PreconditionFailed:
-        refuse_taken(store, draft.training_run, draft.model_name, layout)
-        raise
+    store.write_bytes(card.card_key, card.model_dump_json(indent=2).encode())
     return card
 
 

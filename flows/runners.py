@@ -72,16 +72,15 @@ def dask_runner(spec: str) -> Any:
 def _reachable(address: str, timeout_s: float = 10.0) -> None:
     """DigitflowError, before any batch is opened, if nothing answers at a tcp:// or
     tls:// scheduler address (Dask's client would try for 30 s, then fail each shard)."""
-    parts = urllib.parse.urlsplit(address)
-    if parts.scheme not in ("tcp", "tls") or parts.hostname is None:
-        return
     try:
-        port = parts.port or 8786
-    except ValueError as exc:  # "Port out of range 0-65535", "Port could not be cast…"
-        raise DigitflowError(f"--dask {address}: not a scheduler address ({exc})") from None
-    try:
-        with socket.create_connection((parts.hostname, port), timeout_s):
+        parts = urllib.parse.urlsplit(address)
+        host, port = parts.hostname, parts.port or 8786
+        if parts.scheme not in ("tcp", "tls") or host is None:
             return
+        with socket.create_connection((host, port), timeout_s):
+            return
+    except (ValueError, UnicodeError) as exc:  # a port out of range, a host that is no name
+        raise DigitflowError(f"--dask {address}: not a scheduler address ({exc})") from None
     except OSError as exc:
         raise DigitflowError(
             f"--dask {address}: no Dask scheduler answers there ({exc.strerror or exc}): "

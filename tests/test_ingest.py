@@ -266,8 +266,9 @@ def test_a_damaged_manifest_is_named_and_a_second_ingestion_writes_the_version_a
     manifest = dataset.key(version, "manifest.json")
     whole = json.loads(store.read_bytes(manifest))
     without_validation = json.dumps({k: v for k, v in whole.items() if k != "validation"})
+    seed_as_text = json.dumps({**whole, "validation": {"size": "5000", "seed": 0.5}})
     for damage in (store.read_bytes(manifest)[:40], b'{"created_at": "2026-12-01"}',
-                   without_validation.encode()):  # fmt: skip
+                   without_validation.encode(), seed_as_text.encode()):  # fmt: skip
         store.write_bytes(manifest, damage)  # cut short; valid JSON without the splits
         with pytest.raises(SourceError, match=rf"{version}/manifest.json: not a readable"):
             dataset.latest(store)

@@ -12,6 +12,7 @@ import errno
 import getpass
 import json
 import socket
+import sys
 import webbrowser
 from pathlib import Path
 from typing import Annotated
@@ -164,10 +165,12 @@ def export(
     from digitflow.corrections.exchange import export_csv
 
     rows = export_csv(_store(store), batch, csv)
+    # Where the CSV went to standard output, what was written is said beside it, not in it.
+    out = sys.stderr if str(csv) in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1") else None
     if as_json:
-        print(json.dumps({"batch_id": batch, "rows": rows, "csv": str(csv)}))
+        print(json.dumps({"batch_id": batch, "rows": rows, "csv": str(csv)}), file=out)
     else:
-        print(f"Wrote {rows} lines of batch {batch} to {csv}")
+        print(f"Wrote {rows} lines of batch {batch} to {csv}", file=out)
 
 
 @app.command("import")

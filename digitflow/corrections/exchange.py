@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,19 +100,28 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
 
 def _write_whole(path: Path, text: str) -> None:
     """Write ``text`` to a file whole or not at all (an export cut short must not pass for a
-    batch's last lines): staged beside the file a link leads to, then renamed over it. A
-    pipe or a device (``/dev/stdout``) is written as it is."""
-    if path.exists() and not path.is_file():
+    batch's last lines): staged beside the file a link leads to, with its mode, then renamed
+    over it. A pipe, a device or a descriptor (``/dev/stdout``, even redirected to a file) is
+    written as it is, appended to as a shell's ``>>`` asks."""
+    special = path.absolute().parts[1:2] in (("dev",), ("proc",))  # a descriptor's name
+    if special or (path.exists() and not path.is_file()):
         try:
-            with path.open("w") as out:
+            with path.open("a") as out:
                 out.write(text)
         except OSError as exc:
             raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links
+        raise DigitflowError(f"cannot write {path}: {exc}") from exc
     staged = target.with_name(f".{target.name}.partial")
     try:
+        if target.exists() and not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "Permission denied")
         staged.write_text(text)
+        if target.exists():
+            shutil.copymode(target, staged)  # a CSV of people's answers stays as private
         staged.replace(target)
     except OSError as exc:
         with contextlib.suppress(OSError):  # not made, or on a file system that refuses all

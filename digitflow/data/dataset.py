@@ -118,7 +118,8 @@ def read_manifest(store: ObjectStore, version: str) -> dict:
         for name in SPLITS:  # what readers take from it
             str(manifest["splits"][name]["sha256"])
         str(manifest["created_at"])
-        int(manifest["validation"]["size"]), int(manifest["validation"]["seed"])
+        if not all(type(manifest["validation"][k]) is int for k in ("size", "seed")):
+            raise TypeError("its validation slice's size and seed must be whole numbers")
     except (ValueError, KeyError, TypeError) as exc:  # bad JSON, a field missing or not a map
         raise SourceError(
             f"{where}: not a readable dataset manifest ({type(exc).__name__}: {exc}); "

@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -375,6 +377,29 @@ def test_an_export_says_why_it_cannot_be_written_or_holds_no_lines(
     assert result.exit_code == 0, result.output
     assert link.is_symlink() and real.read_text().startswith("file,page,line,digits,read")
     assert not list(tmp_path.glob(".*partial"))  # no staging file left
+    real.chmod(0o600)  # a CSV of people's answers: it stays as private as it was
+    assert exchange.export_csv(open_store(review_batch.store), review_batch.batch_id, link)
+    assert real.stat().st_mode & 0o777 == 0o600
+    loop_a, loop_b = tmp_path / "loop-a.csv", tmp_path / "loop-b.csv"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
+                                      str(loop_a), *store])  # fmt: skip
+    assert result.exit_code == 1 and result.stderr.startswith(f"error: cannot write {loop_a}")
+    # To standard output, redirected to a file after a line of its own: appended, and what
+    # was written is said on standard error, not in the CSV.
+    out = tmp_path / "out.txt"
+    out.write_text("EARLIER LINE\n")
+    with out.open("a") as stdout:
+        proc = subprocess.run(
+            [sys.executable, "-m", "digitflow", "review", "export", review_batch.batch_id,
+             "--csv", "/dev/stdout", *store], stdout=stdout, stderr=subprocess.PIPE, text=True,
+            timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = out.read_text().splitlines()
+    assert lines[:2] == ["EARLIER LINE", "file,page,line,digits,read"] and "Wrote" not in lines[-1]
+    assert "Wrote" in proc.stderr
     nowhere = tmp_path / "no-such-folder" / "review.csv"
     result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
                                       str(nowhere), *store])  # fmt: skip
