@@ -257,19 +257,25 @@ def test_corrupted_split_is_refused_on_read(tmp_path: Path) -> None:
         dataset.read_split(store, version, "train")
 
 
+def _ingested(tmp_path: Path) -> tuple[ObjectStore, str, str]:
+    """A store with a small dataset ingested: the store, the source, the version."""
+    store: ObjectStore = LocalStore(tmp_path / "store")
+    src = str(write_set(tmp_path / "src"))
+    return store, src, ingest(store, src, accept_custom=True).version
+
+
 def test_a_damaged_manifest_is_named_and_a_second_ingestion_writes_the_version_anew(
     tmp_path: Path,
 ) -> None:
-    store: ObjectStore = LocalStore(tmp_path / "store")
-    src = str(write_set(tmp_path / "src"))
-    version = ingest(store, src, accept_custom=True).version
+    store, src, version = _ingested(tmp_path)
     manifest = dataset.key(version, "manifest.json")
     whole = json.loads(store.read_bytes(manifest))
     without_validation = json.dumps({k: v for k, v in whole.items() if k != "validation"})
     seed_as_text = json.dumps({**whole, "validation": {"size": "5000", "seed": 0.5}})
     for damage in (store.read_bytes(manifest)[:40], b'{"created_at": "2026-12-01"}',
                    without_validation.encode(), seed_as_text.encode()):  # fmt: skip
-        store.write_bytes(manifest, damage)  # cut short; valid JSON without the splits
+        # Cut short; JSON without the splits, or the validation slice; a seed as text.
+        store.write_bytes(manifest, damage)
         with pytest.raises(SourceError, match=rf"{version}/manifest.json: not a readable"):
             dataset.latest(store)
         with pytest.raises(SourceError, match="ingest the source .* again"):
@@ -282,9 +288,7 @@ def test_a_damaged_manifest_is_named_and_a_second_ingestion_writes_the_version_a
 def test_a_damaged_or_missing_split_is_written_again_by_a_second_ingestion(
     tmp_path: Path,
 ) -> None:
-    store: ObjectStore = LocalStore(tmp_path / "store")
-    src = str(write_set(tmp_path / "src"))
-    version = ingest(store, src, accept_custom=True).version
+    store, src, version = _ingested(tmp_path)
     train, test = dataset.key(version, "train.parquet"), dataset.key(version, "test.parquet")
     good = store.read_bytes(train), store.read_bytes(test)
     assert not ingest(store, src, accept_custom=True).written  # intact: nothing to write
