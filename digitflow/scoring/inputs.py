@@ -74,7 +74,7 @@ def store_inside(root: str, store_uri: str) -> str | None:
 
 def check_input(root: str, store_uri: str) -> None:
     """SourceError if a local input is no folder, or if the input is the store or lies in
-    it."""
+    one of its own folders."""
     if not root.startswith("s3://"):
         folder.check_folder(Path(root))
     store_inside(root, store_uri)
