@@ -35,6 +35,13 @@ MULTIPART_THRESHOLD = 16 * 1024 * 1024
 OWN_FOLDERS = (".tmp", "corrections", "datasets", "models", "scoring")
 
 
+# Where credentials come from, said wherever a location given holds some.
+AWS_CREDENTIALS = (
+    "give credentials through AWS's standard chain (AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, a profile, a role)"
+)
+
+
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative object key, else raise StoreError."""
     parts = key.split("/")
@@ -443,8 +450,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if "@" in bucket:  # s3://key:secret@bucket: refused, and not repeated
         raise StoreError(
             f"S3 URI s3://***@{bucket.rpartition('@')[2]}/{prefix} holds credentials: an S3 "
-            "URI names a bucket only; give credentials through AWS's standard chain "
-            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, a role)"
+            f"URI names a bucket only; {AWS_CREDENTIALS}"
         )
     if not bucket:
         raise StoreError(f"invalid S3 URI {uri!r}: expected s3://bucket/prefix")

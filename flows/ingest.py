@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from digitflow.data.download import has_credentials
 from digitflow.data.ingest import DatasetRecord
-from flows.params import StoreParams
+from flows.params import NO_CREDENTIALS, StoreParams
 from tasks.ingest import ingest_dataset
 
 
@@ -23,7 +23,7 @@ class IngestParams(StoreParams):
         "files, without credentials (they go in ~/.netrc). Empty: DIGITFLOW_MNIST_SOURCE, "
         "else the public mirrors.",
         # The form and the server refuse a URL with credentials before a run stores it.
-        json_schema_extra={"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"},
+        json_schema_extra=NO_CREDENTIALS,
     )
     accept_custom: bool = Field(
         default=False, description="Accept files whose MD5 differs from the published one."

@@ -7,6 +7,7 @@ from pydantic.config import JsonDict
 
 from digitflow.data.download import has_credentials
 from digitflow.settings import Settings, for_store
+from digitflow.storage import AWS_CREDENTIALS
 
 # The UI's form and the server refuse a URL with user information before a run stores it.
 NO_CREDENTIALS: JsonDict = {"pattern": r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"}
@@ -18,8 +19,7 @@ def without_credentials(uri: str | None) -> str | None:
     if uri and has_credentials(uri):
         raise ValueError(
             "the URI holds credentials, which would be stored with the flow run and shown in "
-            "its logs: give them through AWS's standard chain (AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, a profile, a role), never in the URI"
+            f"its logs: {AWS_CREDENTIALS}, never in the URI"
         )
     return uri
 

@@ -135,12 +135,22 @@ def intact(store: ObjectStore, version: str) -> str | None:
     try:
         manifest = read_manifest(store, version)
         for name in SPLITS:
-            data = store.read_bytes(key(version, f"{name}.parquet"))
-            if hashlib.sha256(data).hexdigest() != manifest["splits"][name]["sha256"]:
-                return f"{name}.parquet does not match the manifest's checksum"
+            _checked_part(store, version, name, manifest)
     except (NotFoundError, SourceError) as exc:
         return str(exc)
     return None
+
+
+def _checked_part(store: ObjectStore, version: str, name: str, manifest: dict) -> bytes:
+    """The bytes of one split's Parquet, checked against its manifest."""
+    data = store.read_bytes(key(version, f"{name}.parquet"))
+    if hashlib.sha256(data).hexdigest() != manifest["splits"][name]["sha256"]:
+        raise SourceError(
+            f"{store.uri_of(key(version, f'{name}.parquet'))}: checksum does not match the "
+            f"manifest (corrupted?); ingest the source of version {version} again to write it "
+            "anew"
+        )
+    return data
 
 
 def latest(store: ObjectStore) -> str:
@@ -153,16 +163,8 @@ def latest(store: ObjectStore) -> str:
 
 def read_split(store: ObjectStore, version: str, name: str) -> Split:
     """Load one split of a complete dataset version, checking it against its manifest."""
-    manifest = read_manifest(store, version)
-    where = store.uri_of(key(version, f"{name}.parquet"))
-    data = store.read_bytes(key(version, f"{name}.parquet"))
-    expected = manifest["splits"][name]["sha256"]
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise SourceError(
-            f"{where}: checksum does not match the manifest (corrupted?); ingest the source "
-            f"of version {version} again to write it anew"
-        )
-    return from_parquet(data, where)
+    data = _checked_part(store, version, name, read_manifest(store, version))
+    return from_parquet(data, store.uri_of(key(version, f"{name}.parquet")))
 
 
 def validation_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

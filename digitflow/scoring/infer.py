@@ -80,9 +80,9 @@ def _named(store: ObjectStore, model: str, choice: ReaderChoice) -> tuple[Card, 
     other = [r for r in ROLES if r not in roles and store.exists(LAYOUTS[r].card(run, name))]
     if other:
         choice_of = {role: choice for choice, role in _ROLE.items()}
+        said = {"reader": "line reader", "classifier": "classifier"}
         raise ModelError(
-            f"model {model} is a {'line reader' if other[0] == 'reader' else 'classifier'}, "
-            f"not a {'line reader' if roles[0] == 'reader' else 'classifier'}: score with "
+            f"model {model} is a {said[other[0]]}, not a {said[roles[0]]}: score with "
             f"--reader {choice_of[other[0]]} (or auto) to read with it"
         )
     return read_card(store, run, name, LAYOUTS[roles[0]]), roles[0]  # says it is missing
