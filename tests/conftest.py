@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,9 @@ STRINGS = 200
 
 # Prefect reads its settings at import: isolate it before any test module imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="digitflow-prefect-")
+# Registered before Prefect registers its own exit handlers, so it runs after them: the
+# temporary server has stopped writing its database when the folder goes.
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # On a loaded machine the temporary API server can take longer than Prefect's 20 s to start.
@@ -203,8 +208,6 @@ def browser() -> Iterator[Any]:
 
 def clone_store(source_uri: str, target: Path) -> str:
     """A copy of a local store, so a test can change it without touching the shared one."""
-    import shutil
-
     shutil.copytree(source_uri, target)
     return str(target)
 
