@@ -14,7 +14,7 @@ from digitflow.imaging.fields import Layout
 from digitflow.scoring import REVIEW_THRESHOLD, SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef, ReaderChoice
-from digitflow.scoring.readers import stopped_on_interrupt
+from digitflow.scoring.interrupt import stopped_on_interrupt
 from flows.params import NO_CREDENTIALS, StoreParams, without_credentials
 from flows.runners import SPEC_PATTERN, dask_runner
 from tasks.score import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitflow.scoring import readers
+from digitflow.scoring import interrupt, readers
 from digitflow.scoring.extract import FileDigits
 from tests.scoring.files import bad_and_good, stalling_pdf
 
@@ -141,7 +141,7 @@ def test_a_reader_process_runs_blas_on_one_thread() -> None:
     script = (
         "from multiprocessing import Pipe\n"
         "from threadpoolctl import threadpool_info\n"
-        "from digitflow.scoring.readers import _serve\n"
+        "from digitflow.scoring.process import _serve\n"
         "parent, child = Pipe()\n"
         "parent.send(None)\n"
         "_serve(child)\n"
@@ -293,7 +293,7 @@ def test_a_second_stop_leaves_the_files_being_read_unread_and_the_next_batch_get
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         # A first stop (Ctrl+C in the run's thread) lets the file go on being read...
-        with pytest.raises(KeyboardInterrupt), readers.stopped_on_interrupt():
+        with pytest.raises(KeyboardInterrupt), interrupt.stopped_on_interrupt():
             raise KeyboardInterrupt
         time.sleep(1)
         assert worker.is_alive() and reader.is_alive()
@@ -307,10 +307,10 @@ def test_a_second_stop_leaves_the_files_being_read_unread_and_the_next_batch_get
     assert not worker.is_alive() and not reader.is_alive()
     assert halted_to is signal.default_int_handler  # Ctrl+C is itself again
     (stopped,) = outcome
-    assert isinstance(stopped, readers.ReadingStopped), stopped
+    assert isinstance(stopped, interrupt.ReadingStopped), stopped
     assert "stall.pdf: not read, as the run was stopped at once" in str(stopped)
     # The next run reads on a new reader, and no death is blamed on any file.
-    with readers.stopped_on_interrupt():
+    with interrupt.stopped_on_interrupt():
         got = readers.read_files(str(folder), _names(folder)[:2], configured=two_readers)
     _assert_same(got, _in_thread(folder)[:2])
     assert reader.pid not in {p.pid for p in _readers()}
