@@ -10,6 +10,7 @@ import functools
 import multiprocessing as mp
 import signal
 import time
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 
 from digitflow.errors import ReaderStartError
@@ -103,7 +104,10 @@ class ReaderProcess:
         )
         # Started with Ctrl+C blocked, which it inherits: one pressed while it imports (before
         # ``_serve`` ignores it) would end it with a KeyboardInterrupt traceback on the
-        # terminal. Only this thread's mask: the scoring process still takes Ctrl+C.
+        # terminal. Only this thread's mask: the scoring process still takes Ctrl+C. The
+        # resource tracker that spawn starts first unblocks SIGINT after its own start, so it
+        # is started before the mask is set.
+        resource_tracker.ensure_running()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self.process.start()
