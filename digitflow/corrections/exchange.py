@@ -35,9 +35,9 @@ from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
 from digitflow.errors import DigitflowError, SourceError
 from digitflow.scoring import commits, results
-from digitflow.scoring.batch import BatchRecord
 from digitflow.scoring.extract import Reading, extract
 from digitflow.scoring.inputs import read_input
+from digitflow.scoring.resume import BatchRecord
 from digitflow.storage import ObjectStore
 
 COLUMNS = ["file", "page", "line", "digits"]

@@ -60,7 +60,7 @@ def batches(store: ObjectStore) -> list[str]:
 
 
 def _started_at(store: ObjectStore) -> Callable[[str], str]:
-    from digitflow.scoring.batch import BatchRecord
+    from digitflow.scoring.resume import BatchRecord
 
     def started(batch_id: str) -> str:
         data = store.read_bytes(f"{results.prefix(batch_id)}/batch.json")

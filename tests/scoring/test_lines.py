@@ -17,7 +17,7 @@ from digitflow.cli import app
 from digitflow.errors import SourceError
 from digitflow.reader import synth
 from digitflow.samples import load_mnist
-from digitflow.scoring import batch, commits
+from digitflow.scoring import commits, resume
 from digitflow.scoring.infer import ModelRef
 from digitflow.storage import LocalStore, open_store
 from flows.score import ScoreParams, score_flow
@@ -121,10 +121,10 @@ def test_a_batch_keeps_its_layout(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version="r/m@a",
                    role="reader")  # fmt: skip
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref, "field")
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref, "field")  # a rerun: fine
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref, "field")
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref, "field")  # a rerun: fine
     with pytest.raises(SourceError, match="--layout field"):
-        batch.open_batch(store, "b", str(tmp_path / "in"), ref, "page")
+        resume.open_batch(store, "b", str(tmp_path / "in"), ref, "page")
 
 
 def test_a_lone_digit_read_as_up_to_two_is_read_by_the_classifier_and_the_reader(

@@ -14,7 +14,7 @@ import pytest
 
 from digitflow.errors import ModelError, SourceError
 from digitflow.imaging import DigitBox
-from digitflow.scoring import batch, commits, results
+from digitflow.scoring import batch, commits, results, resume
 from digitflow.scoring.extract import FileDigits, quarantined
 from digitflow.scoring.infer import ModelRef, top_two
 from digitflow.storage import LocalStore, ObjectStore, open_store, parse_s3_uri
@@ -214,13 +214,13 @@ def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "other").mkdir()
     ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref)
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref)  # a rerun: fine
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref)
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref)  # a rerun: fine
     with pytest.raises(SourceError, match="give another --batch-id"):
-        batch.open_batch(store, "b", str(tmp_path / "other"), ref)
+        resume.open_batch(store, "b", str(tmp_path / "other"), ref)
     other = ref.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
     with pytest.raises(ModelError, match="would mix two models.*--model run/simple_cnn"):
-        batch.open_batch(store, "b", str(tmp_path / "in"), other)
+        resume.open_batch(store, "b", str(tmp_path / "in"), other)
 
 
 def test_a_batch_keeps_its_review_threshold_and_another_one_is_another_batch(
@@ -229,13 +229,13 @@ def test_a_batch_keeps_its_review_threshold_and_another_one_is_another_batch(
     store = LocalStore(tmp_path / "store")
     (tmp_path / "in").mkdir()
     ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)
-    batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)  # a rerun
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)
+    resume.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.9)  # a rerun
     with pytest.raises(SourceError, match=r"started with --review-threshold 0.9; finishing it "
                        r"with 0.5 .* or --review-threshold 0.9"):  # fmt: skip
-        batch.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.5)
-    batch.open_batch(store, "old", str(tmp_path / "in"), ref)  # started before it was kept
-    batch.open_batch(store, "old", str(tmp_path / "in"), ref, review_threshold=0.5)
+        resume.open_batch(store, "b", str(tmp_path / "in"), ref, review_threshold=0.5)
+    resume.open_batch(store, "old", str(tmp_path / "in"), ref)  # started before it was kept
+    resume.open_batch(store, "old", str(tmp_path / "in"), ref, review_threshold=0.5)
     ids = {threshold: batch.start_batch(store, str(tmp_path / "in"), None, ref, 10,
                                         review_threshold=threshold).batch_id
            for threshold in (None, 0.9, 0.5)}  # fmt: skip
@@ -255,10 +255,10 @@ def test_without_rescore_a_new_model_reads_only_new_scans(tmp_path: Path) -> Non
     folder.mkdir()
     names = _inputs(folder, 4)
     first = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
-    batch.open_batch(store, "old", str(folder), first)
+    resume.open_batch(store, "old", str(folder), first)
     _score(store, "old", names[:3])  # three scans read by the first champion
     second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
-    batch.open_batch(store, "new", str(folder), second)
+    resume.open_batch(store, "new", str(folder), second)
     inbox = batch.plan_batch(store, "new", str(folder), 4, rescore=False, ref=second)
     assert inbox.already_done == 3 and inbox.shards == [names[3:]]
     everything = batch.plan_batch(store, "new", str(folder), shard_size=4, rescore=True)
@@ -270,7 +270,7 @@ def test_without_rescore_only_batches_that_read_the_same_way_count(tmp_path: Pat
     folder.mkdir()
     names = _inputs(folder, 3)
     classifier = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
-    batch.open_batch(store, "pages", str(folder), classifier, layout="page")
+    resume.open_batch(store, "pages", str(folder), classifier, layout="page")
     _score(store, "pages", names)
     reader = classifier.model_copy(update={
         "model_key": "models/reader/candidates/run2/line_reader/model.keras", "role": "reader",
@@ -387,7 +387,7 @@ def test_a_scan_replaced_since_it_was_read_is_named_and_read_by_the_next_model(
     for name in names:
         _put(root, name, CONTENT)
     first = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
-    batch.open_batch(store, "old", root, first)
+    resume.open_batch(store, "old", root, first)
     _score(store, "old", names)
     batch.finalize(store, "old")
     _put(root, names[1], b"a re-scan under the same name")
@@ -396,7 +396,7 @@ def test_a_scan_replaced_since_it_was_read_is_named_and_read_by_the_next_model(
     assert (again.changed, again.shards, again.already_done) == ([names[1]], [], 4)
     # The next champion's inbox run reads it, and only it.
     second = first.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
-    batch.open_batch(store, "new", root, second)
+    resume.open_batch(store, "new", root, second)
     inbox = batch.plan_batch(store, "new", root, 4, rescore=False, ref=second)
     assert (inbox.shards, inbox.already_done, inbox.changed) == ([[names[1]]], 3, [])
     summary = batch.finalize(store, "old", again.already_done, changed_since_read=1)
