@@ -34,10 +34,10 @@ from pydantic import BaseModel
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
 from digitflow.errors import DigitflowError, SourceError
-from digitflow.scoring import commits, results
+from digitflow.scoring import commits
 from digitflow.scoring.extract import Reading, extract
 from digitflow.scoring.inputs import read_input
-from digitflow.scoring.resume import BatchRecord
+from digitflow.scoring.resume import read_record
 from digitflow.storage import ObjectStore
 
 COLUMNS = ["file", "page", "line", "digits"]
@@ -180,9 +180,7 @@ def _lines_of(
 ) -> dict[tuple[int, int], np.ndarray]:
     """Every line scoring found in one file of the batch, read again from its input, which
     must be the bytes the batch read (``sha256``; None: a batch that did not keep it)."""
-    batch = BatchRecord.model_validate_json(
-        store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
-    )
+    batch = read_record(store, batch_id)
     data = read_input(batch.input, name, follow_outside_links)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise SourceError(

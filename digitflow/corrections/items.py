@@ -4,6 +4,7 @@ and its lines read as nothing, largest doubt first, each with its crop."""
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +15,10 @@ from PIL import Image
 from digitflow.errors import NotFoundError, SourceError
 from digitflow.reader import field
 from digitflow.scoring import commits, results
+from digitflow.scoring.resume import read_record, record_key
 from digitflow.storage import ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,12 @@ def batches(store: ObjectStore) -> list[str]:
 
 
 def _started_at(store: ObjectStore) -> Callable[[str], str]:
-    from digitflow.scoring.resume import BatchRecord
-
     def started(batch_id: str) -> str:
-        data = store.read_bytes(f"{results.prefix(batch_id)}/batch.json")
-        return BatchRecord.model_validate_json(data).started_at.isoformat()
+        try:
+            return read_record(store, batch_id).started_at.isoformat()
+        except SourceError as exc:
+            log.warning("%s: listed last", exc)
+            return ""
 
     return started
 
@@ -76,7 +81,7 @@ def _runner_up(rows: list[dict]) -> str:
 
 def review_items(store: ObjectStore, batch_id: str) -> list[ReviewItem]:
     """The items of a batch that need review, largest doubt first (then in file order)."""
-    if not store.exists(f"{results.prefix(batch_id)}/batch.json"):
+    if not store.exists(record_key(batch_id)):
         raise SourceError(
             f"no scoring batch {batch_id!r} in {store.uri}: give a batch id that "
             "`digitflow score` printed (`digitflow review` lists those with items)"

@@ -18,7 +18,7 @@ from PIL import Image
 from pydantic import BaseModel, field_validator
 
 from digitflow.corrections.items import ReviewItem, read_png
-from digitflow.errors import SourceError
+from digitflow.errors import NotFoundError, SourceError
 from digitflow.storage import ObjectStore
 
 PREFIX = "corrections"
@@ -75,10 +75,29 @@ def key(batch_id: str, item: str, ext: str) -> str:
     return f"{PREFIX}/{batch_id}/{item}.{ext}"
 
 
+ANY = "*"  # ``save``'s ``replacing``: whatever answer is saved, or none
+
+
+def saved(store: ObjectStore, batch_id: str, item: str) -> tuple[Correction | None, str | None]:
+    """The answer saved for an item (None where it cannot be read) and its ETag (None: no
+    answer is saved), for a ``save`` that replaces just that one."""
+    try:
+        data, etag = store.read_with_etag(key(batch_id, item, "json"))
+    except NotFoundError:
+        return None, None
+    try:
+        return Correction.model_validate_json(data), etag
+    except ValueError:
+        return None, etag  # one that cannot be read is saved over
+
+
 def save(
-    store: ObjectStore, item: ReviewItem, pixels: np.ndarray, digits: str | None, by: str = ""
-) -> Correction:
-    """Save what ``item`` holds (``digits``, or None: no digits at all) with its crop."""
+    store: ObjectStore, item: ReviewItem, pixels: np.ndarray, digits: str | None, by: str = "",
+    replacing: str | None = ANY,
+) -> Correction:  # fmt: skip
+    """Save what ``item`` holds (``digits``, or None: no digits at all) with its crop, over
+    the answer whose ETag is ``replacing`` (None: over none; ``ANY``: over any):
+    PreconditionFailed, and nothing saved over, where another was saved meanwhile."""
     where = f"{item.file} page {item.page} line {item.line}"
     checked = "" if digits is None else check_digits(digits, item.kind, where)
     correction = Correction(
@@ -89,7 +108,12 @@ def save(
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, "PNG")
     store.write_bytes(key(item.batch_id, item.id, "png"), buffer.getvalue())
-    store.write_bytes(key(item.batch_id, item.id, "json"), correction.model_dump_json().encode())
+    answer = correction.model_dump_json().encode()
+    if replacing == ANY:
+        store.write_bytes(key(item.batch_id, item.id, "json"), answer)
+    else:
+        store.write_bytes(key(item.batch_id, item.id, "json"), answer,
+                          if_match=replacing, if_absent=replacing is None)  # fmt: skip
     return correction
 
 

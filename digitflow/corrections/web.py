@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
 from digitflow.corrections.page import PAGE
-from digitflow.errors import NotFoundError, SourceError, StoreError
+from digitflow.errors import NotFoundError, PreconditionFailed, SourceError, StoreError
 from digitflow.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -173,31 +173,30 @@ def _seen(body: Any) -> tuple[bool, datetime | None]:
         raise SourceError(f"seen: {str(seen)[:40]!r} is no time an answer was saved") from exc
 
 
-def _current(store: ObjectStore, item: ReviewItem) -> datetime | None:
-    """When the answer saved for ``item`` was saved (None: none is)."""
-    try:
-        data = store.read_bytes(record.key(item.batch_id, item.id, "json"))
-    except NotFoundError:
-        return None
-    try:
-        return record.Correction.model_validate_json(data).at
-    except ValueError:
-        return None  # one that cannot be read is saved over
-
-
 def _save(
     store: ObjectStore, item: ReviewItem, digits: str | None, by: str, seen: tuple[bool, Any]
 ) -> dict[str, Any]:  # fmt: skip
     asked, shown = seen
-    if asked and (now := _current(store, item)) != shown:
-        raise Stale(
-            f"{item.file} line {item.line} was answered elsewhere since this page showed it "
-            f"(at {now.isoformat() if now else 'no time: the answer was removed'}): reload the "
-            "page to see it, then answer again"
-        )
-    saved = record.save(store, item, items.crop_pixels(store, item), digits, by=by)
+    replacing: str | None = record.ANY
+    if asked:  # saved over the answer the page showed, and no other
+        now, replacing = record.saved(store, item.batch_id, item.id)
+        if (now.at if now else None) != shown:
+            raise Stale(_stale(item, now.at if now else None))
+    try:
+        saved = record.save(store, item, items.crop_pixels(store, item), digits, by, replacing)
+    except PreconditionFailed as exc:  # another tab saved it between the look and the save
+        raise Stale(_stale(item, None, just_now=True)) from exc
     log.info("%s of batch %s: %s", item.id, item.batch_id, digits if digits else "not digits")
     return saved.model_dump(mode="json")
+
+
+def _stale(item: ReviewItem, now: datetime | None, just_now: bool = False) -> str:
+    when = ("just now" if just_now else f"at {now.isoformat()}" if now
+            else "at no time: the answer was removed")  # fmt: skip
+    return (
+        f"{item.file} line {item.line} was answered elsewhere since this page showed it "
+        f"({when}): reload the page to see it, then answer again"
+    )
 
 
 def create_app(

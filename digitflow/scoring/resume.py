@@ -35,13 +35,31 @@ class BatchRecord(BaseModel):
     review_threshold: float | None = None  # None: not recorded (a batch started before it was)
 
 
+def record_key(batch_id: str) -> str:
+    """Where a batch's record lies in the store."""
+    return f"{results.prefix(batch_id)}/batch.json"
+
+
+def read_record(store: ObjectStore, batch_id: str) -> BatchRecord:
+    """A batch's record; a SourceError that names it where it is damaged."""
+    key = record_key(batch_id)
+    data = store.read_bytes(key)
+    try:
+        return BatchRecord.model_validate_json(data)
+    except ValueError as exc:
+        raise SourceError(
+            f"{store.uri_of(key)} is damaged ({str(exc).splitlines()[-1].strip()[:120]}): "
+            f"batch {batch_id!r} cannot be resumed or reviewed; its results stand as they are"
+        ) from exc
+
+
 def open_batch(
     store: ObjectStore, batch_id: str, input_root: str, ref: ModelRef, layout: Layout = "auto",
     review_threshold: float | None = None,
 ) -> None:  # fmt: skip
     """Record the batch's input, model, layout and review threshold, or check a rerun
     matches them."""
-    key = f"{results.prefix(batch_id)}/batch.json"
+    key = record_key(batch_id)
     record = BatchRecord(
         input=canonical_input(input_root), model_key=ref.model_key, sha256=ref.sha256,
         model_version=ref.version, started_at=datetime.now(UTC), layout=layout,
@@ -51,7 +69,10 @@ def open_batch(
         store.write_bytes(key, record.model_dump_json(indent=2).encode(), if_absent=True)
         return
     except PreconditionFailed:
-        started = BatchRecord.model_validate_json(store.read_bytes(key))
+        try:
+            started = read_record(store, batch_id)
+        except SourceError as exc:
+            raise SourceError(f"{exc}: give another --batch-id (or none)") from exc
     if started.input != record.input:
         raise SourceError(
             f"batch {batch_id!r} in {store.uri} scores {started.input}, not {record.input}: "
@@ -148,7 +169,11 @@ def scored_elsewhere(
     for key in store.list("scoring/"):
         other = key.split("/")[1]
         if key.endswith("/batch.json") and key.count("/") == 2 and other != batch_id:
-            record = BatchRecord.model_validate_json(store.read_bytes(key))
+            try:
+                record = read_record(store, other)
+            except SourceError as exc:
+                logger.warning("%s; files it read are read again here", exc)
+                continue
             same_way = _reader_of(record) == ref.reader and record.layout == layout
             if record.input == where and same_way:
                 read = commits.committed(store, other, names)

@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -98,6 +100,29 @@ def saved(store_uri: str, batch_id: str) -> dict[str, tuple[str, bool, str]]:
     """Each saved correction of the batch as item -> (digits, not_digits, by)."""
     corrections = record.read_all(open_store(store_uri), batch_id)
     return {c.item: (c.digits, c.not_digits, c.by) for c in corrections}
+
+
+def test_answers_sent_at_once_from_two_tabs_save_one_and_tell_the_other_to_reload(
+    review_batch: ReviewBatch,
+) -> None:
+    """Pages that showed no answer for an item, saving at the same moment: one is saved,
+    the others are told to reload (409), never two 200s with one answer silently lost."""
+    found = items.review_items(open_store(review_batch.store), review_batch.batch_id)
+    with Review(review_batch.batch_id, "--store", review_batch.store, "--port",
+                str(free_port())) as page:  # fmt: skip
+        for item in found[:3]:
+            url = f"{page.url}api/corrections/{item.id}"
+            start = threading.Barrier(6)
+
+            def send(digits: str, url: str = url, start: threading.Barrier = start) -> int:
+                start.wait()
+                return post(url, {"digits": digits, "seen": None})[0]
+
+            with ThreadPoolExecutor(6) as pool:
+                statuses = list(pool.map(send, [str(k) * 3 for k in range(6)]))
+            assert sorted(statuses) == [200] + [409] * 5, (item.id, statuses)
+            kept = saved(review_batch.store, review_batch.batch_id)[item.id][0]
+            assert kept == str(statuses.index(200)) * 3
 
 
 def test_the_api_lists_items_largest_doubt_first_and_saves_at_once(

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from digitflow.corrections import items
 from digitflow.errors import ModelError, SourceError
 from digitflow.imaging import DigitBox
 from digitflow.scoring import batch, commits, results, resume
@@ -221,6 +222,27 @@ def test_a_batch_keeps_its_input_and_model(tmp_path: Path) -> None:
     other = ref.model_copy(update={"sha256": "b" * 64, "version": "run2/larger_cnn@bbbb"})
     with pytest.raises(ModelError, match="would mix two models.*--model run/simple_cnn"):
         resume.open_batch(store, "b", str(tmp_path / "in"), other)
+
+
+def test_a_damaged_batch_record_is_named_and_stops_only_its_own_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch.json cut short: resuming that batch says which file and what to do; another
+    batch of the same input, and the review listing, go on without it."""
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"not read here")
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version=VERSION)
+    for batch_id in ("bad", "good"):
+        resume.open_batch(store, batch_id, str(tmp_path / "in"), ref)
+        store.write_bytes(f"scoring/{batch_id}/review/x.png", b"crop")
+    store.write_bytes("scoring/bad/batch.json", b'{"input":')
+    with pytest.raises(SourceError, match=r"bad/batch.json is damaged .*another --batch-id"):
+        resume.open_batch(store, "bad", str(tmp_path / "in"), ref)
+    assert resume.scored_elsewhere(store, "new", str(tmp_path / "in"), {"a.png": 13}, ref,
+                                   "auto") == set()  # fmt: skip
+    assert "scoring/bad/batch.json is damaged" in caplog.text
+    assert items.batches(store) == ["good", "bad"]  # listed, last
 
 
 def test_a_batch_keeps_its_review_threshold_and_another_one_is_another_batch(
