@@ -25,7 +25,9 @@ import errno
 import hashlib
 import io
 import os
+import secrets
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,9 @@ from digitflow.storage import ObjectStore
 
 COLUMNS = ["file", "page", "line", "digits"]
 READ = "read"  # exported beside them: what the model read (an import does not need it)
+# Exported too: when the answer in ``digits`` was saved (empty: none was). An import of a
+# file that has it saves no row over an answer saved since the export.
+SAVED_AT = "saved_at"
 NOT_DIGITS = "-"  # in the digits column: the line holds no digits at all
 MAX_ROWS = 1_000_000
 MAX_BYTES = 64 << 20  # far more than a million rows of file,page,line,digits need
@@ -57,6 +62,7 @@ class ImportSummary(BaseModel):
     rows: int
     saved: int
     unanswered: int = 0  # rows whose digits were left empty: nothing saved for them
+    unchanged: int = 0  # rows whose answer is the one already saved: saved over by none
     from_review: int  # on the crop the batch wrote for review
     read_again: int  # lines not sent to review, read again from the batch's input
     not_digits: int
@@ -89,13 +95,19 @@ def export_csv(store: ObjectStore, batch_id: str, path: Path) -> int:
         )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*COLUMNS, READ])
+    writer.writerow([*COLUMNS, READ, SAVED_AT])
     for item in found:
         done = saved.get(item.id)
-        digits = "" if done is None else (NOT_DIGITS if done.not_digits else done.digits)
-        writer.writerow([as_text(item.file), item.page, item.line, digits, item.read])
+        digits = "" if done is None else _answer(done)
+        at = "" if done is None else done.at.isoformat()
+        writer.writerow([as_text(item.file), item.page, item.line, digits, item.read, at])
     _write_whole(path, buffer.getvalue())
     return len(found)
+
+
+def _answer(correction: record.Correction) -> str:
+    """A saved answer as a CSV's digits cell."""
+    return NOT_DIGITS if correction.not_digits else correction.digits
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -115,41 +127,52 @@ def _write_whole(path: Path, text: str) -> None:
         target = path.resolve()
     except (OSError, RuntimeError) as exc:  # a loop of links
         raise DigitflowError(f"cannot write {path}: {exc}") from exc
-    staged = target.with_name(f".{target.name}.partial")
+    # A name of its own, made here and now (never a link laid there, nor another export's).
+    staged = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
+    made = False
     try:
         if target.exists() and not os.access(target, os.W_OK):
             raise PermissionError(errno.EACCES, "Permission denied")
-        staged.write_text(text)
+        descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        made = True
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
         if target.exists():
             shutil.copymode(target, staged)  # a CSV of people's answers stays as private
         staged.replace(target)
     except OSError as exc:
-        with contextlib.suppress(OSError):  # not made, or on a file system that refuses all
-            staged.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):  # on a file system that refuses all
+                staged.unlink(missing_ok=True)
         raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
-    """(row number, file, page, line, digits) of each row, checked."""
+Row = tuple[int, str, int, int, str, str | None]  # number, file, page, line, digits, saved_at
+
+
+def _rows(path: Path) -> list[Row]:
+    """(row number, file, page, line, digits, saved_at) of each row, checked; saved_at is
+    None in a file without that column, "" where its row had no answer saved."""
     try:  # read up to the limit: a pipe or a device says nothing of its size beforehand
         with path.open(encoding="utf-8-sig", newline="") as f:
             text = f.read(MAX_BYTES + 1)
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{path} is not UTF-8 text (byte {exc.start}): save it as CSV UTF-8 (a "
+            'spreadsheet\'s "CSV UTF-8" format) and import that'
+        ) from exc
+    except OSError as exc:
         raise SourceError(f"cannot read corrections from {path}: {exc}") from exc
     if len(text) > MAX_BYTES:
         raise SourceError(f"{path} is over {MAX_BYTES >> 20} MiB: not a corrections CSV, "
                           "or one to import in parts")  # fmt: skip
     reader = csv.reader(io.StringIO(text))
-    rows: list[tuple[int, str, int, int, str]] = []
+    rows: list[Row] = []
     number = 0  # rows as a spreadsheet numbers them: blank ones too, a cell's line breaks not
     try:
         header = next(reader, [])
         number = 1
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
-                              f"{','.join(COLUMNS)}")  # fmt: skip
-        at = {c: header.index(c) for c in COLUMNS}
+        at = _columns(path, header)
         for cells in reader:
             number += 1
             if cells:
@@ -160,7 +183,24 @@ def _rows(path: Path) -> list[tuple[int, str, int, int, str]]:
     return rows
 
 
-def _row(path: Path, number: int, row: dict[str, str | None]) -> tuple[int, str, int, int, str]:
+def _columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Where each column is in the header: the four an import needs, and ``saved_at``."""
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        named = [cell.strip().lower() for cell in header]
+        hint = (
+            ": its header is one cell holding a ';' (save it with commas as separators)"
+            if len(header) == 1 and ";" in header[0]
+            else ": names are lower case, without spaces"
+            if all(c in named for c in COLUMNS)
+            else ""
+        )
+        raise SourceError(f"{path}: no column {', '.join(missing)}; the header must name "
+                          f"{','.join(COLUMNS)}{hint}")  # fmt: skip
+    return {c: header.index(c) for c in [*COLUMNS, SAVED_AT] if c in header}
+
+
+def _row(path: Path, number: int, row: dict[str, str | None]) -> Row:
     """Row ``number`` of the file, checked; its digits "" where none are given."""
     if number > MAX_ROWS:
         raise SourceError(f"{path}: more than {MAX_ROWS:,} rows; import it in parts")
@@ -172,7 +212,8 @@ def _row(path: Path, number: int, row: dict[str, str | None]) -> tuple[int, str,
     digits = (row["digits"] or "").strip()
     if digits and digits != NOT_DIGITS:
         digits = record.check_digits(digits, "line", where)
-    return number, from_text(row["file"] or ""), page, line, digits
+    saved_at = (row[SAVED_AT] or "").strip() if SAVED_AT in row else None
+    return number, from_text(row["file"] or ""), page, line, digits, saved_at
 
 
 def _lines_of(
@@ -208,10 +249,12 @@ def import_csv(
     read_as = {r["file"]: r["sha256"] for r in ledger}
     lines = {(r["file"], ln["page"], ln["line"]): ln["digits"] for r in ledger
              for ln in r["lines"] or []}  # fmt: skip
+    answers = {c.item: c for c in record.read_all(store, batch_id)}
     again: dict[str, dict[tuple[int, int], np.ndarray]] = {}
     todo: list[tuple[ReviewItem, np.ndarray, str]] = []
     first: dict[tuple[str, int, int], tuple[int, str]] = {}
-    for number, name, page, line, digits in rows:
+    unchanged = 0
+    for number, name, page, line, digits, saved_at in rows:
         if not digits:
             continue  # no answer given for this line (yet)
         where = (name, page, line)
@@ -228,6 +271,13 @@ def import_csv(
             )
         if before != number:
             continue  # the same answer twice
+        current = answers.get(items.item_id(name, page, line))
+        if current is not None and _answer(current) == digits:
+            unchanged += 1
+            continue
+        row = f"{path} row {number}: line {line} on page {page} of {name!r}"
+        _check_replaces(row, digits, current, saved_at)
+        _check_zeros(row, digits, current, lines[where])
         if where in review:
             item = review[where]
             pixels = items.crop_pixels(store, item)
@@ -242,10 +292,45 @@ def import_csv(
     for item, pixels, digits in todo:
         record.save(store, item, pixels, None if digits == NOT_DIGITS else digits, by)
     return ImportSummary(
-        batch_id=batch_id, rows=len(rows), saved=len(todo),
-        unanswered=sum(1 for *_, digits in rows if not digits),
+        batch_id=batch_id, rows=len(rows), saved=len(todo), unchanged=unchanged,
+        unanswered=sum(1 for row in rows if not row[4]),
         from_review=sum(1 for i, _, _ in todo if i.crop_key),
         read_again=sum(1 for i, _, _ in todo if not i.crop_key),
         not_digits=sum(1 for _, _, d in todo if d == NOT_DIGITS),
         corrections_uri=store.uri_of(f"{record.PREFIX}/{batch_id}"),
     )  # fmt: skip
+
+
+def _check_replaces(
+    row: str, digits: str, current: record.Correction | None, saved_at: str | None
+) -> None:
+    """Refuse a row of an exported file (it has ``saved_at``) whose answer would replace one
+    saved after the export: on the review page, or by another import since."""
+    if saved_at is None or current is None:
+        return  # a file made elsewhere says what it says; or there is nothing to replace
+    try:
+        exported = datetime.fromisoformat(saved_at) if saved_at else None
+    except ValueError as exc:
+        raise SourceError(f"{row}: saved_at {saved_at[:40]!r} is no time; nothing was "
+                          "imported") from exc  # fmt: skip
+    if exported != current.at:
+        by = f" by {current.by}" if current.by else ""
+        raise SourceError(
+            f"{row} was answered {_answer(current)!r}{by} at {current.at:%Y-%m-%d %H:%M:%S} "
+            f"UTC, after this file was exported; its {digits!r} would replace that answer: "
+            "export again and correct the new file, or take the row out; nothing was imported"
+        )
+
+
+def _check_zeros(row: str, digits: str, current: record.Correction | None, read: str) -> None:
+    """Refuse digits that are a saved answer or a reading without its leading zeros, as a
+    spreadsheet saves a column of numbers (``0042`` as ``42``)."""
+    known = [read] + ([current.digits] if current is not None else [])
+    for whole in known:
+        if len(whole) > len(digits) and (whole.lstrip("0") or "0") == digits:
+            raise SourceError(
+                f"{row}: {digits!r} is {whole!r} without its leading zeros, as a spreadsheet "
+                "saves a number: keep the digits column as text and import again, or, if "
+                "those zeros are not written, correct the line on the review page; nothing "
+                "was imported"
+            )

@@ -18,7 +18,7 @@ import pytest
 from digitflow.corrections import dataset, exchange, items, record
 from digitflow.errors import NotFoundError, SourceError
 from digitflow.scoring import commits
-from digitflow.storage import open_store
+from digitflow.storage import ObjectStore, open_store
 from tests.corrections.conftest import NAMES, ReviewBatch
 
 pytestmark = pytest.mark.slow
@@ -173,6 +173,94 @@ def test_a_file_without_the_columns_is_refused(review_batch: ReviewBatch, tmp_pa
         exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, path)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file;page;line;digits\na;0;0;1\n", "one cell holding a ';'"),
+        ("File,Page,Line,Digits\na,0,0,1\n", "names are lower case"),
+        ("file,page,line,digits\ncaf\xe9,0,0,1\n", "is not UTF-8 text .*CSV UTF-8"),
+    ],
+)
+def test_a_file_saved_otherwise_by_a_spreadsheet_is_refused_with_what_to_do(
+    review_batch: ReviewBatch, tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(SourceError, match=message):
+        exchange.import_csv(open_store(review_batch.store), review_batch.batch_id, path)
+
+
+def _export_rows(store: ObjectStore, batch_id: str, path: Path) -> list[dict[str, str]]:
+    exchange.export_csv(store, batch_id, path)
+    return list(csv.DictReader(path.open()))
+
+
+def _rewrite(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_an_import_saves_no_row_over_an_answer_given_after_its_export(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    """A team fills in an export while someone answers on the page: the answers of the
+    file may not silently undo the later ones; the rows unchanged keep who gave them."""
+    store, batch_id = open_store(review_batch.store), review_batch.batch_id
+    found = [i for i in items.review_items(store, batch_id) if i.kind == "line"]
+    first, second = found[0], found[1]
+    record.save(store, first, items.crop_pixels(store, first), "12", by="bob")
+    out = tmp_path / "out.csv"
+    rows = _export_rows(store, batch_id, out)
+    by_id = {items.item_id(exchange.from_text(r["file"]), int(r["page"]), int(r["line"])): r
+             for r in rows}  # fmt: skip
+    assert by_id[first.id]["digits"] == "12" and by_id[first.id]["saved_at"]
+    later = record.save(store, first, items.crop_pixels(store, first), "1429", by="ana")
+    by_id[second.id]["digits"] = "77"
+    with pytest.raises(SourceError, match=r"was answered '1429' by ana .* after this file was "
+                       r"exported; its '12' would replace that answer"):  # fmt: skip
+        exchange.import_csv(store, batch_id, _rewrite(out, rows), by="team")
+    assert {c.item: c for c in record.read_all(store, batch_id)} == {first.id: later}
+
+    fresh = _export_rows(store, batch_id, tmp_path / "fresh.csv")
+    again = exchange.import_csv(store, batch_id, tmp_path / "fresh.csv", by="carol")
+    assert (again.saved, again.unchanged) == (0, 1)  # ana's answer, as it was
+    assert {c.item: c for c in record.read_all(store, batch_id)} == {first.id: later}
+    assert len(fresh) == len(rows)
+
+
+def test_digits_that_lost_their_leading_zeros_in_a_spreadsheet_are_refused(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    store, batch_id = open_store(review_batch.store), review_batch.batch_id
+    item = next(i for i in items.review_items(store, batch_id) if i.kind == "line")
+    record.save(store, item, items.crop_pixels(store, item), "0042")
+    out = tmp_path / "out.csv"
+    rows = _export_rows(store, batch_id, out)
+    for row in rows:
+        if row["digits"] == "0042":
+            row["digits"] = "42"  # a column of numbers, opened and saved
+    with pytest.raises(SourceError, match="'42' is '0042' without its leading zeros"):
+        exchange.import_csv(store, batch_id, _rewrite(out, rows))
+    assert [c.digits for c in record.read_all(store, batch_id)] == ["0042"]
+
+
+def test_an_export_is_staged_under_a_name_of_its_own(
+    review_batch: ReviewBatch, tmp_path: Path
+) -> None:
+    """A link laid where the staging file would be (in a folder others may write) is not
+    followed: the export neither writes through it nor leaves the CSV a link."""
+    victim, out = tmp_path / "victim", tmp_path / "out.csv"
+    victim.write_text("secret")
+    (tmp_path / ".out.csv.partial").symlink_to(victim)
+    assert exchange.export_csv(open_store(review_batch.store), review_batch.batch_id, out)
+    assert victim.read_text() == "secret"
+    assert not out.is_symlink() and out.read_text().startswith("file,page,line,digits,read")
+    assert not [p for p in tmp_path.glob(".out.csv.*.partial")]
+
+
 def test_the_dataset_is_content_addressed_with_a_stable_held_out_part(
     review_batch: ReviewBatch, tmp_path: Path
 ) -> None:
@@ -244,7 +332,7 @@ def test_the_cli_exports_and_imports_a_batch(review_batch: ReviewBatch, tmp_path
         row["digits"] = review_batch.truth[row["file"]]
     rows[0]["digits"] = exchange.NOT_DIGITS
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*exchange.COLUMNS, exchange.READ])
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     imported = runner.invoke(app, ["review", "import", review_batch.batch_id, str(out),
@@ -275,7 +363,7 @@ def test_an_export_imported_unchanged_saves_nothing_and_answers_only_what_was_gi
     first = exchange.from_text(rows[0]["file"])
     rows[0]["digits"] = review_batch.truth[first]
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*exchange.COLUMNS, exchange.READ])
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     answered = exchange.import_csv(store, review_batch.batch_id, out)
@@ -398,7 +486,8 @@ def test_an_export_says_why_it_cannot_be_written_or_holds_no_lines(
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = out.read_text().splitlines()
-    assert lines[:2] == ["EARLIER LINE", "file,page,line,digits,read"] and "Wrote" not in lines[-1]
+    assert lines[:2] == ["EARLIER LINE", "file,page,line,digits,read,saved_at"]
+    assert "Wrote" not in lines[-1]
     assert "Wrote" in proc.stderr
     nowhere = tmp_path / "no-such-folder" / "review.csv"
     result = CliRunner().invoke(app, ["review", "export", review_batch.batch_id, "--csv",
