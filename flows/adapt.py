@@ -57,6 +57,11 @@ def adapt_flow(params: AdaptParams | None = None) -> AdaptSummary:
     store = params.settings().store
     corrections = build_corrections(store)
     if corrections is None:
+        if not params.when_ready:
+            raise TrainingError(
+                "no corrections in the store: nothing to tune the line reader on. Correct a "
+                "batch's review items first (`digitflow review BATCH`, or `review import`)"
+            )
         return AdaptSummary(corrections=None)
     reason = not_ready(store, corrections.version)
     if reason is not None:

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
-from digitflow.errors import DigitflowError, SourceError
+from digitflow.errors import DigitflowError, SourceError, UnreadableNow
 from digitflow.scoring import commits
 from digitflow.scoring.extract import Reading, extract
 from digitflow.scoring.inputs import read_input
@@ -222,7 +222,14 @@ def _lines_of(
     """Every line scoring found in one file of the batch, read again from its input, which
     must be the bytes the batch read (``sha256``; None: a batch that did not keep it)."""
     batch = read_record(store, batch_id)
-    data = read_input(batch.input, name, follow_outside_links)
+    try:
+        data = read_input(batch.input, name, follow_outside_links)
+    except UnreadableNow as exc:
+        raise SourceError(
+            f"{name} cannot be read again from {batch.input} (gone, or unreadable now): its "
+            "lines that were not sent to review are read from the batch's input. Put the file "
+            "back, or leave its rows out; nothing was imported"
+        ) from exc
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise SourceError(
             f"{name} in {batch.input} is not the file batch {batch_id} read: it was replaced "

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_without_corrections_nothing_is_tuned(review_batch: ReviewBatch) -> None:
-    summary = adapt_flow(AdaptParams(store=review_batch.store))
+    summary = adapt_flow(AdaptParams(store=review_batch.store, when_ready=True))
     assert summary.corrections is None and summary.training_run is None
     assert not open_store(review_batch.store).list("datasets/corrections/")
 
@@ -108,7 +108,7 @@ def test_the_reader_tuned_on_corrections_is_gated_on_them_and_on_mnist(
     assert newest.decision["corrections_version"] == corrections.version
 
 
-def test_retrain_adapt_without_corrections_says_so_and_trains_nothing(
+def test_retrain_adapt_without_corrections_stops_with_why_and_trains_nothing(
     review_batch: ReviewBatch,
 ) -> None:
     from typer.testing import CliRunner
@@ -118,8 +118,8 @@ def test_retrain_adapt_without_corrections_says_so_and_trains_nothing(
     store = open_store(review_batch.store)
     runs = set(store.list(READER.candidates + "/"))
     result = CliRunner().invoke(app, ["retrain", "--adapt", "--store", review_batch.store])
-    assert result.exit_code == 0, result.output
-    assert "No corrections in the store" in result.output
+    assert result.exit_code == 1, result.output  # asked for, as too few corrections are
+    assert "no corrections in the store: nothing to tune the line reader on" in result.output
     assert set(store.list(READER.candidates + "/")) == runs
 
 

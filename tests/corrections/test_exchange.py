@@ -92,7 +92,7 @@ def test_a_line_not_sent_to_review_is_read_again_from_the_input(
     assert np.array_equal(record.crop(store, saved), pixels)  # the very line scoring read
 
 
-def test_a_file_replaced_since_scoring_is_not_read_again(
+def test_a_file_replaced_or_gone_since_scoring_is_not_read_again(
     review_batch: ReviewBatch, tmp_path: Path
 ) -> None:
     store = open_store(review_batch.store)
@@ -109,6 +109,9 @@ def test_a_file_replaced_since_scoring_is_not_read_again(
     with pytest.raises(SourceError, match="is not the file batch fields read: it was replaced"):
         exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
     assert record.read_all(store) == []  # nothing was saved
+    (folder / item.file).unlink()  # gone since: said so, and what to do
+    with pytest.raises(SourceError, match="cannot be read again from .* Put the file back"):
+        exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
     shutil.copy(review_batch.folder / item.file, folder / item.file)  # the scan it read
     summary = exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
     assert summary.read_again == 1
