@@ -14,6 +14,7 @@ from digitflow.imaging.fields import Layout
 from digitflow.scoring import REVIEW_THRESHOLD, SHARD_SIZE
 from digitflow.scoring.batch import BatchPlan, BatchSummary, ShardResult, warm_up
 from digitflow.scoring.infer import ModelRef, ReaderChoice
+from digitflow.scoring.inputs import BATCH_ID
 from digitflow.scoring.interrupt import stopped_on_interrupt
 from flows.params import NO_CREDENTIALS, StoreParams, without_credentials
 from flows.runners import SPEC_PATTERN, dask_runner
@@ -41,7 +42,7 @@ class ScoreParams(StoreParams):
     )
     batch_id: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        pattern=BATCH_ID,
         description="Empty: derived from the input and the model, so a rerun resumes.",
     )
     shard_size: int = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from PIL import Image
 from digitflow.errors import NotFoundError, SourceError
 from digitflow.reader import field
 from digitflow.scoring import commits, results
+from digitflow.scoring.inputs import BATCH_ID
 from digitflow.scoring.resume import read_record, record_key
 from digitflow.storage import ObjectStore
 
@@ -81,12 +83,17 @@ def _runner_up(rows: list[dict]) -> str:
 
 def review_items(store: ObjectStore, batch_id: str) -> list[ReviewItem]:
     """The items of a batch that need review, largest doubt first (then in file order)."""
-    if not store.exists(record_key(batch_id)):
+    if not re.fullmatch(BATCH_ID, batch_id) or not store.exists(record_key(batch_id)):
         raise SourceError(
             f"no scoring batch {batch_id!r} in {store.uri}: give a batch id that "
             "`digitflow score` printed (`digitflow review` lists those with items)"
         )
     ledger, digits = commits.read_batch(store, batch_id)
+    if not len(ledger) and not store.exists(f"{results.prefix(batch_id)}/files.parquet"):
+        raise SourceError(
+            f"batch {batch_id!r} has no results yet: it has not been scored, or its run is "
+            "still going. Review it once `digitflow score` has finished it"
+        )
     items = _from_digits(batch_id, digits, _read_lines(ledger))
     items += _read_as_nothing(store, batch_id, ledger)
     return sorted(items, key=lambda i: (-i.doubt, i.file, i.page, i.line, i.position or 0))

@@ -43,6 +43,10 @@ def canonical_input(root: str) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+# A batch's id: one name, which its results' keys are made of.
+BATCH_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
 def default_batch_id(root: str, model_version: str) -> str:
     """A batch id that names the input and is the same for the same input and model (and
     any other choice of how it is read, after the model's version).

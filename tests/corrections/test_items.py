@@ -12,8 +12,9 @@ from digitflow.errors import SourceError
 from digitflow.imaging.fields import LineImage
 from digitflow.reader import field
 from digitflow.reader.decode import ReadDigit, ReadLine
-from digitflow.scoring import commits
+from digitflow.scoring import commits, resume
 from digitflow.scoring.extract import FileDigits
+from digitflow.scoring.infer import ModelRef
 from digitflow.scoring.lines import line_reading
 from digitflow.storage import LocalStore, open_store
 from tests.corrections.conftest import ReviewBatch
@@ -113,6 +114,21 @@ def test_what_is_not_digits_is_refused_and_nothing_is_saved(
 def test_an_unknown_batch_is_named(review_batch: ReviewBatch) -> None:
     with pytest.raises(SourceError, match="no scoring batch 'nope'"):
         items.review_items(open_store(review_batch.store), "nope")
+
+
+def test_a_batch_not_yet_scored_and_a_name_that_is_no_batch_id_are_said_so(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "in").mkdir()
+    ref = ModelRef(store_uri=store.uri, model_key="m", sha256="a" * 64, version="r/m@aaaa")
+    resume.open_batch(store, "started", str(tmp_path / "in"), ref)  # its run not yet done
+    with pytest.raises(SourceError, match="batch 'started' has no results yet"):
+        items.review_items(store, "started")
+    store.write_bytes("scoring/started/files.parquet", b"")  # done, and held nothing
+    assert items.review_items(store, "started") == []
+    with pytest.raises(SourceError, match=r"no scoring batch '\.\./started'"):
+        items.review_items(store, "../started")
 
 
 def test_a_damaged_correction_is_named_and_stops_the_dataset(review_batch: ReviewBatch) -> None:
