@@ -127,10 +127,10 @@ def print_gate(store: Any, version: str, challenger: str) -> None:
     """The promotion gate's decision for the challenger against larger_cnn as champion."""
     from digitflow.assessment import assess_model
     from digitflow.candidates import read_card
+    from digitflow.fitting import load_data
     from digitflow.gatekeeper import decision_markdown
     from digitflow.layout import CLASSIFIER
     from digitflow.promotion import GateConfig, decide
-    from digitflow.training import load_data
 
     data = load_data(store, version, limit=None, seed=1)
     evals = {

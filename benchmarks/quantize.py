@@ -34,6 +34,7 @@ import numpy as np
 from champion import REPO, mnist_dir
 
 from digitflow.exported import export_reader, session_run
+from digitflow.fitting import load_images
 from digitflow.imaging.fields import find_lines
 from digitflow.imaging.pages import load_pages
 from digitflow.layout import READER
@@ -45,7 +46,6 @@ from digitflow.reader.quantize import CALIBRATION, quantize
 from digitflow.samples import HARD, make_sample_folder
 from digitflow.scoring.truth import compare, read_truth
 from digitflow.storage import open_store
-from digitflow.training import load_images
 
 DATA = REPO.parent / "shared/data/realscans-dev"
 Inputs = list[np.ndarray]

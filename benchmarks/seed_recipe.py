@@ -28,8 +28,8 @@ def bare(store_uri: str, version: str, epochs: int, limit: int | None) -> None:
     import numpy as np
 
     from digitflow import models
+    from digitflow.fitting import load_data
     from digitflow.storage import open_store
-    from digitflow.training import load_data
 
     data = load_data(open_store(store_uri), version, limit, seed=1)
     errors = {}

@@ -15,12 +15,12 @@ from pydantic import BaseModel
 from digitflow import reports
 from digitflow.candidates import Card, RegistryError, Unreadable, run_candidates
 from digitflow.evaluation import CandidateEval, evaluate
+from digitflow.fitting import Data, load_data
 from digitflow.layout import CLASSIFIER, Layout
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
 from digitflow.registry import GateRound
 from digitflow.storage import ObjectStore
-from digitflow.training import Data, load_data
 
 logger = logging.getLogger(__name__)
 

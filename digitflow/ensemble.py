@@ -16,10 +16,11 @@ from typing import Any
 from digitflow import runtime
 from digitflow.candidates import Card, CardDraft, Member, read_card
 from digitflow.errors import ModelError
+from digitflow.fitting import INPUT, load_data, save_model
 from digitflow.layout import CLASSIFIER
 from digitflow.model_files import load_model
 from digitflow.storage import ObjectStore, open_store
-from digitflow.training import INPUT, load_data, measure, save_model
+from digitflow.training import measure
 
 logger = logging.getLogger(__name__)
 

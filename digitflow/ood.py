@@ -21,8 +21,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from digitflow.errors import ImageError, SourceError
+from digitflow.fitting import to_inputs
 from digitflow.imaging import load_pages, page_to_digits
-from digitflow.training import to_inputs
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,13 @@ from digitflow.candidates import Card
 from digitflow.data import dataset
 from digitflow.ensemble import ensemble_from_uri
 from digitflow.errors import TrainingError
+from digitflow.fitting import EpochMetrics
 from digitflow.isolation import run_in_process
 from digitflow.layout import LAYOUTS, layout_of
 from digitflow.progress import step
 from digitflow.recipes import TrainConfig
 from digitflow.storage import open_store
-from digitflow.training import EpochMetrics, train_from_uri
+from digitflow.training import train_from_uri
 from tasks import worker_runs
 from tasks.retry import STORAGE_RETRIES
 

@@ -144,7 +144,8 @@ def test_clean_epochs_run_at_the_rate_the_schedule_ends_at() -> None:
 
 @pytest.mark.slow
 def test_clean_epochs_follow_the_augmented_ones(store_copy: tuple[LocalStore, str]) -> None:
-    from digitflow.training import EpochMetrics, train_model
+    from digitflow.fitting import EpochMetrics
+    from digitflow.training import train_model
 
     store, version = store_copy
     config = TrainConfig(
@@ -281,8 +282,9 @@ def test_ensemble_averages_members_and_loads_like_any_candidate(
 ) -> None:
     from digitflow.candidates import read_card
     from digitflow.ensemble import build_ensemble
+    from digitflow.fitting import load_data
     from digitflow.model_files import load_model
-    from digitflow.training import load_data, train_model
+    from digitflow.training import train_model
 
     store, version = store_copy
     members = ["baseline_mlp", "simple_cnn"]

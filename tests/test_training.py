@@ -20,9 +20,10 @@ import pytest
 
 from digitflow import isolation
 from digitflow.errors import TrainingError
+from digitflow.fitting import EpochMetrics, load_data
 from digitflow.isolation import run_in_process
 from digitflow.storage import LocalStore
-from digitflow.training import EpochMetrics, TrainConfig, load_data, train_model
+from digitflow.training import TrainConfig, train_model
 from tests import isolation_targets
 from tests.conftest import REPO
 

@@ -26,6 +26,7 @@ from digitflow import recipes, runtime
 from digitflow.candidates import Card, CardDraft
 from digitflow.corrections.dataset import HELDOUT_EVERY, CorrectedLines, read_part
 from digitflow.errors import ModelError, TrainingError
+from digitflow.fitting import EpochMetrics, load_images
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
@@ -45,7 +46,6 @@ from digitflow.reader.synth import Digits
 from digitflow.reader.training import Teacher, evaluate, fit_reader
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore
-from digitflow.training import EpochMetrics, load_images
 
 logger = logging.getLogger(__name__)
 

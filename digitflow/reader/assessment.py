@@ -13,6 +13,7 @@ from digitflow import reports
 from digitflow.assessment import Assessment, HeldoutAssessment, RunAssessment
 from digitflow.candidates import Card, RegistryError, run_candidates
 from digitflow.evaluation import CandidateEval
+from digitflow.fitting import load_images
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
@@ -28,7 +29,6 @@ from digitflow.reader.candidate import (
 from digitflow.reader.infer import score_strings
 from digitflow.registry import GateRound
 from digitflow.storage import ObjectStore
-from digitflow.training import load_images
 
 logger = logging.getLogger(__name__)
 

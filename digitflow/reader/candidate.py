@@ -29,6 +29,7 @@ from digitflow.candidates import Card, CardDraft, Split, read_card
 from digitflow.data import dataset
 from digitflow.errors import NotFoundError, TrainingError
 from digitflow.exported import export_reader
+from digitflow.fitting import EpochMetrics, Images, load_images, save_model
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.pointer import Champion, current_champion
@@ -40,7 +41,6 @@ from digitflow.reader.synth import Digits
 from digitflow.reader.training import ReaderEpoch, fit_reader
 from digitflow.recipes import TrainConfig
 from digitflow.storage import ObjectStore
-from digitflow.training import EpochMetrics, Images, load_images, save_model
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from digitflow import lifeline
+from digitflow.fitting import divergence_guard
 from digitflow.reader.infer import read_inputs, score_strings
 from digitflow.reader.strings import GROUP, LabelledFields
-from digitflow.training import divergence_guard
 
 logger = logging.getLogger(__name__)
 

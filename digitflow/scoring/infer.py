@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from digitflow.candidates import Card, read_card
 from digitflow.errors import ModelError
 from digitflow.exported import Run, load_session
+from digitflow.fitting import to_inputs
 from digitflow.imaging.fields import LineImage
 from digitflow.layout import LAYOUTS
 from digitflow.model_files import load_model
@@ -20,7 +21,6 @@ from digitflow.pointer import Champion, current_champion
 from digitflow.reader.decode import ReadLine
 from digitflow.reader.infer import FIELD_SHEARS, forward, read_with
 from digitflow.storage import ObjectStore, open_store
-from digitflow.training import to_inputs
 
 CHUNK = 2048
 _LOADING = threading.Lock()

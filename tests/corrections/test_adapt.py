@@ -15,6 +15,7 @@ from digitflow.candidates import read_card
 from digitflow.console import print_retrain
 from digitflow.corrections import dataset, exchange
 from digitflow.errors import TrainingError
+from digitflow.fitting import load_images
 from digitflow.history import history
 from digitflow.layout import READER
 from digitflow.model_files import load_model
@@ -32,7 +33,6 @@ from digitflow.reader.infer import score_strings
 from digitflow.recipes import ADAPT_DISTIL
 from digitflow.scoring import commits
 from digitflow.storage import open_store
-from digitflow.training import load_images
 from flows.adapt import AdaptParams, adapt_flow
 from tests.conftest import STRINGS
 from tests.corrections.conftest import ReviewBatch

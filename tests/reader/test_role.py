@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from digitflow import registry
 from digitflow.cli import app
 from digitflow.errors import TrainingError
+from digitflow.fitting import load_images
 from digitflow.layout import READER
 from digitflow.model_files import load_model
 from digitflow.promotion import GateConfig, ReaderGateConfig
@@ -20,7 +21,6 @@ from digitflow.reader.assessment import assess_reader_run
 from digitflow.reader.candidate import READS, stored_reads, validation_seed, validation_strings
 from digitflow.recipes import WARM_AVERAGE
 from digitflow.storage import LocalStore
-from digitflow.training import load_images
 from flows.promote import PromoteParams, promote_flow
 from flows.train import TrainParams, train_flow
 from tests.conftest import STRINGS, clone_store
