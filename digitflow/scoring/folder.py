@@ -55,23 +55,25 @@ def list_folder(root: Path) -> list[tuple[str, int]]:
 def shown(name: str) -> str:
     """A name as the batch keeps it: valid UTF-8, its bytes that are not (a name from an
     older system, say Latin-1) written as ``\\xNN`` escapes. Results, keys and tables hold
-    UTF-8 only."""
-    if not _UNDECODED.search(name):
+    UTF-8 only. A name that escapes bytes, or holds text that reads as an escape, has its
+    own backslashes escaped too (``\\x5c``), so no two names are shown alike: a file
+    named ``b\\xe9.png`` is not taken for the one whose name is the byte E9 after ``b``."""
+    if not _UNDECODED.search(name) and "\\x" not in name:
         return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\x5c")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _on_disk(root: Path, name: str) -> Path:
     """The entry ``name`` (as ``shown`` gives it) stands for below ``root``."""
-    path = root / name
-    if "\\x" not in name or os.path.lexists(path):
-        return path
-    raw = _ESCAPED.sub(lambda m: chr(0xDC00 + int(m[1], 16)), name)
-    return root / raw if os.path.lexists(root / raw) else path
+    if "\\x" not in name:
+        return root / name
+    raw = _ESCAPED.sub(lambda m: "\\" if m[1] == "5c" else chr(0xDC00 + int(m[1], 16)), name)
+    return root / raw
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as os decodes them
-_ESCAPED = re.compile(r"\\x([89a-f][0-9a-f])")
+_ESCAPED = re.compile(r"\\x(5c|[89a-f][0-9a-f])")
 
 
 # A scanned file larger than this is refused unread: it would be read whole into memory,

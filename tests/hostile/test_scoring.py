@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from digitflow import registry
@@ -152,7 +153,7 @@ def test_a_commit_cut_short_stops_the_run_naming_it_and_once_removed_its_file_is
     _exactly_once(store, "c", names)
 
 
-def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
+def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes_no_other_name_takes(
     store: ObjectStore, forms: Path, tmp_path: Path, restore_environ: None
 ) -> None:
     folder = tmp_path / "scans"
@@ -163,15 +164,19 @@ def test_a_scan_whose_name_is_not_utf8_is_read_and_named_with_escapes(
     latin = os.path.join(os.fsencode(folder), b"caf\xe9.png")
     with open(latin, "wb") as f:
         f.write(scan.read_bytes())
+    # And one whose UTF-8 name is that escape, as text: a blank page, another file.
+    Image.new("L", (200, 100), 255).save(folder / "caf\\xe9.png")
     result = CliRunner().invoke(app, ["score", str(folder), "--batch-id", "u", "--store",
                                       store.uri, "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = _rows(store, "u")
-    assert sorted(rows) == ["caf\\xe9.png", "plain.png"]
+    assert sorted(rows) == ["caf\\x5cxe9.png", "caf\\xe9.png", "plain.png"]
     assert {r["status"] for r in rows.values()} == {"scored"}
     assert rows["caf\\xe9.png"]["digits"] == rows["plain.png"]["digits"] > 0
+    assert rows["caf\\x5cxe9.png"]["digits"] == 0
     # Read again by the name the batch keeps (as a CSV import of corrections does).
     assert read_input(str(folder), "caf\\xe9.png") == scan.read_bytes()
+    assert read_input(str(folder), "caf\\x5cxe9.png") == (folder / "caf\\xe9.png").read_bytes()
 
 
 def _cpu_s(pid: int) -> tuple[int, float]:
