@@ -56,7 +56,10 @@ DIGIT_ORDER = [("file", "ascending"), ("page", "ascending"), ("line", "ascending
 # Review crops and per-file commits are small objects: on S3 each is one request, so
 # several go at once.
 IO_THREADS = 8
-_REVIEW_KEY = re.compile(r"^(?P<slug>.+)-p\d+-l\d+(-d\d+)?-read\d*\.png$")
+_REVIEW_KEY = re.compile(r"^(?P<slug>.+)-p\d+-l\d+(-d\d+)?-read\d*(_[0-9a-f]{8})?\.png$")
+# A line's reading in its review crop's name, whole up to this many digits: a name stays
+# within what file systems allow (255 bytes), however much a reader reads in a line.
+KEY_DIGITS = 40
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -227,6 +230,8 @@ def review_key(batch_id: str, row: dict) -> str:
 
 def line_review_key(batch_id: str, name: str, page: int, line: int, text: str) -> str:
     """Key of the review crop of one line read whole (the line reader's)."""
+    if len(text) > KEY_DIGITS:
+        text = f"{text[:KEY_DIGITS]}_{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return f"{prefix(batch_id)}/review/{slug(name)}-p{page}-l{line}-read{text}.png"
 
 

@@ -438,3 +438,17 @@ def test_a_files_table_that_cannot_be_read_tells_no_sizes_and_stops_nothing(
     plan = batch.plan_batch(store, "b", str(folder), shard_size=4)
     assert (plan.shards, plan.already_done, plan.changed) == ([names[2:]], 2, [])
     assert "files.parquet cannot be read" in caplog.text
+
+
+def test_a_review_crop_is_named_within_what_file_systems_allow(tmp_path: Path) -> None:
+    """However much a reader reads in one line, and however long the file's name, the crop's
+    name stays under 255 bytes, stays apart from other readings, and is known as a crop."""
+    name = "é" * 120 + ".png"
+    long, other = "7" * 190, "7" * 189 + "1"
+    keys = [results.line_review_key("b", name, 3, 12, text) for text in (long, other, "12")]
+    leaves = [key.rsplit("/", 1)[1] for key in keys]
+    assert all(len(leaf.encode()) <= 255 for leaf in leaves) and len(set(keys)) == 3
+    assert all(results._REVIEW_KEY.match(leaf)["slug"] == results.slug(name) for leaf in leaves)
+    store = LocalStore(tmp_path / "store")
+    store.write_bytes(keys[0], b"crop")  # a name the local store can hold
+    assert store.exists(keys[0])
