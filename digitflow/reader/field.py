@@ -196,10 +196,12 @@ def prepare(grey: np.ndarray, dark: bool | None = None) -> Field:
     ink = ink_image(grey, dark)
     top, bottom, left, right = writing_box(ink)
     cut = crop(ink, top, bottom, left, right)
-    pixels = to_height(cut)
     x_scale = y_scale = cut.shape[0] / HEIGHT
-    if pixels.shape[1] > MAX_ASPECT * HEIGHT:
-        pixels = cv2.resize(pixels, (MAX_ASPECT * HEIGHT, HEIGHT), interpolation=cv2.INTER_AREA)
+    if round(cut.shape[1] / y_scale) <= MAX_ASPECT * HEIGHT:
+        pixels = to_height(cut)
+    else:  # squeezed in one step: a strip of millions of columns is never brought to height
+        squeezed = cv2.resize(cut, (MAX_ASPECT * HEIGHT, HEIGHT), interpolation=cv2.INTER_AREA)
+        pixels = np.clip(squeezed, 0.0, 1.0, out=squeezed)
         x_scale = cut.shape[1] / pixels.shape[1]
     return Field(pixels, float(left), float(top), x_scale, y_scale)
 
