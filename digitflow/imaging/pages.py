@@ -361,16 +361,19 @@ def _scale_wide(values: np.ndarray) -> np.ndarray:
     Scanners often store 10-, 12- or 14-bit samples in 16-bit files, so shifting right by
     8 would leave a 12-bit scan nearly black. Stretching to the min..max of each page
     would instead blow a blank page's noise up to full contrast, so the white point is
-    the smallest 2**bits - 1 that holds the brightest sample.
+    the smallest 2**bits - 1 that holds the page's bright samples: all but the brightest
+    thousandth, so that a hot pixel (a 12-bit scan's one sample at 65535, a float page's
+    one at 1.02) does not turn the page black; those few are clipped.
     """
     is_float = np.issubdtype(values.dtype, np.floating)
-    values = values.astype(np.float64)
     if is_float and not np.isfinite(values).all():
         raise _NotNumbers("it holds pixels that are no numbers (NaN or infinite): not a scan")
-    top = float(values.max()) if values.size else 0.0
+    values = values.astype(np.float32)  # 24 bits of precision: more than 8 bits need
+    top = float(np.percentile(values, 99.9)) if values.size else 0.0
     if is_float and top <= 1.0:
         white = 1.0
     else:
         white = float(2 ** max(8, int(np.ceil(np.log2(top + 1.0)))) - 1)
-    scaled = np.clip(values, 0.0, white) * (255.0 / white)
-    return np.rint(scaled).astype(np.uint8)
+    np.clip(values, 0.0, white, out=values)
+    values *= 255.0 / white
+    return np.rint(values, out=values).astype(np.uint8)

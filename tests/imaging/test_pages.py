@@ -127,6 +127,19 @@ def test_twelve_bit_data_in_a_sixteen_bit_file_is_not_darkened() -> None:
     assert pixels[5, -1] >= 250 and pixels[5, 0] == 0
 
 
+def test_a_hot_pixel_does_not_set_a_wide_page_s_white() -> None:
+    """One sample past the rest (a 12-bit scan's stuck pixel at 65535, a float page's at
+    1.02) is clipped; the page keeps the white of its other samples, not black paper."""
+    twelve = (ramp().astype(np.uint16) * 16).astype(np.uint16)
+    twelve[0, 0] = 65535
+    pixels = only_page(encode(Image.fromarray(twelve), "TIFF"), "scan.tif")
+    assert pixels[5, -1] >= 250 and pixels[5, 0] == 0 and pixels[0, 0] == 255
+    values = ramp().astype(np.float32) / 255.0
+    values[0, 0] = 1.02
+    pixels = only_page(encode(Image.fromarray(values, mode="F"), "TIFF"), "scan.tif")
+    assert pixels[5, -1] == 255 and pixels[5, 0] == 0
+
+
 def test_sixteen_bit_png_loads() -> None:
     image = Image.fromarray((ramp().astype(np.uint16) * 257).astype(np.uint16))
     pixels = only_page(encode(image, "PNG"))
