@@ -151,6 +151,16 @@ def _lines(
         return find_lines(again, "page")
 
 
+# More than a page of digits holds (an A4 page at 150 dpi packed edge to edge with digits
+# MNIST's size holds about 2,700 in 60 rows), or a file of many such pages: a pattern, a
+# halftone or a file made to multiply the work, whose results would fill the memory of the
+# process that holds a shard's files.
+MAX_PAGE_DIGITS = 4_000
+MAX_PAGE_LINES = 400
+MAX_FILE_DIGITS = 100_000
+MAX_FILE_LINES = 10_000  # 500 pages of 20 lines
+
+
 def _read_pages(
     result: FileDigits, pages: Iterable[Page], reading: Reading, whole: Callable[[], Page]
 ) -> list[np.ndarray]:
@@ -158,26 +168,53 @@ def _read_pages(
     ``whole``: the file's one page decoded whole, where it was decoded smaller."""
     arrays = []
     for page in pages:
+        if len(result.boxes) >= MAX_FILE_DIGITS or len(result.lines) >= MAX_FILE_LINES:
+            result.page_errors.append(f"{result.name} pages {page.index} and after: not read, as "
+                                      f"the pages before gave {MAX_FILE_DIGITS:,} digits or "
+                                      f"{MAX_FILE_LINES:,} lines, more than a file of scans "
+                                      "holds; split the file to read them")  # fmt: skip
+            break
         result.pages += 1
         if page.pixels is None:
             result.page_errors.append(page.error or f"{result.name} page {page.index}: unreadable")
             continue
         try:
-            if reading.reader == "line":
-                lines = _lines(page.pixels, page.scale, reading.layout, whole)
-                result.lines.extend((page.index, line) for line in lines)
-                # A page decoded smaller is a page, never a field of one digit.
-                if page.scale > 1 or not _may_be_lone(page.pixels, reading.layout, len(lines)):
-                    continue
-            boxes, digits = _digits(page.pixels, reading)
-            if reading.reader == "line" and len(boxes) != 1:
-                continue  # for lines, a field's digit is kept only if it is alone
+            found = _read_page(page, reading, whole)
         except Exception as exc:
             result.page_errors.append(_bug(f"{result.name} page {page.index}", exc))
             continue
+        lines, boxes, digits = found
+        if len(lines) > MAX_PAGE_LINES or len(boxes) > MAX_PAGE_DIGITS:
+            what = (
+                f"{len(lines):,} lines" if len(lines) > MAX_PAGE_LINES else f"{len(boxes):,} digits"
+            )
+            result.page_errors.append(f"{result.name} page {page.index}: {what}, more than a page "
+                                      "of digits holds: not read (a pattern, a halftone or a "
+                                      "photograph?)")  # fmt: skip
+            continue
+        result.lines.extend((page.index, line) for line in lines)
         result.boxes.extend((page.index, box) for box in boxes)
-        arrays.append(digits)
+        if digits is not None:
+            arrays.append(digits)
     return arrays
+
+
+def _read_page(
+    page: Page, reading: Reading, whole: Callable[[], Page]
+) -> tuple[list[LineImage], list[DigitBox], np.ndarray | None]:
+    """A page's lines (for the line reader) and digits (for the classifier: every digit;
+    for the line reader: a field's one digit alone, if it is alone)."""
+    assert page.pixels is not None
+    lines: list[LineImage] = []
+    if reading.reader == "line":
+        lines = _lines(page.pixels, page.scale, reading.layout, whole)
+        # A page decoded smaller is a page, never a field of one digit.
+        if page.scale > 1 or not _may_be_lone(page.pixels, reading.layout, len(lines)):
+            return lines, [], None
+    boxes, digits = _digits(page.pixels, reading)
+    if reading.reader == "line" and len(boxes) != 1:
+        return lines, [], None  # for lines, a field's digit is kept only if it is alone
+    return lines, boxes, digits
 
 
 def extract(data: bytes, name: str, reading: Reading = Reading()) -> FileDigits:

@@ -13,7 +13,7 @@ import pytest
 
 from digitflow.samples import load_mnist
 from digitflow.scoring import extract as extract_module
-from digitflow.scoring.extract import extract
+from digitflow.scoring.extract import Reading, extract
 from tests.scoring.files import bad_and_good, multipage_tiff, page, png
 
 CASES = bad_and_good()
@@ -207,3 +207,28 @@ def test_a_strip_of_millions_of_columns_is_read_in_bounded_memory(tmp_path: Path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert done.returncode == 0 and done.stdout.split() == ["scored", "None"], done.stderr
+
+
+def test_a_page_of_more_marks_than_a_page_of_digits_holds_is_not_read() -> None:
+    """A grid of thousands of small marks (a pattern, or a file made to multiply the work):
+    the page is refused with why, not turned into thousands of digits for the scoring
+    process to hold and write out."""
+    grid = np.full((1800, 1800), 255, np.uint8)
+    for y in range(20, 1780, 22):
+        for x in range(20, 1780, 16):
+            grid[y : y + 14, x : x + 3] = grid[y : y + 3, x : x + 8] = 0
+    result = extract(png(grid), "grid.png", Reading("classifier"))
+    assert result.status == "quarantined" and result.boxes == []
+    assert result.error is not None and "digits, more than a page of digits holds" in result.error
+
+
+def test_a_file_stops_giving_digits_past_what_a_file_of_scans_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(extract_module, "MAX_FILE_DIGITS", 6)  # pages of four digits each
+    result = extract(multipage_tiff([page()] * 4), "many.tif")
+    assert (result.status, result.pages, len(result.boxes)) == ("partial", 2, 8)
+    assert result.page_errors == [
+        "many.tif pages 2 and after: not read, as the pages before gave 6 digits or 10,000 "
+        "lines, more than a file of scans holds; split the file to read them"
+    ]
