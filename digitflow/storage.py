@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -109,6 +110,37 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+# Where a folder of the store is a link to another file system, an object is staged there,
+# beside it, under this name; listing leaves such names out.
+STAGING = ".digitflow-staging-"
+
+
+def _replace_across(staged: Path, target: Path) -> None:
+    """Put ``staged`` in place of ``target`` on another file system (a folder of the store
+    linked to another disk), as atomically: copied beside the target first, then renamed."""
+    near = target.with_name(f"{STAGING}{uuid.uuid4().hex}")
+    try:
+        with open(staged, "rb") as src, open(near, "xb") as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(near, target)
+    finally:
+        _discard(near)
+
+
+def _link_across(data: bytes, target: Path) -> None:
+    """Create ``target`` with ``data`` only if absent, on another file system than the
+    store's staging (a folder of the store linked to another disk): FileExistsError if it
+    is there."""
+    near = target.with_name(f"{STAGING}{uuid.uuid4().hex}")
+    try:
+        _write_durably(near, data)
+        os.link(near, target)
+    finally:
+        _discard(near)
+
+
 def _discard(tmp: Path) -> None:
     """Remove a staging file, if there is one. Quietly: on a read-only file system the
     unlink fails too, and must not hide why the write failed."""
@@ -142,7 +174,12 @@ class LocalStore(ObjectStore):
         try:
             yield tmp
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _replace_across(tmp, target)
         except OSError as exc:
             raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
         finally:
@@ -209,7 +246,12 @@ class LocalStore(ObjectStore):
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
-            os.link(tmp, target)
+            try:
+                os.link(tmp, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _link_across(data, target)
             return True
         except FileExistsError:
             raise PreconditionFailed(f"{self.uri_of(key)} already exists") from None
@@ -252,6 +294,7 @@ class LocalStore(ObjectStore):
                 skip = ".tmp" if top == self.root else None
                 dirnames[:] = [d for d in dirnames if d.startswith(start) and d != skip]
                 filenames = [name for name in filenames if name.startswith(start)]
+            filenames = [name for name in filenames if not name.startswith(STAGING)]
             keys += (name if rel == "." else f"{rel}/{name}" for name in filenames)
         return sorted(keys)
 

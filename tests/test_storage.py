@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -152,6 +153,35 @@ def test_local_store_not_writable_says_where(tmp_path: Path) -> None:
     store = LocalStore(blocker / "store")
     with pytest.raises(StoreError, match="not writable"):
         store.write_bytes("k", b"1")
+
+
+def test_a_folder_of_the_store_on_another_file_system_takes_every_write(
+    tmp_path: Path,
+) -> None:
+    """A store whose scoring/ is a link to another disk (here /dev/shm, a tmpfs): objects
+    are staged beside their place there, as a rename across file systems cannot be."""
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    away = Path(tempfile.mkdtemp(dir=other, prefix="digitflow-test-"))
+    try:
+        store = LocalStore(tmp_path / "store")
+        (tmp_path / "store").mkdir()
+        (tmp_path / "store" / "scoring").symlink_to(away)
+        store.write_bytes("scoring/b/a.bin", b"plain")
+        etag = store.write_bytes("scoring/b/batch.json", b"{}", if_absent=True)
+        with pytest.raises(PreconditionFailed):
+            store.write_bytes("scoring/b/batch.json", b"{}", if_absent=True)
+        store.write_bytes("scoring/b/batch.json", b"{1}", if_match=etag)
+        source = tmp_path / "big.bin"
+        source.write_bytes(b"x" * 1000)
+        store.put_file("scoring/b/big.bin", source)
+        assert store.read_bytes("scoring/b/batch.json") == b"{1}"
+        assert store.list("scoring/") == ["scoring/b/a.bin", "scoring/b/batch.json",
+                                          "scoring/b/big.bin"]  # fmt: skip
+        assert sorted(p.name for p in (away / "b").iterdir()) == ["a.bin", "batch.json", "big.bin"]
+    finally:
+        shutil.rmtree(away)
 
 
 def test_local_write_leaves_no_partial_object_on_failure(tmp_path: Path) -> None:
