@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from digitflow import collector, lifeline
@@ -38,8 +42,52 @@ START_TIMEOUT_S = 60.0  # Prefect's own PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT
 # A new database's first start migrates it and registers every block type: most of a
 # minute on 2 busy cores, so it is given longer.
 FIRST_START_TIMEOUT_S = 180.0
-PORT_IN_USE = 3  # uvicorn's exit code when its port was taken meanwhile
+# Prefect's own setting of how long to wait, which, where it is set, says it instead.
+TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+START_FAILED = 3  # uvicorn's exit code when it could not start (its port taken, or any other)
 DRAIN_TIMEOUT_S = 10.0  # the longest wait for the last logs and events to be sent
+
+
+def _ends_with(parent: int) -> Callable[[], None] | None:
+    """What the server's process runs before Prefect's server loads, so that it ends with the
+    command (``parent``) even when the command is killed before its lifeline watches: the
+    kernel sends it SIGTERM when the thread that started it ends (Linux). Only the main
+    thread's servers: one started by another thread would end with that thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)
+    if prctl is None:  # no Linux: the lifeline alone ends it
+        return None
+
+    def end_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it ended before the kernel was told
+            os._exit(1)
+
+    return end_with_parent
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _taken(port: int) -> bool:
+    """Whether another process listens on ``port`` now (a server that could not start for
+    another reason is not started again on another port)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _timeout() -> float | None:
+    """Prefect's own start-up timeout, where it is set (a number of seconds over 0)."""
+    try:
+        seconds = float(os.environ.get(TIMEOUT_SETTING, ""))
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _free_port() -> int:
@@ -78,7 +126,23 @@ def _database_state() -> tuple[Path, dict[str, object]] | None:
         packages = _app_dir().stat().st_mtime_ns
     except OSError:
         return None
-    return home / SETTLED, {"database": str(database), "inode": inode, "packages": packages}
+    record = {"database": str(database), "inode": inode, "packages": packages,
+              "schema": _schema(database)}  # fmt: skip
+    return home / SETTLED, record
+
+
+def _schema(database: Path) -> str | None:
+    """The version of Prefect's tables in the database (None: it has none), read without
+    Prefect: a database emptied or restored from a backup in place keeps its inode, not
+    its tables."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
 
 
 def _settled() -> bool:
@@ -127,7 +191,8 @@ class TemporaryServer:
         # group) stops the command, not the server it reports to while it stops: with the
         # server gone, the flow's last states wait on a minute of retries. The command's
         # exit, or its lifeline if it is killed, ends the server.
-        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_ends_with(os.getpid()))  # fmt: skip
 
     @property
     def api_url(self) -> str:
@@ -138,11 +203,11 @@ class TemporaryServer:
         """Return once the server answers its health check; DigitflowError if it cannot
         (within ``timeout_s``; None: ``START_TIMEOUT_S``, or longer on a new database)."""
         if timeout_s is None:
-            timeout_s = START_TIMEOUT_S if self.settled else FIRST_START_TIMEOUT_S
+            timeout_s = _timeout() or (START_TIMEOUT_S if self.settled else FIRST_START_TIMEOUT_S)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             code = self.process.poll()
-            if code == PORT_IN_USE:  # another process took the port since it was free
+            if code == START_FAILED and _taken(self.port):  # another process took the port
                 self.process = self._launch()
             elif code is not None:
                 break

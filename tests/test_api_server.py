@@ -4,12 +4,19 @@ quicker one (no migrations, no block registration) once that database has had on
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from digitflow import api_server
+from digitflow.errors import DigitflowError
 
 
 def block_types(server: api_server.TemporaryServer) -> list[str]:
@@ -61,6 +68,14 @@ def test_a_settled_database_starts_without_registering_blocks_again(
     for name in ("prefect.db-wal", "prefect.db-shm"):
         (tmp_path / name).unlink(missing_ok=True)
     assert not api_server._settled()
+    start(expect_settled=False).stop()
+    # Emptied in place (its inode kept, as a backup copied over it keeps it): not settled.
+    inode = (tmp_path / "prefect.db").stat().st_ino
+    with (tmp_path / "prefect.db").open("r+b") as database:
+        database.truncate(0)
+    for name in ("prefect.db-wal", "prefect.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    assert (tmp_path / "prefect.db").stat().st_ino == inode and not api_server._settled()
 
 
 def test_a_database_of_the_users_choosing_always_starts_in_full(
@@ -77,3 +92,88 @@ def test_a_database_of_the_users_choosing_always_starts_in_full(
         assert "local-file-system" in block_types(server)
     finally:
         server.stop()
+
+
+def test_a_server_that_cannot_start_is_not_started_again_and_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn exits 3 whenever it cannot start: on a Prefect home under a file as on a port
+    taken. Only a port taken is tried again (on another); otherwise the start fails at
+    once with the server's exit code, not after minutes of relaunches."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "file" / "home"))
+    server = api_server.TemporaryServer()
+    try:
+        with pytest.raises(DigitflowError, match="did not start \\(exit code 3"):
+            server.wait_ready(timeout_s=170)
+    finally:
+        server.stop()
+
+
+def test_a_port_taken_meanwhile_is_left_for_another_and_the_api_url_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digitflow.cli import server as cli_server
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(api_server, "_started", [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        free = api_server._free_port
+        monkeypatch.setattr(api_server, "_free_port", lambda: next(ports, None) or free())
+        cli_server.start_beside()
+        server = api_server.started()
+        try:
+            assert server.port != taken.getsockname()[1]
+            assert os.environ["PREFECT_API_URL"] == server.api_url
+        finally:
+            server.stop()
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+def test_prefects_own_start_up_timeout_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.setenv(api_server.TIMEOUT_SETTING, "0.5")  # a new database takes far longer
+    server = api_server.TemporaryServer()
+    try:
+        with pytest.raises(DigitflowError, match="did not answer within 0.5 s"):
+            server.wait_ready()
+    finally:
+        server.stop()
+
+
+def test_a_command_killed_as_it_starts_leaves_no_server_behind(tmp_path: Path) -> None:
+    """Killed before its lifeline watches (here: it never starts one), the command's server
+    is ended by the kernel, told at its start to end it with the command."""
+    script = (
+        "import time\n"
+        "from digitflow import api_server\n"
+        "print(api_server.TemporaryServer().process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    environ = {**os.environ, "PREFECT_HOME": str(tmp_path)}
+    command = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               text=True, env=environ)  # fmt: skip
+    assert command.stdout is not None
+    pid = int(command.stdout.readline())
+    command.kill()
+    command.wait(timeout=30)
+    for _ in range(300):
+        if not Path(f"/proc/{pid}").exists() or "Z" in _state(pid):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the server outlived the command that started it")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -53,6 +53,9 @@ def start_beside(*modules: str, prepare: Callable[[], None] | None = None) -> No
     refresh_global_settings_context()  # Prefect read its settings when it was imported
     _ready(modules, prepare)
     server.wait_ready()
+    if os.environ["PREFECT_API_URL"] != server.api_url:  # started again, on another port
+        os.environ["PREFECT_API_URL"] = server.api_url
+        refresh_global_settings_context()
 
 
 def _ready(modules: tuple[str, ...], prepare: Callable[[], None] | None) -> None:
