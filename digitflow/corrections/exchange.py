@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 from digitflow.corrections import items, record
 from digitflow.corrections.items import ReviewItem
-from digitflow.errors import DigitflowError, SourceError, UnreadableNow
+from digitflow.errors import DigitflowError, NotFoundError, SourceError, UnreadableNow
 from digitflow.scoring import commits
 from digitflow.scoring.extract import Reading, extract
 from digitflow.scoring.inputs import read_input
@@ -225,10 +225,12 @@ def _lines_of(
     try:
         data = read_input(batch.input, name, follow_outside_links)
     except UnreadableNow as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError | NotFoundError):
+            raise  # a link out of the folder, no permission: said as scoring says it
         raise SourceError(
-            f"{name} cannot be read again from {batch.input} (gone, or unreadable now): its "
-            "lines that were not sent to review are read from the batch's input. Put the file "
-            "back, or leave its rows out; nothing was imported"
+            f"{name} is no longer in {batch.input}: its lines that were not sent to review "
+            "are read again from the batch's input. Put the file back, or leave its rows "
+            "out; nothing was imported"
         ) from exc
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
         raise SourceError(

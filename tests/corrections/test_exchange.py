@@ -110,7 +110,7 @@ def test_a_file_replaced_or_gone_since_scoring_is_not_read_again(
         exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
     assert record.read_all(store) == []  # nothing was saved
     (folder / item.file).unlink()  # gone since: said so, and what to do
-    with pytest.raises(SourceError, match="cannot be read again from .* Put the file back"):
+    with pytest.raises(SourceError, match="is no longer in .* Put the file back"):
         exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
     shutil.copy(review_batch.folder / item.file, folder / item.file)  # the scan it read
     summary = exchange.import_csv(store, review_batch.batch_id, _write(tmp_path / "c.csv", rows))
