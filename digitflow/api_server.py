@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from digitflow import collector, lifeline
 from digitflow.errors import DigitflowError
@@ -68,6 +70,24 @@ def _ends_with(parent: int) -> Callable[[], None] | None:
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+def _home() -> Path:
+    """Prefect's home folder, as Prefect finds it."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def _first_start() -> IO[str] | None:
+    """Wait for other commands' first starts on this Prefect home to end, and hold its lock
+    until this one's ends (None where the home cannot hold one: its server says why)."""
+    home = _home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        lock = open(home / ".digitflow-first-start.lock", "a")  # noqa: SIM115 - held on
+    except OSError:
+        return None
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def _taken(port: int) -> bool:
@@ -119,7 +139,7 @@ def _database_state() -> tuple[Path, dict[str, object]] | None:
     (any install, upgrade or removal changes it)."""
     if any(name.endswith("DATABASE_CONNECTION_URL") for name in os.environ):
         return None  # a database of the user's choosing: its server starts in full
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    home = _home()
     database = home / "prefect.db"
     try:
         inode = database.stat().st_ino
@@ -173,6 +193,11 @@ class TemporaryServer:
 
     def __init__(self) -> None:
         self.settled = _settled()  # a full start has been made on this database
+        # A first start migrates the database: one at a time, as two that migrate it at once
+        # fail (a column added twice). Those that waited find it settled.
+        self._first = None if self.settled else _first_start()
+        if self._first is not None:
+            self.settled = _settled()
         self.process = self._launch()
         atexit.register(self.stop)  # before Prefect's own exit handlers: it runs after them
 
@@ -217,8 +242,10 @@ class TemporaryServer:
                     if not self.settled:  # its migrations and block types are done
                         _record_settled()
                         self.settled = True
+                    self._first_done()
                     return
             time.sleep(0.05)
+        self._first_done()
         code = self.process.poll()
         why = f"it did not answer within {timeout_s:g} s: is the machine very busy?"
         if code is not None:
@@ -228,8 +255,15 @@ class TemporaryServer:
             "server start` (or `make up`) and set PREFECT_API_URL"
         )
 
+    def _first_done(self) -> None:
+        """Let the next first start go (it finds the database settled, or starts it in full)."""
+        if self._first is not None:
+            self._first.close()  # and its lock with it
+            self._first = None
+
     def stop(self) -> None:
         """Send the flows' last logs and events, then end the server."""
+        self._first_done()
         send_pending()  # Prefect sends them at exit too, but after this: to a dead server
         if self.process.poll() is None:
             self.process.terminate()

@@ -177,3 +177,21 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_commands_started_at_once_on_a_new_database_all_start(tmp_path: Path) -> None:
+    """Three first starts at once on one new Prefect home: one migrates the database while
+    the others wait, then find it settled; none fails on a column added twice."""
+    script = (
+        "from digitflow import api_server\n"
+        "server = api_server.TemporaryServer()\n"
+        "server.wait_ready()\n"
+        "print('ready', server.settled, flush=True)\n"
+        "server.stop()\n"
+    )
+    environ = {**os.environ, "PREFECT_HOME": str(tmp_path)}
+    commands = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=environ)
+                for _ in range(3)]  # fmt: skip
+    answers = [command.communicate(timeout=600) for command in commands]
+    assert [out for out, _ in answers] == ["ready True\n"] * 3, [err[-2000:] for _, err in answers]
