@@ -137,9 +137,9 @@ def _database_state() -> tuple[Path, dict[str, object]] | None:
     """Where a full start is recorded, and what it records: Prefect's default database
     (none: nothing to record) and the installed packages, by their directory's change time
     (any install, upgrade or removal changes it)."""
-    if any(name.endswith("DATABASE_CONNECTION_URL") for name in os.environ):
-        return None  # a database of the user's choosing: its server starts in full
     home = _home()
+    if _chosen_database(home):
+        return None  # a database of the user's choosing: its server starts in full
     database = home / "prefect.db"
     try:
         inode = database.stat().st_ino
@@ -149,6 +149,25 @@ def _database_state() -> tuple[Path, dict[str, object]] | None:
     record = {"database": str(database), "inode": inode, "packages": packages,
               "schema": _schema(database)}  # fmt: skip
     return home / SETTLED, record
+
+
+def _chosen_database(home: Path) -> bool:
+    """Whether a database other than Prefect's default may be set: in the environment, or
+    in a file Prefect reads its settings from (its profiles, and ``prefect.toml``, ``.env``
+    or ``pyproject.toml`` in the working folder), read as text, without Prefect."""
+    if any(name.endswith("DATABASE_CONNECTION_URL") for name in os.environ):
+        return True
+    files = [home / "profiles.toml", Path("prefect.toml"), Path(".env"), Path("pyproject.toml")]
+    for path in files:
+        try:
+            text = path.read_text(errors="replace").upper()
+        except OSError:
+            continue
+        if path.name == "pyproject.toml" and "TOOL.PREFECT" not in text:
+            continue  # Prefect reads only its own table there
+        if "CONNECTION_URL" in text and "DATABASE" in text:  # as a name, or as a table's
+            return True
+    return False
 
 
 def _schema(database: Path) -> str | None:
@@ -183,9 +202,12 @@ def _record_settled() -> None:
         return
     path, record = state
     staged = path.with_name(f".{path.name}.{os.getpid()}")
-    with contextlib.suppress(OSError):  # a record not written costs a full start, no more
+    try:
         staged.write_text(json.dumps(record))
         staged.replace(path)
+    except OSError:  # a record not written costs a full start, no more
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
 
 
 class TemporaryServer:

@@ -86,6 +86,11 @@ def test_a_database_of_the_users_choosing_always_starts_in_full(
     api_server._record_settled()  # Prefect's default database is settled
     assert api_server._settled()
     database = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    # Set in Prefect's profile (`prefect config set`), not in the environment: never skipped.
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(f'[profiles.local]\nPREFECT_API_DATABASE_CONNECTION_URL = "{database}"\n')
+    assert not api_server._settled()
+    profiles.unlink()
     monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", database)
     server = start(expect_settled=False)
     try:
