@@ -15,7 +15,7 @@ import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -115,30 +115,24 @@ def _write_durably(path: Path, data: bytes) -> None:
 STAGING = ".digitflow-staging-"
 
 
-def _replace_across(staged: Path, target: Path) -> None:
-    """Put ``staged`` in place of ``target`` on another file system (a folder of the store
-    linked to another disk), as atomically: copied beside the target first, then renamed."""
-    near = target.with_name(f"{STAGING}{uuid.uuid4().hex}")
+def _put(place: Callable[[Path, Path], None], staged: Path, target: Path) -> None:
+    """``place`` (``os.replace``, or ``os.link`` to create only) the staged file at
+    ``target``: across file systems (a folder of the store linked to another disk) from a
+    copy made beside the target first, as atomically."""
     try:
-        with open(staged, "rb") as src, open(near, "xb") as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(near, target)
-    finally:
-        _discard(near)
-
-
-def _link_across(data: bytes, target: Path) -> None:
-    """Create ``target`` with ``data`` only if absent, on another file system than the
-    store's staging (a folder of the store linked to another disk): FileExistsError if it
-    is there."""
-    near = target.with_name(f"{STAGING}{uuid.uuid4().hex}")
-    try:
-        _write_durably(near, data)
-        os.link(near, target)
-    finally:
-        _discard(near)
+        place(staged, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        near = target.with_name(f"{STAGING}{uuid.uuid4().hex}")
+        try:
+            with open(staged, "rb") as src, open(near, "xb") as dst:
+                shutil.copyfileobj(src, dst, 8 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+            place(near, target)
+        finally:
+            _discard(near)
 
 
 def _discard(tmp: Path) -> None:
@@ -174,12 +168,7 @@ class LocalStore(ObjectStore):
         try:
             yield tmp
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                _replace_across(tmp, target)
+            _put(os.replace, tmp, target)
         except OSError as exc:
             raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
         finally:
@@ -246,12 +235,7 @@ class LocalStore(ObjectStore):
                 target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot write {self.uri_of(key)}: {exc}") from exc
-            try:
-                os.link(tmp, target)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                _link_across(data, target)
+            _put(os.link, tmp, target)
             return True
         except FileExistsError:
             raise PreconditionFailed(f"{self.uri_of(key)} already exists") from None
