@@ -139,14 +139,16 @@ def test_a_port_taken_meanwhile_is_left_for_another_and_the_api_url_follows(
             os.environ.pop("PREFECT_API_URL", None)
 
 
-def test_prefects_own_start_up_timeout_is_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("setting", "waited"), [("3", "3"), ("1", "2")])
+def test_prefects_own_start_up_timeout_is_waited_where_it_is_longer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, waited: str
 ) -> None:
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    monkeypatch.setenv(api_server.TIMEOUT_SETTING, "0.5")  # a new database takes far longer
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))  # a new database: far longer to start
+    monkeypatch.setattr(api_server, "FIRST_START_TIMEOUT_S", 2.0)
+    monkeypatch.setenv(api_server.TIMEOUT_SETTING, setting)
     server = api_server.TemporaryServer()
     try:
-        with pytest.raises(DigitflowError, match="did not answer within 0.5 s"):
+        with pytest.raises(DigitflowError, match=f"did not answer within {waited} s"):
             server.wait_ready()
     finally:
         server.stop()
