@@ -118,10 +118,13 @@ def test_a_server_that_cannot_start_is_not_started_again_and_again(
 def test_a_port_taken_meanwhile_is_left_for_another_and_the_api_url_follows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.context import refresh_global_settings_context
+
     from digitflow.cli import server as cli_server
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    refresh_global_settings_context()  # no API URL left by a command run in this process
     monkeypatch.setattr(api_server, "_started", [])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -137,6 +140,7 @@ def test_a_port_taken_meanwhile_is_left_for_another_and_the_api_url_follows(
         finally:
             server.stop()
             os.environ.pop("PREFECT_API_URL", None)
+            refresh_global_settings_context()  # and none to this server left for later tests
 
 
 @pytest.mark.parametrize(("setting", "waited"), [("3", "3"), ("1", "2")])
