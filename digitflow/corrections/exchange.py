@@ -29,6 +29,7 @@ import secrets
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -147,12 +148,19 @@ def _write_whole(path: Path, text: str) -> None:
         raise DigitflowError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-Row = tuple[int, str, int, int, str, str | None]  # number, file, page, line, digits, saved_at
+class Row(NamedTuple):
+    """One row of an imported CSV, checked."""
+
+    number: int  # as a spreadsheet numbers it
+    file: str
+    page: int
+    line: int
+    digits: str  # "" where none are given
+    saved_at: str | None  # None in a file without that column; "" where none was saved
 
 
 def _rows(path: Path) -> list[Row]:
-    """(row number, file, page, line, digits, saved_at) of each row, checked; saved_at is
-    None in a file without that column, "" where its row had no answer saved."""
+    """Each row of the file, checked."""
     try:  # read up to the limit: a pipe or a device says nothing of its size beforehand
         with path.open(encoding="utf-8-sig", newline="") as f:
             text = f.read(MAX_BYTES + 1)
@@ -213,7 +221,7 @@ def _row(path: Path, number: int, row: dict[str, str | None]) -> Row:
     if digits and digits != NOT_DIGITS:
         digits = record.check_digits(digits, "line", where)
     saved_at = (row[SAVED_AT] or "").strip() if SAVED_AT in row else None
-    return number, from_text(row["file"] or ""), page, line, digits, saved_at
+    return Row(number, from_text(row["file"] or ""), page, line, digits, saved_at)
 
 
 def _lines_of(
@@ -302,7 +310,7 @@ def import_csv(
         record.save(store, item, pixels, None if digits == NOT_DIGITS else digits, by)
     return ImportSummary(
         batch_id=batch_id, rows=len(rows), saved=len(todo), unchanged=unchanged,
-        unanswered=sum(1 for row in rows if not row[4]),
+        unanswered=sum(1 for row in rows if not row.digits),
         from_review=sum(1 for i, _, _ in todo if i.crop_key),
         read_again=sum(1 for i, _, _ in todo if not i.crop_key),
         not_digits=sum(1 for _, _, d in todo if d == NOT_DIGITS),
